@@ -1,0 +1,27 @@
+"""Sluice: every customer chat message answered within its SLA.
+
+The engine's public API::
+
+    from sluice import Queue, Worker, Job
+"""
+
+from sluice.errors import JobLostError, NonRetryableError, SluiceError
+from sluice.queue.job import Job, JobRecord
+from sluice.queue.queue import Completion, Enqueued, EnqueueRequest, Queue, Reservation
+from sluice.worker.runtime import Handler, Worker
+
+__all__ = [
+    "Completion",
+    "EnqueueRequest",
+    "Enqueued",
+    "Handler",
+    "Job",
+    "JobLostError",
+    "JobRecord",
+    "NonRetryableError",
+    "Queue",
+    "Reservation",
+    "SluiceError",
+    "Worker",
+]
+__version__ = "0.1.0"

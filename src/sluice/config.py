@@ -1,0 +1,390 @@
+"""Settings and profiles.
+
+Every knob of the origin note (docs/origin-queue-optimization.md) keeps its variable name and
+its default, so an operator's existing environment works unchanged. Two profiles exist:
+
+* ``optimized`` (QUEUE_OPTIMIZATION_ENABLED=true, the default): 10 slots, 30 jobs/s, pool on;
+* ``legacy`` (QUEUE_OPTIMIZATION_ENABLED=false): 3 slots, 10 jobs/s, no pool — the one-switch
+  rollback of the origin note.
+
+The profile only changes *defaults*: a variable set explicitly in the environment always wins,
+so an operator can roll back and still pin, say, WORKER_CONCURRENCY=5.
+
+A bad value must stop Sluice at startup with a message naming the variable, never a pydantic
+traceback naming a Python field: every failure is a :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+__all__ = [
+    "LEGACY_PROFILE",
+    "OPTIMIZED_PROFILE",
+    "ConfigError",
+    "Profile",
+    "Settings",
+    "load_settings",
+    "log_effective_profile",
+    "redact_url",
+]
+
+Profile = Literal["optimized", "legacy"]
+
+#: Defaults that depend on QUEUE_OPTIMIZATION_ENABLED, by environment variable.
+OPTIMIZED_PROFILE: Mapping[str, int | bool] = {
+    "WORKER_CONCURRENCY": 10,
+    "QUEUE_RATE_LIMIT": 30,
+    "REDIS_POOL_ENABLED": True,
+}
+LEGACY_PROFILE: Mapping[str, int | bool] = {
+    "WORKER_CONCURRENCY": 3,
+    "QUEUE_RATE_LIMIT": 10,
+    "REDIS_POOL_ENABLED": False,
+}
+
+_SECRET_NAME = re.compile(r"token|secret|key|password|passwd", re.IGNORECASE)
+_MASK = "***"
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Queue names end up inside a Redis Cluster hash tag `{name}`: braces would break the tag.
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+# The environment that the next Settings() reads; None means os.environ. A context variable
+# (not a global) so concurrent load_settings() calls in tests cannot see each other's maps.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("sluice_environ", default=None)
+
+
+class ConfigError(ValueError):
+    """A configuration value that Sluice refuses to start with.
+
+    ``variables`` names the offending environment variables so callers (CLI, tests) need not
+    parse the message.
+    """
+
+    def __init__(self, message: str, variables: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.variables = variables
+
+
+def _profile_default(variable: str) -> Any:
+    """Default factory reading QUEUE_OPTIMIZATION_ENABLED, which is validated first.
+
+    A factory (rather than rewriting fields after validation) keeps ``model_fields_set``
+    honest: it then holds exactly the variables the environment set.
+    """
+
+    def factory(data: dict[str, Any]) -> int | bool:
+        optimized = data.get("queue_optimization_enabled", True)
+        return (OPTIMIZED_PROFILE if optimized else LEGACY_PROFILE)[variable]
+
+    return factory
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ  # read by _load_env_vars, which the base __init__ calls
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            (key if self.case_sensitive else key.lower()): value
+            for key, value in self._environ.items()
+            if not (self.env_ignore_empty and value == "")
+        }
+
+
+class Settings(BaseSettings):
+    """Every setting of one Sluice process, named by its environment variable.
+
+    Frozen: live changes (concurrency, rate limit, profile) go through Redis, so that every
+    process sees them, never by mutating this object.
+    """
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True,  # the variable names are exactly those of the origin note
+        env_ignore_empty=True,  # `VAR=` in a .env file means "not set", not "invalid"
+        extra="ignore",
+        frozen=True,
+    )
+
+    # Validated first: the profile-dependent defaults below read it.
+    queue_optimization_enabled: bool = Field(True, validation_alias="QUEUE_OPTIMIZATION_ENABLED")
+
+    worker_concurrency: int = Field(
+        default_factory=_profile_default("WORKER_CONCURRENCY"),
+        ge=1,
+        validation_alias="WORKER_CONCURRENCY",
+    )
+    queue_rate_limit: int = Field(
+        default_factory=_profile_default("QUEUE_RATE_LIMIT"),
+        ge=0,
+        validation_alias="QUEUE_RATE_LIMIT",
+        description="jobs per second across all workers; 0 = unlimited",
+    )
+    redis_pool_enabled: bool = Field(
+        default_factory=_profile_default("REDIS_POOL_ENABLED"),
+        validation_alias="REDIS_POOL_ENABLED",
+    )
+
+    sla_warning_threshold_ms: int = Field(10_000, ge=0, validation_alias="SLA_WARNING_THRESHOLD")
+    sla_critical_threshold_ms: int = Field(30_000, ge=0, validation_alias="SLA_CRITICAL_THRESHOLD")
+
+    redis_pool_max_connections: int = Field(20, ge=1, validation_alias="REDIS_POOL_MAX_CONNECTIONS")
+    redis_pool_min_connections: int = Field(5, ge=0, validation_alias="REDIS_POOL_MIN_CONNECTIONS")
+    redis_pool_timeout_s: float = Field(
+        5.0, gt=0, allow_inf_nan=False, validation_alias="REDIS_POOL_TIMEOUT_S"
+    )
+    redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+
+    data_dir: Path | None = Field(None, validation_alias="SLUICE_DATA_DIR")
+    queue: str = Field("inbound", validation_alias="SLUICE_QUEUE")
+    lease_ms: int = Field(5_000, ge=1, validation_alias="SLUICE_LEASE_MS")
+    heartbeat_ms: int = Field(1_000, ge=1, validation_alias="SLUICE_HEARTBEAT_MS")
+    max_attempts: int = Field(5, ge=1, validation_alias="SLUICE_MAX_ATTEMPTS")
+    completed_retention_s: int = Field(
+        7 * 24 * 3600, ge=0, validation_alias="SLUICE_COMPLETED_RETENTION_S"
+    )
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, allow_inf_nan=False, validation_alias="SLUICE_SHUTDOWN_GRACE_S"
+    )
+    log_format: Literal["text", "json"] = Field("text", validation_alias="SLUICE_LOG_FORMAT")
+
+    def __init__(self, **values: Any) -> None:
+        """Build from init values and the environment; any problem is a ConfigError."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _to_config_error(exc) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only init values and the environment: no hidden .env or secrets-dir lookups."""
+        environ = _ENVIRON.get()
+        if environ is None:
+            return (init_settings, env_settings)
+        return (init_settings, _MappingEnvSource(settings_cls, environ))
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lowercase_log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("queue")
+    @classmethod
+    def _check_queue_name(cls, value: str) -> str:
+        if not _QUEUE_NAME.match(value):
+            raise ConfigError(
+                f"SLUICE_QUEUE ({value!r}) must be 1-100 characters of letters, digits, "
+                "'_', '.', ':' or '-' (it becomes part of Redis key names)",
+                ("SLUICE_QUEUE",),
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            scheme = urlsplit(value).scheme
+        except ValueError:
+            scheme = ""
+        if scheme not in _REDIS_SCHEMES:
+            raise ConfigError(
+                f"REDIS_URL ({redact_url(value)}) must start with redis://, rediss:// or unix://",
+                ("REDIS_URL",),
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> Settings:
+        if self.sla_warning_threshold_ms >= self.sla_critical_threshold_ms:
+            raise ConfigError(
+                f"SLA_WARNING_THRESHOLD ({self.sla_warning_threshold_ms}) must be lower than "
+                f"SLA_CRITICAL_THRESHOLD ({self.sla_critical_threshold_ms})",
+                ("SLA_WARNING_THRESHOLD", "SLA_CRITICAL_THRESHOLD"),
+            )
+        if self.redis_pool_min_connections > self.redis_pool_max_connections:
+            raise ConfigError(
+                f"REDIS_POOL_MIN_CONNECTIONS ({self.redis_pool_min_connections}) must not exceed "
+                f"REDIS_POOL_MAX_CONNECTIONS ({self.redis_pool_max_connections})",
+                ("REDIS_POOL_MIN_CONNECTIONS", "REDIS_POOL_MAX_CONNECTIONS"),
+            )
+        if self.heartbeat_ms >= self.lease_ms:
+            # A lease must be renewed before it runs out, or every job would be re-delivered.
+            raise ConfigError(
+                f"SLUICE_HEARTBEAT_MS ({self.heartbeat_ms}) must be lower than "
+                f"SLUICE_LEASE_MS ({self.lease_ms})",
+                ("SLUICE_HEARTBEAT_MS", "SLUICE_LEASE_MS"),
+            )
+        return self
+
+    @property
+    def profile(self) -> Profile:
+        """The profile whose defaults apply; explicit variables may still override it."""
+        return "optimized" if self.queue_optimization_enabled else "legacy"
+
+    @property
+    def explicit_variables(self) -> tuple[str, ...]:
+        """Variables that were set (environment or init), as opposed to defaulted."""
+        return tuple(sorted(_env_name(name) for name in self.model_fields_set))
+
+    def describe(self) -> dict[str, object]:
+        """Effective values keyed by variable, safe to log: secrets and URL passwords masked."""
+        summary: dict[str, object] = {"profile": self.profile}
+        for name in type(self).model_fields:
+            variable = _env_name(name)
+            summary[variable] = _loggable(variable, getattr(self, name))
+        summary["explicit"] = list(self.explicit_variables)
+        return summary
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (None: the process environment).
+
+    A mapping is read *instead of* os.environ, so tests and embedders get exactly what they
+    pass, whatever the surrounding shell exports.
+    """
+    with _reading(env):
+        return Settings()
+
+
+def log_effective_profile(settings: Settings, logger: logging.Logger) -> None:
+    """Log one line with the profile and effective values, so a rollback shows in the logs."""
+    summary = settings.describe()
+    explicit = summary.pop("explicit")
+    pairs = " ".join(f"{key}={_format(value)}" for key, value in summary.items())
+    logger.info(
+        "sluice config %s explicit=%s",
+        pairs,
+        ",".join(str(v) for v in explicit) if isinstance(explicit, list) and explicit else "-",
+        extra={"sluice_config": settings.describe()},
+    )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (userinfo or query string) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return _MASK  # unparseable: we cannot tell where a password would be
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    secret_query = any(_SECRET_NAME.search(key) for key, _ in pairs)
+    if password is None and not secret_query:
+        return url
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:{_MASK}@{hostinfo}"
+    query = parts.query
+    if secret_query:
+        masked = [(k, _MASK if _SECRET_NAME.search(k) else v) for k, v in pairs]
+        query = urlencode(masked, safe="*")
+    # Built by hand: urlunsplit drops the empty authority of unix:///path URLs.
+    redacted = f"{parts.scheme}://{netloc}{parts.path}"
+    redacted += f"?{query}" if query else ""
+    return redacted + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+@contextmanager
+def _reading(env: Mapping[str, str] | None) -> Iterator[None]:
+    token = _ENVIRON.set(None if env is None else dict(env))
+    try:
+        yield
+    finally:
+        _ENVIRON.reset(token)
+
+
+def _env_name(field_name: str) -> str:
+    alias = Settings.model_fields[field_name].validation_alias
+    return alias if isinstance(alias, str) else field_name.upper()
+
+
+def _field_by_env() -> dict[str, FieldInfo]:
+    return {_env_name(name): info for name, info in Settings.model_fields.items()}
+
+
+def _loggable(variable: str, value: object) -> object:
+    if value is None:
+        return None
+    if _SECRET_NAME.search(variable):
+        return _MASK
+    if variable == "REDIS_URL" and isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _format(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _to_config_error(exc: ValidationError) -> ConfigError:
+    """Rewrite pydantic's report in terms of environment variables."""
+    messages: list[str] = []
+    variables: list[str] = []
+    known = _field_by_env()
+    for error in exc.errors(include_url=False):
+        if error["type"] == "default_factory_not_called":
+            continue  # a profile default skipped because another variable is invalid: noise
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, ConfigError):
+            messages.append(str(cause))
+            variables.extend(cause.variables)
+            continue
+        loc = error["loc"]
+        variable = str(loc[0]) if loc else "configuration"
+        if variable not in known and variable in Settings.model_fields:
+            variable = _env_name(variable)
+        messages.append(_describe_error(variable, error))
+        variables.append(variable)
+    return ConfigError("; ".join(messages), tuple(dict.fromkeys(variables)))
+
+
+def _describe_error(variable: str, error: ErrorDetails) -> str:
+    shown = _MASK if _SECRET_NAME.search(variable) else repr(error["input"])
+    ctx = error.get("ctx", {})
+    kind = error["type"]
+    if kind == "greater_than_equal":
+        return f"{variable} ({shown}) must be at least {ctx['ge']}"
+    if kind == "greater_than":
+        return f"{variable} ({shown}) must be greater than {ctx['gt']}"
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return f"{variable} ({shown}) must be a whole number"
+    if kind in ("float_parsing", "float_type", "finite_number"):
+        return f"{variable} ({shown}) must be a finite number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{variable} ({shown}) must be true or false"
+    return f"{variable} ({shown}): {error['msg']}"

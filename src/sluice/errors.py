@@ -1,0 +1,18 @@
+"""Exceptions a handler or an embedding application can use or catch."""
+
+from __future__ import annotations
+
+
+class SluiceError(Exception):
+    """Base class of every error Sluice raises on purpose."""
+
+
+class NonRetryableError(SluiceError):
+    """Raised by a handler when retrying cannot help (bad input, a permanent refusal).
+
+    The job goes straight to the dead letters with this error, and its conversation moves on.
+    """
+
+
+class JobLostError(SluiceError):
+    """The worker's reservation of a job expired and another worker owns it now."""

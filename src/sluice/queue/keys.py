@@ -1,0 +1,73 @@
+"""Redis key layout of one queue.
+
+Every key of a queue starts with ``sluice:{name}:``; the braces are a Redis Cluster hash
+tag, so a whole queue lives in one slot and every Lua script may touch all of its keys.
+The fixed keys are passed to every script in one vector (documented in
+``lua/lib/core.lua``); per-job and per-lane keys are derived from the prefix inside Lua.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_VALID_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+FIXED_KEYS = (
+    "ready",
+    "delayed",
+    "inflight",
+    "active",
+    "waiting",
+    "dead",
+    "completed",
+    "meta",
+    "rate",
+    "wake",
+    "events",
+    "seq",
+)
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Names of one queue's keys, in the order the Lua scripts expect them."""
+
+    name: str
+    prefix: str = field(init=False)
+    vector: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not _VALID_NAME.match(self.name):
+            raise ValueError(
+                f"queue name {self.name!r} must be 1-100 characters of letters, digits, "
+                "'_', '.', ':' or '-'"
+            )
+        prefix = f"sluice:{{{self.name}}}:"
+        object.__setattr__(self, "prefix", prefix)
+        object.__setattr__(self, "vector", tuple(prefix + k for k in FIXED_KEYS))
+
+    def __getattr__(self, item: str) -> str:
+        # Only reached for names that are not real attributes: the fixed key names.
+        if item in FIXED_KEYS:
+            return self.prefix + item
+        raise AttributeError(item)
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def lane(self, conversation: str) -> str:
+        return f"{self.prefix}lane:{conversation}"
+
+    def dedupe(self, message_id: str) -> str:
+        return f"{self.prefix}dedupe:{message_id}"
+
+    def stats(self, unix_second: int) -> str:
+        return f"{self.prefix}stats:{unix_second}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}"
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + "workers"

@@ -1,0 +1,27 @@
+-- counts.lua: one consistent snapshot of the queue's sizes.
+--
+-- KEYS: the queue key vector (lib/core.lua).
+-- ARGV: 1 prefix, 2 completed-job retention (ms)
+-- Returns {waiting, active, delayed, dead, completed, paused, oldest waiting age (ms),
+-- ready lanes}.
+--!include lib/core.lua
+
+local now = now_ms()
+local delayed = redis.call('ZCARD', K_DELAYED)
+local oldest = redis.call('ZRANGE', K_WAITING, 0, 0, 'WITHSCORES')
+local age = 0
+if #oldest > 0 then
+  age = math.max(0, math.floor(now - tonumber(oldest[2])))
+end
+local paused = 0
+if redis.call('HGET', K_META, 'paused') == '1' then paused = 1 end
+return {
+  redis.call('ZCARD', K_WAITING) - delayed,
+  redis.call('ZCARD', K_ACTIVE),
+  delayed,
+  redis.call('ZCARD', K_DEAD),
+  redis.call('ZCOUNT', K_COMPLETED, now - tonumber(ARGV[2]), '+inf'),
+  paused,
+  age,
+  redis.call('ZCARD', K_READY),
+}

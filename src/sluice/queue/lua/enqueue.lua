@@ -1,0 +1,44 @@
+-- enqueue.lua: add one message to the tail of its conversation's lane.
+--
+-- KEYS: the queue key vector (lib/core.lua).
+-- ARGV: 1 prefix, 2 message id ('' = none), 3 conversation key, 4 payload (JSON),
+--       5 priority class, 6 SLA target of the class (ms), 7 max attempts,
+--       8 dedupe record TTL (ms), 9 n hop pairs, then n x (hop name, epoch ms)
+-- Returns {job id, 1} for a new job, {first job id, 0} for a duplicate message id.
+--!include lib/core.lua
+
+local msg_id, key, payload = ARGV[2], ARGV[3], ARGV[4]
+local dedupe_key = PREFIX .. 'dedupe:' .. msg_id
+if msg_id ~= '' then
+  local first = redis.call('GET', dedupe_key)
+  if first then
+    return {first, 0}
+  end
+end
+
+local now = now_ms()
+local id = tostring(redis.call('INCR', K_SEQ))
+if msg_id ~= '' then
+  redis.call('SET', dedupe_key, id, 'PX', ARGV[8])
+end
+
+local fields = {'id', id, 'key', key, 'payload', payload, 'prio', ARGV[5], 'target', ARGV[6],
+  'max', ARGV[7], 'attempt', 0, 'state', 'waiting', 'mid', msg_id, 'h:enqueued', fmt(now)}
+local nhops = tonumber(ARGV[9])
+for h = 0, nhops - 1 do
+  fields[#fields + 1] = 'h:' .. ARGV[10 + 2 * h]
+  fields[#fields + 1] = ARGV[11 + 2 * h]
+end
+local jk = job_key(id)
+redis.call('HSET', jk, unpack(fields))
+redis.call('ZADD', K_WAITING, now, id)
+
+-- A lane that was empty and idle becomes ready now; otherwise its running job's end (or
+-- its retry) will make the next head ready, so order within the conversation holds.
+if redis.call('RPUSH', lane_key(key), id) == 1 and redis.call('HEXISTS', K_INFLIGHT, key) == 0 then
+  make_ready(key, now)
+  wake(1)
+end
+count('enqueued', 1, now)
+emit('enqueued', id, key)
+return {id, 1}

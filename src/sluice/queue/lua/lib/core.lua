@@ -1,0 +1,252 @@
+-- lib/core.lua: helpers shared by every Sluice script. It is included textually at the top
+-- of each script by sluice.queue.scripts (a line "--!include lib/core.lua"), so every
+-- script still runs as ONE atomic EVALSHA.
+--
+-- KEYS, the same vector for every script (built by sluice.queue.keys.QueueKeys):
+--   1 ready      ZSET  conversation key -> deadline (ms): lanes whose head job may start
+--   2 delayed    ZSET  conversation key -> ms at which its head (a retry) may start again
+--   3 inflight   HASH  conversation key -> id of the one job of that lane now running
+--   4 active     ZSET  job id -> lease expiry (ms)
+--   5 waiting    ZSET  job id -> enqueued at (ms): every job still sitting in a lane
+--   6 dead       ZSET  job id -> dead-lettered at (ms)
+--   7 completed  ZSET  job id -> completed at (ms), trimmed to the retention
+--   8 meta       HASH  paused, rate_limit, concurrency (live settings shared by all workers)
+--   9 rate       ZSET  job starts of the last second (the global sliding-window limit)
+--  10 wake       LIST  wake-up tokens for idle workers blocked in BLPOP
+--  11 events     STREAM capped log of every transition
+--  12 seq        STRING job id counter
+-- ARGV[1] is always the key prefix "sluice:{queue}:". Per-job and per-lane keys are built
+-- from it (job:<id>, lane:<key>, dedupe:<message id>, stats:<unix second>); the prefix
+-- carries the queue's hash tag, so every key lives in the same cluster slot.
+--
+-- Times are milliseconds since the epoch from the Redis server clock (TIME), so every
+-- worker process on every host agrees on one clock for leases, deadlines and the rate limit.
+
+local K_READY, K_DELAYED, K_INFLIGHT, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_WAITING, K_DEAD, K_COMPLETED, K_META = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_RATE, K_WAKE, K_EVENTS, K_SEQ = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local PREFIX = ARGV[1]
+
+local EVENTS_MAXLEN = 10000 -- approximate cap of the event stream
+local WAKE_MAX = 32          -- more tokens than idle workers only cause empty wake-ups
+local STATS_TTL_S = 7200     -- per-second counters are kept two hours
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+
+-- Lua's tostring keeps 14 digits, too few for epoch milliseconds with a fraction.
+local function fmt(x)
+  return string.format('%.3f', x)
+end
+
+local function job_key(id)
+  return PREFIX .. 'job:' .. id
+end
+
+local function lane_key(key)
+  return PREFIX .. 'lane:' .. key
+end
+
+local function emit(kind, id, key, info)
+  if info then
+    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+      'type', kind, 'job', id or '', 'key', key or '', 'info', info)
+  else
+    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+      'type', kind, 'job', id or '', 'key', key or '')
+  end
+end
+
+local function count(field, n, now)
+  if n == 0 then return end
+  local k = PREFIX .. 'stats:' .. math.floor(now / 1000)
+  redis.call('HINCRBY', k, field, n)
+  redis.call('EXPIRE', k, STATS_TTL_S)
+end
+
+local function wake(n)
+  if n <= 0 then return end
+  if n > WAKE_MAX then n = WAKE_MAX end
+  for _ = 1, n do
+    redis.call('LPUSH', K_WAKE, '1')
+  end
+  redis.call('LTRIM', K_WAKE, 0, WAKE_MAX - 1)
+end
+
+-- The lane's head becomes eligible now: its deadline is its class's SLA target from now
+-- (earliest deadline first across conversations). Returns true if the lane has a head.
+local function make_ready(key, now)
+  local head = redis.call('LINDEX', lane_key(key), 0)
+  if not head then return false end
+  local jk = job_key(head)
+  local deadline = now + tonumber(redis.call('HGET', jk, 'target'))
+  redis.call('HSET', jk, 'deadline', fmt(deadline), 'eligible', fmt(now))
+  redis.call('ZADD', K_READY, deadline, key)
+  return true
+end
+
+-- A retried or recovered job keeps the deadline it already had: its customer has been
+-- waiting since then, so it must not queue behind later arrivals.
+local function ready_again(key, jk)
+  redis.call('ZADD', K_READY, tonumber(redis.call('HGET', jk, 'deadline')), key)
+end
+
+-- The running job of a lane has ended (completed or dead): the lane moves on.
+local function advance_lane(key, id, now)
+  if redis.call('HGET', K_INFLIGHT, key) == id then
+    redis.call('HDEL', K_INFLIGHT, key)
+  end
+  if make_ready(key, now) then wake(1) end
+end
+
+-- Move a job to the dead-letter set and let its conversation move on.
+local function bury(id, key, err, now)
+  local jk = job_key(id)
+  redis.call('HSET', jk, 'state', 'dead', 'err', err, 'h:dead', fmt(now))
+  redis.call('HDEL', jk, 'token')
+  redis.call('PERSIST', jk)
+  redis.call('ZADD', K_DEAD, now, id)
+  count('dead', 1, now)
+  emit('dead', id, key, err)
+  advance_lane(key, id, now)
+end
+
+-- Put a reserved job back at the head of its lane (its deadline unchanged).
+local function requeue_head(id, key, now)
+  local jk = job_key(id)
+  redis.call('HSET', jk, 'state', 'waiting')
+  redis.call('HDEL', jk, 'token')
+  redis.call('LPUSH', lane_key(key), id)
+  if redis.call('HGET', K_INFLIGHT, key) == id then
+    redis.call('HDEL', K_INFLIGHT, key)
+  end
+  redis.call('ZADD', K_WAITING, tonumber(redis.call('HGET', jk, 'h:enqueued')), id)
+end
+
+-- Leases that ran out belong to workers that died or stalled: their jobs go back to the
+-- head of their lanes (attempt + 1 was already counted when they were reserved), or to
+-- the dead letters when that was the last attempt.
+local function recover_expired(now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', K_ACTIVE, id)
+    local jk = job_key(id)
+    local key, attempt, max = unpack(redis.call('HMGET', jk, 'key', 'attempt', 'max'))
+    if key then
+      if tonumber(attempt) >= tonumber(max) then
+        bury(id, key, 'lease expired on the last attempt (' .. attempt .. ')', now)
+      else
+        requeue_head(id, key, now)
+        redis.call('HSET', jk, 'err', 'lease expired')
+        ready_again(key, jk)
+        count('recovered', 1, now)
+        emit('recovered', id, key)
+      end
+    end
+  end
+  if #ids > 0 then wake(#ids) end
+end
+
+-- Lanes whose retry backoff has passed become ready again.
+local function promote_delayed(now)
+  local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, 100)
+  for _, key in ipairs(due) do
+    redis.call('ZREM', K_DELAYED, key)
+    local head = redis.call('LINDEX', lane_key(key), 0)
+    if head then
+      local jk = job_key(head)
+      redis.call('HSET', jk, 'state', 'waiting')
+      ready_again(key, jk)
+    end
+  end
+end
+
+-- How long an idle worker may block before something is due (a delayed retry): 0 = nothing.
+local function next_due(now)
+  local first = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  if #first == 0 then return 0 end
+  return math.max(1, math.ceil(tonumber(first[2]) - now))
+end
+
+-- Reserve up to `want` jobs: one per ready lane, earliest deadline first, within the
+-- global rate limit. Returns {status, retry_after_ms, job...} where status is 'ok',
+-- 'paused' or 'rate' and each job is its HGETALL field list.
+local function reserve(want, lease_ms, worker, default_rate, guard_ms, now)
+  if redis.call('HGET', K_META, 'paused') == '1' then
+    return {'paused', 0}
+  end
+  promote_delayed(now)
+  if want <= 0 then
+    return {'ok', 0}
+  end
+  local rate = tonumber(redis.call('HGET', K_META, 'rate_limit') or default_rate)
+  local allow = want
+  local window = 1000 + guard_ms
+  if rate > 0 then
+    redis.call('ZREMRANGEBYSCORE', K_RATE, '-inf', now - window)
+    local used = redis.call('ZCARD', K_RATE)
+    if used >= rate then
+      local oldest = redis.call('ZRANGE', K_RATE, 0, 0, 'WITHSCORES')
+      return {'rate', math.max(1, math.ceil(tonumber(oldest[2]) + window - now))}
+    end
+    allow = math.min(want, rate - used)
+  end
+  local popped = redis.call('ZPOPMIN', K_READY, allow)
+  local out = {'ok', 0}
+  local started = 0
+  for i = 1, #popped, 2 do
+    local key = popped[i]
+    local id = redis.call('LPOP', lane_key(key))
+    if id then
+      local jk = job_key(id)
+      local token = redis.call('HINCRBY', jk, 'rsv', 1)
+      redis.call('HINCRBY', jk, 'attempt', 1)
+      redis.call('HSET', jk, 'state', 'active', 'h:reserved', fmt(now), 'worker', worker,
+        'token', token)
+      redis.call('HSET', K_INFLIGHT, key, id)
+      redis.call('ZADD', K_ACTIVE, now + lease_ms, id)
+      redis.call('ZREM', K_WAITING, id)
+      if rate > 0 then
+        redis.call('ZADD', K_RATE, now, id .. ':' .. token)
+      end
+      emit('reserved', id, key, worker)
+      out[#out + 1] = redis.call('HGETALL', jk)
+      started = started + 1
+    end
+  end
+  count('reserved', started, now)
+  if started == 0 then
+    out[2] = next_due(now)
+  end
+  return out
+end
+
+-- Complete one reserved job; false when the caller's reservation is no longer valid
+-- (its lease expired and the job was handed to another worker). Marks are hop name /
+-- time pairs read from ARGV starting at `at`.
+local function complete(id, token, at, nmarks, retention_ms, now)
+  local jk = job_key(id)
+  local key, tok, state = unpack(redis.call('HMGET', jk, 'key', 'token', 'state'))
+  if state ~= 'active' or tok ~= token then
+    return false
+  end
+  redis.call('ZREM', K_ACTIVE, id)
+  local fields = {'state', 'completed', 'h:completed', fmt(now)}
+  for m = 0, nmarks - 1 do
+    fields[#fields + 1] = 'h:' .. ARGV[at + 2 * m]
+    fields[#fields + 1] = ARGV[at + 2 * m + 1]
+  end
+  redis.call('HSET', jk, unpack(fields))
+  redis.call('HDEL', jk, 'token')
+  if retention_ms > 0 then
+    redis.call('PEXPIRE', jk, retention_ms)
+    redis.call('ZADD', K_COMPLETED, now, id)
+  else
+    redis.call('DEL', jk)
+  end
+  emit('completed', id, key)
+  advance_lane(key, id, now)
+  return true
+end

@@ -1,0 +1,21 @@
+-- pause.lua: stop (ARGV[2] = '1') or restart ('0') new job starts for every worker.
+-- Running jobs finish. Resuming wakes idle workers at once.
+--
+-- KEYS: the queue key vector (lib/core.lua).
+-- ARGV: 1 prefix, 2 '1' pause | '0' resume
+-- Returns 1 when the state changed, 0 when it already was so.
+--!include lib/core.lua
+
+local was = redis.call('HGET', K_META, 'paused') == '1'
+local want = ARGV[2] == '1'
+redis.call('HSET', K_META, 'paused', ARGV[2])
+if was == want then
+  return 0
+end
+if want then
+  emit('paused')
+else
+  emit('resumed')
+  wake(WAKE_MAX)
+end
+return 1

@@ -1,0 +1,22 @@
+-- purge_dead.lua: delete dead letters for good: the ids given, or all when none are given.
+--
+-- KEYS: the queue key vector (lib/core.lua).
+-- ARGV: 1 prefix, then job ids (none = every dead letter)
+-- Returns how many were deleted.
+--!include lib/core.lua
+
+local ids = {}
+if #ARGV > 1 then
+  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  ids = redis.call('ZRANGE', K_DEAD, 0, -1)
+end
+local purged = 0
+for _, id in ipairs(ids) do
+  if redis.call('ZREM', K_DEAD, id) == 1 then
+    redis.call('DEL', job_key(id))
+    purged = purged + 1
+  end
+end
+if purged > 0 then emit('dead_purged', nil, nil, tostring(purged)) end
+return purged

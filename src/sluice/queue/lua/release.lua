@@ -1,0 +1,25 @@
+-- release.lua: a worker shutting down hands back jobs it could not finish. They return to
+-- the head of their lanes with their deadline and without an attempt penalty.
+--
+-- KEYS: the queue key vector (lib/core.lua).
+-- ARGV: 1 prefix, 2 n, then n x (job id, reservation token)
+-- Returns how many were handed back.
+--!include lib/core.lua
+
+local now = now_ms()
+local released = 0
+for i = 0, tonumber(ARGV[2]) - 1 do
+  local id, token = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
+  local jk = job_key(id)
+  local key, tok, state = unpack(redis.call('HMGET', jk, 'key', 'token', 'state'))
+  if state == 'active' and tok == token then
+    redis.call('ZREM', K_ACTIVE, id)
+    redis.call('HINCRBY', jk, 'attempt', -1)
+    requeue_head(id, key, now)
+    ready_again(key, jk)
+    emit('released', id, key)
+    released = released + 1
+  end
+end
+wake(released)
+return released

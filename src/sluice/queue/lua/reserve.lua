@@ -1,0 +1,18 @@
+-- reserve.lua: give a worker up to N jobs for its free slots.
+--
+-- Recovers expired leases first (so a dead worker's jobs come back even when only idle
+-- workers are polling), then reserves one job per ready lane, earliest deadline first,
+-- within the global rate limit and unless the queue is paused.
+--
+-- KEYS: the queue key vector (lib/core.lua).
+-- ARGV: 1 prefix, 2 N wanted, 3 lease (ms), 4 worker id, 5 default rate limit (jobs/s,
+--       0 = unlimited; the live value in meta.rate_limit wins), 6 rate guard (ms added to
+--       the 1 s window to absorb dispatch jitter), 7 max leases to recover in this call
+-- Returns {status, retry_after_ms, job fields...}: status 'ok' | 'paused' | 'rate';
+-- retry_after is when the rate window frees a start, or the next delayed retry is due.
+--!include lib/core.lua
+
+local now = now_ms()
+recover_expired(now, tonumber(ARGV[7]))
+return reserve(tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]),
+  tonumber(ARGV[6]), now)

@@ -1,0 +1,26 @@
+-- retry_dead.lua: give a dead-lettered job a fresh set of attempts at the tail of its lane
+-- (its conversation has moved on meanwhile, so it queues as a new arrival).
+--
+-- KEYS: the queue key vector (lib/core.lua).
+-- ARGV: 1 prefix, 2 job id
+-- Returns 1 when the job was requeued, 0 when it is not a dead letter.
+--!include lib/core.lua
+
+local id = ARGV[2]
+if redis.call('ZREM', K_DEAD, id) == 0 then
+  return 0
+end
+local now = now_ms()
+local jk = job_key(id)
+local key = redis.call('HGET', jk, 'key')
+if not key then
+  return 0
+end
+redis.call('HSET', jk, 'state', 'waiting', 'attempt', 0, 'h:retried', fmt(now))
+redis.call('ZADD', K_WAITING, tonumber(redis.call('HGET', jk, 'h:enqueued')), id)
+if redis.call('RPUSH', lane_key(key), id) == 1 and redis.call('HEXISTS', K_INFLIGHT, key) == 0 then
+  make_ready(key, now)
+  wake(1)
+end
+emit('dead_retried', id, key)
+return 1

@@ -1,0 +1,418 @@
+"""The public face of the engine: enqueue, inspect and control one queue.
+
+Every state change is one Lua script (see ``lua/``); this module only shapes arguments
+and results. Workers use the lower-level :meth:`Queue.reserve`, :meth:`Queue.complete`,
+:meth:`Queue.fail`, :meth:`Queue.extend` and :meth:`Queue.release`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+
+from sluice.queue.job import Job, JobRecord
+from sluice.queue.keys import QueueKeys
+from sluice.queue.priority import DEFAULT_TARGETS_MS, target_ms
+from sluice.queue.scripts import Scripts
+
+DAY_S = 86_400
+DEFAULT_LEASE_MS = 5_000
+DEFAULT_RATE_GUARD_MS = 10
+RECOVER_PER_CALL = 50
+
+ReserveStatus = Literal["ok", "paused", "rate"]
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueRequest:
+    """One message for :meth:`Queue.enqueue_many`."""
+
+    key: str
+    payload: Any
+    id: str | None = None
+    priority: str = "normal"
+    hops: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What enqueue did: the job id, and whether the message id had been seen before."""
+
+    job_id: str
+    duplicate: bool
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Jobs handed to a worker, or why none were (paused, rate-limited, nothing ready)."""
+
+    status: ReserveStatus
+    retry_after_ms: int
+    jobs: list[Job] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished job as the worker acknowledges it."""
+
+    job_id: str
+    token: str
+    marks: Mapping[str, float]
+
+
+class Queue:
+    """A Redis-backed queue of conversation lanes.
+
+    ``Queue("inbound", url="redis://127.0.0.1:6379/0")`` opens its own client;
+    ``Queue("inbound", redis=client)`` shares one (the process pool). Lanes keep each
+    conversation's messages in order with at most one in flight; across conversations
+    the earliest deadline goes first.
+    """
+
+    def __init__(
+        self,
+        name: str = "inbound",
+        *,
+        url: str | None = None,
+        redis: aioredis.Redis | None = None,
+        priorities: Mapping[str, int] | None = None,
+        max_attempts: int = 5,
+        completed_retention_s: float = 7 * DAY_S,
+        dedupe_ttl_s: float = DAY_S,
+    ) -> None:
+        if (url is None) == (redis is None):
+            raise ValueError("pass exactly one of url= or redis=")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        self.name = name
+        self.keys = QueueKeys(name)
+        self._owns_client = redis is None
+        self.redis: aioredis.Redis = (
+            redis if redis is not None else aioredis.Redis.from_url(str(url))
+        )
+        self.priorities: Mapping[str, int] = dict(priorities or DEFAULT_TARGETS_MS)
+        self.max_attempts = max_attempts
+        self.completed_retention_ms = int(completed_retention_s * 1000)
+        self.dedupe_ttl_ms = int(dedupe_ttl_s * 1000)
+        self.scripts = Scripts(self.redis)
+        self._kv: tuple[str, ...] = self.keys.vector
+        self._prefix = self.keys.prefix
+
+    async def close(self) -> None:
+        """Close the client if this queue opened it."""
+        if self._owns_client:
+            await self.redis.aclose()
+
+    async def __aenter__(self) -> Queue:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------- producers
+
+    def _enqueue_args(
+        self,
+        key: str,
+        payload: Any,
+        message_id: str | None,
+        priority: str,
+        hops: Mapping[str, float] | None,
+        max_attempts: int | None,
+    ) -> list[Any]:
+        if not key:
+            raise ValueError("conversation key must be a non-empty string")
+        target = target_ms(priority, self.priorities)
+        attempts = self.max_attempts if max_attempts is None else max_attempts
+        if attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {attempts}")
+        body = json.dumps(payload, separators=(",", ":"))
+        args: list[Any] = [
+            self._prefix,
+            message_id or "",
+            key,
+            body,
+            priority,
+            target,
+            attempts,
+            self.dedupe_ttl_ms,
+            len(hops) if hops else 0,
+        ]
+        if hops:
+            for name, at in hops.items():
+                if not name or ":" in name:
+                    raise ValueError(f"hop name {name!r} must be non-empty and contain no ':'")
+                args.append(name)
+                args.append(f"{at:.3f}")
+        return args
+
+    async def add(
+        self,
+        key: str,
+        payload: Any,
+        *,
+        id: str | None = None,
+        priority: str = "normal",
+        hops: Mapping[str, float] | None = None,
+        max_attempts: int | None = None,
+    ) -> Enqueued:
+        """Enqueue and say whether the message id was a duplicate (intake needs to know)."""
+        args = self._enqueue_args(key, payload, id, priority, hops, max_attempts)
+        job_id, created = await self.scripts.enqueue(self._kv, args)
+        return Enqueued(job_id.decode(), duplicate=not created)
+
+    async def enqueue(
+        self,
+        key: str,
+        payload: Any,
+        *,
+        id: str | None = None,
+        priority: str = "normal",
+        hops: Mapping[str, float] | None = None,
+        max_attempts: int | None = None,
+    ) -> str:
+        """Add a message to the tail of conversation ``key``; returns its job id.
+
+        With ``id`` (the source's message id) enqueue is idempotent for a day: a
+        duplicate returns the first job's id and adds nothing.
+        """
+        result = await self.add(
+            key, payload, id=id, priority=priority, hops=hops, max_attempts=max_attempts
+        )
+        return result.job_id
+
+    async def enqueue_many(self, requests: Iterable[EnqueueRequest]) -> list[str]:
+        """Enqueue many messages in one pipelined round trip (each still atomic)."""
+        arg_lists = [
+            self._enqueue_args(r.key, r.payload, r.id, r.priority, r.hops, None) for r in requests
+        ]
+        if not arg_lists:
+            return []
+        script = self.scripts.enqueue
+        await self.redis.script_load(script.script)
+        pipe = self.redis.pipeline(transaction=False)
+        nkeys = len(self._kv)
+        for args in arg_lists:
+            pipe.evalsha(script.sha, nkeys, *self._kv, *args)
+        results = await pipe.execute()
+        return [job_id.decode() for job_id, _ in results]
+
+    # ---------------------------------------------------------------- control
+
+    async def pause(self) -> bool:
+        """Stop new starts on every worker (running jobs finish). True if it changed."""
+        return bool(await self.scripts.pause(self._kv, [self._prefix, "1"]))
+
+    async def resume(self) -> bool:
+        """Let workers start jobs again; idle workers are woken at once."""
+        return bool(await self.scripts.pause(self._kv, [self._prefix, "0"]))
+
+    async def is_paused(self) -> bool:
+        return await self.redis.hget(self.keys.meta, "paused") == b"1"
+
+    async def drain(self) -> int:
+        """Remove every waiting and delayed job; returns how many were removed."""
+        return int(await self.scripts.drain(self._kv, [self._prefix]))
+
+    async def cancel(self, key: str, reason: str = "cancelled") -> int:
+        """Remove the waiting jobs of one conversation; returns how many."""
+        return int(await self.scripts.cancel(self._kv, [self._prefix, key, reason]))
+
+    async def counts(self) -> dict[str, Any]:
+        """Sizes of the queue: waiting, active, delayed, dead, completed, paused, ..."""
+        raw = await self.scripts.counts(self._kv, [self._prefix, self.completed_retention_ms])
+        waiting, active, delayed, dead, completed, paused, age, ready = (int(x) for x in raw)
+        return {
+            "waiting": waiting,
+            "active": active,
+            "delayed": delayed,
+            "dead": dead,
+            "completed": completed,
+            "paused": bool(paused),
+            "oldest_waiting_age_ms": age,
+            "ready_lanes": ready,
+        }
+
+    async def set_rate_limit(self, jobs_per_second: int | None) -> None:
+        """Change the global rate limit live (None = back to each worker's configured one)."""
+        await self._set_live("rate_limit", jobs_per_second)
+
+    async def set_concurrency(self, slots: int | None) -> None:
+        """Change every worker's slot count live (None = back to its configured value)."""
+        if slots is not None and slots < 1:
+            raise ValueError(f"concurrency must be at least 1, got {slots}")
+        await self._set_live("concurrency", slots)
+
+    async def _set_live(self, name: str, value: int | None) -> None:
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must not be negative, got {value}")
+        pipe = self.redis.pipeline(transaction=True)
+        if value is None:
+            pipe.hdel(self.keys.meta, name)
+        else:
+            pipe.hset(self.keys.meta, name, value)
+        pipe.xadd(
+            self.keys.events,
+            {"type": "config", "job": "", "key": name, "info": "" if value is None else value},
+            maxlen=10_000,
+            approximate=True,
+        )
+        await pipe.execute()
+
+    async def live_settings(self) -> dict[str, int | None]:
+        """The live overrides stored in Redis (None where none is set)."""
+        rate, conc = await self.redis.hmget(self.keys.meta, ["rate_limit", "concurrency"])
+        return {
+            "rate_limit": int(rate) if rate is not None else None,
+            "concurrency": int(conc) if conc is not None else None,
+        }
+
+    # ---------------------------------------------------------------- inspection
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        data = await self.redis.hgetall(self.keys.job(job_id))
+        return JobRecord.from_hash(data) if data else None
+
+    async def find_by_message_id(self, message_id: str) -> str | None:
+        """The job id a message id was enqueued as (kept as long as the dedupe record)."""
+        found = await self.redis.get(self.keys.dedupe(message_id))
+        return found.decode() if found else None
+
+    async def dead_letters(self, limit: int = 100, offset: int = 0) -> list[JobRecord]:
+        """Dead-lettered jobs, newest first, with their last error."""
+        ids = await self.redis.zrevrange(self.keys.dead, offset, offset + limit - 1)
+        if not ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.keys.job(job_id.decode()))
+        return [JobRecord.from_hash(d) for d in await pipe.execute() if d]
+
+    async def retry_dead(self, job_id: str) -> bool:
+        """Requeue a dead letter with fresh attempts; False if it is not a dead letter."""
+        return bool(await self.scripts.retry_dead(self._kv, [self._prefix, job_id]))
+
+    async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters for good (all of them when no ids are given)."""
+        return int(await self.scripts.purge_dead(self._kv, [self._prefix, *(job_ids or ())]))
+
+    # ---------------------------------------------------------------- worker side
+
+    async def reserve(
+        self,
+        count: int,
+        *,
+        worker_id: str,
+        lease_ms: int = DEFAULT_LEASE_MS,
+        rate_limit: int = 0,
+        rate_guard_ms: int = DEFAULT_RATE_GUARD_MS,
+    ) -> Reservation:
+        """Take up to ``count`` jobs (one per ready conversation), earliest deadline first."""
+        raw = await self.scripts.reserve(
+            self._kv,
+            [self._prefix, count, lease_ms, worker_id, rate_limit, rate_guard_ms, RECOVER_PER_CALL],
+        )
+        return _reservation(raw)
+
+    async def complete(
+        self,
+        done: Sequence[Completion],
+        *,
+        reserve: int = 0,
+        worker_id: str = "",
+        lease_ms: int = DEFAULT_LEASE_MS,
+        rate_limit: int = 0,
+        rate_guard_ms: int = DEFAULT_RATE_GUARD_MS,
+    ) -> tuple[list[str], Reservation]:
+        """Acknowledge finished jobs and, in the same round trip, reserve ``reserve`` more.
+
+        Returns the ids whose reservation had expired (not completed by us) and the
+        reservation.
+        """
+        args: list[Any] = [
+            self._prefix,
+            self.completed_retention_ms,
+            reserve,
+            lease_ms,
+            worker_id,
+            rate_limit,
+            rate_guard_ms,
+            RECOVER_PER_CALL,
+            len(done),
+        ]
+        for c in done:
+            args.append(c.job_id)
+            args.append(c.token)
+            args.append(len(c.marks))
+            for name, at in c.marks.items():
+                args.append(name)
+                args.append(f"{at:.3f}")
+        lost, taken = await self.scripts.complete(self._kv, args)
+        return [x.decode() for x in lost], _reservation(taken)
+
+    async def fail(
+        self,
+        job: Job,
+        error: str,
+        *,
+        backoff_ms: int,
+        retryable: bool = True,
+    ) -> Literal["retry", "dead", "lost"]:
+        """Record a failed attempt: retry after ``backoff_ms`` or dead-letter it."""
+        args: list[Any] = [
+            self._prefix,
+            job.id,
+            job.token,
+            error[:2000],
+            max(0, backoff_ms),
+            1 if retryable else 0,
+            len(job.marks),
+        ]
+        for name, at in job.marks.items():
+            args.append(name)
+            args.append(f"{at:.3f}")
+        outcome = (await self.scripts.fail(self._kv, args)).decode()
+        if outcome not in ("retry", "dead", "lost"):
+            raise RuntimeError(f"fail.lua returned {outcome!r}")
+        return outcome  # type: ignore[return-value]
+
+    async def extend(self, jobs: Sequence[Job], lease_ms: int = DEFAULT_LEASE_MS) -> list[str]:
+        """Renew leases; returns ids of jobs that are no longer ours."""
+        if not jobs:
+            return []
+        args: list[Any] = [self._prefix, lease_ms, len(jobs)]
+        for job in jobs:
+            args.append(job.id)
+            args.append(job.token)
+        return [x.decode() for x in await self.scripts.extend(self._kv, args)]
+
+    async def release(self, jobs: Sequence[Job]) -> int:
+        """Hand unfinished jobs back to the head of their lanes without an attempt penalty."""
+        if not jobs:
+            return 0
+        args: list[Any] = [self._prefix, len(jobs)]
+        for job in jobs:
+            args.append(job.id)
+            args.append(job.token)
+        return int(await self.scripts.release(self._kv, args))
+
+    def blocking_client(self) -> aioredis.Redis:
+        """A client on its own connection for BLPOP, so a blocked read never holds a
+        connection of the shared pool."""
+        pool = self.redis.connection_pool
+        dedicated = aioredis.ConnectionPool(
+            connection_class=pool.connection_class,
+            max_connections=1,
+            **pool.connection_kwargs,
+        )
+        return aioredis.Redis(connection_pool=dedicated)
+
+
+def _reservation(raw: list[Any]) -> Reservation:
+    status = raw[0].decode()
+    jobs = [Job.from_fields(fields) for fields in raw[2:]]
+    return Reservation(status=status, retry_after_ms=int(raw[1]), jobs=jobs)

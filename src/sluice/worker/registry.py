@@ -1,0 +1,66 @@
+"""The worker registry: who is working on a queue, with how many slots, how busy.
+
+Each worker writes its own record with a TTL of a few heartbeats, so a killed worker
+disappears by itself; a sorted set indexes the records by last heartbeat so readers
+never scan the keyspace.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from sluice.queue.keys import QueueKeys
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    """What a worker reports about itself at every heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    queue: str
+    slots: int
+    busy: int
+    utilization: float
+    throughput: float
+    processed: int
+    failed: int
+    rate_limit: int
+    started_at: float
+    heartbeat_at: float
+
+
+async def publish(
+    client: aioredis.Redis, keys: QueueKeys, info: WorkerInfo, ttl_ms: int
+) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.set(keys.worker(info.id), json.dumps(asdict(info)), px=ttl_ms)
+    pipe.zadd(keys.workers, {info.id: info.heartbeat_at})
+    await pipe.execute()
+
+
+async def withdraw(client: aioredis.Redis, keys: QueueKeys, worker_id: str) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.delete(keys.worker(worker_id))
+    pipe.zrem(keys.workers, worker_id)
+    await pipe.execute()
+
+
+async def live_workers(
+    client: aioredis.Redis, keys: QueueKeys, stale_after_s: float = 60.0
+) -> list[dict[str, Any]]:
+    """Records of workers seen recently; index entries older than ``stale_after_s`` are
+    pruned (their records have expired long ago)."""
+    now = time.time()
+    await client.zremrangebyscore(keys.workers, "-inf", now - stale_after_s)
+    ids = await client.zrange(keys.workers, 0, -1)
+    if not ids:
+        return []
+    raw = await client.mget([keys.worker(i.decode()) for i in ids])
+    return [json.loads(r) for r in raw if r]

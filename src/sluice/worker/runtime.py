@@ -1,0 +1,380 @@
+"""The worker: N asyncio slots fed from one queue.
+
+One fetch loop owns all traffic for taking work: it acknowledges finished jobs and reserves
+as many new ones as there are free slots in the same script call, and when nothing is
+ready it blocks in BLPOP on a connection of its own (never one of the shared pool) until
+a producer, a finished job, a retry timer or a stop wakes it. A heartbeat task renews
+leases, reloads live settings and reports to the worker registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sluice.errors import NonRetryableError
+from sluice.queue.job import Job
+from sluice.queue.queue import DEFAULT_LEASE_MS, Completion, Queue, Reservation
+from sluice.worker import registry
+from sluice.worker.utilization import UtilizationMeter
+
+Handler = Callable[[Job], Awaitable[Any]]
+log = logging.getLogger("sluice.worker")
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def backoff_ms(attempt: int, base_ms: int, cap_ms: int) -> int:
+    """Exponential backoff with "equal jitter": half fixed, half random, so retries of
+    many conversations spread out but never retry sooner than half the nominal delay."""
+    nominal = min(cap_ms, base_ms * 2 ** max(0, attempt - 1))
+    return int(nominal / 2 + random.uniform(0, nominal / 2))
+
+
+class Worker:
+    """Runs ``handler`` for the jobs of ``queue`` on ``concurrency`` slots.
+
+    ``rate_limit`` is the global job starts per second shared by every worker of the queue
+    (0 = unlimited); a live value set with :meth:`Queue.set_rate_limit` wins, and so does a
+    live concurrency set with :meth:`Queue.set_concurrency`.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        handler: Handler,
+        *,
+        concurrency: int = 10,
+        rate_limit: int = 0,
+        lease_ms: int = DEFAULT_LEASE_MS,
+        heartbeat_ms: int = 1_000,
+        shutdown_grace_s: float = 10.0,
+        retry_base_ms: int = 1_000,
+        retry_max_ms: int = 60_000,
+        idle_poll_s: float = 1.0,
+        worker_id: str | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if rate_limit < 0:
+            raise ValueError(f"rate_limit must not be negative, got {rate_limit}")
+        if heartbeat_ms * 2 > lease_ms:
+            raise ValueError(
+                f"heartbeat ({heartbeat_ms} ms) must be at most half the lease ({lease_ms} ms)"
+            )
+        self.queue = queue
+        self.handler = handler
+        self.configured_concurrency = concurrency
+        self.concurrency = concurrency
+        self.rate_limit = rate_limit
+        self.lease_ms = lease_ms
+        self.heartbeat_ms = heartbeat_ms
+        self.shutdown_grace_s = shutdown_grace_s
+        self.retry_base_ms = retry_base_ms
+        self.retry_max_ms = retry_max_ms
+        self.idle_poll_s = idle_poll_s
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.handle_signals = handle_signals
+
+        self.processed = 0
+        self.failed = 0
+        self.utilization = 0.0
+        self.throughput = 0.0
+        self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self._done: list[Completion] = []
+        self._changed = asyncio.Event()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._meter = UtilizationMeter()
+        self._started_at = time.time()
+        self._blocker: aioredis.Redis | None = None
+        self._blpop: asyncio.Task[Any] | None = None
+        self._failing: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Work until :meth:`stop`, SIGTERM or SIGINT; then shut down gracefully."""
+        self._stopped.clear()
+        self._blocker = self.queue.blocking_client()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGTERM, signal.SIGINT) if self.handle_signals else ()
+        for sig in signals:
+            loop.add_signal_handler(sig, self.request_stop)
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat {self.id}")
+        log.info("worker %s started: %d slots, rate limit %s", self.id, self.concurrency,
+                 self.rate_limit or "unlimited")
+        try:
+            await self._fetch_loop()
+            await self._finish_or_release()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+            await self._close_blocker()
+            with contextlib.suppress(*REDIS_DOWN):
+                await registry.withdraw(self.queue.redis, self.queue.keys, self.id)
+            self._stopped.set()
+            log.info("worker %s stopped: %d processed, %d failed", self.id, self.processed,
+                     self.failed)
+
+    def request_stop(self) -> None:
+        """Stop taking work; running jobs get the grace period to finish."""
+        if not self._stopping:
+            log.info("worker %s stopping", self.id)
+        self._stopping = True
+        self._changed.set()
+
+    async def stop(self) -> None:
+        """Request a stop and wait until the worker has shut down."""
+        self.request_stop()
+        await self._stopped.wait()
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    # ------------------------------------------------------------------ fetching
+
+    async def _fetch_loop(self) -> None:
+        failures = 0
+        while not self._stopping:
+            free = self.concurrency - len(self._running)
+            done = self._take_done()
+            if free <= 0 and not done:
+                await self._wait_changed()
+                continue
+            try:
+                reservation = await self._exchange(done, max(0, free))
+                failures = 0
+            except REDIS_DOWN as exc:
+                self._done[:0] = done  # acknowledge them when Redis is back
+                failures += 1
+                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
+                await self._sleep_unless_changed(delay)
+                continue
+            for job in reservation.jobs:
+                self._start(job)
+            if reservation.jobs or self._done:
+                continue
+            await self._idle(reservation)
+        await self._flush_done()
+
+    async def _exchange(self, done: list[Completion], want: int) -> Reservation:
+        if done:
+            lost, reservation = await self.queue.complete(
+                done,
+                reserve=want,
+                worker_id=self.id,
+                lease_ms=self.lease_ms,
+                rate_limit=self.rate_limit,
+            )
+            if lost:
+                log.warning("completions rejected, leases had expired: %s", lost)
+            return reservation
+        return await self.queue.reserve(
+            want, worker_id=self.id, lease_ms=self.lease_ms, rate_limit=self.rate_limit
+        )
+
+    async def _idle(self, reservation: Reservation) -> None:
+        """Nothing was started: wait for the event that can change that."""
+        free = self.concurrency - len(self._running)
+        if reservation.status == "rate" or free <= 0:
+            # A wake token would not help before the rate window frees a start.
+            timeout = reservation.retry_after_ms / 1000 if reservation.status == "rate" else None
+            await self._sleep_unless_changed(timeout)
+            return
+        timeout = self.idle_poll_s
+        if reservation.retry_after_ms:
+            timeout = min(timeout, reservation.retry_after_ms / 1000)
+        await self._wait_for_wake(timeout)
+
+    async def _wait_for_wake(self, timeout: float) -> None:
+        """BLPOP a wake token on the dedicated connection, or return early when a job of
+        ours finishes (its ack must go out now) or the worker stops."""
+        assert self._blocker is not None
+        if self._blpop is None or self._blpop.done():
+            self._blpop = asyncio.create_task(
+                self._blocker.blpop([self.queue.keys.wake], timeout=max(0.01, timeout))
+            )
+        changed = asyncio.create_task(self._changed.wait())
+        try:
+            await asyncio.wait(
+                {self._blpop, changed}, timeout=timeout + 1.0,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            changed.cancel()
+        self._changed.clear()
+        if self._blpop.done():
+            blpop, self._blpop = self._blpop, None
+            if not blpop.cancelled() and (exc := blpop.exception()) is not None:
+                if isinstance(exc, REDIS_DOWN):
+                    raise exc
+                log.error("wake-up read failed: %r", exc)
+
+    async def _sleep_unless_changed(self, timeout: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        self._changed.clear()
+
+    async def _wait_changed(self) -> None:
+        await self._changed.wait()
+        self._changed.clear()
+
+    def _take_done(self) -> list[Completion]:
+        done, self._done = self._done, []
+        return done
+
+    async def _flush_done(self) -> None:
+        """Acknowledge what finished, retrying while Redis is unreachable."""
+        for attempt in range(50):
+            done = self._take_done()
+            if not done:
+                return
+            try:
+                await self._exchange(done, 0)
+            except REDIS_DOWN as exc:
+                self._done[:0] = done
+                log.warning("cannot acknowledge %d jobs yet (%s)", len(done), exc)
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+
+    # ------------------------------------------------------------------ running jobs
+
+    def _start(self, job: Job) -> None:
+        self._meter.started(job.id)
+        task = asyncio.create_task(self._run(job), name=f"job {job.id}")
+        self._running[job.id] = (job, task)
+
+    async def _run(self, job: Job) -> None:
+        try:
+            await self.handler(job)
+        except asyncio.CancelledError:
+            self._meter.finished(job.id)
+            raise
+        except Exception as exc:  # the handler's failure is the job's outcome, not ours
+            self._meter.finished(job.id)
+            self.failed += 1
+            retryable = not isinstance(exc, NonRetryableError)
+            error = f"{type(exc).__name__}: {exc}"
+            await self._record_failure(job, error, retryable)
+        else:
+            self._meter.finished(job.id)
+            self.processed += 1
+            self._done.append(Completion(job.id, job.token, job.marks))
+        finally:
+            self._running.pop(job.id, None)
+            self._changed.set()
+
+    async def _record_failure(self, job: Job, error: str, retryable: bool) -> None:
+        delay = backoff_ms(job.attempt, self.retry_base_ms, self.retry_max_ms)
+        for attempt in range(20):
+            try:
+                outcome = await self.queue.fail(job, error, backoff_ms=delay, retryable=retryable)
+            except REDIS_DOWN as exc:
+                log.warning("cannot record failure of job %s yet (%s)", job.id, exc)
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+                continue
+            level = logging.WARNING if outcome == "retry" else logging.ERROR
+            log.log(level, "job %s (%s) attempt %d/%d failed: %s -> %s", job.id, job.key,
+                    job.attempt, job.max_attempts, error, outcome)
+            return
+        log.error("gave up recording failure of job %s; its lease will expire", job.id)
+
+    async def _finish_or_release(self) -> None:
+        """Give running jobs the grace period, acknowledging as they finish; hand the rest
+        back to their lanes without an attempt penalty."""
+        deadline = time.monotonic() + self.shutdown_grace_s
+        while self._running and (left := deadline - time.monotonic()) > 0:
+            tasks = [task for _, task in self._running.values()]
+            await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            await self._flush_done()
+        leftovers = [job for job, _ in self._running.values()]
+        for _, task in list(self._running.values()):
+            task.cancel()
+        for _, task in list(self._running.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush_done()
+        if leftovers:
+            try:
+                released = await self.queue.release(leftovers)
+                log.warning("handed back %d unfinished jobs after the grace period", released)
+            except REDIS_DOWN as exc:
+                log.error("could not hand back %d jobs (%s); their leases will expire",
+                          len(leftovers), exc)
+
+    # ------------------------------------------------------------------ heartbeat
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.heartbeat_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._beat()
+            except REDIS_DOWN as exc:
+                log.warning("heartbeat failed (%s)", exc)
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _beat(self) -> None:
+        jobs = [job for job, _ in self._running.values()]
+        lost = await self.queue.extend(jobs, self.lease_ms)
+        for job_id in lost:
+            entry = self._running.get(job_id)
+            if entry is not None:
+                log.warning("lease of job %s was lost; another worker owns it now", job_id)
+                entry[1].cancel()
+        live = await self.queue.live_settings()
+        wanted = live["concurrency"] or self.configured_concurrency
+        if wanted != self.concurrency:
+            log.info("concurrency %d -> %d (live setting)", self.concurrency, wanted)
+            self.concurrency = wanted
+            self._changed.set()
+        self.utilization, self.throughput = self._meter.sample(self.concurrency)
+        info = registry.WorkerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queue=self.queue.name,
+            slots=self.concurrency,
+            busy=len(self._running),
+            utilization=round(self.utilization, 4),
+            throughput=round(self.throughput, 3),
+            processed=self.processed,
+            failed=self.failed,
+            rate_limit=live["rate_limit"] if live["rate_limit"] is not None else self.rate_limit,
+            started_at=self._started_at,
+            heartbeat_at=time.time(),
+        )
+        await registry.publish(
+            self.queue.redis, self.queue.keys, info, ttl_ms=self.heartbeat_ms * 5
+        )
+
+    async def _close_blocker(self) -> None:
+        if self._blpop is not None and not self._blpop.done():
+            self._blpop.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *REDIS_DOWN):
+                await self._blpop
+        self._blpop = None
+        if self._blocker is not None:
+            await self._blocker.aclose()
+            await self._blocker.connection_pool.disconnect()
+            self._blocker = None

@@ -1,0 +1,60 @@
+"""Shared fixtures: a real Redis for every integration test.
+
+The machine's Redis on 127.0.0.1:6379 is used when it answers; otherwise (a fresh CI box,
+a laptop) the tests start Sluice's own embedded server, so nothing has to be installed by
+hand. SLUICE_TEST_REDIS_URL overrides both.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+
+def _local_redis_answers(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    explicit = os.environ.get("SLUICE_TEST_REDIS_URL")
+    if explicit:
+        yield explicit
+        return
+    if _local_redis_answers():
+        yield "redis://127.0.0.1:6379/0"
+        return
+    from sluice.redis.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis()
+    url = server.start()
+    os.environ["SLUICE_TEST_REDIS_URL"] = url  # child processes of tests reuse it
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def queue_name() -> str:
+    """A fresh queue per test, so tests never see each other's keys on a shared Redis."""
+    return f"t-{uuid.uuid4().hex[:12]}"
