@@ -253,13 +253,13 @@ class Settings(BaseSettings):
     @property
     def explicit_variables(self) -> tuple[str, ...]:
         """Variables that were set (environment or init), as opposed to defaulted."""
-        return tuple(sorted(_env_name(name) for name in self.model_fields_set))
+        return tuple(sorted(_env_name(name, type(self)) for name in self.model_fields_set))
 
     def describe(self) -> dict[str, object]:
         """Effective values keyed by variable, safe to log: secrets and URL passwords masked."""
         summary: dict[str, object] = {"profile": self.profile}
         for name in type(self).model_fields:
-            variable = _env_name(name)
+            variable = _env_name(name, type(self))
             summary[variable] = _loggable(variable, getattr(self, name))
         summary["explicit"] = list(self.explicit_variables)
         return summary
@@ -278,14 +278,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def log_effective_profile(settings: Settings, logger: logging.Logger) -> None:
     """Log one line with the profile and effective values, so a rollback shows in the logs."""
     summary = settings.describe()
-    explicit = summary.pop("explicit")
-    pairs = " ".join(f"{key}={_format(value)}" for key, value in summary.items())
-    logger.info(
-        "sluice config %s explicit=%s",
-        pairs,
-        ",".join(str(v) for v in explicit) if isinstance(explicit, list) and explicit else "-",
-        extra={"sluice_config": settings.describe()},
+    values = " ".join(
+        f"{key}={_format(value)}" for key, value in summary.items() if key != "explicit"
     )
+    explicit = ",".join(settings.explicit_variables) or "-"
+    logger.info("sluice config %s explicit=%s", values, explicit, extra={"sluice_config": summary})
 
 
 def redact_url(url: str) -> str:
@@ -322,8 +319,8 @@ def _reading(env: Mapping[str, str] | None) -> Iterator[None]:
         _ENVIRON.reset(token)
 
 
-def _env_name(field_name: str) -> str:
-    alias = Settings.model_fields[field_name].validation_alias
+def _env_name(field_name: str, cls: type[Settings] | None = None) -> str:
+    alias = (cls or Settings).model_fields[field_name].validation_alias
     return alias if isinstance(alias, str) else field_name.upper()
 
 

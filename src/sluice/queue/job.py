@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-
 def now_ms() -> float:
     """Wall-clock epoch milliseconds, the unit of every hop timestamp."""
     return time.time() * 1000.0

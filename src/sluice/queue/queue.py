@@ -21,7 +21,7 @@ from sluice.queue.scripts import Scripts
 
 DAY_S = 86_400
 DEFAULT_LEASE_MS = 5_000
-DEFAULT_RATE_GUARD_MS = 10
+DEFAULT_RATE_GUARD_MS = 20
 RECOVER_PER_CALL = 50
 
 ReserveStatus = Literal["ok", "paused", "rate"]
@@ -274,13 +274,13 @@ class Queue:
     # ---------------------------------------------------------------- inspection
 
     async def get_job(self, job_id: str) -> JobRecord | None:
-        data = await self.redis.hgetall(self.keys.job(job_id))
+        data: dict[bytes, bytes] = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
         return JobRecord.from_hash(data) if data else None
 
     async def find_by_message_id(self, message_id: str) -> str | None:
         """The job id a message id was enqueued as (kept as long as the dedupe record)."""
         found = await self.redis.get(self.keys.dedupe(message_id))
-        return found.decode() if found else None
+        return _text(found) if found else None
 
     async def dead_letters(self, limit: int = 100, offset: int = 0) -> list[JobRecord]:
         """Dead-lettered jobs, newest first, with their last error."""
@@ -289,7 +289,7 @@ class Queue:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hgetall(self.keys.job(job_id.decode()))
+            pipe.hgetall(self.keys.job(_text(job_id)))
         return [JobRecord.from_hash(d) for d in await pipe.execute() if d]
 
     async def retry_dead(self, job_id: str) -> bool:
@@ -375,10 +375,14 @@ class Queue:
         for name, at in job.marks.items():
             args.append(name)
             args.append(f"{at:.3f}")
-        outcome = (await self.scripts.fail(self._kv, args)).decode()
-        if outcome not in ("retry", "dead", "lost"):
-            raise RuntimeError(f"fail.lua returned {outcome!r}")
-        return outcome  # type: ignore[return-value]
+        outcome = _text(await self.scripts.fail(self._kv, args))
+        if outcome == "retry":
+            return "retry"
+        if outcome == "dead":
+            return "dead"
+        if outcome == "lost":
+            return "lost"
+        raise RuntimeError(f"fail.lua returned {outcome!r}")
 
     async def extend(self, jobs: Sequence[Job], lease_ms: int = DEFAULT_LEASE_MS) -> list[str]:
         """Renew leases; returns ids of jobs that are no longer ours."""
@@ -404,10 +408,10 @@ class Queue:
         """A client on its own connection for BLPOP, so a blocked read never holds a
         connection of the shared pool."""
         pool = self.redis.connection_pool
+        # No read timeout: BLPOP carries its own, and may wait longer than a pooled read.
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
         dedicated = aioredis.ConnectionPool(
-            connection_class=pool.connection_class,
-            max_connections=1,
-            **pool.connection_kwargs,
+            connection_class=pool.connection_class, max_connections=1, **kwargs
         )
         return aioredis.Redis(connection_pool=dedicated)
 
@@ -416,3 +420,7 @@ def _reservation(raw: list[Any]) -> Reservation:
     status = raw[0].decode()
     jobs = [Job.from_fields(fields) for fields in raw[2:]]
     return Reservation(status=status, retry_after_ms=int(raw[1]), jobs=jobs)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

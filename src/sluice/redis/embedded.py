@@ -184,7 +184,11 @@ class EmbeddedRedis:
         return self._directory / "server.log" if self._directory is not None else None
 
     def start(self, timeout: float = 10.0) -> str:
-        """Start the server and return its ``unix://`` URL once it answers PING."""
+        """Start the server and return its ``unix://`` URL once it answers PING.
+
+        Blocking (typically well under a second): call it at startup, before the event loop
+        runs. Not from a worker thread (``asyncio.to_thread`` included): see the class note.
+        """
         if self._process is not None:
             raise EmbeddedRedisError("embedded Redis is already running")
         on_linux = sys.platform.startswith("linux")

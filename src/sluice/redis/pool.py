@@ -105,21 +105,12 @@ class _ErrorCountingConnection(AbstractConnection):
 
     _sluice_counters: _Counters
 
-    async def disconnect(
-        self,
-        nowait: bool = False,
-        error: Exception | None = None,
-        failure_count: int | None = None,
-        health_check_failed: bool = False,
-    ) -> None:
-        if error is not None:
+    async def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        # Arguments forwarded untouched: the signature of disconnect() varies across redis-py
+        # releases; ``error`` is passed by keyword by every caller that has one.
+        if kwargs.get("error") is not None:
             self._sluice_counters.errors += 1
-        await super().disconnect(
-            nowait=nowait,
-            error=error,
-            failure_count=failure_count,
-            health_check_failed=health_check_failed,
-        )
+        await super().disconnect(*args, **kwargs)
 
 
 class MeteredConnectionPool(BlockingConnectionPool):
@@ -210,14 +201,19 @@ class MeteredConnectionPool(BlockingConnectionPool):
         do not pay the connect latency, and an unreachable Redis fails at startup. Call it
         before the pool is busy: it borrows connections briefly.
         """
-        target = self.min_connections - len(self._in_use_connections)
-        borrowed: list[AbstractConnection] = []
-        try:
-            for _ in range(max(0, target)):
-                borrowed.append(await self._acquire())
-        finally:
-            for connection in borrowed:
-                await self.release(connection)
+        missing = max(0, self.min_connections - len(self._in_use_connections))
+        # Borrowed together so the connects overlap: startup pays one round trip, not N.
+        results = await asyncio.gather(
+            *(self._acquire() for _ in range(missing)), return_exceptions=True
+        )
+        failure: BaseException | None = None
+        for result in results:
+            if isinstance(result, BaseException):
+                failure = failure or result
+            else:
+                await self.release(result)
+        if failure is not None:
+            raise failure
         return len(self._available_connections) + len(self._in_use_connections)
 
     def metrics(self) -> PoolMetrics:

@@ -36,9 +36,7 @@ class WorkerInfo:
     heartbeat_at: float
 
 
-async def publish(
-    client: aioredis.Redis, keys: QueueKeys, info: WorkerInfo, ttl_ms: int
-) -> None:
+async def publish(client: aioredis.Redis, keys: QueueKeys, info: WorkerInfo, ttl_ms: int) -> None:
     pipe = client.pipeline(transaction=False)
     pipe.set(keys.worker(info.id), json.dumps(asdict(info)), px=ttl_ms)
     pipe.zadd(keys.workers, {info.id: info.heartbeat_at})
@@ -62,5 +60,9 @@ async def live_workers(
     ids = await client.zrange(keys.workers, 0, -1)
     if not ids:
         return []
-    raw = await client.mget([keys.worker(i.decode()) for i in ids])
+    raw = await client.mget([keys.worker(_text(i)) for i in ids])
     return [json.loads(r) for r in raw if r]
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -103,7 +103,7 @@ class Worker:
         self._started_at = time.time()
         self._blocker: aioredis.Redis | None = None
         self._blpop: asyncio.Task[Any] | None = None
-        self._failing: set[asyncio.Task[None]] = set()
+        self._heartbeat_done = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -116,8 +116,12 @@ class Worker:
         for sig in signals:
             loop.add_signal_handler(sig, self.request_stop)
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat {self.id}")
-        log.info("worker %s started: %d slots, rate limit %s", self.id, self.concurrency,
-                 self.rate_limit or "unlimited")
+        log.info(
+            "worker %s started: %d slots, rate limit %s",
+            self.id,
+            self.concurrency,
+            self.rate_limit or "unlimited",
+        )
         try:
             await self._fetch_loop()
             await self._finish_or_release()
@@ -131,8 +135,9 @@ class Worker:
             with contextlib.suppress(*REDIS_DOWN):
                 await registry.withdraw(self.queue.redis, self.queue.keys, self.id)
             self._stopped.set()
-            log.info("worker %s stopped: %d processed, %d failed", self.id, self.processed,
-                     self.failed)
+            log.info(
+                "worker %s stopped: %d processed, %d failed", self.id, self.processed, self.failed
+            )
 
     def request_stop(self) -> None:
         """Stop taking work; running jobs get the grace period to finish."""
@@ -149,6 +154,11 @@ class Worker:
     @property
     def busy(self) -> int:
         return len(self._running)
+
+    async def wait_heartbeat(self) -> None:
+        """Wait for the next successful heartbeat (registry written, leases renewed)."""
+        self._heartbeat_done.clear()
+        await self._heartbeat_done.wait()
 
     # ------------------------------------------------------------------ fetching
 
@@ -206,18 +216,19 @@ class Worker:
             timeout = min(timeout, reservation.retry_after_ms / 1000)
         await self._wait_for_wake(timeout)
 
-    async def _wait_for_wake(self, timeout: float) -> None:
+    async def _wait_for_wake(self, block_s: float) -> None:
         """BLPOP a wake token on the dedicated connection, or return early when a job of
         ours finishes (its ack must go out now) or the worker stops."""
         assert self._blocker is not None
         if self._blpop is None or self._blpop.done():
-            self._blpop = asyncio.create_task(
-                self._blocker.blpop([self.queue.keys.wake], timeout=max(0.01, timeout))
+            self._blpop = asyncio.ensure_future(
+                self._blocker.blpop([self.queue.keys.wake], timeout=max(0.01, block_s))
             )
         changed = asyncio.create_task(self._changed.wait())
         try:
             await asyncio.wait(
-                {self._blpop, changed}, timeout=timeout + 1.0,
+                {self._blpop, changed},
+                timeout=block_s + 1.0,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
@@ -230,9 +241,9 @@ class Worker:
                     raise exc
                 log.error("wake-up read failed: %r", exc)
 
-    async def _sleep_unless_changed(self, timeout: float | None) -> None:
+    async def _sleep_unless_changed(self, at_most_s: float | None) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            await asyncio.wait_for(self._changed.wait(), at_most_s)
         self._changed.clear()
 
     async def _wait_changed(self) -> None:
@@ -293,8 +304,16 @@ class Worker:
                 await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
                 continue
             level = logging.WARNING if outcome == "retry" else logging.ERROR
-            log.log(level, "job %s (%s) attempt %d/%d failed: %s -> %s", job.id, job.key,
-                    job.attempt, job.max_attempts, error, outcome)
+            log.log(
+                level,
+                "job %s (%s) attempt %d/%d failed: %s -> %s",
+                job.id,
+                job.key,
+                job.attempt,
+                job.max_attempts,
+                error,
+                outcome,
+            )
             return
         log.error("gave up recording failure of job %s; its lease will expire", job.id)
 
@@ -318,8 +337,11 @@ class Worker:
                 released = await self.queue.release(leftovers)
                 log.warning("handed back %d unfinished jobs after the grace period", released)
             except REDIS_DOWN as exc:
-                log.error("could not hand back %d jobs (%s); their leases will expire",
-                          len(leftovers), exc)
+                log.error(
+                    "could not hand back %d jobs (%s); their leases will expire",
+                    len(leftovers),
+                    exc,
+                )
 
     # ------------------------------------------------------------------ heartbeat
 
@@ -329,6 +351,7 @@ class Worker:
             await asyncio.sleep(interval)
             try:
                 await self._beat()
+                self._heartbeat_done.set()
             except REDIS_DOWN as exc:
                 log.warning("heartbeat failed (%s)", exc)
             except Exception:

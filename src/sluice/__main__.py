@@ -1,0 +1,3 @@
+from sluice.cli import app
+
+app(prog_name="sluice")

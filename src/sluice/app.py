@@ -1,0 +1,78 @@
+"""Wiring a Sluice process from its settings: Redis, the queue, the worker."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sluice.config import Settings, log_effective_profile
+from sluice.queue.queue import Queue
+from sluice.redis.pool import RedisHandle, connect
+from sluice.worker.runtime import Handler, Worker
+
+log = logging.getLogger("sluice")
+
+DEFAULT_HANDLER = "sluice.demo:demo_handler"
+
+
+@dataclass
+class Runtime:
+    """What one process holds: its Redis pool and the queue on top of it."""
+
+    settings: Settings
+    redis: RedisHandle
+    queue: Queue
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, url: str) -> AsyncIterator[Runtime]:
+    """Open the process pool (its minimum connections pre-opened) and the queue."""
+    log_effective_profile(settings, log)
+    handle = await connect(
+        url,
+        pool_enabled=settings.redis_pool_enabled,
+        min_connections=settings.redis_pool_min_connections,
+        max_connections=settings.redis_pool_max_connections,
+        wait_timeout_s=settings.redis_pool_timeout_s,
+    )
+    queue = Queue(
+        settings.queue,
+        redis=handle.client,
+        max_attempts=settings.max_attempts,
+        completed_retention_s=settings.completed_retention_s,
+    )
+    try:
+        yield Runtime(settings=settings, redis=handle, queue=queue)
+    finally:
+        await handle.close()
+
+
+def build_worker(runtime: Runtime, handler: Handler) -> Worker:
+    s = runtime.settings
+    return Worker(
+        runtime.queue,
+        handler,
+        concurrency=s.worker_concurrency,
+        rate_limit=s.queue_rate_limit,
+        lease_ms=s.lease_ms,
+        heartbeat_ms=s.heartbeat_ms,
+        shutdown_grace_s=s.shutdown_grace_s,
+    )
+
+
+def import_handler(path: str) -> Handler:
+    """Load ``package.module:function``; a clear error when it is not there."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"handler {path!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import handler module {module_name!r}: {exc}") from exc
+    handler = getattr(module, attr, None)
+    if not callable(handler):
+        raise ValueError(f"{module_name!r} has no callable {attr!r}")
+    return handler  # type: ignore[no-any-return]

@@ -1,0 +1,310 @@
+"""The `sluice` command line: run the system, run workers, operate a queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from sluice import logs
+from sluice.app import DEFAULT_HANDLER, Runtime, build_worker, import_handler, open_runtime
+from sluice.config import ConfigError, Settings, load_settings
+from sluice.redis.embedded import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
+from sluice.worker import registry
+from sluice.worker.supervisor import Supervisor, child_env
+
+app = typer.Typer(
+    help="Sluice: every customer chat message answered within its SLA.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+HandlerOpt = Annotated[str, typer.Option(help="Job handler as package.module:function.")]
+ProcessesOpt = Annotated[int, typer.Option(min=1, help="Worker processes to run.")]
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    logs.configure(settings.log_format)
+    return settings
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
+    """REDIS_URL, or a private embedded server started here (main thread) and stopped on
+    exit; it also dies with this process if it is killed."""
+    try:
+        url, server = resolve_redis_url(settings)
+    except EmbeddedRedisError as exc:
+        err.print(f"[red]no Redis:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if server is not None:
+        err.print(f"embedded Redis at [bold]{url}[/bold] (set REDIS_URL to use your own)")
+    try:
+        yield url, server
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await coro_fn()
+
+    try:
+        import uvloop
+
+        return uvloop.run(main())
+    except ImportError:
+        return asyncio.run(main())
+
+
+def _with_runtime(settings: Settings, url: str, fn: Callable[[Runtime], Awaitable[T]]) -> T:
+    async def go() -> T:
+        async with open_runtime(settings, url) as runtime:
+            return await fn(runtime)
+
+    return _run(go)
+
+
+@app.command()
+def worker(
+    processes: ProcessesOpt = 1,
+    handler: HandlerOpt = DEFAULT_HANDLER,
+) -> None:
+    """Run worker processes for the queue until SIGTERM / Ctrl-C."""
+    settings = _settings()
+    try:
+        job_handler = import_handler(handler)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    with _redis(settings) as (url, _):
+        if processes > 1:
+            raise typer.Exit(Supervisor(processes, ["--handler", handler], child_env(url)).run())
+
+        async def work(runtime: Runtime) -> None:
+            await build_worker(runtime, job_handler).run()
+
+        _with_runtime(settings, url, work)
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Also drive demo traffic and show progress.")] = False,
+    processes: ProcessesOpt = 1,
+    handler: HandlerOpt = DEFAULT_HANDLER,
+    conversations: Annotated[int, typer.Option(min=1, help="Demo conversations.")] = 200,
+    rate: Annotated[float, typer.Option(min=0.1, help="Demo messages per second.")] = 20.0,
+    duration: Annotated[float, typer.Option(min=0, help="Demo seconds (0 = until Ctrl-C).")] = 0,
+) -> None:
+    """Run the whole system: Redis (embedded unless REDIS_URL is set) and workers."""
+    settings = _settings()
+    job_handler = import_handler(handler)
+    with _redis(settings) as (url, _):
+        supervisor = None
+        if processes > 1:
+            supervisor = _spawn_supervisor(processes, handler, url)
+
+        async def system(runtime: Runtime) -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            tasks: list[asyncio.Task[Any]] = []
+            in_process = None
+            if supervisor is None:
+                in_process = build_worker(runtime, job_handler)
+                in_process.handle_signals = False
+                tasks.append(asyncio.create_task(in_process.run()))
+            if demo:
+                from sluice.demo import produce
+
+                tasks.append(
+                    asyncio.create_task(
+                        produce(
+                            runtime.queue,
+                            conversations=conversations,
+                            rate=rate,
+                            duration_s=duration,
+                            stop=stop,
+                        )
+                    )
+                )
+                tasks.append(asyncio.create_task(_progress(runtime, stop, duration)))
+            else:
+                err.print("workers running; Ctrl-C to stop")
+            await stop.wait()
+            if in_process is not None:
+                await in_process.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            _with_runtime(settings, url, system)
+        finally:
+            if supervisor is not None:
+                supervisor.send_signal(signal.SIGTERM)
+                supervisor.wait(timeout=settings.shutdown_grace_s + 10)
+
+
+def _spawn_supervisor(processes: int, handler: str, url: str) -> Any:
+    import subprocess
+
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sluice",
+            "worker",
+            "--processes",
+            str(processes),
+            "--handler",
+            handler,
+        ],
+        env=child_env(url),
+    )
+
+
+async def _progress(runtime: Runtime, stop: asyncio.Event, duration: float) -> None:
+    """Live table of the queue while the demo runs; stops the demo when it has drained."""
+    started = time.monotonic()
+    last_completed, last_at = 0, time.monotonic()
+    rate = 0.0
+    with Live(console=console, refresh_per_second=4) as live:
+        while not stop.is_set():
+            counts = await runtime.queue.counts()
+            workers = await registry.live_workers(runtime.queue.redis, runtime.queue.keys)
+            now = time.monotonic()
+            if now - last_at >= 1.0:
+                rate = (counts["completed"] - last_completed) / (now - last_at)
+                last_completed, last_at = counts["completed"], now
+            live.update(_status_table(counts, workers, rate, runtime.redis.metrics().as_dict()))
+            if duration and now - started > duration and counts["waiting"] + counts["active"] == 0:
+                stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+
+def _status_table(
+    counts: dict[str, Any],
+    workers: list[dict[str, Any]],
+    rate: float | None,
+    pool: dict[str, Any] | None = None,
+) -> Table:
+    table = Table(title="Sluice", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in ("waiting", "active", "delayed", "completed", "dead", "ready_lanes"):
+        table.add_row(name, str(counts[name]))
+    table.add_row("paused", "yes" if counts["paused"] else "no")
+    table.add_row("oldest waiting", f"{counts['oldest_waiting_age_ms'] / 1000:.1f} s")
+    if rate is not None:
+        table.add_row("completed / s", f"{rate:.1f}")
+    slots = sum(w["slots"] for w in workers)
+    busy = sum(w["utilization"] * w["slots"] for w in workers)
+    table.add_row("workers / slots", f"{len(workers)} / {slots}")
+    table.add_row("utilization", f"{busy / slots:.0%}" if slots else "-")
+    if pool:
+        table.add_row("pool in use / opened", f"{pool.get('in_use')} / {pool.get('opened')}")
+    return table
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts, workers and utilization of the queue."""
+    settings = _settings()
+    _require_url(settings)
+
+    async def read(runtime: Runtime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        counts = await runtime.queue.counts()
+        workers = await registry.live_workers(runtime.queue.redis, runtime.queue.keys)
+        return counts, workers
+
+    counts, workers = _with_runtime(settings, str(settings.redis_url), read)
+    if as_json:
+        console.print_json(
+            json.dumps({"queue": settings.queue, "counts": counts, "workers": workers})
+        )
+        return
+    console.print(_status_table(counts, workers, None))
+    if workers:
+        table = Table(title="Workers", header_style="bold")
+        for col in ("id", "slots", "busy", "utilization", "processed", "failed"):
+            table.add_column(col)
+        for w in workers:
+            table.add_row(
+                w["id"],
+                str(w["slots"]),
+                str(w["busy"]),
+                f"{w['utilization']:.0%}",
+                str(w["processed"]),
+                str(w["failed"]),
+            )
+        console.print(table)
+
+
+@app.command()
+def pause() -> None:
+    """Stop new job starts on every worker (running jobs finish)."""
+    settings = _settings()
+    _require_url(settings)
+    changed = _with_runtime(settings, str(settings.redis_url), lambda rt: rt.queue.pause())
+    console.print("paused" if changed else "already paused")
+
+
+@app.command()
+def resume() -> None:
+    """Let workers start jobs again."""
+    settings = _settings()
+    _require_url(settings)
+    changed = _with_runtime(settings, str(settings.redis_url), lambda rt: rt.queue.resume())
+    console.print("resumed" if changed else "was not paused")
+
+
+@app.command()
+def drain(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove every waiting and delayed job (running jobs finish)."""
+    settings = _settings()
+    _require_url(settings)
+    if not yes:
+        waiting = _with_runtime(settings, str(settings.redis_url), lambda rt: rt.queue.counts())
+        total = waiting["waiting"] + waiting["delayed"]
+        typer.confirm(f"Remove {total} waiting jobs from {settings.queue!r}?", abort=True)
+    removed = _with_runtime(settings, str(settings.redis_url), lambda rt: rt.queue.drain())
+    console.print(f"removed {removed} jobs")
+
+
+def _require_url(settings: Settings) -> None:
+    if not settings.redis_url:
+        err.print(
+            "[red]REDIS_URL is not set:[/red] operating commands act on a running "
+            "Sluice's Redis; set REDIS_URL to it"
+        )
+        raise typer.Exit(2)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    logging.captureWarnings(True)
+    app()

@@ -1,0 +1,109 @@
+"""Property: whatever the interleaving, every message ends exactly once (completed or
+dead-lettered), no conversation ever has two jobs running, and order holds per
+conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter, defaultdict
+
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sluice import EnqueueRequest, Job, Queue, Worker
+
+from .conftest import delete_queue_keys
+
+MAX_ATTEMPTS = 3
+
+# A message: (conversation, how many times its handler fails before it succeeds).
+# MAX_ATTEMPTS or more failures make it a poison message that must be dead-lettered.
+messages = st.lists(
+    st.tuples(st.integers(0, 7), st.integers(0, MAX_ATTEMPTS)),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=messages, concurrency=st.integers(2, 8), seed=st.integers(0, 2**16))
+def test_exactly_once_in_order_never_two_per_conversation(
+    redis_url: str, batch: list[tuple[int, int]], concurrency: int, seed: int
+) -> None:
+    asyncio.run(scenario(redis_url, batch, concurrency, seed))
+
+
+async def scenario(url: str, batch: list[tuple[int, int]], concurrency: int, seed: int) -> None:
+    rng = random.Random(seed)
+    client = aioredis.Redis.from_url(url)
+    name = f"prop-{rng.getrandbits(48):012x}"
+    queue = Queue(name, redis=client, max_attempts=MAX_ATTEMPTS)
+    running_conversations: set[str] = set()
+    starts: dict[str, list[int]] = defaultdict(list)
+    successes: Counter[int] = Counter()
+    violations: list[str] = []
+    expected_ok = sum(1 for _, fails in batch if fails < MAX_ATTEMPTS)
+    expected_dead = len(batch) - expected_ok
+    ended = 0
+    all_ended = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        nonlocal ended
+        seq, fails = job.payload["seq"], job.payload["fails"]
+        if job.key in running_conversations:
+            violations.append(f"two jobs of {job.key} at once")
+        running_conversations.add(job.key)
+        starts[job.key].append(seq)
+        try:
+            for _ in range(rng.randint(0, 3)):
+                await asyncio.sleep(0)  # yield to other slots: random interleavings
+            if job.attempt <= fails:
+                if job.attempt == MAX_ATTEMPTS:
+                    ended += 1
+                raise RuntimeError(f"planned failure {job.attempt}")
+            successes[seq] += 1
+            ended += 1
+        finally:
+            running_conversations.discard(job.key)
+            if ended == len(batch):
+                all_ended.set()
+
+    # Interleave producing with consuming: half before the worker starts, half during.
+    requests = [
+        EnqueueRequest(key=f"c{conv}", payload={"seq": seq, "fails": fails})
+        for seq, (conv, fails) in enumerate(batch)
+    ]
+    split = rng.randint(0, len(requests))
+    await queue.enqueue_many(requests[:split])
+    worker = Worker(
+        queue,
+        handler,
+        concurrency=concurrency,
+        retry_base_ms=1,
+        retry_max_ms=4,
+        handle_signals=False,
+        idle_poll_s=0.05,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        for request in requests[split:]:
+            await queue.enqueue(request.key, request.payload)
+        await asyncio.wait_for(all_ended.wait(), 30)
+    finally:
+        await worker.stop()
+        await task
+    try:
+        counts = await queue.counts()
+        assert violations == []
+        assert counts["dead"] == expected_dead
+        assert counts["completed"] == expected_ok
+        assert (counts["waiting"], counts["active"], counts["delayed"]) == (0, 0, 0)
+        assert all(n == 1 for n in successes.values())
+        assert len(successes) == expected_ok
+        for conv, seqs in starts.items():
+            assert seqs == sorted(seqs), f"order broken in {conv}: {seqs}"
+    finally:
+        await delete_queue_keys(client, name)
+        await client.aclose()

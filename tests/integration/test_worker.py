@@ -1,0 +1,152 @@
+"""The worker runtime in-process: shutdown, live settings, registry, EDF fairness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from sluice import EnqueueRequest, Job, Queue, Worker
+from sluice.worker import registry
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(worker.run())
+    try:
+        yield task
+    finally:
+        await worker.stop()
+        await task
+
+
+def worker_for(queue: Queue, handler: Callable[[Job], Awaitable[None]], **kw: object) -> Worker:
+    options: dict[str, object] = {"concurrency": 10, "handle_signals": False, "idle_poll_s": 0.2}
+    options.update(kw)
+    return Worker(queue, handler, **options)  # type: ignore[arg-type]
+
+
+async def test_worker_processes_all_and_marks_hops(queue: Queue) -> None:
+    seen: list[str] = []
+    all_done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        job.mark("reply_sent")
+        seen.append(job.id)
+        if len(seen) == 20:
+            all_done.set()
+
+    ids = await queue.enqueue_many([EnqueueRequest(key=f"c{n % 4}", payload={}) for n in range(20)])
+    async with running(worker_for(queue, handler)):
+        await asyncio.wait_for(all_done.wait(), 10)
+    assert sorted(seen, key=int) == sorted(ids, key=int)
+    record = await queue.get_job(ids[0])
+    assert record is not None and record.state == "completed"
+    assert record.hops["enqueued"] <= record.hops["reserved"] <= record.hops["reply_sent"]
+    assert record.hops["reply_sent"] <= record.hops["completed"] + 1  # two clocks, one host
+
+
+async def test_shutdown_finishes_within_grace_and_hands_back_the_rest(queue: Queue) -> None:
+    quick_may_finish = asyncio.Event()
+    both_started = asyncio.Event()
+    started: list[str] = []
+
+    async def handler(job: Job) -> None:
+        started.append(job.key)
+        if len(started) == 2:
+            both_started.set()
+        if job.key == "quick":
+            await quick_may_finish.wait()
+        else:
+            await asyncio.Event().wait()  # never finishes by itself
+
+    await queue.enqueue("quick", {})
+    stuck_id = await queue.enqueue("stuck", {})
+    worker = worker_for(queue, handler, shutdown_grace_s=0.5)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(both_started.wait(), 10)
+    worker.request_stop()
+    quick_may_finish.set()
+    await asyncio.wait_for(task, 10)
+    counts = await queue.counts()
+    assert (counts["completed"], counts["active"], counts["waiting"]) == (1, 0, 1)
+    handed_back = (await queue.reserve(1, worker_id="next")).jobs
+    assert [j.id for j in handed_back] == [stuck_id]
+    assert handed_back[0].attempt == 1  # no attempt penalty
+
+
+async def test_live_concurrency_change_applies_without_restart(queue: Queue) -> None:
+    release = asyncio.Event()
+    three_running = asyncio.Event()
+    active = 0
+
+    async def handler(job: Job) -> None:
+        nonlocal active
+        active += 1
+        if active >= 3:
+            three_running.set()
+        await release.wait()
+        active -= 1
+
+    await queue.enqueue_many([EnqueueRequest(key=f"c{n}", payload={}) for n in range(5)])
+    worker = worker_for(queue, handler, concurrency=1, heartbeat_ms=200)
+    async with running(worker):
+        await queue.set_concurrency(3)
+        await asyncio.wait_for(three_running.wait(), 2.0)  # the issue's bound: 2 s
+        assert worker.concurrency == 3
+        release.set()
+
+
+async def test_worker_registers_itself_with_utilization(queue: Queue) -> None:
+    worker = worker_for(queue, lambda job: asyncio.sleep(0), heartbeat_ms=100)
+    async with running(worker):
+        await asyncio.wait_for(worker.wait_heartbeat(), 5)
+        workers = await registry.live_workers(queue.redis, queue.keys)
+        assert len(workers) == 1
+        assert workers[0]["id"] == worker.id and workers[0]["slots"] == 10
+        assert 0.0 <= workers[0]["utilization"] <= 1.0
+    assert await registry.live_workers(queue.redis, queue.keys) == []
+
+
+async def test_new_conversation_is_not_starved_by_a_flood(queue: Queue) -> None:
+    """EDF: with 500 messages queued for one conversation, a new conversation's first
+    message starts among the next 2 starts."""
+    starts: list[str] = []
+    injected_at: int | None = None
+    newcomer_started = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        nonlocal injected_at
+        starts.append(job.key)
+        if job.key == "newcomer":
+            newcomer_started.set()
+        elif len(starts) == 5:
+            await queue.enqueue("newcomer", {"text": "hello?"})
+            injected_at = len(starts)
+
+    await queue.enqueue_many([EnqueueRequest(key="flood", payload={"n": n}) for n in range(500)])
+    async with running(worker_for(queue, handler)):
+        await asyncio.wait_for(newcomer_started.wait(), 10)
+    assert injected_at is not None
+    position = starts.index("newcomer") - injected_at + 1
+    assert position <= 2, f"newcomer started {position} starts after it arrived"
+
+
+async def test_failures_retry_with_backoff_then_dead_letter(queue: Queue) -> None:
+    attempts: dict[str, int] = {}
+    finished = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        attempts[job.key] = job.attempt
+        if job.key == "poison":
+            if job.attempt == job.max_attempts:
+                finished.set()
+            raise RuntimeError("always fails")
+
+    await queue.enqueue("poison", {})
+    async with running(worker_for(queue, handler, retry_base_ms=5, retry_max_ms=20)):
+        await asyncio.wait_for(finished.wait(), 10)
+    dead = await queue.dead_letters()
+    assert [d.key for d in dead] == ["poison"]
+    assert dead[0].error == "RuntimeError: always fails"
+    assert attempts["poison"] == 3
