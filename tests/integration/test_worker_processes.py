@@ -32,13 +32,14 @@ async def test_sigkill_mid_job_loses_nothing(
         pid, done_id, attempt = done[1].decode().split("|")
         assert (done_id, attempt, int(pid)) == (job_id, "2", second.pid)
         assert recovered_in < 10, f"recovery took {recovered_in:.1f} s"
+        second.send_signal(signal.SIGTERM)  # graceful: the acknowledgement goes out first
+        assert second.wait(timeout=15) == 0
         counts = await queue.counts()
         assert (counts["completed"], counts["active"], counts["waiting"]) == (1, 0, 0)
     finally:
         reap(first)
         if second is not None:
-            second.send_signal(signal.SIGTERM)
-            assert second.wait(timeout=15) == 0
+            reap(second)
         await redis_client.delete(f"{name}:started", f"{name}:done", f"{name}:ready")
 
 

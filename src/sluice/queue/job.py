@@ -87,10 +87,11 @@ class JobRecord:
     error: str | None
 
     @classmethod
-    def from_hash(cls, data: dict[bytes, bytes]) -> JobRecord:
+    def from_hash(cls, data: dict[bytes, bytes], raw: bytes | None) -> JobRecord:
+        """From a job hash and its payload (None once the job completed: a completed job
+        keeps its timeline, not its payload)."""
         mid = data.get(b"mid", b"").decode()
         err = data.get(b"err")
-        raw = data.get(b"payload")
         return cls(
             id=data[b"id"].decode(),
             key=data[b"key"].decode(),

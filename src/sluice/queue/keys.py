@@ -56,6 +56,9 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
 
+    def payload(self, job_id: str) -> str:
+        return f"{self.prefix}payload:{job_id}"
+
     def lane(self, conversation: str) -> str:
         return f"{self.prefix}lane:{conversation}"
 

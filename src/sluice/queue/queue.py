@@ -274,8 +274,20 @@ class Queue:
     # ---------------------------------------------------------------- inspection
 
     async def get_job(self, job_id: str) -> JobRecord | None:
-        data: dict[bytes, bytes] = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
-        return JobRecord.from_hash(data) if data else None
+        records = await self._records([job_id])
+        return records[0] if records else None
+
+    async def _records(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+            pipe.get(self.keys.payload(job_id))
+        raw = await pipe.execute()
+        records = []
+        for data, payload in zip(raw[0::2], raw[1::2], strict=True):
+            if data:
+                records.append(JobRecord.from_hash(data, payload))
+        return records
 
     async def find_by_message_id(self, message_id: str) -> str | None:
         """The job id a message id was enqueued as (kept as long as the dedupe record)."""
@@ -285,12 +297,7 @@ class Queue:
     async def dead_letters(self, limit: int = 100, offset: int = 0) -> list[JobRecord]:
         """Dead-lettered jobs, newest first, with their last error."""
         ids = await self.redis.zrevrange(self.keys.dead, offset, offset + limit - 1)
-        if not ids:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(self.keys.job(_text(job_id)))
-        return [JobRecord.from_hash(d) for d in await pipe.execute() if d]
+        return await self._records([_text(job_id) for job_id in ids])
 
     async def retry_dead(self, job_id: str) -> bool:
         """Requeue a dead letter with fresh attempts; False if it is not a dead letter."""

@@ -11,7 +11,7 @@ local now = now_ms()
 local lk = lane_key(key)
 local ids = redis.call('LRANGE', lk, 0, -1)
 for _, id in ipairs(ids) do
-  redis.call('DEL', job_key(id))
+  redis.call('DEL', job_key(id), payload_key(id))
   redis.call('ZREM', K_WAITING, id)
   emit('cancelled', id, key, ARGV[3])
 end

@@ -13,7 +13,7 @@ for _, id in ipairs(ids) do
   local jk = job_key(id)
   local key = redis.call('HGET', jk, 'key')
   if key then lanes[key] = true end
-  redis.call('DEL', jk)
+  redis.call('DEL', jk, payload_key(id))
 end
 for key in pairs(lanes) do
   redis.call('DEL', lane_key(key))

@@ -22,8 +22,12 @@ if msg_id ~= '' then
   redis.call('SET', dedupe_key, id, 'PX', ARGV[8])
 end
 
-local fields = {'id', id, 'key', key, 'payload', payload, 'prio', ARGV[5], 'target', ARGV[6],
-  'max', ARGV[7], 'attempt', 0, 'state', 'waiting', 'mid', msg_id, 'h:enqueued', fmt(now)}
+local fields = {'id', id, 'key', key, 'prio', ARGV[5], 'target', ARGV[6],
+  'max', ARGV[7], 'attempt', 0, 'state', 'waiting', 'h:enqueued', fmt(now)}
+if msg_id ~= '' then
+  fields[#fields + 1] = 'mid'
+  fields[#fields + 1] = msg_id
+end
 local nhops = tonumber(ARGV[9])
 for h = 0, nhops - 1 do
   fields[#fields + 1] = 'h:' .. ARGV[10 + 2 * h]
@@ -31,6 +35,7 @@ for h = 0, nhops - 1 do
 end
 local jk = job_key(id)
 redis.call('HSET', jk, unpack(fields))
+redis.call('SET', payload_key(id), payload)
 redis.call('ZADD', K_WAITING, now, id)
 
 -- A lane that was empty and idle becomes ready now; otherwise its running job's end (or

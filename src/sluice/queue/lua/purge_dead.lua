@@ -14,7 +14,7 @@ end
 local purged = 0
 for _, id in ipairs(ids) do
   if redis.call('ZREM', K_DEAD, id) == 1 then
-    redis.call('DEL', job_key(id))
+    redis.call('DEL', job_key(id), payload_key(id))
     purged = purged + 1
   end
 end

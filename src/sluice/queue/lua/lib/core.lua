@@ -16,7 +16,7 @@
 --  11 events     STREAM capped log of every transition
 --  12 seq        STRING job id counter
 -- ARGV[1] is always the key prefix "sluice:{queue}:". Per-job and per-lane keys are built
--- from it (job:<id>, lane:<key>, dedupe:<message id>, stats:<unix second>); the prefix
+-- from it (job:<id>, payload:<id>, lane:<key>, dedupe:<message id>, stats:<unix second>); the prefix
 -- carries the queue's hash tag, so every key lives in the same cluster slot.
 --
 -- Times are milliseconds since the epoch from the Redis server clock (TIME), so every
@@ -43,6 +43,13 @@ end
 
 local function job_key(id)
   return PREFIX .. 'job:' .. id
+end
+
+-- The payload lives beside the job hash so that the hash keeps only small values and
+-- stays in Redis's compact listpack encoding (a payload over 64 bytes would turn the
+-- whole hash into a hashtable, about 800 bytes more per job).
+local function payload_key(id)
+  return PREFIX .. 'payload:' .. id
 end
 
 local function lane_key(key)
@@ -82,7 +89,7 @@ local function make_ready(key, now)
   if not head then return false end
   local jk = job_key(head)
   local deadline = now + tonumber(redis.call('HGET', jk, 'target'))
-  redis.call('HSET', jk, 'deadline', fmt(deadline), 'eligible', fmt(now))
+  redis.call('HSET', jk, 'deadline', fmt(deadline))
   redis.call('ZADD', K_READY, deadline, key)
   return true
 end
@@ -107,6 +114,7 @@ local function bury(id, key, err, now)
   redis.call('HSET', jk, 'state', 'dead', 'err', err, 'h:dead', fmt(now))
   redis.call('HDEL', jk, 'token')
   redis.call('PERSIST', jk)
+  redis.call('PERSIST', payload_key(id))
   redis.call('ZADD', K_DEAD, now, id)
   count('dead', 1, now)
   emit('dead', id, key, err)
@@ -212,7 +220,10 @@ local function reserve(want, lease_ms, worker, default_rate, guard_ms, now)
         redis.call('ZADD', K_RATE, now, id .. ':' .. token)
       end
       emit('reserved', id, key, worker)
-      out[#out + 1] = redis.call('HGETALL', jk)
+      local fields = redis.call('HGETALL', jk)
+      fields[#fields + 1] = 'payload'
+      fields[#fields + 1] = redis.call('GET', payload_key(id)) or 'null'
+      out[#out + 1] = fields
       started = started + 1
     end
   end
@@ -240,6 +251,8 @@ local function complete(id, token, at, nmarks, retention_ms, now)
   end
   redis.call('HSET', jk, unpack(fields))
   redis.call('HDEL', jk, 'token')
+  -- A completed job keeps its timeline for the retention, not its payload.
+  redis.call('DEL', payload_key(id))
   if retention_ms > 0 then
     redis.call('PEXPIRE', jk, retention_ms)
     redis.call('ZADD', K_COMPLETED, now, id)
