@@ -37,13 +37,15 @@ HandlerOpt = Annotated[str, typer.Option(help="Job handler as package.module:fun
 ProcessesOpt = Annotated[int, typer.Option(min=1, help="Worker processes to run.")]
 
 
-def _settings() -> Settings:
+def _settings(*, quiet: bool = False) -> Settings:
+    """Load settings or exit 2 naming the bad variable. Operating commands are ``quiet``:
+    their output is the answer, not the process's configuration."""
     try:
         settings = load_settings()
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, logging.WARNING if quiet else logging.INFO)
     return settings
 
 
@@ -232,7 +234,7 @@ def _status_table(
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Counts, workers and utilization of the queue."""
-    settings = _settings()
+    settings = _settings(quiet=True)
     _require_url(settings)
 
     async def read(runtime: Runtime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -266,7 +268,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 @app.command()
 def pause() -> None:
     """Stop new job starts on every worker (running jobs finish)."""
-    settings = _settings()
+    settings = _settings(quiet=True)
     _require_url(settings)
     changed = _with_runtime(settings, str(settings.redis_url), lambda rt: rt.queue.pause())
     console.print("paused" if changed else "already paused")
@@ -275,7 +277,7 @@ def pause() -> None:
 @app.command()
 def resume() -> None:
     """Let workers start jobs again."""
-    settings = _settings()
+    settings = _settings(quiet=True)
     _require_url(settings)
     changed = _with_runtime(settings, str(settings.redis_url), lambda rt: rt.queue.resume())
     console.print("resumed" if changed else "was not paused")
@@ -286,7 +288,7 @@ def drain(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove every waiting and delayed job (running jobs finish)."""
-    settings = _settings()
+    settings = _settings(quiet=True)
     _require_url(settings)
     if not yes:
         waiting = _with_runtime(settings, str(settings.redis_url), lambda rt: rt.queue.counts())
@@ -294,6 +296,64 @@ def drain(
         typer.confirm(f"Remove {total} waiting jobs from {settings.queue!r}?", abort=True)
     removed = _with_runtime(settings, str(settings.redis_url), lambda rt: rt.queue.drain())
     console.print(f"removed {removed} jobs")
+
+
+dlq = typer.Typer(help="Dead letters: list, retry, purge.", no_args_is_help=True)
+app.add_typer(dlq, name="dlq")
+
+
+@dlq.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Dead-lettered jobs with their last error."""
+    settings = _settings(quiet=True)
+    _require_url(settings)
+    records = _with_runtime(
+        settings, str(settings.redis_url), lambda rt: rt.queue.dead_letters(limit)
+    )
+    if as_json:
+        console.print_json(json.dumps([r.as_dict() for r in records]))
+        return
+    table = Table(title=f"Dead letters of {settings.queue!r}", header_style="bold")
+    for col in ("job", "conversation", "attempts", "error"):
+        table.add_column(col)
+    for r in records:
+        table.add_row(r.id, r.key, str(r.attempt), r.error or "")
+    console.print(table)
+
+
+@dlq.command("retry")
+def dlq_retry(job_ids: Annotated[list[str], typer.Argument(help="Job ids to requeue.")]) -> None:
+    """Requeue dead letters with fresh attempts."""
+    settings = _settings(quiet=True)
+    _require_url(settings)
+
+    async def retry(rt: Runtime) -> list[bool]:
+        return [await rt.queue.retry_dead(job_id) for job_id in job_ids]
+
+    results = _with_runtime(settings, str(settings.redis_url), retry)
+    for job_id, ok in zip(job_ids, results, strict=True):
+        console.print(f"{job_id}: {'requeued' if ok else 'not a dead letter'}")
+    if not all(results):
+        raise typer.Exit(1)
+
+
+@dlq.command("purge")
+def dlq_purge(
+    job_ids: Annotated[list[str] | None, typer.Argument(help="Ids (none = all).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete dead letters for good."""
+    settings = _settings(quiet=True)
+    _require_url(settings)
+    if not job_ids and not yes:
+        typer.confirm(f"Delete ALL dead letters of {settings.queue!r}?", abort=True)
+    purged = _with_runtime(
+        settings, str(settings.redis_url), lambda rt: rt.queue.purge_dead(job_ids or None)
+    )
+    console.print(f"purged {purged} dead letters")
 
 
 def _require_url(settings: Settings) -> None:
