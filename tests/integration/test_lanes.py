@@ -23,7 +23,7 @@ async def test_completion_releases_the_next_message_in_order(queue: Queue) -> No
     while taken.jobs:
         job = taken.jobs[0]
         seen.append(job.payload["n"])
-        _, taken = await queue.complete(
+        _, taken, _ = await queue.complete(
             [Completion(job.id, job.token, {})], reserve=1, worker_id="w"
         )
     assert seen == [0, 1, 2]

@@ -20,9 +20,9 @@ async def test_expired_lease_returns_job_to_head_with_attempt_plus_one(queue: Qu
     assert again[0].attempt == 2
     assert again[0].deadline_ms == job.deadline_ms  # keeps its place in EDF order
     # The dead worker's late acknowledgement is refused: the job is w2's now.
-    lost, _ = await queue.complete([Completion(job.id, job.token, {})], worker_id="dead-worker")
+    lost, _, _ = await queue.complete([Completion(job.id, job.token, {})], worker_id="dead-worker")
     assert lost == [first]
-    lost, _ = await queue.complete([Completion(first, again[0].token, {})], worker_id="w2")
+    lost, _, _ = await queue.complete([Completion(first, again[0].token, {})], worker_id="w2")
     assert lost == []
 
 

@@ -56,6 +56,18 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
+class Finished:
+    """A completed job's durations and SLA verdict, as the completing script measured them."""
+
+    job_id: str
+    key: str
+    queue_wait_ms: int
+    processing_ms: int
+    sla_ms: int
+    verdict: Literal["ok", "warn", "crit"]
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A finished job as the worker acknowledges it."""
 
@@ -83,6 +95,9 @@ class Queue:
         max_attempts: int = 5,
         completed_retention_s: float = 7 * DAY_S,
         dedupe_ttl_s: float = DAY_S,
+        sla_warning_ms: int = 10_000,
+        sla_critical_ms: int = 30_000,
+        monitoring: bool = True,
     ) -> None:
         if (url is None) == (redis is None):
             raise ValueError("pass exactly one of url= or redis=")
@@ -98,6 +113,15 @@ class Queue:
         self.max_attempts = max_attempts
         self.completed_retention_ms = int(completed_retention_s * 1000)
         self.dedupe_ttl_ms = int(dedupe_ttl_s * 1000)
+        if not 0 < sla_warning_ms < sla_critical_ms:
+            raise ValueError(
+                f"SLA thresholds must satisfy 0 < warning ({sla_warning_ms} ms) "
+                f"< critical ({sla_critical_ms} ms)"
+            )
+        self.sla_warning_ms = sla_warning_ms
+        self.sla_critical_ms = sla_critical_ms
+        self.monitoring = monitoring
+        self._mon = 1 if monitoring else 0
         self.scripts = Scripts(self.redis)
         self._kv: tuple[str, ...] = self.keys.vector
         self._prefix = self.keys.prefix
@@ -321,7 +345,16 @@ class Queue:
         """Take up to ``count`` jobs (one per ready conversation), earliest deadline first."""
         raw = await self.scripts.reserve(
             self._kv,
-            [self._prefix, count, lease_ms, worker_id, rate_limit, rate_guard_ms, RECOVER_PER_CALL],
+            [
+                self._prefix,
+                count,
+                lease_ms,
+                worker_id,
+                rate_limit,
+                rate_guard_ms,
+                RECOVER_PER_CALL,
+                self._mon,
+            ],
         )
         return _reservation(raw)
 
@@ -334,11 +367,11 @@ class Queue:
         lease_ms: int = DEFAULT_LEASE_MS,
         rate_limit: int = 0,
         rate_guard_ms: int = DEFAULT_RATE_GUARD_MS,
-    ) -> tuple[list[str], Reservation]:
+    ) -> tuple[list[str], Reservation, list[Finished]]:
         """Acknowledge finished jobs and, in the same round trip, reserve ``reserve`` more.
 
-        Returns the ids whose reservation had expired (not completed by us) and the
-        reservation.
+        Returns the ids whose reservation had expired (not completed by us), the
+        reservation, and the measured durations of the completed jobs.
         """
         args: list[Any] = [
             self._prefix,
@@ -349,6 +382,9 @@ class Queue:
             rate_limit,
             rate_guard_ms,
             RECOVER_PER_CALL,
+            self._mon,
+            self.sla_warning_ms,
+            self.sla_critical_ms,
             len(done),
         ]
         for c in done:
@@ -358,8 +394,19 @@ class Queue:
             for name, at in c.marks.items():
                 args.append(name)
                 args.append(f"{at:.3f}")
-        lost, taken = await self.scripts.complete(self._kv, args)
-        return [x.decode() for x in lost], _reservation(taken)
+        lost, taken, flat = await self.scripts.complete(self._kv, args)
+        finished = [
+            Finished(
+                job_id=_text(flat[i]),
+                key=_text(flat[i + 1]),
+                queue_wait_ms=int(flat[i + 2]),
+                processing_ms=int(flat[i + 3]),
+                sla_ms=int(flat[i + 4]),
+                verdict=_verdict(flat[i + 5]),
+            )
+            for i in range(0, len(flat), 6)
+        ]
+        return [_text(x) for x in lost], _reservation(taken), finished
 
     async def fail(
         self,
@@ -377,6 +424,7 @@ class Queue:
             error[:2000],
             max(0, backoff_ms),
             1 if retryable else 0,
+            self._mon,
             len(job.marks),
         ]
         for name, at in job.marks.items():
@@ -427,6 +475,15 @@ def _reservation(raw: list[Any]) -> Reservation:
     status = raw[0].decode()
     jobs = [Job.from_fields(fields) for fields in raw[2:]]
     return Reservation(status=status, retry_after_ms=int(raw[1]), jobs=jobs)
+
+
+def _verdict(raw: object) -> Literal["ok", "warn", "crit"]:
+    text = _text(raw)
+    if text == "crit":
+        return "crit"
+    if text == "warn":
+        return "warn"
+    return "ok"
 
 
 def _text(value: object) -> str:

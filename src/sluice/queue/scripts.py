@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "counts",
     "retry_dead",
     "purge_dead",
+    "rollup",
 )
 
 _INCLUDE = "--!include "

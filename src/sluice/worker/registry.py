@@ -36,10 +36,26 @@ class WorkerInfo:
     heartbeat_at: float
 
 
-async def publish(client: aioredis.Redis, keys: QueueKeys, info: WorkerInfo, ttl_ms: int) -> None:
+async def publish(
+    client: aioredis.Redis,
+    keys: QueueKeys,
+    info: WorkerInfo,
+    ttl_ms: int,
+    *,
+    busy_ms: int | None = None,
+    capacity_ms: int | None = None,
+) -> None:
+    """Write the worker's record; with ``busy_ms``/``capacity_ms`` also add its busy and
+    available slot-time to the current monitoring bucket, from which every process reads
+    the overall utilization of a window."""
     pipe = client.pipeline(transaction=False)
     pipe.set(keys.worker(info.id), json.dumps(asdict(info)), px=ttl_ms)
     pipe.zadd(keys.workers, {info.id: info.heartbeat_at})
+    if busy_ms is not None and capacity_ms is not None:
+        bucket = f"{keys.prefix}mon:10s:{int(info.heartbeat_at // 10)}"
+        pipe.hincrby(bucket, "busy", busy_ms)
+        pipe.hincrby(bucket, "cap", capacity_ms)
+        pipe.expire(bucket, 7200)
     await pipe.execute()
 
 

@@ -27,12 +27,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sluice.errors import NonRetryableError
 from sluice.queue.job import Job
-from sluice.queue.queue import DEFAULT_LEASE_MS, Completion, Queue, Reservation
+from sluice.queue.queue import DEFAULT_LEASE_MS, Completion, Finished, Queue, Reservation
 from sluice.worker import registry
 from sluice.worker.utilization import UtilizationMeter
 
 Handler = Callable[[Job], Awaitable[Any]]
 log = logging.getLogger("sluice.worker")
+job_log = logging.getLogger("sluice.jobs")
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
@@ -189,7 +190,7 @@ class Worker:
 
     async def _exchange(self, done: list[Completion], want: int) -> Reservation:
         if done:
-            lost, reservation = await self.queue.complete(
+            lost, reservation, finished = await self.queue.complete(
                 done,
                 reserve=want,
                 worker_id=self.id,
@@ -198,6 +199,9 @@ class Worker:
             )
             if lost:
                 log.warning("completions rejected, leases had expired: %s", lost)
+            if finished and job_log.isEnabledFor(logging.INFO):
+                for f in finished:
+                    _log_finished(f)
             return reservation
         return await self.queue.reserve(
             want, worker_id=self.id, lease_ms=self.lease_ms, rate_limit=self.rate_limit
@@ -371,7 +375,8 @@ class Worker:
             log.info("concurrency %d -> %d (live setting)", self.concurrency, wanted)
             self.concurrency = wanted
             self._changed.set()
-        self.utilization, self.throughput = self._meter.sample(self.concurrency)
+        sample = self._meter.sample(self.concurrency)
+        self.utilization, self.throughput = sample.utilization, sample.throughput
         info = registry.WorkerInfo(
             id=self.id,
             host=socket.gethostname(),
@@ -388,7 +393,12 @@ class Worker:
             heartbeat_at=time.time(),
         )
         await registry.publish(
-            self.queue.redis, self.queue.keys, info, ttl_ms=self.heartbeat_ms * 5
+            self.queue.redis,
+            self.queue.keys,
+            info,
+            ttl_ms=self.heartbeat_ms * 5,
+            busy_ms=int(sample.busy_s * 1000) if self.queue.monitoring else None,
+            capacity_ms=int(sample.capacity_s * 1000) if self.queue.monitoring else None,
         )
 
     async def _close_blocker(self) -> None:
@@ -401,3 +411,27 @@ class Worker:
             await self._blocker.aclose()
             await self._blocker.connection_pool.disconnect()
             self._blocker = None
+
+
+def _log_finished(f: Finished) -> None:
+    """One structured line per finished message: its durations and SLA verdict."""
+    job_log.info(
+        "job %s (%s) completed: wait %d ms, processing %d ms, SLA %d ms [%s]",
+        f.job_id,
+        f.key,
+        f.queue_wait_ms,
+        f.processing_ms,
+        f.sla_ms,
+        f.verdict,
+        extra={
+            "fields": {
+                "event": "job_completed",
+                "job_id": f.job_id,
+                "conversation": f.key,
+                "queue_wait_ms": f.queue_wait_ms,
+                "processing_ms": f.processing_ms,
+                "sla_ms": f.sla_ms,
+                "sla_verdict": f.verdict,
+            }
+        },
+    )

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One sampling interval: utilization 0..1, completions per second, and the busy and
+    available slot-seconds behind the ratio (summed across workers for the overall one)."""
+
+    utilization: float
+    throughput: float
+    busy_s: float
+    capacity_s: float
 
 
 class UtilizationMeter:
@@ -29,8 +41,8 @@ class UtilizationMeter:
             self._busy += self._clock() - max(began, self._last_sample)
             self._completed_since += 1
 
-    def sample(self, slots: int) -> tuple[float, float]:
-        """(utilization 0..1, completed jobs per second) since the previous sample."""
+    def sample(self, slots: int) -> Sample:
+        """Utilization and throughput since the previous sample."""
         now = self._clock()
         elapsed = now - self._last_sample
         busy = self._busy
@@ -41,6 +53,6 @@ class UtilizationMeter:
         self._busy = 0.0
         self._completed_since = 0
         self._last_sample = now
-        if elapsed <= 0 or slots <= 0:
-            return 0.0, throughput
-        return min(1.0, busy / (slots * elapsed)), throughput
+        capacity = max(0.0, slots * elapsed)
+        utilization = min(1.0, busy / capacity) if capacity > 0 else 0.0
+        return Sample(utilization, throughput, busy, capacity)

@@ -2,25 +2,70 @@
 --
 -- Like BullMQ's moveToFinished fetching the next job, finishing and taking work share one
 -- round trip: under load a worker makes one call per batch of finished jobs, not two per job.
+-- Each completion also records the job's durations and SLA verdict (lib/monitor.lua).
 --
 -- KEYS: the queue key vector (lib/core.lua).
 -- ARGV: 1 prefix, 2 completed-job retention (ms, 0 = delete at once), 3 N to reserve
 --       (0 = none), 4 lease (ms), 5 worker id, 6 default rate limit, 7 rate guard (ms),
---       8 max leases to recover, 9 count of completions, then per completion:
+--       8 max leases to recover, 9 monitoring (1/0), 10 SLA warning (ms),
+--       11 SLA critical (ms), 12 count of completions, then per completion:
 --       job id, reservation token, m, then m x (hop name, epoch ms) marked by the handler
--- Returns {lost job ids, reserve result} where lost jobs were not completed because their
--- reservation had expired (another worker owns them now).
+-- Returns {lost job ids, reserve result, finished} where lost jobs were not completed
+-- because their reservation had expired (another worker owns them now), and finished is
+-- a flat list of (id, key, wait ms, processing ms, SLA ms, verdict) per completed job
+-- (empty with monitoring off).
 --!include lib/core.lua
+--!include lib/monitor.lua
 
+-- Complete one reserved job; false when the caller's reservation is no longer valid
+-- (its lease expired and the job was handed to another worker). Marks are hop name /
+-- time pairs read from ARGV starting at `at`.
+local function complete(id, token, at, nmarks, retention_ms, now, finished)
+  local jk = job_key(id)
+  local key, tok, state = unpack(redis.call('HMGET', jk, 'key', 'token', 'state'))
+  if state ~= 'active' or tok ~= token then
+    return false
+  end
+  redis.call('ZREM', K_ACTIVE, id)
+  local fields = {'state', 'completed', 'h:completed', fmt(now)}
+  for m = 0, nmarks - 1 do
+    fields[#fields + 1] = 'h:' .. ARGV[at + 2 * m]
+    fields[#fields + 1] = ARGV[at + 2 * m + 1]
+  end
+  redis.call('HSET', jk, unpack(fields))
+  redis.call('HDEL', jk, 'token')
+  if MONITOR then
+    local wait, processing, sla, verdict = observe_completion(jk, now, WARN_MS, CRIT_MS)
+    local n = #finished
+    finished[n + 1], finished[n + 2], finished[n + 3] = id, key, math.floor(wait)
+    finished[n + 4], finished[n + 5], finished[n + 6] = math.floor(processing), math.floor(sla),
+      verdict
+  end
+  -- A completed job keeps its timeline for the retention, not its payload.
+  redis.call('DEL', payload_key(id))
+  if retention_ms > 0 then
+    redis.call('PEXPIRE', jk, retention_ms)
+    redis.call('ZADD', K_COMPLETED, now, id)
+  else
+    redis.call('DEL', jk)
+  end
+  emit('completed', id, key)
+  advance_lane(key, id, now)
+  return true
+end
+
+MONITOR = ARGV[9] == '1'
+if not MONITOR then observe_outcome = nil end
+WARN_MS, CRIT_MS = tonumber(ARGV[10]), tonumber(ARGV[11])
 local now = now_ms()
 local retention = tonumber(ARGV[2])
-local n = tonumber(ARGV[9])
-local at = 10
-local lost = {}
+local n = tonumber(ARGV[12])
+local at = 13
+local lost, finished = {}, {}
 local done = 0
 for _ = 1, n do
   local id, token, nmarks = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
-  if complete(id, token, at + 3, nmarks, retention, now) then
+  if complete(id, token, at + 3, nmarks, retention, now, finished) then
     done = done + 1
   else
     lost[#lost + 1] = id
@@ -40,4 +85,5 @@ if want > 0 then
 else
   taken = {'ok', 0}
 end
-return {lost, taken}
+flush_monitor(now)
+return {lost, taken, finished}

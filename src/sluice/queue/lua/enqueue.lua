@@ -45,5 +45,9 @@ if redis.call('RPUSH', lane_key(key), id) == 1 and redis.call('HEXISTS', K_INFLI
   wake(1)
 end
 count('enqueued', 1, now)
+redis.call('HINCRBY', PREFIX .. 'mon:total', 'enq', 1)
+local fine = PREFIX .. 'mon:10s:' .. math.floor(now / 10000)
+redis.call('HINCRBY', fine, 'enq', 1)
+redis.call('EXPIRE', fine, 7200)
 emit('enqueued', id, key)
 return {id, 1}

@@ -4,9 +4,11 @@
 --
 -- KEYS: the queue key vector (lib/core.lua).
 -- ARGV: 1 prefix, 2 job id, 3 reservation token, 4 error text, 5 backoff (ms, computed by
---       the caller with jitter), 6 retryable (1/0), 7 m, then m x (hop name, epoch ms)
+--       the caller with jitter), 6 retryable (1/0), 7 monitoring (1/0),
+--       8 m, then m x (hop name, epoch ms)
 -- Returns 'retry', 'dead' or 'lost' (the reservation had expired; nothing changed).
 --!include lib/core.lua
+--!include lib/monitor.lua
 
 local id, token, err = ARGV[2], ARGV[3], ARGV[4]
 local jk = job_key(id)
@@ -17,24 +19,30 @@ if state ~= 'active' or tok ~= token then
 end
 local now = now_ms()
 redis.call('ZREM', K_ACTIVE, id)
-local nmarks = tonumber(ARGV[7])
+MONITOR = ARGV[7] == '1'
+if not MONITOR then observe_outcome = nil end
+local nmarks = tonumber(ARGV[8])
 if nmarks > 0 then
   local fields = {}
   for m = 0, nmarks - 1 do
-    fields[#fields + 1] = 'h:' .. ARGV[8 + 2 * m]
-    fields[#fields + 1] = ARGV[9 + 2 * m]
+    fields[#fields + 1] = 'h:' .. ARGV[9 + 2 * m]
+    fields[#fields + 1] = ARGV[10 + 2 * m]
   end
   redis.call('HSET', jk, unpack(fields))
 end
 count('failed', 1, now)
+if observe_outcome then observe_outcome('fail') end
 if ARGV[6] == '1' and tonumber(attempt) < tonumber(max) then
   requeue_head(id, key, now)
   redis.call('HSET', jk, 'state', 'delayed', 'err', err, 'h:failed', fmt(now))
   redis.call('ZADD', K_DELAYED, now + tonumber(ARGV[5]), key)
   count('retried', 1, now)
+  if observe_outcome then observe_outcome('retry') end
   emit('retry', id, key, err)
   wake(1)
+  flush_monitor(now)
   return 'retry'
 end
 bury(id, key, err, now)
+flush_monitor(now)
 return 'dead'

@@ -31,6 +31,10 @@ local EVENTS_MAXLEN = 10000 -- approximate cap of the event stream
 local WAKE_MAX = 32          -- more tokens than idle workers only cause empty wake-ups
 local STATS_TTL_S = 7200     -- per-second counters are kept two hours
 
+-- Set by lib/monitor.lua when a script includes it: lets shared helpers (bury) feed the
+-- monitoring aggregates without core depending on monitor.
+local observe_outcome = nil
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -117,6 +121,7 @@ local function bury(id, key, err, now)
   redis.call('PERSIST', payload_key(id))
   redis.call('ZADD', K_DEAD, now, id)
   count('dead', 1, now)
+  if observe_outcome then observe_outcome('dead') end
   emit('dead', id, key, err)
   advance_lane(key, id, now)
 end
@@ -232,34 +237,4 @@ local function reserve(want, lease_ms, worker, default_rate, guard_ms, now)
     out[2] = next_due(now)
   end
   return out
-end
-
--- Complete one reserved job; false when the caller's reservation is no longer valid
--- (its lease expired and the job was handed to another worker). Marks are hop name /
--- time pairs read from ARGV starting at `at`.
-local function complete(id, token, at, nmarks, retention_ms, now)
-  local jk = job_key(id)
-  local key, tok, state = unpack(redis.call('HMGET', jk, 'key', 'token', 'state'))
-  if state ~= 'active' or tok ~= token then
-    return false
-  end
-  redis.call('ZREM', K_ACTIVE, id)
-  local fields = {'state', 'completed', 'h:completed', fmt(now)}
-  for m = 0, nmarks - 1 do
-    fields[#fields + 1] = 'h:' .. ARGV[at + 2 * m]
-    fields[#fields + 1] = ARGV[at + 2 * m + 1]
-  end
-  redis.call('HSET', jk, unpack(fields))
-  redis.call('HDEL', jk, 'token')
-  -- A completed job keeps its timeline for the retention, not its payload.
-  redis.call('DEL', payload_key(id))
-  if retention_ms > 0 then
-    redis.call('PEXPIRE', jk, retention_ms)
-    redis.call('ZADD', K_COMPLETED, now, id)
-  else
-    redis.call('DEL', jk)
-  end
-  emit('completed', id, key)
-  advance_lane(key, id, now)
-  return true
 end

@@ -1,0 +1,1 @@
+"""Monitoring: hop timing aggregates, SLA windows, alerts, and the metrics they feed."""
