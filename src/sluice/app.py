@@ -43,6 +43,9 @@ async def open_runtime(settings: Settings, url: str) -> AsyncIterator[Runtime]:
         redis=handle.client,
         max_attempts=settings.max_attempts,
         completed_retention_s=settings.completed_retention_s,
+        sla_warning_ms=settings.sla_warning_threshold_ms,
+        sla_critical_ms=settings.sla_critical_threshold_ms,
+        monitoring=settings.monitoring_enabled,
     )
     try:
         yield Runtime(settings=settings, redis=handle, queue=queue)

@@ -109,6 +109,49 @@ def worker(
         _with_runtime(settings, url, work)
 
 
+HostOpt = Annotated[str | None, typer.Option(help="API address (default SLUICE_API_HOST).")]
+PortOpt = Annotated[int | None, typer.Option(help="API port (default SLUICE_API_PORT).")]
+
+
+def _api_address(settings: Settings, host: str | None, port: int | None) -> tuple[str, int]:
+    from sluice.api.auth import InsecureBindError, check_bind_address
+
+    address = (host or settings.api_host, settings.api_port if port is None else port)
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    try:
+        check_bind_address(address[0], token)
+    except InsecureBindError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    return address
+
+
+@app.command()
+def serve(host: HostOpt = None, port: PortOpt = None) -> None:
+    """Run the HTTP API: health document, admin controls, metrics."""
+    settings = _settings()
+    address = _api_address(settings, host, port)
+    with _redis(settings) as (url, _):
+
+        async def run_api() -> None:
+            from sluice.api.app import create_app
+            from sluice.api.server import ApiServer
+
+            server = ApiServer(create_app(settings, url), *address)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            base = await server.start()
+            err.print(
+                f"API listening on [bold]{base}[/bold] (health: {base}/api/admin/migration-status)"
+            )
+            await stop.wait()
+            await server.stop()
+
+        _run(run_api)
+
+
 @app.command()
 def up(
     demo: Annotated[bool, typer.Option(help="Also drive demo traffic and show progress.")] = False,
@@ -117,9 +160,12 @@ def up(
     conversations: Annotated[int, typer.Option(min=1, help="Demo conversations.")] = 200,
     rate: Annotated[float, typer.Option(min=0.1, help="Demo messages per second.")] = 20.0,
     duration: Annotated[float, typer.Option(min=0, help="Demo seconds (0 = until Ctrl-C).")] = 0,
+    host: HostOpt = None,
+    port: PortOpt = None,
 ) -> None:
-    """Run the whole system: Redis (embedded unless REDIS_URL is set) and workers."""
+    """Run the whole system: Redis (embedded unless REDIS_URL is set), the API and workers."""
     settings = _settings()
+    address = _api_address(settings, host, port)
     job_handler = import_handler(handler)
     with _redis(settings) as (url, _):
         supervisor = None
@@ -132,6 +178,12 @@ def up(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             tasks: list[asyncio.Task[Any]] = []
+            from sluice.api.app import create_app
+            from sluice.api.server import ApiServer
+
+            api = ApiServer(create_app(settings, url), *address)
+            base = await api.start()
+            err.print(f"API on [bold]{base}[/bold]; health: {base}/api/admin/migration-status")
             in_process = None
             if supervisor is None:
                 in_process = build_worker(runtime, job_handler)
@@ -160,6 +212,7 @@ def up(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await api.stop()
 
         try:
             _with_runtime(settings, url, system)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
@@ -167,6 +167,14 @@ class Settings(BaseSettings):
         10.0, ge=0, allow_inf_nan=False, validation_alias="SLUICE_SHUTDOWN_GRACE_S"
     )
     log_format: Literal["text", "json"] = Field("text", validation_alias="SLUICE_LOG_FORMAT")
+
+    admin_token: SecretStr | None = Field(None, validation_alias="SLUICE_ADMIN_TOKEN")
+    api_host: str = Field("127.0.0.1", validation_alias="SLUICE_API_HOST")
+    api_port: int = Field(8000, ge=0, le=65535, validation_alias="SLUICE_API_PORT")
+    monitoring_enabled: bool = Field(True, validation_alias="SLUICE_MONITORING")
+    sla_objective: float = Field(
+        0.95, gt=0, lt=1, allow_inf_nan=False, validation_alias="SLUICE_SLA_OBJECTIVE"
+    )
 
     def __init__(self, **values: Any) -> None:
         """Build from init values and the environment; any problem is a ConfigError."""

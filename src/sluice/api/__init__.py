@@ -1,0 +1,1 @@
+"""The HTTP API: health document, admin controls, metrics, and (later) intake."""

@@ -1,0 +1,125 @@
+"""The FastAPI application: health, readiness, metrics and the admin API.
+
+``create_app(settings, redis_url)`` opens the process's Redis pool in the lifespan, so the
+same app object serves `sluice serve`, `sluice up` and the tests (on a real loopback port).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, Response, status
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from sluice import __version__
+from sluice.api import admin, metrics
+from sluice.api.auth import require_admin
+from sluice.api.state import AppState, app_state
+from sluice.config import Settings
+from sluice.monitor.snapshot import Monitor
+from sluice.queue.queue import Queue
+from sluice.redis.pool import RedisUnavailableError, connect
+
+log = logging.getLogger("sluice.api")
+
+
+async def _connect(settings: Settings, url: str) -> Any:
+    kwargs: dict[str, Any] = {
+        "pool_enabled": settings.redis_pool_enabled,
+        "max_connections": settings.redis_pool_max_connections,
+        "wait_timeout_s": settings.redis_pool_timeout_s,
+    }
+    try:
+        return await connect(url, min_connections=settings.redis_pool_min_connections, **kwargs)
+    except RedisUnavailableError as exc:
+        # Still serve: the health document is most needed exactly when Redis is down.
+        log.error("Redis unavailable at startup (%s); serving health as critical", exc)
+        return await connect(url, min_connections=0, **kwargs)
+
+
+def create_app(settings: Settings, redis_url: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        handle = await _connect(settings, redis_url)
+        queue = Queue(
+            settings.queue,
+            redis=handle.client,
+            max_attempts=settings.max_attempts,
+            completed_retention_s=settings.completed_retention_s,
+            sla_warning_ms=settings.sla_warning_threshold_ms,
+            sla_critical_ms=settings.sla_critical_threshold_ms,
+            monitoring=settings.monitoring_enabled,
+        )
+        monitor = Monitor(
+            queue, sla_objective=settings.sla_objective, rate_limit=settings.queue_rate_limit
+        )
+        app.state.sluice = AppState(settings=settings, redis=handle, queue=queue, monitor=monitor)
+        try:
+            yield
+        finally:
+            await handle.close()
+
+    app = FastAPI(
+        title="Sluice",
+        version=__version__,
+        summary="Every customer chat message answered within its SLA.",
+        lifespan=lifespan,
+    )
+    app.state.admin_token = (
+        settings.admin_token.get_secret_value() if settings.admin_token else None
+    )
+    app.include_router(admin.router)
+
+    @app.get("/healthz", tags=["probes"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive (it answers)."""
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["probes"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Redis answers and every Lua script is loaded: the process can do its work."""
+        st = app_state(request.app)
+        try:
+            await st.queue.scripts.load_all(st.queue.redis)
+            shas = [s.sha for s in st.queue.scripts._scripts.values()]
+            loaded = await st.queue.redis.script_exists(*shas)
+        except (RedisError, OSError) as exc:
+            return JSONResponse(
+                {"ready": False, "reason": f"Redis unavailable: {type(exc).__name__}"},
+                status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        if not all(loaded):
+            return JSONResponse({"ready": False, "reason": "scripts not loaded"}, 503)
+        return JSONResponse({"ready": True, "scripts": len(shas)})
+
+    @app.get("/metrics", tags=["probes"], dependencies=[Depends(require_admin)])
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus text format, rendered from Redis (all processes, all hosts)."""
+        st = app_state(request.app)
+        firing: dict[str, int] = {}
+        for alert in await st.alerts():
+            if alert.get("status") == "firing":
+                severity = str(alert.get("severity"))
+                firing[severity] = firing.get(severity, 0) + 1
+        try:
+            body = await metrics.render(st.queue, st.monitor, st.redis, firing)
+        except (RedisError, OSError) as exc:
+            return Response(
+                f"# Redis unavailable: {type(exc).__name__}\n",
+                status_code=503,
+                media_type=metrics.CONTENT_TYPE,
+            )
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
+    @app.exception_handler(RedisError)
+    async def redis_down(request: Request, exc: RedisError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"Redis unavailable: {type(exc).__name__}"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+    return app

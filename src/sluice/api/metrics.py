@@ -1,0 +1,169 @@
+"""/metrics in the Prometheus text format, rendered from Redis.
+
+Every worker process on every host writes its counters and histogram buckets into the
+queue's Redis keys, so one scrape of any API process sees the whole system: multi-process
+safe without prometheus-client's per-process files. Pool metrics are this process's own
+(labelled with its pid).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from sluice.monitor.metric_names import DURATION_BUCKETS_S, METRICS, MetricSpec
+from sluice.monitor.snapshot import Monitor
+from sluice.queue.queue import Queue
+from sluice.redis.pool import RedisHandle
+
+_SPECS: dict[str, MetricSpec] = {m.name: m for m in METRICS}
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _help(name: str) -> str:
+    return _SPECS[name].help
+
+
+class _Frozen:
+    """A collector that yields metric families computed before the scrape."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
+
+
+def _counter(name: str, labels: Mapping[str, str], value: float) -> Metric:
+    base = name.removesuffix("_total")
+    family = CounterMetricFamily(base, _help(name), labels=list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
+
+
+def _histogram(name: str, queue: str, totals: Mapping[str, int], kind: str) -> Metric:
+    family = HistogramMetricFamily(name, _help(name), labels=["queue"])
+    cumulative = 0
+    buckets: list[tuple[str, float]] = []
+    for index, bound in enumerate(DURATION_BUCKETS_S, start=1):
+        cumulative += totals.get(f"h{kind}:{index}", 0)
+        buckets.append((repr(bound), float(cumulative)))
+    cumulative += totals.get(f"h{kind}:{len(DURATION_BUCKETS_S) + 1}", 0)
+    buckets.append(("+Inf", float(cumulative)))
+    family.add_metric([queue], buckets, sum_value=totals.get(f"{kind}s", 0) / 1000.0)
+    return family
+
+
+async def render(
+    queue: Queue, monitor: Monitor, redis: RedisHandle, firing: Mapping[str, int]
+) -> bytes:
+    raw = await queue.redis.hgetall(f"{queue.keys.prefix}mon:total")
+    totals = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+    snapshot = await monitor.snapshot()
+    windows = await monitor.windows()
+    q = {"queue": queue.name}
+    fam: list[Metric] = [
+        _counter("sluice_jobs_enqueued_total", q, totals.get("enq", 0)),
+        _counter("sluice_jobs_completed_total", q, totals.get("n", 0)),
+        _counter("sluice_jobs_failed_total", q, totals.get("fail", 0)),
+        _counter("sluice_jobs_retried_total", q, totals.get("retry", 0)),
+        _counter("sluice_jobs_dead_total", q, totals.get("dead", 0)),
+    ]
+    verdicts = CounterMetricFamily(
+        "sluice_sla_verdicts", _help("sluice_sla_verdicts_total"), labels=["queue", "verdict"]
+    )
+    for field, label in (("ok", "ok"), ("warn", "warning"), ("crit", "critical")):
+        verdicts.add_metric([queue.name, label], totals.get(field, 0))
+    fam.append(verdicts)
+    fam.append(_histogram("sluice_queue_wait_seconds", queue.name, totals, "w"))
+    fam.append(_histogram("sluice_processing_seconds", queue.name, totals, "p"))
+    fam.append(_histogram("sluice_sla_duration_seconds", queue.name, totals, "s"))
+
+    counts: dict[str, Any] = snapshot["counts"]
+    jobs = GaugeMetricFamily(
+        "sluice_queue_jobs", _help("sluice_queue_jobs"), labels=["queue", "state"]
+    )
+    for state in ("waiting", "active", "delayed", "dead"):
+        jobs.add_metric([queue.name, state], counts[state])
+    fam.append(jobs)
+    fam.append(
+        _gauge("sluice_queue_oldest_waiting_age_seconds", q, counts["oldest_waiting_age_ms"] / 1000)
+    )
+    fam.append(_gauge("sluice_queue_paused", q, 1.0 if counts["paused"] else 0.0))
+    fam.append(_gauge("sluice_workers", q, snapshot["workers"]["count"]))
+    fam.append(_gauge("sluice_worker_slots", q, snapshot["workers"]["slots"]))
+
+    util = GaugeMetricFamily(
+        "sluice_worker_utilization_ratio",
+        _help("sluice_worker_utilization_ratio"),
+        labels=["queue", "window"],
+    )
+    compliance = GaugeMetricFamily(
+        "sluice_sla_compliance_ratio",
+        _help("sluice_sla_compliance_ratio"),
+        labels=["queue", "window", "threshold"],
+    )
+    throughput = GaugeMetricFamily(
+        "sluice_throughput_jobs_per_second",
+        _help("sluice_throughput_jobs_per_second"),
+        labels=["queue", "window"],
+    )
+    failure = GaugeMetricFamily(
+        "sluice_failure_ratio", _help("sluice_failure_ratio"), labels=["queue", "window"]
+    )
+    for name in ("1m", "5m", "1h"):
+        stats = windows[name]
+        if stats.utilization is not None:
+            util.add_metric([queue.name, name], stats.utilization)
+        for threshold in ("warning", "critical"):
+            value = stats.compliance(threshold)
+            if value is not None:
+                compliance.add_metric([queue.name, name, threshold], value)
+        throughput.add_metric([queue.name, name], stats.throughput)
+        if stats.failure_rate is not None:
+            failure.add_metric([queue.name, name], stats.failure_rate)
+    fam.extend([util, compliance, throughput, failure])
+
+    alerts = GaugeMetricFamily(
+        "sluice_alerts_firing", _help("sluice_alerts_firing"), labels=["queue", "severity"]
+    )
+    for severity in ("warning", "critical"):
+        alerts.add_metric([queue.name, severity], firing.get(severity, 0))
+    fam.append(alerts)
+
+    pool = redis.metrics().as_dict()
+    p = {"process": str(os.getpid())}
+    conns = GaugeMetricFamily(
+        "sluice_redis_pool_connections",
+        _help("sluice_redis_pool_connections"),
+        labels=["process", "state"],
+    )
+    conns.add_metric([p["process"], "in_use"], pool.get("in_use", 0))
+    conns.add_metric([p["process"], "idle"], pool.get("idle", 0))
+    fam.append(conns)
+    fam.append(_gauge("sluice_redis_pool_max_connections", p, pool.get("max", 0)))
+    fam.append(_counter("sluice_redis_pool_opened_total", p, pool.get("opened", 0)))
+    fam.append(_counter("sluice_redis_pool_waits_total", p, pool.get("waits", 0)))
+    fam.append(
+        _counter("sluice_redis_pool_wait_seconds_total", p, pool.get("wait_time_seconds", 0.0))
+    )
+    fam.append(_counter("sluice_redis_pool_errors_total", p, pool.get("errors", 0)))
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Frozen(fam))
+    return generate_latest(registry)
+
+
+def _gauge(name: str, labels: Mapping[str, str], value: float) -> Metric:
+    family = GaugeMetricFamily(name, _help(name), labels=list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
