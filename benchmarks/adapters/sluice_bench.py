@@ -23,6 +23,7 @@ from sluice import EnqueueRequest, Job, Queue, Worker
 
 QUEUE = "bench"
 CONVERSATIONS = int(os.environ.get("SLUICE_BENCH_CONVERSATIONS", "0"))
+MONITORING = os.environ.get("SLUICE_BENCH_MONITORING", "1") != "0"
 BULK_CHUNK = 1000
 
 
@@ -67,7 +68,7 @@ class SluiceProducer:
 async def run_worker() -> None:
     config = worker_config()
     client = aioredis.Redis.from_url(config.redis_url)
-    queue = Queue(QUEUE, redis=client)
+    queue = Queue(QUEUE, redis=client, monitoring=MONITORING)
 
     async def handler(job: Job) -> None:
         start_ts = time.time()
@@ -81,8 +82,12 @@ async def run_worker() -> None:
 def build(args: BenchArgs) -> Adapter:
     code = "import sluice_bench, uvloop; uvloop.run(sluice_bench.run_worker())"
     shape = f"{CONVERSATIONS} conversations" if CONVERSATIONS else "one conversation per job"
+    if not MONITORING:
+        shape += ", monitoring off"
     return Adapter(
-        lib="sluice" if not CONVERSATIONS else f"sluice-{CONVERSATIONS}conv",
+        lib="sluice"
+        + (f"-{CONVERSATIONS}conv" if CONVERSATIONS else "")
+        + ("" if MONITORING else "-nomon"),
         version=version("sluice"),
         producer=SluiceProducer(args.redis_url),
         worker_command=[sys.executable, "-c", code],

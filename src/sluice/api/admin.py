@@ -12,6 +12,7 @@ from sluice.api import health
 from sluice.api.auth import AdminOnly
 from sluice.api.state import AppState, app_state
 from sluice.profiles import switch_profile
+from sluice.timing import durations
 
 router = APIRouter(prefix="/api/admin", dependencies=[AdminOnly], tags=["admin"])
 JobId = Annotated[str, Path(pattern=r"^[0-9]{1,20}$", description="job id")]
@@ -152,10 +153,14 @@ async def purge_dead(
 @router.get("/jobs/{job_id}")
 async def job(request: Request, job_id: JobId) -> dict[str, Any]:
     """A job's state and hop timeline (completed jobs keep it for the retention)."""
-    record = await _state(request).queue.get_job(job_id)
+    st = _state(request)
+    record = await st.queue.get_job(job_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
-    return record.as_dict()
+    derived = durations(
+        record.hops, st.settings.sla_warning_threshold_ms, st.settings.sla_critical_threshold_ms
+    )
+    return {**record.as_dict(), "durations": derived.as_dict()}
 
 
 @router.get("/alerts")
