@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS := $(VENV)/tools
 
 .PHONY: demo test test-slow lint bench clean
 
@@ -21,8 +22,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/pytest -m "not slow"
+$(TOOLS)/.fetched: | $(STAMP)
+	scripts/fetch-promtool.sh $(TOOLS)
+	touch $@
+
+test: lint $(TOOLS)/.fetched
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/pytest -m "not slow"
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow

@@ -104,7 +104,11 @@ def worker(
             raise typer.Exit(Supervisor(processes, ["--handler", handler], child_env(url)).run())
 
         async def work(runtime: Runtime) -> None:
-            await build_worker(runtime, job_handler).run()
+            service = _monitoring(runtime)
+            try:
+                await build_worker(runtime, job_handler).run()
+            finally:
+                await service.stop()
 
         _with_runtime(settings, url, work)
 
@@ -220,6 +224,21 @@ def up(
             if supervisor is not None:
                 supervisor.send_signal(signal.SIGTERM)
                 supervisor.wait(timeout=settings.shutdown_grace_s + 10)
+
+
+def _monitoring(runtime: Runtime) -> Any:
+    """Every worker process is a candidate alert evaluator (one leads, by lease)."""
+    from sluice.monitor.service import MonitoringService
+    from sluice.monitor.snapshot import Monitor
+
+    monitor = Monitor(
+        runtime.queue,
+        sla_objective=runtime.settings.sla_objective,
+        rate_limit=runtime.settings.queue_rate_limit,
+    )
+    service = MonitoringService(monitor)
+    service.start()
+    return service
 
 
 def _spawn_supervisor(processes: int, handler: str, url: str) -> Any:
@@ -378,8 +397,21 @@ def validate(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 
 
 def _channel_checks(settings: Settings) -> Any:
-    """Dry-run reachability of the configured alert channels (None without alerting)."""
-    return None
+    """Dry-run reachability of the configured alert channels."""
+    from sluice.monitor.service import check_channels
+    from sluice.validate import Check
+
+    async def run() -> list[Check]:
+        return [
+            Check(
+                f"alert channel {name}",
+                "pass" if problem is None else "fail",
+                problem or "reachable",
+            )
+            for name, problem in await check_channels()
+        ]
+
+    return run
 
 
 dlq = typer.Typer(help="Dead letters: list, retry, purge.", no_args_is_help=True)

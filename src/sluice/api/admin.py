@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from sluice.api import health
 from sluice.api.auth import AdminOnly
@@ -42,11 +43,11 @@ class ProfileRequest(BaseModel):
 
 class SilenceRequest(BaseModel):
     minutes: int = Field(..., ge=1, le=7 * 24 * 60)
-    by: str = Field("admin", max_length=100)
+    by: str = Field("admin", min_length=1, max_length=100)
 
 
 class AckRequest(BaseModel):
-    by: str = Field("admin", max_length=100)
+    by: str = Field("admin", min_length=1, max_length=100)
 
 
 def _state(request: Request) -> AppState:
@@ -58,7 +59,11 @@ async def migration_status(request: Request, response: Response) -> health.Healt
     """The health document. Answers 503 when the status is critical, so load balancers
     and uptime checks can use it directly; the body always says why."""
     st = _state(request)
-    doc = await health.build(st.settings, st.queue, st.monitor, st.redis, await st.alerts())
+    try:
+        alerts = await st.alerts()
+    except (RedisError, OSError):
+        alerts = []  # the document reports Redis itself as unreachable
+    doc = await health.build(st.settings, st.queue, st.monitor, st.redis, alerts)
     if doc.status == "critical":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return doc
@@ -165,8 +170,13 @@ async def job(request: Request, job_id: JobId) -> dict[str, Any]:
 
 @router.get("/alerts")
 async def alerts(request: Request) -> dict[str, Any]:
+    """Pending and firing alerts, the recent history, and the rule thresholds."""
     st = _state(request)
-    return {"active": await st.alerts(), "history": await st.alert_history()}
+    return {
+        "active": await st.alerts(),
+        "history": await st.alert_history(),
+        "rules": st.rules,
+    }
 
 
 @router.post("/alerts/{fingerprint}/ack")
@@ -175,15 +185,21 @@ async def ack_alert(
     fingerprint: Annotated[str, Path(pattern=r"^[0-9a-f]{8,64}$")],
     body: AckRequest,
 ) -> dict[str, str]:
-    await _state(request).request_ack(fingerprint, body.by)
+    try:
+        await _state(request).request_ack(fingerprint, body.by)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     return {"fingerprint": fingerprint, "requested": "ack"}
 
 
 @router.post("/alerts/{fingerprint}/silence")
 async def silence_alert(
     request: Request,
-    fingerprint: Annotated[str, Path(pattern=r"^[0-9a-f]{8,64}$")],
+    fingerprint: Annotated[str, Path(pattern=r"^[0-9a-z_]{8,64}$", description="or rule name")],
     body: SilenceRequest,
 ) -> dict[str, Any]:
-    until = await _state(request).request_silence(fingerprint, body.minutes * 60, body.by)
+    try:
+        until = await _state(request).request_silence(fingerprint, body.minutes * 60, body.by)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     return {"fingerprint": fingerprint, "requested": "silence", "until": until}

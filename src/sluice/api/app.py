@@ -20,6 +20,8 @@ from sluice.api import admin, metrics
 from sluice.api.auth import require_admin
 from sluice.api.state import AppState, app_state
 from sluice.config import Settings
+from sluice.monitor.alert_config import AlertSettings
+from sluice.monitor.service import MonitoringService
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisUnavailableError, connect
@@ -41,7 +43,15 @@ async def _connect(settings: Settings, url: str) -> Any:
         return await connect(url, min_connections=0, **kwargs)
 
 
-def create_app(settings: Settings, redis_url: str) -> FastAPI:
+def create_app(
+    settings: Settings,
+    redis_url: str,
+    *,
+    alert_settings: AlertSettings | None = None,
+    run_evaluator: bool = True,
+) -> FastAPI:
+    """The app. ``run_evaluator`` makes this process a candidate for the alert leader."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         handle = await _connect(settings, redis_url)
@@ -57,10 +67,25 @@ def create_app(settings: Settings, redis_url: str) -> FastAPI:
         monitor = Monitor(
             queue, sla_objective=settings.sla_objective, rate_limit=settings.queue_rate_limit
         )
-        app.state.sluice = AppState(settings=settings, redis=handle, queue=queue, monitor=monitor)
+        service = MonitoringService(monitor, alert_settings)
+        app.state.sluice = AppState(
+            settings=settings,
+            redis=handle,
+            queue=queue,
+            monitor=monitor,
+            alerts=service.alerts,
+            alert_history=service.history,
+            request_ack=service.request_ack,
+            request_silence=service.request_silence,
+            rules=service.rule_table(),
+        )
+        if run_evaluator:
+            service.start()
         try:
             yield
         finally:
+            if run_evaluator:
+                await service.stop()
             await handle.close()
 
     app = FastAPI(

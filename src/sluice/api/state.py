@@ -32,6 +32,7 @@ class AppState:
     request_silence: Callable[[str, float, str], Awaitable[float]] = field(
         default=lambda fp, seconds, by: _zero()
     )
+    rules: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def _noop() -> None:
