@@ -107,3 +107,68 @@ async def scenario(url: str, batch: list[tuple[int, int]], concurrency: int, see
     finally:
         await delete_queue_keys(client, name)
         await client.aclose()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batch=st.lists(st.integers(0, 5), min_size=1, max_size=80),
+    concurrency=st.integers(1, 6),
+    batch_size=st.integers(2, 6),
+)
+def test_batches_keep_order_and_exactly_once(
+    redis_url: str, batch: list[int], concurrency: int, batch_size: int
+) -> None:
+    asyncio.run(batch_scenario(redis_url, batch, concurrency, batch_size))
+
+
+async def batch_scenario(url: str, convs: list[int], concurrency: int, batch_size: int) -> None:
+    client = aioredis.Redis.from_url(url)
+    name = f"propb-{random.getrandbits(48):012x}"
+    queue = Queue(name, redis=client)
+    running: set[str] = set()
+    seen: dict[str, list[int]] = defaultdict(list)
+    handled: Counter[int] = Counter()
+    violations: list[str] = []
+    all_done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        if job.key in running:
+            violations.append(f"two turns of {job.key} at once")
+        running.add(job.key)
+        if len(job.members) > batch_size:
+            violations.append(f"batch of {len(job.members)} > {batch_size}")
+        await asyncio.sleep(0)
+        for member in job.members:
+            if member.key != job.key:
+                violations.append("a batch mixed conversations")
+            seen[job.key].append(member.payload["seq"])
+            handled[member.payload["seq"]] += 1
+        running.discard(job.key)
+        if sum(handled.values()) >= len(convs):
+            all_done.set()
+
+    worker = Worker(
+        queue,
+        handler,
+        concurrency=concurrency,
+        batch_size=batch_size,
+        handle_signals=False,
+        idle_poll_s=0.05,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        for seq, conv in enumerate(convs):
+            await queue.enqueue(f"c{conv}", {"seq": seq})
+        await asyncio.wait_for(all_done.wait(), 30)
+    finally:
+        await worker.stop()
+        await task
+    try:
+        assert violations == []
+        assert all(n == 1 for n in handled.values()) and len(handled) == len(convs)
+        for conv, seqs in seen.items():
+            assert seqs == sorted(seqs), f"order broken in {conv}: {seqs}"
+        assert (await queue.counts())["completed"] == len(convs)
+    finally:
+        await delete_queue_keys(client, name)
+        await client.aclose()

@@ -34,6 +34,18 @@ class Job:
     marks: dict[str, float] = field(default_factory=dict)
     deadline_ms: float | None = None
     last_error: str | None = None
+    leader_id: str | None = None
+    batch: list[Job] = field(default_factory=list)
+
+    @property
+    def members(self) -> list[Job]:
+        """The jobs answered together in this turn, in conversation order (a batch of a
+        burst, else just this job)."""
+        return self.batch or [self]
+
+    @property
+    def payloads(self) -> list[Any]:
+        return [member.payload for member in self.members]
 
     def mark(self, hop: str, at_ms: float | None = None) -> float:
         """Record that this job reached ``hop`` now (or at ``at_ms``)."""
@@ -56,6 +68,7 @@ class Job:
         deadline = data.get(b"deadline")
         err = data.get(b"err")
         mid = data.get(b"mid", b"")
+        leader = data.get(b"batch")
         return cls(
             id=data[b"id"].decode(),
             key=data[b"key"].decode(),
@@ -68,6 +81,7 @@ class Job:
             hops=hops,
             deadline_ms=float(deadline) if deadline else None,
             last_error=err.decode() if err else None,
+            leader_id=leader.decode() if leader else None,
         )
 
 

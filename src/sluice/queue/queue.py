@@ -341,8 +341,11 @@ class Queue:
         lease_ms: int = DEFAULT_LEASE_MS,
         rate_limit: int = 0,
         rate_guard_ms: int = DEFAULT_RATE_GUARD_MS,
+        batch: int = 1,
     ) -> Reservation:
-        """Take up to ``count`` jobs (one per ready conversation), earliest deadline first."""
+        """Take up to ``count`` conversations' next jobs, earliest deadline first; with
+        ``batch`` > 1 up to that many waiting jobs of a conversation come as one batch
+        (``job.members``), to be answered in one turn."""
         raw = await self.scripts.reserve(
             self._kv,
             [
@@ -354,6 +357,7 @@ class Queue:
                 rate_guard_ms,
                 RECOVER_PER_CALL,
                 self._mon,
+                max(1, batch),
             ],
         )
         return _reservation(raw)
@@ -367,6 +371,7 @@ class Queue:
         lease_ms: int = DEFAULT_LEASE_MS,
         rate_limit: int = 0,
         rate_guard_ms: int = DEFAULT_RATE_GUARD_MS,
+        batch: int = 1,
     ) -> tuple[list[str], Reservation, list[Finished]]:
         """Acknowledge finished jobs and, in the same round trip, reserve ``reserve`` more.
 
@@ -385,6 +390,7 @@ class Queue:
             self._mon,
             self.sla_warning_ms,
             self.sla_critical_ms,
+            max(1, batch),
             len(done),
         ]
         for c in done:
@@ -416,17 +422,21 @@ class Queue:
         backoff_ms: int,
         retryable: bool = True,
     ) -> Literal["retry", "dead", "lost"]:
-        """Record a failed attempt: retry after ``backoff_ms`` or dead-letter it."""
+        """Record a failed attempt of a job (with all members of its batch): retry after
+        ``backoff_ms`` at the head of its lane, or dead-letter it."""
+        members = job.members
         args: list[Any] = [
             self._prefix,
-            job.id,
-            job.token,
             error[:2000],
             max(0, backoff_ms),
             1 if retryable else 0,
             self._mon,
-            len(job.marks),
+            len(members),
         ]
+        for member in members:
+            args.append(member.id)
+            args.append(member.token)
+        args.append(len(job.marks))
         for name, at in job.marks.items():
             args.append(name)
             args.append(f"{at:.3f}")
@@ -440,21 +450,25 @@ class Queue:
         raise RuntimeError(f"fail.lua returned {outcome!r}")
 
     async def extend(self, jobs: Sequence[Job], lease_ms: int = DEFAULT_LEASE_MS) -> list[str]:
-        """Renew leases; returns ids of jobs that are no longer ours."""
-        if not jobs:
+        """Renew leases (of every member of a batch); returns ids of jobs that are no
+        longer ours."""
+        members = [m for job in jobs for m in job.members]
+        if not members:
             return []
-        args: list[Any] = [self._prefix, lease_ms, len(jobs)]
-        for job in jobs:
+        args: list[Any] = [self._prefix, lease_ms, len(members)]
+        for job in members:
             args.append(job.id)
             args.append(job.token)
         return [x.decode() for x in await self.scripts.extend(self._kv, args)]
 
     async def release(self, jobs: Sequence[Job]) -> int:
-        """Hand unfinished jobs back to the head of their lanes without an attempt penalty."""
-        if not jobs:
+        """Hand unfinished jobs (with their batch members) back to the head of their lanes
+        without an attempt penalty."""
+        members = [m for job in jobs for m in job.members]
+        if not members:
             return 0
-        args: list[Any] = [self._prefix, len(jobs)]
-        for job in jobs:
+        args: list[Any] = [self._prefix, len(members)]
+        for job in members:
             args.append(job.id)
             args.append(job.token)
         return int(await self.scripts.release(self._kv, args))
@@ -472,9 +486,21 @@ class Queue:
 
 
 def _reservation(raw: list[Any]) -> Reservation:
+    """Jobs as the script returned them, with batch members attached to their leader."""
     status = raw[0].decode()
-    jobs = [Job.from_fields(fields) for fields in raw[2:]]
-    return Reservation(status=status, retry_after_ms=int(raw[1]), jobs=jobs)
+    leaders: list[Job] = []
+    by_id: dict[str, Job] = {}
+    for fields in raw[2:]:
+        job = Job.from_fields(fields)
+        leader = by_id.get(job.leader_id) if job.leader_id else None
+        if leader is None:
+            leaders.append(job)
+            by_id[job.id] = job
+        else:
+            if not leader.batch:
+                leader.batch.append(leader)
+            leader.batch.append(job)
+    return Reservation(status=status, retry_after_ms=int(raw[1]), jobs=leaders)
 
 
 def _verdict(raw: object) -> Literal["ok", "warn", "crit"]:

@@ -68,9 +68,12 @@ class Worker:
         idle_poll_s: float = 1.0,
         worker_id: str | None = None,
         handle_signals: bool = True,
+        batch_size: int = 1,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if rate_limit < 0:
             raise ValueError(f"rate_limit must not be negative, got {rate_limit}")
         if heartbeat_ms * 2 > lease_ms:
@@ -90,6 +93,7 @@ class Worker:
         self.idle_poll_s = idle_poll_s
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.handle_signals = handle_signals
+        self.batch_size = batch_size
 
         self.processed = 0
         self.failed = 0
@@ -196,6 +200,7 @@ class Worker:
                 worker_id=self.id,
                 lease_ms=self.lease_ms,
                 rate_limit=self.rate_limit,
+                batch=self.batch_size,
             )
             if lost:
                 log.warning("completions rejected, leases had expired: %s", lost)
@@ -204,7 +209,11 @@ class Worker:
                     _log_finished(f)
             return reservation
         return await self.queue.reserve(
-            want, worker_id=self.id, lease_ms=self.lease_ms, rate_limit=self.rate_limit
+            want,
+            worker_id=self.id,
+            lease_ms=self.lease_ms,
+            rate_limit=self.rate_limit,
+            batch=self.batch_size,
         )
 
     async def _idle(self, reservation: Reservation) -> None:
@@ -293,7 +302,9 @@ class Worker:
         else:
             self._meter.finished(job.id)
             self.processed += 1
-            self._done.append(Completion(job.id, job.token, job.marks))
+            for member in job.members:  # one turn answered them all: each keeps its hops
+                marks = job.marks if member is job else {**member.marks, **job.marks}
+                self._done.append(Completion(member.id, member.token, marks))
         finally:
             self._running.pop(job.id, None)
             self._changed.set()

@@ -8,7 +8,8 @@
 -- ARGV: 1 prefix, 2 completed-job retention (ms, 0 = delete at once), 3 N to reserve
 --       (0 = none), 4 lease (ms), 5 worker id, 6 default rate limit, 7 rate guard (ms),
 --       8 max leases to recover, 9 monitoring (1/0), 10 SLA warning (ms),
---       11 SLA critical (ms), 12 count of completions, then per completion:
+--       11 SLA critical (ms), 12 batch (as reserve.lua), 13 count of completions, then per
+--       completion:
 --       job id, reservation token, m, then m x (hop name, epoch ms) marked by the handler
 -- Returns {lost job ids, reserve result, finished} where lost jobs were not completed
 -- because their reservation had expired (another worker owns them now), and finished is
@@ -59,8 +60,8 @@ if not MONITOR then observe_outcome = nil end
 WARN_MS, CRIT_MS = tonumber(ARGV[10]), tonumber(ARGV[11])
 local now = now_ms()
 local retention = tonumber(ARGV[2])
-local n = tonumber(ARGV[12])
-local at = 13
+local n = tonumber(ARGV[13])
+local at = 14
 local lost, finished = {}, {}
 local done = 0
 for _ = 1, n do
@@ -81,7 +82,8 @@ local want = tonumber(ARGV[3])
 local taken
 if want > 0 then
   recover_expired(now, tonumber(ARGV[8]))
-  taken = reserve(want, tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), now)
+  taken = reserve(want, tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), now,
+    tonumber(ARGV[12]))
 else
   taken = {'ok', 0}
 end

@@ -1,48 +1,62 @@
 -- fail.lua: a handler failed. Retry later at the head of its lane (the conversation waits,
 -- so order holds), or dead-letter it after its last attempt or a non-retryable error (the
--- conversation moves on).
+-- conversation moves on). A batch (a burst answered in one turn) fails as a whole: pass
+-- all its jobs in lane order; the leader's attempt count decides.
 --
 -- KEYS: the queue key vector (lib/core.lua).
--- ARGV: 1 prefix, 2 job id, 3 reservation token, 4 error text, 5 backoff (ms, computed by
---       the caller with jitter), 6 retryable (1/0), 7 monitoring (1/0),
---       8 m, then m x (hop name, epoch ms)
--- Returns 'retry', 'dead' or 'lost' (the reservation had expired; nothing changed).
+-- ARGV: 1 prefix, 2 error text, 3 backoff (ms, computed by the caller with jitter),
+--       4 retryable (1/0), 5 monitoring (1/0), 6 n jobs, then n x (job id, reservation
+--       token) in lane order, then m, then m x (hop name, epoch ms) marked on every job
+-- Returns 'retry', 'dead' or 'lost' (a reservation had expired; nothing changed).
 --!include lib/core.lua
 --!include lib/monitor.lua
 
-local id, token, err = ARGV[2], ARGV[3], ARGV[4]
-local jk = job_key(id)
-local key, tok, state, attempt, max = unpack(redis.call('HMGET', jk, 'key', 'token', 'state',
-  'attempt', 'max'))
-if state ~= 'active' or tok ~= token then
-  return 'lost'
-end
-local now = now_ms()
-redis.call('ZREM', K_ACTIVE, id)
-MONITOR = ARGV[7] == '1'
+local err, backoff = ARGV[2], tonumber(ARGV[3])
+MONITOR = ARGV[5] == '1'
 if not MONITOR then observe_outcome = nil end
-local nmarks = tonumber(ARGV[8])
-if nmarks > 0 then
-  local fields = {}
-  for m = 0, nmarks - 1 do
-    fields[#fields + 1] = 'h:' .. ARGV[9 + 2 * m]
-    fields[#fields + 1] = ARGV[10 + 2 * m]
+local n = tonumber(ARGV[6])
+local ids = {}
+for i = 0, n - 1 do
+  local id, token = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
+  local tok, state = unpack(redis.call('HMGET', job_key(id), 'token', 'state'))
+  if state ~= 'active' or tok ~= token then
+    return 'lost'
   end
-  redis.call('HSET', jk, unpack(fields))
+  ids[#ids + 1] = id
+end
+local at = 7 + 2 * n
+local nmarks = tonumber(ARGV[at])
+local marks = {}
+for m = 0, nmarks - 1 do
+  marks[#marks + 1] = 'h:' .. ARGV[at + 1 + 2 * m]
+  marks[#marks + 1] = ARGV[at + 2 + 2 * m]
+end
+
+local now = now_ms()
+local leader = job_key(ids[1])
+local key, attempt, max = unpack(redis.call('HMGET', leader, 'key', 'attempt', 'max'))
+for _, id in ipairs(ids) do
+  redis.call('ZREM', K_ACTIVE, id)
+  if #marks > 0 then redis.call('HSET', job_key(id), unpack(marks)) end
 end
 count('failed', 1, now)
 if observe_outcome then observe_outcome('fail') end
-if ARGV[6] == '1' and tonumber(attempt) < tonumber(max) then
-  requeue_head(id, key, now)
-  redis.call('HSET', jk, 'state', 'delayed', 'err', err, 'h:failed', fmt(now))
-  redis.call('ZADD', K_DELAYED, now + tonumber(ARGV[5]), key)
+if ARGV[4] == '1' and tonumber(attempt) < tonumber(max) then
+  for i = #ids, 1, -1 do
+    requeue_head(ids[i], key, now)
+    redis.call('HSET', job_key(ids[i]), 'err', err, 'h:failed', fmt(now))
+  end
+  redis.call('HSET', leader, 'state', 'delayed')
+  redis.call('ZADD', K_DELAYED, now + backoff, key)
   count('retried', 1, now)
   if observe_outcome then observe_outcome('retry') end
-  emit('retry', id, key, err)
+  emit('retry', ids[1], key, err)
   wake(1)
   flush_monitor(now)
   return 'retry'
 end
-bury(id, key, err, now)
+for _, id in ipairs(ids) do
+  bury(id, key, err, now)
+end
 flush_monitor(now)
 return 'dead'

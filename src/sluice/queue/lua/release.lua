@@ -2,13 +2,14 @@
 -- the head of their lanes with their deadline and without an attempt penalty.
 --
 -- KEYS: the queue key vector (lib/core.lua).
--- ARGV: 1 prefix, 2 n, then n x (job id, reservation token)
+-- ARGV: 1 prefix, 2 n, then n x (job id, reservation token), jobs of one lane in lane
+--       order (they are pushed back last to first, so the order holds)
 -- Returns how many were handed back.
 --!include lib/core.lua
 
 local now = now_ms()
 local released = 0
-for i = 0, tonumber(ARGV[2]) - 1 do
+for i = tonumber(ARGV[2]) - 1, 0, -1 do
   local id, token = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   local jk = job_key(id)
   local key, tok, state = unpack(redis.call('HMGET', jk, 'key', 'token', 'state'))
@@ -16,7 +17,7 @@ for i = 0, tonumber(ARGV[2]) - 1 do
     redis.call('ZREM', K_ACTIVE, id)
     redis.call('HINCRBY', jk, 'attempt', -1)
     requeue_head(id, key, now)
-    ready_again(key, jk)
+    ready_again(key, jk, now)
     emit('released', id, key)
     released = released + 1
   end

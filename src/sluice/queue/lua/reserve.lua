@@ -8,7 +8,8 @@
 -- ARGV: 1 prefix, 2 N wanted, 3 lease (ms), 4 worker id, 5 default rate limit (jobs/s,
 --       0 = unlimited; the live value in meta.rate_limit wins), 6 rate guard (ms added to
 --       the 1 s window to absorb dispatch jitter), 7 max leases to recover in this call,
---       8 monitoring (1/0: dead letters from expired leases are counted)
+--       8 monitoring (1/0: dead letters from expired leases are counted), 9 batch: the
+--       most jobs of one conversation to reserve together (1 = one at a time)
 -- Returns {status, retry_after_ms, job fields...}: status 'ok' | 'paused' | 'rate';
 -- retry_after is when the rate window frees a start, or the next delayed retry is due.
 --!include lib/core.lua
@@ -18,6 +19,6 @@ if ARGV[8] ~= '1' then observe_outcome = nil end
 local now = now_ms()
 recover_expired(now, tonumber(ARGV[7]))
 local result = reserve(tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]),
-  tonumber(ARGV[6]), now)
+  tonumber(ARGV[6]), now, tonumber(ARGV[9]))
 flush_monitor(now)
 return result

@@ -100,8 +100,9 @@ end
 
 -- A retried or recovered job keeps the deadline it already had: its customer has been
 -- waiting since then, so it must not queue behind later arrivals.
-local function ready_again(key, jk)
-  redis.call('ZADD', K_READY, tonumber(redis.call('HGET', jk, 'deadline')), key)
+local function ready_again(key, jk, now)
+  local deadline, target = unpack(redis.call('HMGET', jk, 'deadline', 'target'))
+  redis.call('ZADD', K_READY, tonumber(deadline) or (now + tonumber(target)), key)
 end
 
 -- The running job of a lane has ended (completed or dead): the lane moves on.
@@ -138,24 +139,57 @@ local function requeue_head(id, key, now)
   redis.call('ZADD', K_WAITING, tonumber(redis.call('HGET', jk, 'h:enqueued')), id)
 end
 
+-- The jobs reserved together with `id` (a burst of one conversation, answered in one
+-- turn), in lane order. The first is the batch leader: it holds the lane lock and lists
+-- the others in its `members` field; the others name it in their `batch` field.
+local function batch_of(id)
+  local jk = job_key(id)
+  local leader = redis.call('HGET', jk, 'batch') or id
+  local members = redis.call('HGET', job_key(leader), 'members')
+  if not members then
+    return {leader}
+  end
+  local ids = {}
+  for member in string.gmatch(members, '[^,]+') do
+    ids[#ids + 1] = member
+  end
+  return ids
+end
+
 -- Leases that ran out belong to workers that died or stalled: their jobs go back to the
 -- head of their lanes (attempt + 1 was already counted when they were reserved), or to
 -- the dead letters when that was the last attempt.
+-- A batch is recovered as a whole, in lane order, on its leader's attempt count.
 local function recover_expired(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, limit)
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', K_ACTIVE, id)
-    local jk = job_key(id)
-    local key, attempt, max = unpack(redis.call('HMGET', jk, 'key', 'attempt', 'max'))
-    if key then
-      if tonumber(attempt) >= tonumber(max) then
-        bury(id, key, 'lease expired on the last attempt (' .. attempt .. ')', now)
-      else
-        requeue_head(id, key, now)
-        redis.call('HSET', jk, 'err', 'lease expired')
-        ready_again(key, jk)
-        count('recovered', 1, now)
-        emit('recovered', id, key)
+  local seen = {}
+  for _, expired in ipairs(ids) do
+    if not seen[expired] then
+      local group = batch_of(expired)
+      local live = {}
+      for _, id in ipairs(group) do
+        seen[id] = true
+        if redis.call('ZREM', K_ACTIVE, id) == 1 then
+          live[#live + 1] = id
+        end
+      end
+      local leader = group[1]
+      local key, attempt, max = unpack(redis.call('HMGET', job_key(leader), 'key', 'attempt',
+        'max'))
+      if key then
+        if tonumber(attempt) >= tonumber(max) then
+          for _, id in ipairs(live) do
+            bury(id, key, 'lease expired on the last attempt (' .. attempt .. ')', now)
+          end
+        else
+          for i = #live, 1, -1 do
+            requeue_head(live[i], key, now)
+            redis.call('HSET', job_key(live[i]), 'err', 'lease expired')
+            emit('recovered', live[i], key)
+          end
+          ready_again(key, job_key(leader), now)
+          count('recovered', #live, now)
+        end
       end
     end
   end
@@ -171,7 +205,7 @@ local function promote_delayed(now)
     if head then
       local jk = job_key(head)
       redis.call('HSET', jk, 'state', 'waiting')
-      ready_again(key, jk)
+      ready_again(key, jk, now)
     end
   end
 end
@@ -183,10 +217,12 @@ local function next_due(now)
   return math.max(1, math.ceil(tonumber(first[2]) - now))
 end
 
--- Reserve up to `want` jobs: one per ready lane, earliest deadline first, within the
--- global rate limit. Returns {status, retry_after_ms, job...} where status is 'ok',
--- 'paused' or 'rate' and each job is its HGETALL field list.
-local function reserve(want, lease_ms, worker, default_rate, guard_ms, now)
+-- Reserve up to `want` lanes, earliest deadline first, within the global rate limit:
+-- from each, its head job, or with batch_max > 1 up to that many of its waiting jobs as
+-- one batch (a burst answered in one turn; one start for the rate limit). Returns
+-- {status, retry_after_ms, job...} where status is 'ok', 'paused' or 'rate' and each job
+-- is its HGETALL field list plus its payload.
+local function reserve(want, lease_ms, worker, default_rate, guard_ms, now, batch_max)
   if redis.call('HGET', K_META, 'paused') == '1' then
     return {'paused', 0}
   end
@@ -211,24 +247,40 @@ local function reserve(want, lease_ms, worker, default_rate, guard_ms, now)
   local started = 0
   for i = 1, #popped, 2 do
     local key = popped[i]
-    local id = redis.call('LPOP', lane_key(key))
-    if id then
-      local jk = job_key(id)
-      local token = redis.call('HINCRBY', jk, 'rsv', 1)
-      redis.call('HINCRBY', jk, 'attempt', 1)
-      redis.call('HSET', jk, 'state', 'active', 'h:reserved', fmt(now), 'worker', worker,
-        'token', token)
-      redis.call('HSET', K_INFLIGHT, key, id)
-      redis.call('ZADD', K_ACTIVE, now + lease_ms, id)
-      redis.call('ZREM', K_WAITING, id)
-      if rate > 0 then
-        redis.call('ZADD', K_RATE, now, id .. ':' .. token)
+    local lk = lane_key(key)
+    local members = {}
+    local id = redis.call('LPOP', lk)
+    while id do
+      members[#members + 1] = id
+      if #members >= batch_max then break end
+      id = redis.call('LPOP', lk)
+    end
+    if #members > 0 then
+      local leader = members[1]
+      redis.call('HSET', K_INFLIGHT, key, leader)
+      for n, member in ipairs(members) do
+        local jk = job_key(member)
+        local token = redis.call('HINCRBY', jk, 'rsv', 1)
+        redis.call('HINCRBY', jk, 'attempt', 1)
+        redis.call('HDEL', jk, 'batch', 'members')
+        redis.call('HSET', jk, 'state', 'active', 'h:reserved', fmt(now), 'worker', worker,
+          'token', token)
+        if n > 1 then
+          redis.call('HSET', jk, 'batch', leader)
+        elseif #members > 1 then
+          redis.call('HSET', jk, 'members', table.concat(members, ','))
+        end
+        redis.call('ZADD', K_ACTIVE, now + lease_ms, member)
+        redis.call('ZREM', K_WAITING, member)
+        if rate > 0 and n == 1 then
+          redis.call('ZADD', K_RATE, now, member .. ':' .. token)
+        end
+        emit('reserved', member, key, worker)
+        local fields = redis.call('HGETALL', jk)
+        fields[#fields + 1] = 'payload'
+        fields[#fields + 1] = redis.call('GET', payload_key(member)) or 'null'
+        out[#out + 1] = fields
       end
-      emit('reserved', id, key, worker)
-      local fields = redis.call('HGETALL', jk)
-      fields[#fields + 1] = 'payload'
-      fields[#fields + 1] = redis.call('GET', payload_key(id)) or 'null'
-      out[#out + 1] = fields
       started = started + 1
     end
   end
