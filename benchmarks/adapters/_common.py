@@ -272,33 +272,39 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def kill_tree(root: int, sig: int) -> None:
-    for pid in process_tree(root):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
 class WorkerProcess:
-    """The library's worker, run as a child process whose output goes to a temp log file."""
+    """The library's worker, run as a child process in its own process group.
+
+    Output goes to a temp log file. Stopping kills the whole group, so worker pools that
+    respawn children (rq, celery, dramatiq, taskiq) cannot leave stragglers behind.
+    """
 
     def __init__(self, command: list[str], env: dict[str, str]) -> None:
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
         self.proc = subprocess.Popen(
-            command, cwd=ADAPTERS_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            command,
+            cwd=ADAPTERS_DIR,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def stop(self, grace_s: float = 3.0) -> None:
-        if self.alive():
-            tree = process_tree(self.proc.pid)
-            kill_tree(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(grace_s)
-            for pid in tree:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        pgid = self.proc.pid
+        stragglers = process_tree(pgid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(grace_s)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        for pid in stragglers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
 
@@ -346,8 +352,13 @@ async def wait_for_results(
     raise BenchFailure(f"timed out with {count}/{target} results")
 
 
-def read_results(resp: Resp, key: str) -> list[tuple[float, float]]:
-    return parse_stamps(resp.command("LRANGE", key, "0", "-1"))
+def read_results(resp: Resp, key: str, jobs: int, out: dict[str, Any]) -> list[tuple[float, float]]:
+    """All result pairs; more than ``jobs`` of them (a redelivery, a stray writer) is flagged."""
+    pairs = parse_stamps(resp.command("LRANGE", key, "0", "-1"))
+    out["completed"] = len(pairs)
+    if len(pairs) != jobs:
+        out["unexpected_results"] = len(pairs) - jobs
+    return pairs
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -395,14 +406,12 @@ async def backlog_then_work(
     worker = WorkerProcess(adapter.worker_command, env)
     try:
         deadline = time.monotonic() + args.timeout_s
-        out["completed"] = await wait_for_results(
-            resp, args.results_key, args.jobs, worker, deadline
-        )
+        await wait_for_results(resp, args.results_key, args.jobs, worker, deadline)
     except BenchFailure as exc:
         raise BenchFailure(f"{exc}; worker log: {worker.log_tail()}") from None
     finally:
         worker.stop()
-    pairs = read_results(resp, args.results_key)
+    pairs = read_results(resp, args.results_key, args.jobs, out)
     out.update(throughput_metrics(pairs, args.jobs))
     if args.scenario == "B":
         out.update(efficiency_metrics(pairs, args.jobs, args.concurrency))
@@ -428,14 +437,12 @@ async def steady_load(
         out: dict[str, Any] = {"rate": args.rate, "enqueue_mode": "loop"}
         out.update(await enqueue_paced(adapter.producer, args.jobs, args.rate))
         deadline = time.monotonic() + args.timeout_s
-        out["completed"] = await wait_for_results(
-            resp, args.results_key, args.jobs, worker, deadline
-        )
+        await wait_for_results(resp, args.results_key, args.jobs, worker, deadline)
     except BenchFailure as exc:
         raise BenchFailure(f"{exc}; worker log: {worker.log_tail()}") from None
     finally:
         worker.stop()
-    out.update(wait_metrics(read_results(resp, args.results_key)))
+    out.update(wait_metrics(read_results(resp, args.results_key, args.jobs, out)))
     return out
 
 
@@ -476,6 +483,11 @@ def base_record(adapter: Adapter, args: BenchArgs) -> dict[str, Any]:
     }
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    """Turn SIGTERM/SIGINT into an exception so ``finally`` blocks stop the worker group."""
+    raise SystemExit(128 + signum)
+
+
 def main(build: Any, argv: Sequence[str] | None = None) -> int:
     """Entry point of every Python adapter: ``main(build_adapter)``.
 
@@ -483,6 +495,7 @@ def main(build: Any, argv: Sequence[str] | None = None) -> int:
     Prints exactly one JSON line on stdout; exit code 0 when the scenario succeeded.
     """
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     adapter: Adapter = build(args)
     record = base_record(adapter, args)
     started = time.perf_counter()
