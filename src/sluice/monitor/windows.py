@@ -203,8 +203,8 @@ class WindowReader:
         for index in range(first, upto):
             pipe.evalsha(
                 scripts.rollup.sha,
-                len(self.keys.vector),
-                *self.keys.vector,
+                1,
+                self.keys.meta,
                 self.keys.prefix,
                 index,
             )

@@ -123,7 +123,8 @@ class Queue:
         self.monitoring = monitoring
         self._mon = 1 if monitoring else 0
         self.scripts = Scripts(self.redis)
-        self._kv: tuple[str, ...] = self.keys.vector
+        # Scripts get one key (routing to the queue's slot); the rest derive from the prefix.
+        self._kv: tuple[str, ...] = (self.keys.meta,)
         self._prefix = self.keys.prefix
 
     async def close(self) -> None:

@@ -170,6 +170,10 @@ class Worker:
     async def _fetch_loop(self) -> None:
         failures = 0
         while not self._stopping:
+            if self._done and self._running:
+                # Let slots whose replies are already in finish too: one exchange then
+                # acknowledges them all and refills every freed slot (one loop turn).
+                await asyncio.sleep(0)
             free = self.concurrency - len(self._running)
             done = self._take_done()
             if free <= 0 and not done:

@@ -1,7 +1,7 @@
 -- cancel.lua: remove every waiting (and delayed) job of one conversation, e.g. when it was
 -- resolved. Its running job, if any, finishes.
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 conversation key, 3 reason
 -- Returns how many jobs were removed.
 --!include lib/core.lua

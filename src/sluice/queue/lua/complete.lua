@@ -4,7 +4,7 @@
 -- round trip: under load a worker makes one call per batch of finished jobs, not two per job.
 -- Each completion also records the job's durations and SLA verdict (lib/monitor.lua).
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 completed-job retention (ms, 0 = delete at once), 3 N to reserve
 --       (0 = none), 4 lease (ms), 5 worker id, 6 default rate limit, 7 rate guard (ms),
 --       8 max leases to recover, 9 monitoring (1/0), 10 SLA warning (ms),

@@ -1,6 +1,6 @@
 -- counts.lua: one consistent snapshot of the queue's sizes.
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 completed-job retention (ms)
 -- Returns {waiting, active, delayed, dead, completed, paused, oldest waiting age (ms),
 -- ready lanes}.

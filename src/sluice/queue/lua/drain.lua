@@ -1,7 +1,7 @@
 -- drain.lua: remove every waiting and delayed job (running ones finish). O(waiting jobs):
 -- an operator's emergency action, not a hot path.
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix
 -- Returns how many jobs were removed.
 --!include lib/core.lua

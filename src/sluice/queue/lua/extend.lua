@@ -1,6 +1,6 @@
 -- extend.lua: a worker's heartbeat renews the leases of the jobs it is running.
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 lease (ms), 3 n, then n x (job id, reservation token)
 -- Returns the ids whose reservation is no longer the caller's (lease already expired).
 --!include lib/core.lua

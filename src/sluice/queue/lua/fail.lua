@@ -3,7 +3,7 @@
 -- conversation moves on). A batch (a burst answered in one turn) fails as a whole: pass
 -- all its jobs in lane order; the leader's attempt count decides.
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 error text, 3 backoff (ms, computed by the caller with jitter),
 --       4 retryable (1/0), 5 monitoring (1/0), 6 n jobs, then n x (job id, reservation
 --       token) in lane order, then m, then m x (hop name, epoch ms) marked on every job

@@ -1,7 +1,7 @@
 -- pause.lua: stop (ARGV[2] = '1') or restart ('0') new job starts for every worker.
 -- Running jobs finish. Resuming wakes idle workers at once.
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 '1' pause | '0' resume
 -- Returns 1 when the state changed, 0 when it already was so.
 --!include lib/core.lua

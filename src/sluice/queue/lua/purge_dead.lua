@@ -1,6 +1,6 @@
 -- purge_dead.lua: delete dead letters for good: the ids given, or all when none are given.
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, then job ids (none = every dead letter)
 -- Returns how many were deleted.
 --!include lib/core.lua

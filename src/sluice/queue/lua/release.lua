@@ -1,7 +1,7 @@
 -- release.lua: a worker shutting down hands back jobs it could not finish. They return to
 -- the head of their lanes with their deadline and without an attempt penalty.
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 n, then n x (job id, reservation token), jobs of one lane in lane
 --       order (they are pushed back last to first, so the order holds)
 -- Returns how many were handed back.

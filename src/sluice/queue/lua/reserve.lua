@@ -4,7 +4,7 @@
 -- workers are polling), then reserves one job per ready lane, earliest deadline first,
 -- within the global rate limit and unless the queue is paused.
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 N wanted, 3 lease (ms), 4 worker id, 5 default rate limit (jobs/s,
 --       0 = unlimited; the live value in meta.rate_limit wins), 6 rate guard (ms added to
 --       the 1 s window to absorb dispatch jitter), 7 max leases to recover in this call,

@@ -1,7 +1,7 @@
 -- retry_dead.lua: give a dead-lettered job a fresh set of attempts at the tail of its lane
 -- (its conversation has moved on meanwhile, so it queues as a new arrival).
 --
--- KEYS: the queue key vector (lib/core.lua).
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 job id
 -- Returns 1 when the job was requeued, 0 when it is not a dead letter.
 --!include lib/core.lua

@@ -2,19 +2,22 @@
 -- of each script by sluice.queue.scripts (a line "--!include lib/core.lua"), so every
 -- script still runs as ONE atomic EVALSHA.
 --
--- KEYS, the same vector for every script (built by sluice.queue.keys.QueueKeys):
---   1 ready      ZSET  conversation key -> deadline (ms): lanes whose head job may start
---   2 delayed    ZSET  conversation key -> ms at which its head (a retry) may start again
---   3 inflight   HASH  conversation key -> id of the one job of that lane now running
---   4 active     ZSET  job id -> lease expiry (ms)
---   5 waiting    ZSET  job id -> enqueued at (ms): every job still sitting in a lane
---   6 dead       ZSET  job id -> dead-lettered at (ms)
---   7 completed  ZSET  job id -> completed at (ms), trimmed to the retention
---   8 meta       HASH  paused, rate_limit, concurrency (live settings shared by all workers)
---   9 rate       ZSET  job starts of the last second (the global sliding-window limit)
---  10 wake       LIST  wake-up tokens for idle workers blocked in BLPOP
---  11 events     STREAM capped log of every transition
---  12 seq        STRING job id counter
+-- KEYS[1] is the queue's `meta` key for every script: it routes the call to the queue's
+-- cluster slot. The other keys are built from the prefix in ARGV[1] (as BullMQ builds its
+-- per-job keys): they share the queue's hash tag, so they live in that same slot, and a
+-- call sends one key instead of twelve (measurably cheaper per job). The queue's keys:
+--   ready      ZSET  conversation key -> deadline (ms): lanes whose head job may start
+--   delayed    ZSET  conversation key -> ms at which its head (a retry) may start again
+--   inflight   HASH  conversation key -> id of the one job (batch leader) of that lane running
+--   active     ZSET  job id -> lease expiry (ms)
+--   waiting    ZSET  job id -> enqueued at (ms): every job still sitting in a lane
+--   dead       ZSET  job id -> dead-lettered at (ms)
+--   completed  ZSET  job id -> completed at (ms), trimmed to the retention
+--   meta       HASH  paused, rate_limit, concurrency, profile (live settings for all workers)
+--   rate       ZSET  job starts of the last second (the global sliding-window limit)
+--   wake       LIST  wake-up tokens for idle workers blocked in BLPOP
+--   events     STREAM capped log of every transition
+--   seq        STRING job id counter
 -- ARGV[1] is always the key prefix "sluice:{queue}:". Per-job and per-lane keys are built
 -- from it (job:<id>, payload:<id>, lane:<key>, dedupe:<message id>, stats:<unix second>); the prefix
 -- carries the queue's hash tag, so every key lives in the same cluster slot.
@@ -22,10 +25,12 @@
 -- Times are milliseconds since the epoch from the Redis server clock (TIME), so every
 -- worker process on every host agrees on one clock for leases, deadlines and the rate limit.
 
-local K_READY, K_DELAYED, K_INFLIGHT, K_ACTIVE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_WAITING, K_DEAD, K_COMPLETED, K_META = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_RATE, K_WAKE, K_EVENTS, K_SEQ = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local PREFIX = ARGV[1]
+local K_READY, K_DELAYED = PREFIX .. 'ready', PREFIX .. 'delayed'
+local K_INFLIGHT, K_ACTIVE = PREFIX .. 'inflight', PREFIX .. 'active'
+local K_WAITING, K_DEAD, K_COMPLETED = PREFIX .. 'waiting', PREFIX .. 'dead', PREFIX .. 'completed'
+local K_META, K_RATE, K_WAKE = KEYS[1], PREFIX .. 'rate', PREFIX .. 'wake'
+local K_EVENTS, K_SEQ = PREFIX .. 'events', PREFIX .. 'seq'
 
 local EVENTS_MAXLEN = 10000 -- approximate cap of the event stream
 local WAKE_MAX = 32          -- more tokens than idle workers only cause empty wake-ups
@@ -73,17 +78,23 @@ end
 local function count(field, n, now)
   if n == 0 then return end
   local k = PREFIX .. 'stats:' .. math.floor(now / 1000)
-  redis.call('HINCRBY', k, field, n)
-  redis.call('EXPIRE', k, STATS_TTL_S)
+  -- The first increment of a field (result == n) sets the TTL: every key gets one when
+  -- it is created, without an EXPIRE on every call.
+  if redis.call('HINCRBY', k, field, n) == n then
+    redis.call('EXPIRE', k, STATS_TTL_S)
+  end
 end
 
 local function wake(n)
   if n <= 0 then return end
   if n > WAKE_MAX then n = WAKE_MAX end
+  local length = 0
   for _ = 1, n do
-    redis.call('LPUSH', K_WAKE, '1')
+    length = redis.call('LPUSH', K_WAKE, '1')
   end
-  redis.call('LTRIM', K_WAKE, 0, WAKE_MAX - 1)
+  if length > WAKE_MAX then
+    redis.call('LTRIM', K_WAKE, 0, WAKE_MAX - 1)
+  end
 end
 
 -- The lane's head becomes eligible now: its deadline is its class's SLA target from now
