@@ -15,7 +15,7 @@ from sluice.worker.runtime import Handler, Worker
 
 log = logging.getLogger("sluice")
 
-DEFAULT_HANDLER = "sluice.demo:demo_handler"
+DEFAULT_HANDLER = "pipeline"  # the Chatwoot reply pipeline (sluice.system)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -22,6 +23,7 @@ from sluice.app import DEFAULT_HANDLER, Runtime, build_worker, import_handler, o
 from sluice.config import ConfigError, Settings, load_settings
 from sluice.redis.embedded import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
 from sluice.worker import registry
+from sluice.worker.runtime import Handler
 from sluice.worker.supervisor import Supervisor, child_env
 
 app = typer.Typer(
@@ -92,25 +94,52 @@ def worker(
     processes: ProcessesOpt = 1,
     handler: HandlerOpt = DEFAULT_HANDLER,
 ) -> None:
-    """Run worker processes for the queue until SIGTERM / Ctrl-C."""
+    """Run worker processes for the queue until SIGTERM / Ctrl-C (default handler: the
+    Chatwoot reply pipeline)."""
     settings = _settings()
-    try:
-        job_handler = import_handler(handler)
-    except ValueError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    _check_handler(handler)
     with _redis(settings) as (url, _):
         if processes > 1:
             raise typer.Exit(Supervisor(processes, ["--handler", handler], child_env(url)).run())
 
         async def work(runtime: Runtime) -> None:
             service = _monitoring(runtime)
+            job_handler, close = _handler(runtime, handler)
             try:
                 await build_worker(runtime, job_handler).run()
             finally:
+                await close()
                 await service.stop()
 
         _with_runtime(settings, url, work)
+
+
+def _check_handler(handler: str) -> None:
+    if handler == DEFAULT_HANDLER:
+        return
+    try:
+        import_handler(handler)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _handler(runtime: Runtime, spec: str) -> tuple[Handler, Callable[[], Awaitable[None]]]:
+    """The job handler and what closes it: the reply pipeline, or an imported function."""
+    if spec != DEFAULT_HANDLER:
+        return import_handler(spec), _noop
+    from sluice.system import build_pipeline
+
+    try:
+        pipeline, client = build_pipeline(runtime)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    return pipeline, client.aclose
+
+
+async def _noop() -> None:
+    return None
 
 
 HostOpt = Annotated[str | None, typer.Option(help="API address (default SLUICE_API_HOST).")]
@@ -158,64 +187,49 @@ def serve(host: HostOpt = None, port: PortOpt = None) -> None:
 
 @app.command()
 def up(
-    demo: Annotated[bool, typer.Option(help="Also drive demo traffic and show progress.")] = False,
+    demo: Annotated[
+        bool, typer.Option(help="Run a Chatwoot simulator with demo customers and show progress.")
+    ] = False,
     processes: ProcessesOpt = 1,
     handler: HandlerOpt = DEFAULT_HANDLER,
-    conversations: Annotated[int, typer.Option(min=1, help="Demo conversations.")] = 200,
-    rate: Annotated[float, typer.Option(min=0.1, help="Demo messages per second.")] = 20.0,
+    conversations: Annotated[int, typer.Option(min=1, help="Demo conversations.")] = 50,
+    rate: Annotated[float, typer.Option(min=0.1, help="Demo messages per second.")] = 5.0,
     duration: Annotated[float, typer.Option(min=0, help="Demo seconds (0 = until Ctrl-C).")] = 0,
     host: HostOpt = None,
     port: PortOpt = None,
 ) -> None:
-    """Run the whole system: Redis (embedded unless REDIS_URL is set), the API and workers."""
+    """Run the whole system: Redis (embedded unless REDIS_URL is set), the API with the
+    Chatwoot webhook, and workers. `--demo` adds a Chatwoot simulator and customers."""
     settings = _settings()
     address = _api_address(settings, host, port)
-    job_handler = import_handler(handler)
+    _check_handler(handler)
     with _redis(settings) as (url, _):
-        supervisor = None
-        if processes > 1:
-            supervisor = _spawn_supervisor(processes, handler, url)
+        if demo:
+            _run(lambda: _demo(settings, url, address, conversations, rate, duration, processes))
+            return
+        supervisor = _spawn_supervisor(processes, handler, url) if processes > 1 else None
 
         async def system(runtime: Runtime) -> None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            tasks: list[asyncio.Task[Any]] = []
             from sluice.api.app import create_app
             from sluice.api.server import ApiServer
 
+            stop = _stop_event()
             api = ApiServer(create_app(settings, url), *address)
             base = await api.start()
-            err.print(f"API on [bold]{base}[/bold]; health: {base}/api/admin/migration-status")
-            in_process = None
+            _announce(base)
+            worker = close = None
+            task = None
             if supervisor is None:
-                in_process = build_worker(runtime, job_handler)
-                in_process.handle_signals = False
-                tasks.append(asyncio.create_task(in_process.run()))
-            if demo:
-                from sluice.demo import produce
-
-                tasks.append(
-                    asyncio.create_task(
-                        produce(
-                            runtime.queue,
-                            conversations=conversations,
-                            rate=rate,
-                            duration_s=duration,
-                            stop=stop,
-                        )
-                    )
-                )
-                tasks.append(asyncio.create_task(_progress(runtime, stop, duration)))
-            else:
-                err.print("workers running; Ctrl-C to stop")
+                job_handler, close = _handler(runtime, handler)
+                worker = build_worker(runtime, job_handler)
+                worker.handle_signals = False
+                task = asyncio.create_task(worker.run())
+            err.print("running; Ctrl-C to stop")
             await stop.wait()
-            if in_process is not None:
-                await in_process.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if worker is not None and task is not None and close is not None:
+                await worker.stop()
+                await task
+                await close()
             await api.stop()
 
         try:
@@ -224,6 +238,75 @@ def up(
             if supervisor is not None:
                 supervisor.send_signal(signal.SIGTERM)
                 supervisor.wait(timeout=settings.shutdown_grace_s + 10)
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _announce(base: str) -> None:
+    err.print(f"API:       [bold]{base}[/bold]")
+    err.print(f"health:    {base}/api/admin/migration-status")
+    err.print(f"metrics:   {base}/metrics")
+    err.print(f"dashboard: [bold]{base}/dashboard[/bold]")
+
+
+async def _demo(
+    settings: Settings,
+    url: str,
+    address: tuple[str, int],
+    conversations: int,
+    rate: float,
+    duration: float,
+    processes: int,
+) -> None:
+    """The simulator plays Chatwoot; demo customers write, wait for replies, write again."""
+    from sluice.loadtest import LoadConfig, Tally, TokenBucket, customer, run_system_with_simulator
+
+    cfg = LoadConfig(
+        conversations=conversations,
+        rate=rate,
+        duration_s=duration,
+        processes=processes,
+        broker_latency_ms=150,
+    )
+
+    async def body(sim: Any, runtime: Runtime, api_url: str) -> dict[str, Any]:
+        _announce(api_url)
+        err.print(
+            f"Chatwoot simulator: {sim.config.webhook_url and 'sending webhooks to'} "
+            f"{sim.config.webhook_url}"
+        )
+        stop = _stop_event()
+        tally = Tally()
+        bucket = TokenBucket(rate)
+        import random
+
+        rng = random.Random(1)
+        tasks = [
+            asyncio.create_task(
+                customer(sim, cfg, bucket, tally, stop, random.Random(rng.random()))
+            )
+            for _ in range(conversations)
+        ]
+        tasks.append(asyncio.create_task(_progress(runtime, stop, duration, tally)))
+        if duration:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+            stop.set()
+        await stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return {}
+
+    await run_system_with_simulator(
+        settings, url, cfg, body, api_host=address[0], api_port=address[1]
+    )
 
 
 def _monitoring(runtime: Runtime) -> Any:
@@ -259,12 +342,11 @@ def _spawn_supervisor(processes: int, handler: str, url: str) -> Any:
     )
 
 
-async def _progress(runtime: Runtime, stop: asyncio.Event, duration: float) -> None:
-    """Live table of the queue while the demo runs; stops the demo when it has drained."""
-    started = time.monotonic()
+async def _progress(runtime: Runtime, stop: asyncio.Event, duration: float, tally: Any) -> None:
+    """Live table of the queue and of the demo customers' replies."""
     last_completed, last_at = 0, time.monotonic()
     rate = 0.0
-    with Live(console=console, refresh_per_second=4) as live:
+    with Live(console=console, refresh_per_second=2) as live:
         while not stop.is_set():
             counts = await runtime.queue.counts()
             workers = await registry.live_workers(runtime.queue.redis, runtime.queue.keys)
@@ -272,11 +354,13 @@ async def _progress(runtime: Runtime, stop: asyncio.Event, duration: float) -> N
             if now - last_at >= 1.0:
                 rate = (counts["completed"] - last_completed) / (now - last_at)
                 last_completed, last_at = counts["completed"], now
-            live.update(_status_table(counts, workers, rate, runtime.redis.metrics().as_dict()))
-            if duration and now - started > duration and counts["waiting"] + counts["active"] == 0:
-                stop.set()
+            table = _status_table(counts, workers, rate, runtime.redis.metrics().as_dict())
+            p95 = tally.sla_ms.percentile(95)
+            table.add_row("customer lines sent / replied", f"{tally.sent} / {tally.replied}")
+            table.add_row("customer SLA p95", "-" if p95 is None else f"{p95 / 1000:.2f} s")
+            live.update(table)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
+                await asyncio.wait_for(stop.wait(), 1.0)
 
 
 def _status_table(
@@ -368,6 +452,71 @@ def drain(
         typer.confirm(f"Remove {total} waiting jobs from {settings.queue!r}?", abort=True)
     removed = _with_runtime(settings, str(settings.redis_url), lambda rt: rt.queue.drain())
     console.print(f"removed {removed} jobs")
+
+
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option(help="Port of the fake Chatwoot API.")] = 3000,
+    webhook_url: Annotated[
+        str | None, typer.Option(help="Where to send webhooks (Sluice's /webhooks/chatwoot).")
+    ] = None,
+    webhook_secret: Annotated[
+        str | None, typer.Option(envvar="CHATWOOT_WEBHOOK_SECRET", help="Sign webhooks.")
+    ] = None,
+    token: Annotated[str, typer.Option(envvar="CHATWOOT_API_TOKEN", help="API token.")] = (
+        "sim-token"
+    ),
+    rate_429: Annotated[float, typer.Option(min=0, max=1, help="Injected 429 share.")] = 0.0,
+    rate_500: Annotated[float, typer.Option(min=0, max=1, help="Injected 500 share.")] = 0.0,
+) -> None:
+    """Run the Chatwoot simulator (a faithful fake of the API subset Sluice uses)."""
+    from sluice.simulator import SimulatorConfig, run_simulator
+
+    logs.configure("text")
+    config = SimulatorConfig(
+        api_token=token,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        rate_429=rate_429,
+        rate_500=rate_500,
+    )
+    err.print(f"Chatwoot simulator on http://127.0.0.1:{port} (token from CHATWOOT_API_TOKEN)")
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(lambda: run_simulator(config, "127.0.0.1", port))
+
+
+@app.command()
+def loadtest(
+    conversations: Annotated[int, typer.Option(min=1)] = 200,
+    rate: Annotated[float, typer.Option(min=0.1, help="Offered messages per second.")] = 30.0,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of load.")] = 60.0,
+    broker_latency: Annotated[float, typer.Option(help="Template broker latency, ms.")] = 200.0,
+    processes: ProcessesOpt = 1,
+    chatwoot_429: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    chatwoot_500: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Many concurrent conversations through the simulator, measured as customers see it."""
+    from sluice.loadtest import LoadConfig, report_table, run_loadtest, write_json
+
+    settings = _settings(quiet=True)
+    cfg = LoadConfig(
+        conversations=conversations,
+        rate=rate,
+        duration_s=duration,
+        broker_latency_ms=broker_latency,
+        processes=processes,
+        chatwoot_429_rate=chatwoot_429,
+        chatwoot_500_rate=chatwoot_500,
+    )
+    with _redis(settings) as (url, _):
+        report = _run(lambda: run_loadtest(settings, url, cfg, console))
+    console.print(report_table(report))
+    if json_out is not None:
+        write_json(report, json_out)
+        console.print(f"report written to {json_out}")
+    if report["missing"] or report["duplicate_replies"]:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -176,6 +176,18 @@ class Settings(BaseSettings):
         0.95, gt=0, lt=1, allow_inf_nan=False, validation_alias="SLUICE_SLA_OBJECTIVE"
     )
 
+    chatwoot_url: str | None = Field(None, validation_alias="CHATWOOT_URL")
+    chatwoot_api_token: SecretStr | None = Field(None, validation_alias="CHATWOOT_API_TOKEN")
+    chatwoot_webhook_secret: SecretStr | None = Field(
+        None, validation_alias="CHATWOOT_WEBHOOK_SECRET"
+    )
+    chatwoot_account_id: int | None = Field(None, ge=1, validation_alias="CHATWOOT_ACCOUNT_ID")
+    webhook_max_bytes: int = Field(
+        1_048_576, ge=1024, le=64 * 1_048_576, validation_alias="SLUICE_WEBHOOK_MAX_BYTES"
+    )
+    burst_max: int = Field(10, ge=1, le=100, validation_alias="SLUICE_BURST_MAX")
+    handoff_budget_ms: int = Field(3_000, ge=0, validation_alias="SLUICE_HANDOFF_BUDGET_MS")
+
     def __init__(self, **values: Any) -> None:
         """Build from init values and the environment; any problem is a ConfigError."""
         try:

@@ -168,6 +168,15 @@ async def job(request: Request, job_id: JobId) -> dict[str, Any]:
     return {**record.as_dict(), "durations": derived.as_dict()}
 
 
+@router.get("/intake/rejected")
+async def rejected_payloads(
+    request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[dict[str, Any]]:
+    """Webhook payloads refused with 422 (missing ids), newest first, for inspection."""
+    intake = _state(request).intake
+    return await intake.rejected(limit) if intake is not None else []
+
+
 @router.get("/alerts")
 async def alerts(request: Request) -> dict[str, Any]:
     """Pending and firing alerts, the recent history, and the rule thresholds."""

@@ -16,10 +16,14 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from sluice import __version__
-from sluice.api import admin, metrics
+from sluice.api import admin, metrics, webhooks
 from sluice.api.auth import require_admin
 from sluice.api.state import AppState, app_state
+from sluice.broker.assignment import Assigner
+from sluice.broker.config import load_brokers_from_env
 from sluice.config import Settings
+from sluice.conversations import Conversations
+from sluice.intake import Intake
 from sluice.monitor.alert_config import AlertSettings
 from sluice.monitor.service import MonitoringService
 from sluice.monitor.snapshot import Monitor
@@ -78,6 +82,18 @@ def create_app(
             request_ack=service.request_ack,
             request_silence=service.request_silence,
             rules=service.rule_table(),
+            intake=Intake(
+                queue,
+                Conversations(queue.redis, queue.keys),
+                secret=(
+                    settings.chatwoot_webhook_secret.get_secret_value()
+                    if settings.chatwoot_webhook_secret
+                    else None
+                ),
+                max_body_bytes=settings.webhook_max_bytes,
+                default_account_id=settings.chatwoot_account_id,
+                on_resolved=Assigner(queue.redis, queue.keys, load_brokers_from_env()).release,
+            ),
         )
         if run_evaluator:
             service.start()
@@ -98,6 +114,7 @@ def create_app(
         settings.admin_token.get_secret_value() if settings.admin_token else None
     )
     app.include_router(admin.router)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", tags=["probes"])
     async def healthz() -> dict[str, str]:

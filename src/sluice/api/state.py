@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from sluice.config import Settings
+from sluice.intake import Intake
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle
@@ -33,6 +34,7 @@ class AppState:
         default=lambda fp, seconds, by: _zero()
     )
     rules: list[dict[str, Any]] = field(default_factory=list)
+    intake: Intake | None = None
 
 
 async def _noop() -> None:

@@ -109,7 +109,9 @@ class Turn:
     def content_text(self) -> str:
         """Only what the customer typed (no attachment placeholders): for keyword rules,
         which must not match on our own ``[attachment]`` marker."""
-        return "\n".join(ln.content.strip() for ln in self._sorted if ln.content and ln.content.strip())
+        return "\n".join(
+            ln.content.strip() for ln in self._sorted if ln.content and ln.content.strip()
+        )
 
     @property
     def attachments(self) -> int:

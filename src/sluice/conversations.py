@@ -1,0 +1,112 @@
+"""What Sluice remembers about each Chatwoot conversation: whether a human has taken it
+over (the bot then stays silent until it returns to `pending`), its last known status,
+and the recent turns the AI broker sees as history.
+
+One small hash per conversation under the queue's prefix, plus a capped history list;
+both expire after a week of silence.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from sluice.queue.keys import QueueKeys
+
+TTL_S = 7 * 86_400
+HISTORY_TURNS = 20
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    status: str | None
+    human: bool
+    human_agent: int | None
+    handoff_reason: str | None
+    returned_to_bot: bool = False
+
+    @property
+    def bot_may_answer(self) -> bool:
+        """The bot acts only while no human handles the conversation (contract rule 4)."""
+        return not self.human and self.status in (None, "pending", "open")
+
+
+class Conversations:
+    def __init__(self, redis: aioredis.Redis, keys: QueueKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    def _key(self, key: str) -> str:
+        return f"{self.keys.prefix}conv:{key}"
+
+    def _history_key(self, key: str) -> str:
+        return f"{self.keys.prefix}conv:{key}:history"
+
+    async def get(self, key: str) -> ConversationState:
+        raw = await self.redis.hgetall(self._key(key))
+        data = {_text(k): _text(v) for k, v in raw.items()}
+        agent = data.get("human_agent")
+        return ConversationState(
+            status=data.get("status") or None,
+            human=data.get("human") == "1",
+            human_agent=int(agent) if agent and agent.isdigit() else None,
+            handoff_reason=data.get("handoff_reason") or None,
+            returned_to_bot=data.get("returned") == "1",
+        )
+
+    async def _set(self, key: str, mapping: dict[str, str | int | float]) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        values: dict[Any, Any] = {**mapping, "updated": time.time()}
+        pipe.hset(self._key(key), mapping=values)
+        pipe.expire(self._key(key), TTL_S)
+        await pipe.execute()
+
+    async def set_status(self, key: str, status: str) -> None:
+        """A status from Chatwoot. `pending` hands the conversation back to the bot."""
+        mapping: dict[str, str | int | float] = {"status": status}
+        if status == "pending":
+            if (await self.get(key)).human:
+                mapping["returned"] = "1"  # the next turn goes back to an AI broker
+            mapping.update(human="0", human_agent="", handoff_reason="")
+        await self._set(key, mapping)
+
+    async def bot_resumed(self, key: str) -> None:
+        await self._set(key, {"returned": "0"})
+
+    async def human_took_over(self, key: str, agent_id: int | None, reason: str) -> None:
+        await self._set(
+            key,
+            {
+                "human": "1",
+                "human_agent": "" if agent_id is None else agent_id,
+                "handoff_reason": reason,
+            },
+        )
+
+    async def forget(self, key: str) -> None:
+        await self.redis.delete(self._key(key), self._history_key(key))
+
+    async def history(self, key: str) -> list[dict[str, str]]:
+        raw = await self.redis.lrange(self._history_key(key), 0, -1)
+        return [json.loads(item) for item in raw]
+
+    async def remember(self, key: str, user: str, assistant: str) -> None:
+        """Append one turn (customer lines and our reply) to the bounded history."""
+        pipe = self.redis.pipeline(transaction=True)
+        hk = self._history_key(key)
+        pipe.rpush(
+            hk,
+            json.dumps({"role": "user", "content": user}),
+            json.dumps({"role": "assistant", "content": assistant}),
+        )
+        pipe.ltrim(hk, -2 * HISTORY_TURNS, -1)
+        pipe.expire(hk, TTL_S)
+        await pipe.execute()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

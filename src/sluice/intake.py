@@ -1,0 +1,204 @@
+"""Chatwoot webhook intake: verify, classify, deduplicate, stamp, enqueue.
+
+The answer must come fast (Chatwoot waits 5 s and retries agent-bot webhooks only on 429
+and 500), must never be a 2xx for a message that was not stored, and bad input must change
+nothing. So: limits and content type first, then the signature over the raw bytes, then
+JSON, then one atomic enqueue (idempotent on the message id); Redis unavailable answers 429
+with Retry-After, which Chatwoot retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from sluice.chatwoot.payloads import (
+    ConversationCreated,
+    ConversationStatusChanged,
+    HumanTakeover,
+    Ignored,
+    IncomingMessage,
+    InvalidPayload,
+    classify,
+)
+from sluice.chatwoot.signature import SignatureError, verify
+from sluice.conversations import Conversations
+from sluice.queue.queue import Queue
+
+log = logging.getLogger("sluice.intake")
+
+DELIVERY_TTL_MS = 86_400_000
+REJECTED_KEEP = 1000
+REJECTED_BODY_BYTES = 16_384
+RETRY_AFTER_S = 3
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Intake:
+    def __init__(
+        self,
+        queue: Queue,
+        conversations: Conversations,
+        *,
+        secret: str | None,
+        on_resolved: Callable[[str], Awaitable[object]] | None = None,
+        max_body_bytes: int = 1_048_576,
+        max_age_s: float = 300,
+        default_account_id: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.queue = queue
+        self.conversations = conversations
+        self.secret = secret
+        self.max_body_bytes = max_body_bytes
+        self.max_age_s = max_age_s
+        self.default_account_id = default_account_id
+        self.clock = clock
+        self.on_resolved = on_resolved
+        self._warned_unsigned = False
+        prefix = queue.keys.prefix
+        self._rejected_key = f"{prefix}intake:rejected"
+        self._delivery_prefix = f"{prefix}delivery:"
+
+    async def handle(self, body: bytes, headers: Mapping[str, str]) -> Outcome:
+        received_ms = self.clock() * 1000
+        if self.secret:
+            try:
+                verify(self.secret, body, headers, now=self.clock(), max_age_s=self.max_age_s)
+            except SignatureError as exc:
+                log.warning("webhook rejected: %s", exc)
+                return Outcome(401, {"error": "invalid signature", "reason": str(exc)})
+        elif not self._warned_unsigned:
+            self._warned_unsigned = True
+            log.warning(
+                "CHATWOOT_WEBHOOK_SECRET is not set: webhooks are accepted unsigned; set it "
+                "to the secret Chatwoot shows for this webhook"
+            )
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return Outcome(400, {"error": "invalid JSON", "reason": str(exc)[:200]})
+        delivery = _delivery_id(headers)
+        try:
+            return await self._dispatch(payload, body, delivery, received_ms)
+        except RedisError as exc:
+            log.error("cannot store webhook (%s): answering 429 so Chatwoot retries", exc)
+            return Outcome(
+                429,
+                {"error": "temporarily unable to store the message; retry"},
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
+
+    async def _dispatch(
+        self, payload: Any, body: bytes, delivery: str | None, received_ms: float
+    ) -> Outcome:
+        if delivery and await self.queue.redis.exists(self._delivery_prefix + delivery):
+            return Outcome(200, {"status": "duplicate", "delivery": delivery})
+        try:
+            event = classify(payload, default_account_id=self.default_account_id)
+        except InvalidPayload as exc:
+            await self._reject(str(exc), body, delivery)
+            return Outcome(422, {"error": "invalid payload", "reason": str(exc)})
+        outcome = await self._apply(event, received_ms, _has_assignee(payload))
+        if delivery:
+            await self.queue.redis.set(self._delivery_prefix + delivery, 1, px=DELIVERY_TTL_MS)
+        return outcome
+
+    async def _apply(self, event: object, received_ms: float, assigned: bool) -> Outcome:
+        if isinstance(event, IncomingMessage):
+            state = await self.conversations.get(event.key)
+            status = event.conversation_status or state.status
+            # The bot answers a `pending` conversation (a bot inbox), or an `open` one that
+            # nobody handles (an inbox without a bot, fixture 09); never one a human took
+            # over (an agent replied, or we handed it off) or one assigned to an agent.
+            human = state.human or (status == "open" and assigned)
+            if human or status not in (None, "pending", "open"):
+                reason = "a human handles it" if human else f"conversation {status}"
+                return Outcome(200, {"status": "ignored", "reason": reason})
+            result = await self.queue.add(
+                event.key,
+                {
+                    "account_id": event.account_id,
+                    "conversation_id": event.conversation_id,
+                    "message_id": event.message_id,
+                    "content": event.content,
+                    "attachments": len(event.attachments),
+                    "sender_name": event.sender_name,
+                    "created_at_ms": event.created_at_ms,
+                },
+                id=f"cw-{event.message_id}",
+                hops={"source_created": event.created_at_ms, "received": received_ms},
+            )
+            return Outcome(
+                200,
+                {"status": "duplicate" if result.duplicate else "queued", "job_id": result.job_id},
+            )
+        if isinstance(event, HumanTakeover):
+            key = f"{event.account_id}:{event.conversation_id}"
+            await self.conversations.human_took_over(key, event.agent_id, "agent replied")
+            cancelled = await self.queue.cancel(key, reason="human took over")
+            return Outcome(200, {"status": "human_takeover", "cancelled": cancelled})
+        if isinstance(event, ConversationStatusChanged):
+            key = f"{event.account_id}:{event.conversation_id}"
+            await self.conversations.set_status(key, event.status)
+            cancelled = 0
+            if event.status in ("resolved", "snoozed"):
+                cancelled = await self.queue.cancel(key, reason=f"conversation {event.status}")
+            if event.status == "resolved" and self.on_resolved is not None:
+                await self.on_resolved(key)  # frees the broker's capacity
+            return Outcome(200, {"status": f"conversation_{event.status}", "cancelled": cancelled})
+        if isinstance(event, ConversationCreated):
+            key = f"{event.account_id}:{event.conversation_id}"
+            await self.conversations.set_status(key, event.status or "pending")
+            return Outcome(200, {"status": "conversation_created"})
+        if isinstance(event, Ignored):
+            return Outcome(200, {"status": "ignored", "reason": event.reason})
+        return Outcome(200, {"status": "ignored", "reason": type(event).__name__})
+
+    async def _reject(self, reason: str, body: bytes, delivery: str | None) -> None:
+        entry = json.dumps(
+            {
+                "at": self.clock(),
+                "reason": reason,
+                "delivery": delivery,
+                "body": body[:REJECTED_BODY_BYTES].decode("utf-8", "replace"),
+            }
+        )
+        pipe = self.queue.redis.pipeline(transaction=False)
+        pipe.lpush(self._rejected_key, entry)
+        pipe.ltrim(self._rejected_key, 0, REJECTED_KEEP - 1)
+        await pipe.execute()
+        log.warning("webhook payload rejected (%s); kept in the rejected log", reason)
+
+    async def rejected(self, limit: int = 100) -> list[dict[str, Any]]:
+        raw = await self.queue.redis.lrange(self._rejected_key, 0, limit - 1)
+        return [json.loads(item) for item in raw]
+
+
+def _delivery_id(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("x-chatwoot-delivery")
+    if value and 0 < len(value) <= 100 and value.replace("-", "").isalnum():
+        return value
+    return None
+
+
+def _has_assignee(payload: Any) -> bool:
+    """Whether the conversation in the payload is assigned to an agent (meta.assignee)."""
+    if not isinstance(payload, dict):
+        return False
+    conversation = payload.get("conversation")
+    meta = conversation.get("meta") if isinstance(conversation, dict) else None
+    assignee = meta.get("assignee") if isinstance(meta, dict) else None
+    return bool(assignee)
