@@ -91,7 +91,15 @@ def test_dlq_retry_unknown_job_fails(env: dict[str, str]) -> None:
 
 
 def test_worker_processes_register_and_stop_on_sigterm(env: dict[str, str]) -> None:
-    child_env = {**os.environ, **env, "PYTHONPATH": str(SRC), "SLUICE_HEARTBEAT_MS": "200"}
+    child_env = {
+        **os.environ,
+        **env,
+        "PYTHONPATH": str(SRC),
+        "SLUICE_HEARTBEAT_MS": "200",
+        # The default handler is the Chatwoot pipeline; no message arrives in this test.
+        "CHATWOOT_URL": "http://127.0.0.1:9",
+        "CHATWOOT_API_TOKEN": "unused",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "sluice", "worker", "--processes", "2"],
         env=child_env,
