@@ -80,7 +80,11 @@ async def run_worker() -> None:
 
 
 def build(args: BenchArgs) -> Adapter:
-    code = "import sluice_bench, uvloop; uvloop.run(sluice_bench.run_worker())"
+    code = (
+        "import sluice_bench, uvloop; uvloop.run(sluice_bench.run_worker())"
+        if os.environ.get("SLUICE_BENCH_LOOP", "uvloop") == "uvloop"
+        else "import asyncio, sluice_bench; asyncio.run(sluice_bench.run_worker())"
+    )
     shape = f"{CONVERSATIONS} conversations" if CONVERSATIONS else "one conversation per job"
     if not MONITORING:
         shape += ", monitoring off"

@@ -44,7 +44,8 @@ def durations(
     hops: Mapping[str, float], warning_ms: float = 10_000, critical_ms: float = 30_000
 ) -> Durations:
     source, received = hops.get("source_created"), hops.get("received")
-    enqueued, reserved = hops.get("enqueued"), hops.get("reserved")
+    enqueued = hops.get("enqueued")
+    reserved = hops.get("started", hops.get("reserved"))  # after a prefetch buffer wait
     end = hops.get("reply_sent", hops.get("completed"))
     start = source if source is not None else received if received is not None else enqueued
     lag: float | None = None

@@ -10,6 +10,7 @@ leases, reloads live settings and reports to the worker registry.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -26,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sluice.errors import NonRetryableError
-from sluice.queue.job import Job
+from sluice.queue.job import Job, now_ms
 from sluice.queue.queue import DEFAULT_LEASE_MS, Completion, Finished, Queue, Reservation
 from sluice.worker import registry
 from sluice.worker.utilization import UtilizationMeter
@@ -69,6 +70,7 @@ class Worker:
         worker_id: str | None = None,
         handle_signals: bool = True,
         batch_size: int = 1,
+        prefetch: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -94,6 +96,12 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.handle_signals = handle_signals
         self.batch_size = batch_size
+        # Reserved jobs kept ready for the next free slot, so a slot never waits a round
+        # trip for work. Only without a rate limit: a buffered job would start later than
+        # its reservation, which is what the limiter counts.
+        self.prefetch = concurrency if prefetch is None else prefetch
+        self._buffer: collections.deque[Job] = collections.deque()
+        self._live_rate_limit: int | None = None
 
         self.processed = 0
         self.failed = 0
@@ -174,13 +182,15 @@ class Worker:
                 # Let slots whose replies are already in finish too: one exchange then
                 # acknowledges them all and refills every freed slot (one loop turn).
                 await asyncio.sleep(0)
+            self._start_buffered()
             free = self.concurrency - len(self._running)
+            room = free + self._prefetch_room()
             done = self._take_done()
-            if free <= 0 and not done:
+            if room <= 0 and not done:
                 await self._wait_changed()
                 continue
             try:
-                reservation = await self._exchange(done, max(0, free))
+                reservation = await self._exchange(done, max(0, room))
                 failures = 0
             except REDIS_DOWN as exc:
                 self._done[:0] = done  # acknowledge them when Redis is back
@@ -189,12 +199,26 @@ class Worker:
                 log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
                 await self._sleep_unless_changed(delay)
                 continue
-            for job in reservation.jobs:
-                self._start(job)
+            self._buffer.extend(reservation.jobs)
+            self._start_buffered()
             if reservation.jobs or self._done:
                 continue
             await self._idle(reservation)
         await self._flush_done()
+
+    def _prefetch_room(self) -> int:
+        limited = self._live_rate_limit if self._live_rate_limit is not None else self.rate_limit
+        if limited or self._stopping:
+            return 0
+        return max(0, self.prefetch - len(self._buffer))
+
+    def _start_buffered(self) -> None:
+        """Start buffered jobs on free slots (no round trip); called when a slot frees."""
+        while self._buffer and len(self._running) < self.concurrency and not self._stopping:
+            job = self._buffer.popleft()
+            if job.hops.get("reserved", 0) < now_ms() - 1:
+                job.mark("started")  # waited in the buffer: queue wait counts until now
+            self._start(job)
 
     async def _exchange(self, done: list[Completion], want: int) -> Reservation:
         if done:
@@ -235,28 +259,36 @@ class Worker:
 
     async def _wait_for_wake(self, block_s: float) -> None:
         """BLPOP a wake token on the dedicated connection, or return early when a job of
-        ours finishes (its ack must go out now) or the worker stops."""
+        ours finishes (its ack must go out now), the worker stops, or ``block_s`` passes.
+
+        The BLPOP outlives a wait that ended for another reason (cancelling a blocked read
+        would break its connection); a token it received meanwhile counts as a wake-up at
+        the next wait, so none is lost."""
         assert self._blocker is not None
-        if self._blpop is None or self._blpop.done():
+        if self._blpop is not None and self._blpop.done():
+            self._consume_blpop()
+            return
+        if self._blpop is None:
             self._blpop = asyncio.ensure_future(
                 self._blocker.blpop([self.queue.keys.wake], timeout=max(0.01, block_s))
             )
         changed = asyncio.create_task(self._changed.wait())
         try:
             await asyncio.wait(
-                {self._blpop, changed},
-                timeout=block_s + 1.0,
-                return_when=asyncio.FIRST_COMPLETED,
+                {self._blpop, changed}, timeout=block_s, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             changed.cancel()
         self._changed.clear()
         if self._blpop.done():
-            blpop, self._blpop = self._blpop, None
-            if not blpop.cancelled() and (exc := blpop.exception()) is not None:
-                if isinstance(exc, REDIS_DOWN):
-                    raise exc
-                log.error("wake-up read failed: %r", exc)
+            self._consume_blpop()
+
+    def _consume_blpop(self) -> None:
+        blpop, self._blpop = self._blpop, None
+        if blpop is not None and not blpop.cancelled() and (exc := blpop.exception()):
+            if isinstance(exc, REDIS_DOWN):
+                raise exc
+            log.error("wake-up read failed: %r", exc)
 
     async def _sleep_unless_changed(self, at_most_s: float | None) -> None:
         with contextlib.suppress(TimeoutError):
@@ -311,6 +343,7 @@ class Worker:
                 self._done.append(Completion(member.id, member.token, marks))
         finally:
             self._running.pop(job.id, None)
+            self._start_buffered()
             self._changed.set()
 
     async def _record_failure(self, job: Job, error: str, retryable: bool) -> None:
@@ -340,6 +373,13 @@ class Worker:
         """Give running jobs the grace period, acknowledging as they finish; hand the rest
         back to their lanes without an attempt penalty."""
         deadline = time.monotonic() + self.shutdown_grace_s
+        buffered = list(self._buffer)
+        self._buffer.clear()
+        if buffered:
+            try:
+                await self.queue.release(buffered)
+            except REDIS_DOWN as exc:
+                log.error("could not hand back %d buffered jobs (%s)", len(buffered), exc)
         while self._running and (left := deadline - time.monotonic()) > 0:
             tasks = [task for _, task in self._running.values()]
             await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
@@ -377,14 +417,18 @@ class Worker:
                 log.exception("heartbeat failed")
 
     async def _beat(self) -> None:
-        jobs = [job for job, _ in self._running.values()]
+        jobs = [job for job, _ in self._running.values()] + list(self._buffer)
         lost = await self.queue.extend(jobs, self.lease_ms)
+        if lost and self._buffer:
+            gone = set(lost)
+            self._buffer = collections.deque(j for j in self._buffer if j.id not in gone)
         for job_id in lost:
             entry = self._running.get(job_id)
             if entry is not None:
                 log.warning("lease of job %s was lost; another worker owns it now", job_id)
                 entry[1].cancel()
         live = await self.queue.live_settings()
+        self._live_rate_limit = live["rate_limit"]
         wanted = live["concurrency"] or self.configured_concurrency
         if wanted != self.concurrency:
             log.info("concurrency %d -> %d (live setting)", self.concurrency, wanted)

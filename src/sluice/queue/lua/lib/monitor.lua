@@ -59,9 +59,10 @@ end
 -- duration negative: the source time is clamped to our receive time.
 local function observe_completion(jk, now, warn_ms, crit_ms)
   local h = redis.call('HMGET', jk, 'h:source_created', 'h:received', 'h:enqueued',
-    'h:reserved', 'h:reply_generated', 'h:reply_sent')
+    'h:reserved', 'h:reply_generated', 'h:reply_sent', 'h:started')
   local source, received = tonumber(h[1]), tonumber(h[2])
-  local enqueued, reserved = tonumber(h[3]), tonumber(h[4]) or now
+  -- A job that waited in a worker's prefetch buffer counts as waiting until it started.
+  local enqueued, reserved = tonumber(h[3]), tonumber(h[7]) or tonumber(h[4]) or now
   local generated, sent = tonumber(h[5]), tonumber(h[6])
   local start = source or received or enqueued
   local lag = 0
