@@ -66,6 +66,8 @@ class LoadConfig:
     seed: int = 1
     chatwoot_429_rate: float = 0.0
     chatwoot_500_rate: float = 0.0
+    duplicate_delivery_rate: float = 0.0
+    simulator_secret: str | None = None  # tests: sign webhooks with another secret
 
 
 @dataclass
@@ -192,10 +194,11 @@ async def run_system_with_simulator(
     sim = ChatwootSimulator(
         SimulatorConfig(
             api_token=token,
-            webhook_secret=secret,
+            webhook_secret=cfg.simulator_secret or secret,
             seed=cfg.seed,
             rate_429=cfg.chatwoot_429_rate,
             rate_500=cfg.chatwoot_500_rate,
+            duplicate_delivery_rate=cfg.duplicate_delivery_rate,
             webhook_retry_delay_s=1.0,
         )
     )

@@ -373,6 +373,7 @@ class Queue:
         rate_limit: int = 0,
         rate_guard_ms: int = DEFAULT_RATE_GUARD_MS,
         batch: int = 1,
+        report: bool = True,
     ) -> tuple[list[str], Reservation, list[Finished]]:
         """Acknowledge finished jobs and, in the same round trip, reserve ``reserve`` more.
 
@@ -388,7 +389,7 @@ class Queue:
             rate_limit,
             rate_guard_ms,
             RECOVER_PER_CALL,
-            self._mon,
+            (2 if report else 1) if self.monitoring else 0,
             self.sla_warning_ms,
             self.sla_critical_ms,
             max(1, batch),

@@ -229,6 +229,7 @@ class Worker:
                 lease_ms=self.lease_ms,
                 rate_limit=self.rate_limit,
                 batch=self.batch_size,
+                report=job_log.isEnabledFor(logging.INFO),
             )
             if lost:
                 log.warning("completions rejected, leases had expired: %s", lost)

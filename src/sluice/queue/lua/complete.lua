@@ -7,16 +7,19 @@
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 completed-job retention (ms, 0 = delete at once), 3 N to reserve
 --       (0 = none), 4 lease (ms), 5 worker id, 6 default rate limit, 7 rate guard (ms),
---       8 max leases to recover, 9 monitoring (1/0), 10 SLA warning (ms),
+--       8 max leases to recover, 9 monitoring (0 off, 1 on, 2 on and report each job's
+--       durations back for its log line), 10 SLA warning (ms),
 --       11 SLA critical (ms), 12 batch (as reserve.lua), 13 count of completions, then per
 --       completion:
 --       job id, reservation token, m, then m x (hop name, epoch ms) marked by the handler
 -- Returns {lost job ids, reserve result, finished} where lost jobs were not completed
 -- because their reservation had expired (another worker owns them now), and finished is
 -- a flat list of (id, key, wait ms, processing ms, SLA ms, verdict) per completed job
--- (empty with monitoring off).
+-- (empty unless monitoring is 2).
 --!include lib/core.lua
 --!include lib/monitor.lua
+
+local REPORT = false
 
 -- Complete one reserved job; false when the caller's reservation is no longer valid
 -- (its lease expired and the job was handed to another worker). Marks are hop name /
@@ -37,10 +40,12 @@ local function complete(id, token, at, nmarks, retention_ms, now, finished)
   redis.call('HDEL', jk, 'token')
   if MONITOR then
     local wait, processing, sla, verdict = observe_completion(jk, now, WARN_MS, CRIT_MS)
-    local n = #finished
-    finished[n + 1], finished[n + 2], finished[n + 3] = id, key, math.floor(wait)
-    finished[n + 4], finished[n + 5], finished[n + 6] = math.floor(processing), math.floor(sla),
-      verdict
+    if REPORT then
+      local n = #finished
+      finished[n + 1], finished[n + 2], finished[n + 3] = id, key, math.floor(wait)
+      finished[n + 4], finished[n + 5], finished[n + 6] = math.floor(processing),
+        math.floor(sla), verdict
+    end
   end
   -- A completed job keeps its timeline for the retention, not its payload.
   redis.call('DEL', payload_key(id))
@@ -55,7 +60,8 @@ local function complete(id, token, at, nmarks, retention_ms, now, finished)
   return true
 end
 
-MONITOR = ARGV[9] == '1'
+MONITOR = ARGV[9] ~= '0'
+REPORT = ARGV[9] == '2'
 if not MONITOR then observe_outcome = nil end
 WARN_MS, CRIT_MS = tonumber(ARGV[10]), tonumber(ARGV[11])
 local now = now_ms()
