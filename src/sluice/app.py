@@ -53,7 +53,9 @@ async def open_runtime(settings: Settings, url: str) -> AsyncIterator[Runtime]:
         await handle.close()
 
 
-def build_worker(runtime: Runtime, handler: Handler) -> Worker:
+def build_worker(runtime: Runtime, handler: Handler, *, batch_size: int = 1) -> Worker:
+    """A worker with the process's settings; the reply pipeline answers bursts in one turn
+    (``batch_size`` = SLUICE_BURST_MAX), other handlers get one job at a time."""
     s = runtime.settings
     return Worker(
         runtime.queue,
@@ -63,6 +65,7 @@ def build_worker(runtime: Runtime, handler: Handler) -> Worker:
         lease_ms=s.lease_ms,
         heartbeat_ms=s.heartbeat_ms,
         shutdown_grace_s=s.shutdown_grace_s,
+        batch_size=batch_size,
     )
 
 

@@ -106,7 +106,7 @@ def worker(
             service = _monitoring(runtime)
             job_handler, close = _handler(runtime, handler)
             try:
-                await build_worker(runtime, job_handler).run()
+                await build_worker(runtime, job_handler, batch_size=_batch(runtime, handler)).run()
             finally:
                 await close()
                 await service.stop()
@@ -140,6 +140,10 @@ def _handler(runtime: Runtime, spec: str) -> tuple[Handler, Callable[[], Awaitab
 
 async def _noop() -> None:
     return None
+
+
+def _batch(runtime: Runtime, handler: str) -> int:
+    return runtime.settings.burst_max if handler == DEFAULT_HANDLER else 1
 
 
 HostOpt = Annotated[str | None, typer.Option(help="API address (default SLUICE_API_HOST).")]
@@ -221,7 +225,7 @@ def up(
             task = None
             if supervisor is None:
                 job_handler, close = _handler(runtime, handler)
-                worker = build_worker(runtime, job_handler)
+                worker = build_worker(runtime, job_handler, batch_size=_batch(runtime, handler))
                 worker.handle_signals = False
                 task = asyncio.create_task(worker.run())
             err.print("running; Ctrl-C to stop")

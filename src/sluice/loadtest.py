@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,7 @@ async def run_system_with_simulator(
     queue: str | None = None,
     api_host: str = "127.0.0.1",
     api_port: int = 0,
+    extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start the simulator, the API (intake) and workers wired to each other, run ``body``,
     and stop everything. Used by the load test and by `sluice up --demo`."""
@@ -204,7 +205,7 @@ async def run_system_with_simulator(
     )
     sim_url = await sim.serve()
     queue_name = queue or settings.queue
-    env = {**os.environ, **_overrides(sim_url, token, secret, cfg, queue_name)}
+    env = {**os.environ, **(extra_env or {}), **_overrides(sim_url, token, secret, cfg, queue_name)}
     env["REDIS_URL"] = redis_url
     run_settings = load_settings(env)
     os.environ.update(_overrides(sim_url, token, secret, cfg, queue_name))  # handler settings
@@ -223,9 +224,8 @@ async def run_system_with_simulator(
                 )
             else:
                 pipeline, client = build_pipeline(runtime)
-                worker = build_worker(runtime, pipeline)
+                worker = build_worker(runtime, pipeline, batch_size=run_settings.burst_max)
                 worker.handle_signals = False
-                worker.batch_size = run_settings.burst_max
                 worker_task = asyncio.create_task(worker.run())
             try:
                 result = await body(sim, runtime, api_url)

@@ -100,12 +100,13 @@ class ReplyPipeline:
         if not (await self.conversations.get(key)).bot_may_answer:
             job.mark("skipped")  # a human took over while we were thinking
             return
+        if reply.handoff:
+            # Hand off first: when the customer reads "connecting you", a human has it.
+            await self._handoff(job, account_id, conversation_id, reply.reason or "handoff")
         if reply.content:
             await self._post_once(job, account_id, conversation_id, reply.content)
             job.mark("reply_sent")
             await self.conversations.remember(key, turn.text(), reply.content)
-        if reply.handoff:
-            await self._handoff(job, account_id, conversation_id, reply.reason or "handoff")
 
     async def _post_once(self, job: Job, account_id: int, conversation_id: int, text: str) -> None:
         reply_id = f"sluice-{job.id}"

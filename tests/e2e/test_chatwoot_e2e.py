@@ -58,7 +58,9 @@ async def run(
     redis_url: str, queue_name: str, cfg: LoadConfig, body: Any, **env: str
 ) -> dict[str, Any]:
     settings = load_settings({"REDIS_URL": redis_url, "SLUICE_QUEUE": queue_name, **env})
-    return await run_system_with_simulator(settings, redis_url, cfg, body, queue=queue_name)
+    return await run_system_with_simulator(
+        settings, redis_url, cfg, body, queue=queue_name, extra_env=env
+    )
 
 
 @pytest.fixture
