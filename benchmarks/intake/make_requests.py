@@ -11,8 +11,8 @@ from pathlib import Path
 from sluice.chatwoot.signature import sign
 
 FIXTURE = (
-    Path(__file__).resolve().parents[3]
-    / "shared/fixtures/chatwoot/01_message_created_incoming_first.json"
+    Path(__file__).resolve().parents[2]
+    / "tests/fixtures/chatwoot/01_message_created_incoming_first.json"
 )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,10 +14,11 @@ import redis.asyncio as aioredis
 from sluice.chatwoot.signature import sign
 from sluice.queue.queue import Queue
 
+from ..fixtures import CHATWOOT
 from ..integration.conftest import delete_queue_keys
 from .conftest import start_api
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "chatwoot"
+FIXTURES = CHATWOOT
 SECRET = "fictional-webhook-secret-0001"
 
 

@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,10 +29,12 @@ from sluice.chatwoot.payloads import (
 from sluice.chatwoot.signature import verify
 from sluice.simulator import ChatwootSimulator, SimulatorConfig
 
+from ..fixtures import CHATWOOT
+
 USER_TOKEN = "user-token-7f3a"
 BOT_TOKEN = "bot-token-91c2"
 SECRET = "sim-webhook-secret"
-FIXTURES = Path("/work/shared/fixtures/chatwoot")
+FIXTURES = CHATWOOT
 
 
 @dataclass

@@ -7,7 +7,6 @@ import contextlib
 import copy
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,9 @@ from sluice.chatwoot.payloads import (
     classify,
 )
 
-FIXTURES = Path("/work/shared/fixtures/chatwoot")
+from ..fixtures import CHATWOOT
+
+FIXTURES = CHATWOOT
 
 
 def load(name: str) -> dict[str, Any]:

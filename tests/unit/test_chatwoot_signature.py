@@ -3,15 +3,15 @@ sign/verify round trip for arbitrary bodies."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sluice.chatwoot.signature import SignatureError, sign, verify
 
-FIXTURE = Path("/work/shared/fixtures/chatwoot/01_message_created_incoming_first.json")
+from ..fixtures import CHATWOOT
+
+FIXTURE = CHATWOOT / "01_message_created_incoming_first.json"
 SECRET = "fictional-webhook-secret-0001"
 TIMESTAMP = 1773130443
 VECTOR = "sha256=c39c44520de7cb4ac2f45503aee184fc21975d661f2660df877aa877f61b4f51"
