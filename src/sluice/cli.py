@@ -271,6 +271,9 @@ async def _demo(
     """The simulator plays Chatwoot; demo customers write, wait for replies, write again."""
     from sluice.loadtest import LoadConfig, Tally, TokenBucket, customer, run_system_with_simulator
 
+    # The live table is the demo's output: per-job and access lines would tear it.
+    for noisy in ("sluice.jobs", "uvicorn.error", "sluice.pipeline"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = LoadConfig(
         conversations=conversations,
         rate=rate,
