@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import redis.asyncio as aioredis
+
 from sluice.config import Settings, log_effective_profile
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle, connect
@@ -38,19 +40,24 @@ async def open_runtime(settings: Settings, url: str) -> AsyncIterator[Runtime]:
         max_connections=settings.redis_pool_max_connections,
         wait_timeout_s=settings.redis_pool_timeout_s,
     )
-    queue = Queue(
+    queue = queue_for(settings, handle.client)
+    try:
+        yield Runtime(settings=settings, redis=handle, queue=queue)
+    finally:
+        await handle.close()
+
+
+def queue_for(settings: Settings, client: aioredis.Redis) -> Queue:
+    """The configured queue on a client (the process pool)."""
+    return Queue(
         settings.queue,
-        redis=handle.client,
+        redis=client,
         max_attempts=settings.max_attempts,
         completed_retention_s=settings.completed_retention_s,
         sla_warning_ms=settings.sla_warning_threshold_ms,
         sla_critical_ms=settings.sla_critical_threshold_ms,
         monitoring=settings.monitoring_enabled,
     )
-    try:
-        yield Runtime(settings=settings, redis=handle, queue=queue)
-    finally:
-        await handle.close()
 
 
 def build_worker(runtime: Runtime, handler: Handler, *, batch_size: int = 1) -> Worker:

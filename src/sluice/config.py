@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -29,11 +27,10 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from sluice.settings_env import EnvSettings, reading
 
 __all__ = [
     "LEGACY_PROFILE",
@@ -68,7 +65,6 @@ _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
 # The environment that the next Settings() reads; None means os.environ. A context variable
 # (not a global) so concurrent load_settings() calls in tests cannot see each other's maps.
-_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("sluice_environ", default=None)
 
 
 class ConfigError(ValueError):
@@ -97,22 +93,7 @@ def _profile_default(variable: str) -> Any:
     return factory
 
 
-class _MappingEnvSource(EnvSettingsSource):
-    """The environment source, reading a given mapping instead of ``os.environ``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ  # read by _load_env_vars, which the base __init__ calls
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {
-            (key if self.case_sensitive else key.lower()): value
-            for key, value in self._environ.items()
-            if not (self.env_ignore_empty and value == "")
-        }
-
-
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     """Every setting of one Sluice process, named by its environment variable.
 
     Frozen: live changes (concurrency, rate limit, profile) go through Redis, so that every
@@ -188,27 +169,9 @@ class Settings(BaseSettings):
     burst_max: int = Field(10, ge=1, le=100, validation_alias="SLUICE_BURST_MAX")
     handoff_budget_ms: int = Field(3_000, ge=0, validation_alias="SLUICE_HANDOFF_BUDGET_MS")
 
-    def __init__(self, **values: Any) -> None:
-        """Build from init values and the environment; any problem is a ConfigError."""
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise _to_config_error(exc) from None
-
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only init values and the environment: no hidden .env or secrets-dir lookups."""
-        environ = _ENVIRON.get()
-        if environ is None:
-            return (init_settings, env_settings)
-        return (init_settings, _MappingEnvSource(settings_cls, environ))
+    def config_error(cls, exc: ValidationError) -> Exception:
+        return _to_config_error(exc)
 
     @field_validator("log_format", mode="before")
     @classmethod
@@ -291,7 +254,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     A mapping is read *instead of* os.environ, so tests and embedders get exactly what they
     pass, whatever the surrounding shell exports.
     """
-    with _reading(env):
+    with reading(env):
         return Settings()
 
 
@@ -328,15 +291,6 @@ def redact_url(url: str) -> str:
     redacted = f"{parts.scheme}://{netloc}{parts.path}"
     redacted += f"?{query}" if query else ""
     return redacted + (f"#{parts.fragment}" if parts.fragment else "")
-
-
-@contextmanager
-def _reading(env: Mapping[str, str] | None) -> Iterator[None]:
-    token = _ENVIRON.set(None if env is None else dict(env))
-    try:
-        yield
-    finally:
-        _ENVIRON.reset(token)
 
 
 def _env_name(field_name: str, cls: type[Settings] | None = None) -> str:

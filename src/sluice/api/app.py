@@ -19,6 +19,7 @@ from sluice import __version__
 from sluice.api import admin, metrics, webhooks
 from sluice.api.auth import require_admin
 from sluice.api.state import AppState, app_state
+from sluice.app import queue_for
 from sluice.broker.assignment import Assigner
 from sluice.broker.config import load_brokers_from_env
 from sluice.config import Settings
@@ -27,7 +28,6 @@ from sluice.intake import Intake
 from sluice.monitor.alert_config import AlertSettings
 from sluice.monitor.service import MonitoringService
 from sluice.monitor.snapshot import Monitor
-from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisUnavailableError, connect
 
 log = logging.getLogger("sluice.api")
@@ -59,15 +59,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         handle = await _connect(settings, redis_url)
-        queue = Queue(
-            settings.queue,
-            redis=handle.client,
-            max_attempts=settings.max_attempts,
-            completed_retention_s=settings.completed_retention_s,
-            sla_warning_ms=settings.sla_warning_threshold_ms,
-            sla_critical_ms=settings.sla_critical_threshold_ms,
-            monitoring=settings.monitoring_enabled,
-        )
+        queue = queue_for(settings, handle.client)
         monitor = Monitor(
             queue, sla_objective=settings.sla_objective, rate_limit=settings.queue_rate_limit
         )

@@ -15,11 +15,7 @@ webhook URL is a credential (anyone holding it can post to the channel): it is a
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
+from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import (
@@ -31,13 +27,11 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from sluice.config import ConfigError
+from sluice.settings_env import EnvSettings, environment, reading
 
 __all__ = [
     "ENV_PREFIX",
@@ -61,26 +55,8 @@ _ORDERED = (
     ("oldest_waiting_warning_ms", "oldest_waiting_critical_ms"),
 )
 
-# The environment the next AlertSettings() reads; None means os.environ (see sluice.config).
-_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("sluice_alert_environ", default=None)
 
-
-class _MappingEnvSource(EnvSettingsSource):
-    """The environment source, reading a given mapping instead of ``os.environ``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ  # read by _load_env_vars, which the base __init__ calls
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {
-            (key if self.case_sensitive else key.lower()): value
-            for key, value in self._environ.items()
-            if not (self.env_ignore_empty and value == "")
-        }
-
-
-class AlertSettings(BaseSettings):
+class AlertSettings(EnvSettings):
     """Thresholds and timings of the alert rules, their lifecycle and their channels.
 
     Thresholds in milliseconds end in ``_ms``; ratios are 0..1 (0.8 = 80 %); durations in
@@ -140,27 +116,9 @@ class AlertSettings(BaseSettings):
     evaluation_interval_s: float = Field(5.0, gt=0, allow_inf_nan=False)
     lease_ttl_s: float = Field(15.0, gt=0, allow_inf_nan=False)
 
-    def __init__(self, **values: Any) -> None:
-        """Build from init values and the environment; any problem is a ConfigError."""
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise _to_config_error(exc) from None
-
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only init values and the environment: no hidden .env or secrets-dir lookups."""
-        environ = _ENVIRON.get()
-        if environ is None:
-            return (init_settings, env_settings)
-        return (init_settings, _MappingEnvSource(settings_cls, environ))
+    def config_error(cls, exc: ValidationError) -> Exception:
+        return _to_config_error(exc)
 
     @field_validator("webhook_url")
     @classmethod
@@ -230,7 +188,7 @@ def load_alert_settings(env: Mapping[str, str] | None = None) -> AlertSettings:
 
     A mapping is read *instead of* os.environ, so tests get exactly what they pass.
     """
-    with _reading(env):
+    with reading(env):
         return AlertSettings()
 
 
@@ -292,15 +250,6 @@ def _relation_error(
     )
 
 
-@contextmanager
-def _reading(env: Mapping[str, str] | None) -> Iterator[None]:
-    token = _ENVIRON.set(None if env is None else dict(env))
-    try:
-        yield
-    finally:
-        _ENVIRON.reset(token)
-
-
 def _variable_of(loc: tuple[int | str, ...]) -> str:
     """The variable an error location refers to, as the operator wrote it."""
     if not loc:
@@ -308,8 +257,7 @@ def _variable_of(loc: tuple[int | str, ...]) -> str:
     first = str(loc[0])
     if first == _OLDEST_VARIABLE or first == "oldest_waiting_critical_ms":
         # The value may have come from the fallback SLA_CRITICAL_THRESHOLD.
-        environ = _ENVIRON.get()
-        source = os.environ if environ is None else environ
+        source = environment()
         if not source.get(_OLDEST_VARIABLE) and source.get(_SLA_CRITICAL_VARIABLE):
             return _SLA_CRITICAL_VARIABLE
         return _OLDEST_VARIABLE

@@ -18,18 +18,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import SettingsConfigDict
 
 from sluice.broker.base import Handler
 from sluice.broker.handlers.handoff import HandoffHandler
@@ -40,6 +34,7 @@ from sluice.broker.handlers.template import (
     TemplateRulesError,
 )
 from sluice.config import ConfigError
+from sluice.settings_env import EnvSettings, reading
 
 __all__ = [
     "BUILTIN_HANDLERS",
@@ -54,23 +49,8 @@ ENTRY_POINT_GROUP = "sluice.handlers"
 
 HandlerFactory = Callable[["HandlerSettings"], Handler]
 
-# The environment that the next HandlerSettings() reads; None = os.environ. A context
-# variable so concurrent loads (tests) never see each other's mappings.
-_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("sluice_handler_env", default=None)
 
-
-class _MappingEnvSource(EnvSettingsSource):
-    """The environment source over a given mapping instead of ``os.environ``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ  # read by _load_env_vars, which the base __init__ calls
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {k: v for k, v in self._environ.items() if not (self.env_ignore_empty and v == "")}
-
-
-class HandlerSettings(BaseSettings):
+class HandlerSettings(EnvSettings):
     """Settings of the built-in handlers, named by their environment variables.
 
     Only read what a handler needs: ``LLM_*`` matter only to brokers using ``llm``, so a
@@ -98,28 +78,9 @@ class HandlerSettings(BaseSettings):
     )
     handoff_message: str = Field(DEFAULT_HANDOFF_ANSWER, validation_alias="SLUICE_HANDOFF_MESSAGE")
 
-    def __init__(self, **values: Any) -> None:
-        """Build from init values (by variable name) and the environment; any problem is
-        a ConfigError naming the variable."""
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise _to_config_error(exc) from None
-
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Init values and the environment (or the mapping given to the loader) only."""
-        environ = _ENVIRON.get()
-        if environ is None:
-            return (init_settings, env_settings)
-        return (init_settings, _MappingEnvSource(settings_cls, environ))
+    def config_error(cls, exc: ValidationError) -> Exception:
+        return _to_config_error(exc)
 
     @field_validator("llm_base_url")
     @classmethod
@@ -141,11 +102,8 @@ def load_handler_settings(env: Mapping[str, str] | None = None) -> HandlerSettin
 
     A mapping is read *instead of* os.environ, so tests get exactly what they pass.
     """
-    token = _ENVIRON.set(None if env is None else dict(env))
-    try:
+    with reading(env):
         return HandlerSettings()
-    finally:
-        _ENVIRON.reset(token)
 
 
 def _template(settings: HandlerSettings) -> Handler:
