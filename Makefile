@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 $(TOOLS)/.fetched: | $(STAMP)
 	scripts/fetch-promtool.sh $(TOOLS)
+	scripts/ensure-chromium.sh
 	touch $@
 
 test: lint $(TOOLS)/.fetched

@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from sluice import __version__
+from sluice import __version__, dashboard
 from sluice.api import admin, metrics, webhooks
 from sluice.api.auth import require_admin
 from sluice.api.state import AppState, app_state
@@ -107,6 +107,7 @@ def create_app(
     )
     app.include_router(admin.router)
     app.include_router(webhooks.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["probes"])
     async def healthz() -> dict[str, str]:

@@ -17,6 +17,7 @@ from sluice.monitor.evaluator import AlertEvaluator
 from sluice.monitor.rules import default_rules
 from sluice.monitor.signals import Signals
 from sluice.monitor.snapshot import Monitor
+from sluice.monitor.windows import record_depth
 
 
 class MonitoringService:
@@ -42,7 +43,9 @@ class MonitoringService:
     async def _signals(self) -> Signals:
         # Only the leader gets here: it also folds finished minutes into day buckets.
         await self.monitor.reader.rollup()
-        return await self.monitor.signals()
+        counts = await self.queue.counts()
+        await record_depth(self.queue.redis, self.queue.keys, counts, time.time())
+        return self.monitor.signals_from(await self.monitor.windows(), counts)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.evaluator.run(), name="alert evaluator")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -211,3 +212,24 @@ class WindowReader:
         rolled = sum(int(x) for x in await pipe.execute())
         await self.redis.set(marker, upto - 1, ex=7 * 86400)
         return rolled
+
+
+async def record_depth(
+    redis: aioredis.Redis, keys: QueueKeys, counts: Mapping[str, Any], now: float
+) -> None:
+    """Sample the queue depth into the current 10 s bucket (``_qd`` waiting + delayed,
+    ``_age`` oldest waiting ms, ``_qdn`` 1; the last sample of a bucket wins, the minute
+    roll-up sums them). The alert leader samples every evaluation and the dashboard on
+    every update, so depth charts have history whether or not anyone watches."""
+    bucket = f"{keys.prefix}mon:10s:{int(now // FINE_S)}"
+    pipe = redis.pipeline(transaction=False)
+    pipe.hset(
+        bucket,
+        mapping={
+            "_qd": int(counts["waiting"]) + int(counts["delayed"]),
+            "_age": int(counts["oldest_waiting_age_ms"]),
+            "_qdn": 1,
+        },
+    )
+    pipe.expire(bucket, FINE_RETENTION_S)
+    await pipe.execute()
