@@ -37,6 +37,7 @@ DELIVERY_TTL_MS = 86_400_000
 REJECTED_KEEP = 1000
 REJECTED_BODY_BYTES = 16_384
 RETRY_AFTER_S = 3
+AGENT_REPLIED = "agent replied"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,16 @@ class Intake:
             # nobody handles (an inbox without a bot, fixture 09); never one a human took
             # over (an agent replied, or we handed it off) or one assigned to an agent.
             human = state.human or (status == "open" and assigned)
+            if (
+                state.human
+                and status == "pending"
+                and not assigned
+                and state.handoff_reason != AGENT_REPLIED
+            ):
+                # We handed it off and the message says it is pending again: an agent gave
+                # it back, even if that status webhook has not arrived yet (no ordering).
+                await self.conversations.set_status(event.key, "pending")
+                human = False
             if human or status not in (None, "pending", "open"):
                 reason = "a human handles it" if human else f"conversation {status}"
                 return Outcome(200, {"status": "ignored", "reason": reason})
@@ -147,7 +158,8 @@ class Intake:
             )
         if isinstance(event, HumanTakeover):
             key = f"{event.account_id}:{event.conversation_id}"
-            await self.conversations.human_took_over(key, event.agent_id, "agent replied")
+            reason = AGENT_REPLIED if event.message_id else "assigned to an agent"
+            await self.conversations.human_took_over(key, event.agent_id, reason)
             cancelled = await self.queue.cancel(key, reason="human took over")
             return Outcome(200, {"status": "human_takeover", "cancelled": cancelled})
         if isinstance(event, ConversationStatusChanged):

@@ -69,14 +69,26 @@ class ReplyPipeline:
             broker = await self.assigner.assign(key, kind="ai") or broker
             await self.conversations.bot_resumed(key)
         job.mark("broker_assigned")
+        members = job.members
+        if any(m.reservations > 1 for m in members):
+            # This turn ran before (crash, hand-back, DLQ retry): answer only what no earlier
+            # reply of ours covered, so nothing is posted twice and nothing is skipped.
+            answered = await self._answered(account_id, conversation_id)
+            members = [m for m in members if not _covered(int(m.id), answered)]
+            if not members:
+                log.info("turn of %s was already answered by an earlier attempt", key)
+                return
+        reply_id = f"sluice-{members[0].id}-{members[-1].id}"
         lines = [
             CustomerLine(
-                message_id=int(p["message_id"]),
-                content=p.get("content"),
-                created_at_ms=float(p.get("created_at_ms") or job.hops.get("received", 0.0)),
-                attachments=int(p.get("attachments") or 0),
+                message_id=int(m.payload["message_id"]),
+                content=m.payload.get("content"),
+                created_at_ms=float(
+                    m.payload.get("created_at_ms") or job.hops.get("received", 0.0)
+                ),
+                attachments=int(m.payload.get("attachments") or 0),
             )
-            for p in job.payloads
+            for m in members
         ]
         oldest = min(line.created_at_ms for line in lines)
         turn = Turn(
@@ -104,22 +116,35 @@ class ReplyPipeline:
             # Hand off first: when the customer reads "connecting you", a human has it.
             await self._handoff(job, account_id, conversation_id, reply.reason or "handoff")
         if reply.content:
-            await self._post_once(job, account_id, conversation_id, reply.content)
+            await self.client.send_message(
+                account_id,
+                conversation_id,
+                reply.content,
+                reply_id=reply_id,
+                deadline=time.time() + 30,
+            )
             job.mark("reply_sent")
             await self.conversations.remember(key, turn.text(), reply.content)
 
-    async def _post_once(self, job: Job, account_id: int, conversation_id: int, text: str) -> None:
-        reply_id = f"sluice-{job.id}"
-        if job.attempt > 1 and await self.client.find_reply(account_id, conversation_id, reply_id):
-            log.info("reply %s already posted by an earlier attempt; not posting again", reply_id)
-            return
-        await self.client.send_message(
-            account_id,
-            conversation_id,
-            text,
-            reply_id=reply_id,
-            deadline=time.time() + 30,
-        )
+    async def _answered(self, account_id: int, conversation_id: int) -> list[tuple[int, int]]:
+        """Job-id ranges our earlier replies in this conversation answered (from their
+        `sluice_reply_id` markers, "sluice-<first job>-<last job>")."""
+        ranges = []
+        messages: list[dict[str, Any]] = []
+        before = None
+        for _ in range(3):  # the latest 60 messages hold any reply of a recent attempt
+            page = await self.client.list_messages(account_id, conversation_id, before=before)
+            messages += page
+            if len(page) < 20:
+                break
+            before = min(int(m["id"]) for m in page)
+        for message in messages:
+            marker = (message.get("content_attributes") or {}).get("sluice_reply_id")
+            if isinstance(marker, str) and marker.startswith("sluice-"):
+                parts = marker.removeprefix("sluice-").split("-")
+                if len(parts) == 2 and all(p.isdigit() for p in parts):
+                    ranges.append((int(parts[0]), int(parts[1])))
+        return ranges
 
     async def _handoff(self, job: Job, account_id: int, conversation_id: int, reason: str) -> None:
         """Assign a human (least-loaded human broker; else Chatwoot's own routing) and open
@@ -133,3 +158,7 @@ class ReplyPipeline:
         await self.conversations.human_took_over(key, agent_id, reason)
         job.mark("handed_off")
         log.info("conversation %s handed off to %s: %s", key, agent_id or "Chatwoot", reason)
+
+
+def _covered(job_id: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(first <= job_id <= last for first, last in ranges)

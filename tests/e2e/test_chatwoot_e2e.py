@@ -31,7 +31,7 @@ def reply_ids(sim: ChatwootSimulator, conversation: int) -> list[int]:
     for reply in sim.replies(ACCOUNT, conversation):
         marker = (reply.get("content_attributes") or {}).get("sluice_reply_id")
         if marker:
-            ids.append(int(marker.removeprefix("sluice-")))
+            ids.append(int(marker.removeprefix("sluice-").split("-")[0]))
     return ids
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from sluice import EnqueueRequest, Job, Queue, Worker
 from sluice.worker import registry
@@ -150,3 +151,36 @@ async def test_failures_retry_with_backoff_then_dead_letter(queue: Queue) -> Non
     assert [d.key for d in dead] == ["poison"]
     assert dead[0].error == "RuntimeError: always fails"
     assert attempts["poison"] == 3
+
+
+async def test_worker_survives_a_redis_error_while_idle(queue: Queue) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    failed = asyncio.Event()
+    handled = asyncio.Event()
+    real = queue.blocking_client
+
+    def flaky() -> Any:
+        client = real()
+        original = client.blpop
+
+        async def blpop(*args: Any, **kwargs: Any) -> Any:
+            if not failed.is_set():
+                failed.set()
+                raise RedisConnectionError("connection reset while blocked")
+            return await original(*args, **kwargs)
+
+        client.blpop = blpop  # type: ignore[method-assign]
+        return client
+
+    queue.blocking_client = flaky  # type: ignore[method-assign]
+
+    async def handler(job: Job) -> None:
+        handled.set()
+
+    worker = worker_for(queue, handler)
+    async with running(worker) as task:
+        await asyncio.wait_for(failed.wait(), 10)
+        await queue.enqueue("c", {})
+        await asyncio.wait_for(handled.wait(), 10)
+        assert not task.done()

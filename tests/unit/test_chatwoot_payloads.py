@@ -197,6 +197,15 @@ def test_conversation_updated_only_counts_with_a_status_change() -> None:
     payload["event"] = "conversation_updated"
     assert isinstance(classify(payload), ConversationStatusChanged)
     payload["changed_attributes"] = [{"assignee_id": {"previous_value": None, "current_value": 23}}]
+    payload["meta"] = {
+        **payload.get("meta", {}),
+        "assignee": {"id": 23, "name": "Tomás"},
+        "assignee_type": "User",
+    }
+    takeover = classify(payload)
+    assert isinstance(takeover, HumanTakeover) and takeover.agent_id == 23  # an agent has it
+    payload["meta"]["assignee"] = None
+    payload["changed_attributes"] = [{"labels": {"previous_value": [], "current_value": ["x"]}}]
     assert isinstance(classify(payload), Ignored)
 
 

@@ -364,6 +364,17 @@ def _conversation_status_event(top: Mapping[str, Any], event: str, default: int 
     account_id, conversation_id = _conversation_ids(top, default)
     change = _status_change(top)
     if event == "conversation_updated" and change is None:
+        meta = _optional_object(top.get("meta"))
+        assignee = _optional_object(meta.get("assignee"))
+        if assignee and meta.get("assignee_type") in (None, "User", "user"):
+            # An agent was assigned: a human handles the conversation now.
+            return HumanTakeover(
+                account_id=account_id,
+                conversation_id=conversation_id,
+                message_id=0,
+                agent_id=_optional_id(assignee.get("id")),
+                created_at_ms=0.0,
+            )
         return Ignored("conversation_updated without a status change", event)
     if change is not None:
         status, previous = change

@@ -36,6 +36,7 @@ class Job:
     last_error: str | None = None
     leader_id: str | None = None
     batch: list[Job] = field(default_factory=list)
+    reservations: int = 1  # times ever reserved (not reset by a hand-back or a DLQ retry)
 
     @property
     def members(self) -> list[Job]:
@@ -82,6 +83,7 @@ class Job:
             deadline_ms=float(deadline) if deadline else None,
             last_error=err.decode() if err else None,
             leader_id=leader.decode() if leader else None,
+            reservations=int(data.get(b"rsv", b"1")),
         )
 
 

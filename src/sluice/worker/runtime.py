@@ -24,6 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sluice.errors import NonRetryableError
@@ -36,7 +37,9 @@ Handler = Callable[[Job], Awaitable[Any]]
 log = logging.getLogger("sluice.worker")
 job_log = logging.getLogger("sluice.jobs")
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# Anything Redis may answer while unreachable, restarting or failing over (READONLY): the
+# worker backs off and carries on rather than dying with jobs in hand.
+REDIS_DOWN = (RedisError, RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 def backoff_ms(attempt: int, base_ms: int, cap_ms: int) -> int:
@@ -178,32 +181,37 @@ class Worker:
     async def _fetch_loop(self) -> None:
         failures = 0
         while not self._stopping:
-            if self._done and self._running:
-                # Let slots whose replies are already in finish too: one exchange then
-                # acknowledges them all and refills every freed slot (one loop turn).
-                await asyncio.sleep(0)
-            self._start_buffered()
-            free = self.concurrency - len(self._running)
-            room = free + self._prefetch_room()
-            done = self._take_done()
-            if room <= 0 and not done:
-                await self._wait_changed()
-                continue
+            done: list[Completion] = []
             try:
+                if self._done and self._running:
+                    # Let slots whose replies are already in finish too: one exchange then
+                    # acknowledges them all and refills every freed slot (one loop turn).
+                    await asyncio.sleep(0)
+                self._start_buffered()
+                free = self.concurrency - len(self._running)
+                room = free + self._prefetch_room()
+                done = self._take_done()
+                if room <= 0 and not done:
+                    await self._wait_changed()
+                    continue
                 reservation = await self._exchange(done, max(0, room))
+                done = []
                 failures = 0
+                self._buffer.extend(reservation.jobs)
+                self._start_buffered()
+                if reservation.jobs or self._done:
+                    continue
+                await self._idle(reservation)
             except REDIS_DOWN as exc:
-                self._done[:0] = done  # acknowledge them when Redis is back
+                # Unreachable, restarting, failing over (READONLY), ...: keep what is not
+                # acknowledged yet, back off, and carry on; never die with jobs in hand.
+                self._done[:0] = done
                 failures += 1
                 delay = min(5.0, 0.1 * 2 ** min(failures, 6))
                 log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
+                await self._close_blocker()
+                self._blocker = self.queue.blocking_client()
                 await self._sleep_unless_changed(delay)
-                continue
-            self._buffer.extend(reservation.jobs)
-            self._start_buffered()
-            if reservation.jobs or self._done:
-                continue
-            await self._idle(reservation)
         await self._flush_done()
 
     def _prefetch_room(self) -> int:
@@ -468,8 +476,9 @@ class Worker:
                 await self._blpop
         self._blpop = None
         if self._blocker is not None:
-            await self._blocker.aclose()
-            await self._blocker.connection_pool.disconnect()
+            with contextlib.suppress(*REDIS_DOWN):
+                await self._blocker.aclose()
+                await self._blocker.connection_pool.disconnect()
             self._blocker = None
 
 
