@@ -160,8 +160,8 @@ async def test_worker_survives_a_redis_error_while_idle(queue: Queue) -> None:
     handled = asyncio.Event()
     real = queue.blocking_client
 
-    def flaky() -> Any:
-        client = real()
+    def flaky(**kwargs: Any) -> Any:
+        client = real(**kwargs)
         original = client.blpop
 
         async def blpop(*args: Any, **kwargs: Any) -> Any:

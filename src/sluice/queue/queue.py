@@ -475,12 +475,12 @@ class Queue:
             args.append(job.token)
         return int(await self.scripts.release(self._kv, args))
 
-    def blocking_client(self) -> aioredis.Redis:
+    def blocking_client(self, read_timeout_s: float | None = None) -> aioredis.Redis:
         """A client on its own connection for BLPOP, so a blocked read never holds a
-        connection of the shared pool."""
+        connection of the shared pool. ``read_timeout_s`` must exceed every BLPOP timeout
+        used on it; it ends a read from a Redis that stalls without closing."""
         pool = self.redis.connection_pool
-        # No read timeout: BLPOP carries its own, and may wait longer than a pooled read.
-        kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        kwargs = {**pool.connection_kwargs, "socket_timeout": read_timeout_s}
         dedicated = aioredis.ConnectionPool(
             connection_class=pool.connection_class, max_connections=1, **kwargs
         )

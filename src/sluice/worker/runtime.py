@@ -126,7 +126,7 @@ class Worker:
     async def run(self) -> None:
         """Work until :meth:`stop`, SIGTERM or SIGINT; then shut down gracefully."""
         self._stopped.clear()
-        self._blocker = self.queue.blocking_client()
+        self._blocker = self.queue.blocking_client(read_timeout_s=self.idle_poll_s + 5)
         loop = asyncio.get_running_loop()
         signals = (signal.SIGTERM, signal.SIGINT) if self.handle_signals else ()
         for sig in signals:
@@ -207,10 +207,11 @@ class Worker:
                 # acknowledged yet, back off, and carry on; never die with jobs in hand.
                 self._done[:0] = done
                 failures += 1
-                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                # Capped at 1 s so work resumes within about a second of Redis returning.
+                delay = min(1.0, 0.1 * 2 ** min(failures, 4))
                 log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
                 await self._close_blocker()
-                self._blocker = self.queue.blocking_client()
+                self._blocker = self.queue.blocking_client(read_timeout_s=self.idle_poll_s + 5)
                 await self._sleep_unless_changed(delay)
         await self._flush_done()
 

@@ -1,0 +1,406 @@
+"""Reliability scenarios: Sluice's Redis link and Chatwoot break while traffic flows.
+
+Every scenario checks one invariant: every webhook that got a 2xx ends as exactly one
+reply at the fake Chatwoot (or a dead letter with its reason); per-conversation order
+holds; no reply is posted twice. Sluice (API/intake and worker) talks to Redis through a
+:class:`~sluice.testing.FaultProxy`; the test's own checks use Redis directly.
+
+Run with ``make test-slow`` or ``.venv/bin/pytest -m slow tests/reliability -q -s``;
+docs/reliability.md has the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sluice.app import Runtime
+from sluice.config import load_settings
+from sluice.loadtest import LoadConfig, run_system_with_simulator
+from sluice.queue.queue import Queue
+from sluice.simulator import ChatwootSimulator
+from sluice.testing import FaultProxy
+
+from ..e2e.test_chatwoot_e2e import ACCOUNT, burst_then_question, check_conversations
+from ..integration.conftest import delete_queue_keys
+
+pytestmark = pytest.mark.slow
+
+OUTAGE_S = 10.0  # how long Redis is unreachable in scenario (a); the issue says 30
+RESUME_LIMIT_S = 5.0  # after Redis returns, intake and replies resume within this
+SETTLE_TIMEOUT_S = 90.0  # every accepted message answered (or dead) within this
+CONVERSATIONS = 50
+DROP_EVERY_S = 1.0  # scenario (b): cut every Redis connection this often
+LATENCY_MS = 20.0
+
+# The SLA-budget handoff (docs/chatwoot.md) hands a turn to a human when less than
+# SLUICE_HANDOFF_BUDGET_MS of the SLA budget is left; a 10 s outage spends the 10 s budget
+# of every waiting message, and the conversation then goes silent by design. These
+# scenarios test transport faults, not that policy: give the budget room.
+ENV = {"SLA_WARNING_THRESHOLD": "60000", "SLA_CRITICAL_THRESHOLD": "120000"}
+
+
+@dataclass
+class Figures:
+    """What one scenario counted."""
+
+    sent: int = 0
+    accepted: int = 0  # webhook answered 2xx (on some attempt)
+    replied: int = 0  # accepted and covered by exactly one reply
+    replies_posted: int = 0
+    dead: int = 0
+    handed_off: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    order_violations: int = 0
+    problems: list[str] = field(default_factory=list)
+    timings: dict[str, float | None] = field(default_factory=dict)
+    dead_reasons: dict[str, int] = field(default_factory=dict)
+
+    def line(self, name: str) -> str:
+        timing = " ".join(
+            f"{k}={'-' if v is None else f'{v:.2f}s'}" for k, v in self.timings.items()
+        )
+        return (
+            f"[{name}] sent={self.sent} accepted_2xx={self.accepted} replied={self.replied} "
+            f"replies_posted={self.replies_posted} dead={self.dead} "
+            f"handed_off={self.handed_off} lost={self.lost} duplicates={self.duplicates} "
+            f"order_violations={self.order_violations} {timing} dead_reasons={self.dead_reasons}"
+        )
+
+
+def _marker(reply: dict[str, Any]) -> tuple[int, int] | None:
+    marker = (reply.get("content_attributes") or {}).get("sluice_reply_id")
+    if not isinstance(marker, str) or not marker.startswith("sluice-"):
+        return None
+    parts = marker.removeprefix("sluice-").split("-")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def accepted_messages(sim: ChatwootSimulator) -> dict[int, bool]:
+    """message id -> whether its webhook got a 2xx (any attempt, any duplicate)."""
+    result: dict[int, bool] = {}
+    for delivery in list(sim.webhooks.log):
+        payload = delivery.payload
+        if delivery.event != "message_created" or payload.get("message_type") != "incoming":
+            continue
+        message_id = int(payload["id"])
+        ok = any(isinstance(a, int) and 200 <= a < 300 for a in delivery.attempts)
+        result[message_id] = result.get(message_id, False) or ok
+    return result
+
+
+async def account_for(
+    sim: ChatwootSimulator, queue: Queue, conversations: list[int]
+) -> tuple[Figures, set[int]]:
+    """Count outcomes of every message; returns the figures and the accepted message ids
+    that are not settled yet (no reply, not dead, not handed off)."""
+    figures = Figures()
+    accepted = accepted_messages(sim)
+    unsettled: set[int] = set()
+    for conversation in conversations:
+        ranges = [r for r in map(_marker, sim.replies(ACCOUNT, conversation)) if r]
+        figures.replies_posted += len(ranges)
+        for earlier, later in itertools.pairwise(ranges):
+            if later[0] <= earlier[1]:
+                figures.order_violations += 1
+                figures.problems.append(f"conversation {conversation}: {earlier} then {later}")
+        for message in sim.messages(ACCOUNT, conversation):
+            if message.get("message_type") not in (0, "incoming"):
+                continue
+            figures.sent += 1
+            message_id = int(message["id"])
+            if not accepted.get(message_id):
+                continue
+            figures.accepted += 1
+            found = await queue.find_by_message_id(f"cw-{message_id}")
+            if found is None:
+                figures.lost += 1
+                figures.problems.append(f"message {message_id}: 2xx but never enqueued")
+                continue
+            job_id = int(found)
+            covering = sum(1 for first, last in ranges if first <= job_id <= last)
+            if covering == 1:
+                figures.replied += 1
+                continue
+            if covering > 1:
+                figures.duplicates += covering - 1
+                figures.problems.append(f"message {message_id} (job {job_id}): {covering} replies")
+                continue
+            job = await queue.get_job(found)
+            if job is not None and job.state == "dead":
+                figures.dead += 1
+                reason = (job.error or "no reason recorded")[:60]
+                figures.dead_reasons[reason] = figures.dead_reasons.get(reason, 0) + 1
+            elif job is not None and ("handed_off" in job.hops or "skipped" in job.hops):
+                figures.handed_off += 1
+            else:
+                unsettled.add(message_id)
+    return figures, unsettled
+
+
+async def settle(
+    sim: ChatwootSimulator, queue: Queue, conversations: list[int], limit_s: float
+) -> tuple[Figures, float]:
+    """Wait until every accepted message is answered, dead or handed off; the final figures
+    (unsettled ones counted as lost) and how long it took."""
+    started = time.monotonic()
+    deadline = started + limit_s
+    while True:
+        figures, unsettled = await account_for(sim, queue, conversations)
+        if not unsettled or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)  # replies land in the simulator; nothing to await on
+    if unsettled:
+        figures.lost += len(unsettled)
+        figures.problems.append(f"accepted but never answered: {sorted(unsettled)[:20]}")
+    return figures, time.monotonic() - started
+
+
+def assert_invariant(figures: Figures) -> None:
+    assert figures.lost == 0, figures.problems
+    assert figures.duplicates == 0, figures.problems
+    assert figures.order_violations == 0, figures.problems
+    assert figures.accepted == figures.replied + figures.dead + figures.handed_off
+    assert figures.handed_off == 0, "SLA handoffs should be off in these scenarios"
+    assert all(reason != "no reason recorded" for reason in figures.dead_reasons)
+
+
+@pytest.fixture
+async def cleanup(redis_client: aioredis.Redis, queue_name: str) -> Any:
+    yield
+    await delete_queue_keys(redis_client, queue_name)
+
+
+@pytest.fixture
+async def proxy(redis_url: str) -> Any:
+    target = urlsplit(redis_url)
+    fault_proxy = FaultProxy(target.hostname or "127.0.0.1", target.port or 6379)
+    await fault_proxy.start()
+    try:
+        yield fault_proxy
+    finally:
+        await fault_proxy.stop()
+
+
+def proxied_url(redis_url: str, proxy: FaultProxy) -> str:
+    path = urlsplit(redis_url).path or "/0"
+    return f"redis://{proxy.url_host}{path}"
+
+
+async def run_through(
+    proxy: FaultProxy, redis_url: str, queue_name: str, cfg: LoadConfig, body: Any
+) -> dict[str, Any]:
+    url = proxied_url(redis_url, proxy)
+    settings = load_settings({"REDIS_URL": url, "SLUICE_QUEUE": queue_name, **ENV})
+    return await run_system_with_simulator(
+        settings, url, cfg, body, queue=queue_name, extra_env=ENV
+    )
+
+
+@dataclass
+class Sent:
+    message_id: int
+    sent_at: float
+    returned_at: float
+
+
+async def keep_writing(
+    sim: ChatwootSimulator,
+    conversation: int,
+    stop: asyncio.Event,
+    log: list[Sent],
+    rng: random.Random,
+) -> None:
+    """A customer who writes a line every 0.5-1.5 s and does not wait for answers."""
+    n = 0
+    while not stop.is_set():
+        n += 1
+        sent_at = time.time()
+        message = await sim.customer_message(ACCOUNT, conversation, f"line {n}: any news?")
+        log.append(Sent(int(message["id"]), sent_at, time.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), rng.uniform(0.5, 1.5))
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_redis_unreachable_during_traffic(
+    redis_url: str, redis_client: aioredis.Redis, queue_name: str, proxy: FaultProxy
+) -> None:
+    """(a) Redis unreachable for OUTAGE_S while 50 customers keep writing."""
+    cfg = LoadConfig(broker_latency_ms=50)
+    direct = Queue(queue_name, redis=redis_client)
+
+    async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
+        conversations = [await sim.create_conversation(ACCOUNT) for _ in range(CONVERSATIONS)]
+        stop = asyncio.Event()
+        log: list[Sent] = []
+        rng = random.Random(7)
+        customers = [
+            asyncio.create_task(keep_writing(sim, c, stop, log, random.Random(rng.random())))
+            for c in conversations
+        ]
+        await asyncio.sleep(5)  # steady traffic first
+        down_at = time.time()
+        await proxy.refuse(True)
+        cut = await proxy.drop()
+        await asyncio.sleep(OUTAGE_S)
+        await proxy.refuse(False)
+        up_at = time.time()
+        await asyncio.sleep(10)  # traffic goes on after Redis returns
+        stop.set()
+        await asyncio.gather(*customers)
+        await sim.flush(timeout=60)
+        figures, settle_s = await settle(sim, direct, conversations, SETTLE_TIMEOUT_S)
+
+        accepted = accepted_messages(sim)
+        refused_during = sum(
+            1 for s in log if down_at <= s.sent_at < up_at and not accepted.get(s.message_id)
+        )
+        first_2xx = min(
+            (
+                s.returned_at - up_at
+                for s in log
+                if s.sent_at >= down_at and s.returned_at >= up_at and accepted.get(s.message_id)
+            ),
+            default=None,
+        )
+        first_reply = min(
+            (
+                float(r["received_at"]) - up_at
+                for c in conversations
+                for r in sim.replies(ACCOUNT, c)
+                if float(r["received_at"]) >= up_at
+            ),
+            default=None,
+        )
+        figures.timings = {
+            "first_2xx_after_return": first_2xx,
+            "first_reply_after_return": first_reply,
+            "backlog_settled_after_traffic": settle_s,
+        }
+        print(
+            "\n" + figures.line("redis-unreachable") + f" outage={OUTAGE_S}s connections_cut={cut} "
+            f"not_accepted_during_outage={refused_during} webhooks={sim.stats()['webhooks']}"
+        )
+        assert_invariant(figures)
+        assert refused_during > 0, "the outage should have refused some webhooks"
+        assert first_2xx is not None and first_2xx <= RESUME_LIMIT_S
+        assert first_reply is not None and first_reply <= RESUME_LIMIT_S
+        return {}
+
+    await run_through(proxy, redis_url, queue_name, cfg, body)
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_latency_and_dropped_redis_connections(
+    redis_url: str, redis_client: aioredis.Redis, queue_name: str, proxy: FaultProxy
+) -> None:
+    """(b) +20 ms each way on every Redis byte, and every connection cut every 2 s."""
+    cfg = LoadConfig(broker_latency_ms=20)
+    direct = Queue(queue_name, redis=redis_client)
+    proxy.set_latency(LATENCY_MS)
+
+    async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
+        conversations = [await sim.create_conversation(ACCOUNT) for _ in range(CONVERSATIONS)]
+        cuts: list[int] = []
+
+        async def cutter() -> None:
+            while True:
+                await asyncio.sleep(DROP_EVERY_S)
+                cuts.append(await proxy.drop())
+
+        chaos = asyncio.create_task(cutter())
+        started = time.monotonic()
+        try:
+            await asyncio.gather(*(burst_then_question(sim, c) for c in conversations))
+        finally:
+            chaos.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chaos
+        traffic_s = time.monotonic() - started
+        await sim.flush()
+        figures, settle_s = await settle(sim, direct, conversations, SETTLE_TIMEOUT_S)
+        figures.timings = {"traffic": traffic_s, "settle": settle_s}
+        print(
+            "\n" + figures.line("latency+drops") + f" drops={len(cuts)} connections_cut={sum(cuts)}"
+            f" webhooks={sim.stats()['webhooks']}"
+        )
+        assert_invariant(figures)
+        check_conversations(sim, conversations)
+        assert sum(cuts) > 0
+        return {}
+
+    await run_through(proxy, redis_url, queue_name, cfg, body)
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_chatwoot_429_storms_and_500s(
+    redis_url: str, redis_client: aioredis.Redis, queue_name: str, proxy: FaultProxy
+) -> None:
+    """(c) Chatwoot answers 30 % of API calls 429 and 10 % 500."""
+    cfg = LoadConfig(broker_latency_ms=20, chatwoot_429_rate=0.3, chatwoot_500_rate=0.1)
+    direct = Queue(queue_name, redis=redis_client)
+
+    async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
+        conversations = [await sim.create_conversation(ACCOUNT) for _ in range(CONVERSATIONS)]
+        started = time.monotonic()
+        await asyncio.gather(*(burst_then_question(sim, c) for c in conversations))
+        traffic_s = time.monotonic() - started
+        await sim.flush()
+        figures, settle_s = await settle(sim, direct, conversations, SETTLE_TIMEOUT_S)
+        figures.timings = {"traffic": traffic_s, "settle": settle_s}
+        injected = sim.stats()["injected"]
+        print("\n" + figures.line("chatwoot-429-500") + f" injected={injected}")
+        assert_invariant(figures)
+        check_conversations(sim, conversations)
+        assert injected["429"] > 0 and injected["500"] > 0
+        return {}
+
+    await run_through(proxy, redis_url, queue_name, cfg, body)
+
+
+async def test_fault_proxy_switches(redis_url: str, proxy: FaultProxy) -> None:
+    """The proxy itself: latency, drop, refuse and stall do what they say."""
+    client = aioredis.Redis.from_url(
+        proxied_url(redis_url, proxy), socket_connect_timeout=1, socket_timeout=1
+    )
+    try:
+        assert await client.ping()
+        proxy.set_latency(50)
+        started = time.monotonic()
+        await client.ping()
+        assert time.monotonic() - started >= 0.1  # 50 ms each way
+        proxy.set_latency(0)
+        assert await proxy.drop() == 1
+        with pytest.raises(RedisConnectionError):
+            await client.ping()
+        await proxy.refuse(True)
+        with pytest.raises(RedisConnectionError, match=r"111|refused"):
+            await client.ping()
+        await proxy.refuse(False)
+        assert await client.ping()
+        proxy.stall(True)
+        with pytest.raises(RedisTimeoutError):
+            await client.ping()
+        proxy.stall(False)
+        await proxy.drop()
+        assert await client.ping()
+        assert proxy.stats.bytes_up > 0 and proxy.stats.bytes_down > 0
+    finally:
+        await client.aclose()
+    with pytest.raises(ValueError, match="loopback"):
+        FaultProxy("10.0.0.1", 6379)
