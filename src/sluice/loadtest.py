@@ -239,7 +239,7 @@ async def run_system_with_simulator(
     finally:
         if children is not None:
             children.terminate()
-            children.wait(timeout=60)
+            children.wait(timeout=90)
         await api.stop()
         await sim.aclose()
 

@@ -313,18 +313,25 @@ class Worker:
         done, self._done = self._done, []
         return done
 
-    async def _flush_done(self) -> None:
-        """Acknowledge what finished, retrying while Redis is unreachable."""
-        for attempt in range(50):
+    async def _flush_done(self, within_s: float = 10.0) -> None:
+        """Acknowledge what finished, retrying while Redis is unreachable, for at most
+        ``within_s``: past that the leases expire and the jobs run again elsewhere (at least
+        once), which beats a worker that never exits."""
+        deadline = time.monotonic() + within_s
+        attempt = 0
+        while self._done and time.monotonic() < deadline:
             done = self._take_done()
-            if not done:
-                return
             try:
-                await self._exchange(done, 0)
-            except REDIS_DOWN as exc:
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    await self._exchange(done, 0)
+            except (*REDIS_DOWN, TimeoutError) as exc:
                 self._done[:0] = done
-                log.warning("cannot acknowledge %d jobs yet (%s)", len(done), exc)
-                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+                log.warning("cannot acknowledge %d jobs yet (%r)", len(done), exc)
+                attempt += 1
+                await asyncio.sleep(min(1.0, 0.1 * 2**attempt))
+        if self._done:
+            log.error("gave up acknowledging %d jobs; their leases will expire", len(self._done))
+            self._done.clear()
 
     # ------------------------------------------------------------------ running jobs
 
@@ -395,19 +402,22 @@ class Worker:
             await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             await self._flush_done()
         leftovers = [job for job, _ in self._running.values()]
-        for _, task in list(self._running.values()):
+        tasks = [task for _, task in self._running.values()]
+        for task in tasks:
             task.cancel()
-        for _, task in list(self._running.values()):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=5.0)
+            if stuck:
+                log.error("%d handlers ignored cancellation; leaving them", len(stuck))
         await self._flush_done()
         if leftovers:
             try:
-                released = await self.queue.release(leftovers)
+                async with asyncio.timeout(5.0):
+                    released = await self.queue.release(leftovers)
                 log.warning("handed back %d unfinished jobs after the grace period", released)
-            except REDIS_DOWN as exc:
+            except (*REDIS_DOWN, TimeoutError) as exc:
                 log.error(
-                    "could not hand back %d jobs (%s); their leases will expire",
+                    "could not hand back %d jobs (%r); their leases will expire",
                     len(leftovers),
                     exc,
                 )

@@ -21,7 +21,14 @@ log = logging.getLogger("sluice.supervisor")
 
 
 class Supervisor:
-    def __init__(self, processes: int, worker_args: Sequence[str], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        processes: int,
+        worker_args: Sequence[str],
+        env: dict[str, str],
+        *,
+        kill_after_s: int = 45,
+    ) -> None:
         if processes < 1:
             raise ValueError(f"--processes must be at least 1, got {processes}")
         self.processes = processes
@@ -29,6 +36,9 @@ class Supervisor:
         self.env = env
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.stopping = False
+        # A child still alive this long after SIGTERM is killed: its leased jobs come back
+        # after the lease, which beats a deployment that never finishes stopping.
+        self.kill_after_s = kill_after_s
 
     def _spawn(self, slot: int) -> None:
         child = subprocess.Popen(self.command, env=self.env)
@@ -36,10 +46,22 @@ class Supervisor:
         log.info("worker process %d started (pid %d)", slot, child.pid)
 
     def _forward(self, signum: int, _frame: FrameType | None) -> None:
+        first = not self.stopping
         self.stopping = True
         for child in self.children.values():
             if child.poll() is None:
                 child.send_signal(signum)
+        if first:
+            signal.signal(signal.SIGALRM, self._kill_all)
+            signal.alarm(self.kill_after_s)
+
+    def _kill_all(self, _signum: int, _frame: FrameType | None) -> None:
+        for slot, child in self.children.items():
+            if child.poll() is None:
+                log.error(
+                    "worker process %d did not stop in %d s; killing it", slot, self.kill_after_s
+                )
+                child.kill()
 
     def run(self) -> int:
         previous = {s: signal.signal(s, self._forward) for s in (signal.SIGTERM, signal.SIGINT)}
