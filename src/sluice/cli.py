@@ -269,7 +269,7 @@ async def _demo(
     processes: int,
 ) -> None:
     """The simulator plays Chatwoot; demo customers write, wait for replies, write again."""
-    from sluice.loadtest import LoadConfig, Tally, TokenBucket, customer, run_system_with_simulator
+    from sluice.loadtest import LoadConfig, Tally, run_system_with_simulator, start_customers
 
     # The live table is the demo's output: per-job and access lines would tear it.
     for noisy in ("sluice.jobs", "uvicorn.error", "sluice.pipeline"):
@@ -290,16 +290,7 @@ async def _demo(
         )
         stop = _stop_event()
         tally = Tally()
-        bucket = TokenBucket(rate)
-        import random
-
-        rng = random.Random(1)
-        tasks = [
-            asyncio.create_task(
-                customer(sim, cfg, bucket, tally, stop, random.Random(rng.random()))
-            )
-            for _ in range(conversations)
-        ]
+        tasks: list[asyncio.Task[Any]] = [*start_customers(sim, cfg, tally, stop)]
         tasks.append(asyncio.create_task(_progress(runtime, stop, duration, tally)))
         if duration:
             with contextlib.suppress(TimeoutError):

@@ -157,6 +157,19 @@ async def customer(
             await asyncio.wait_for(stop.wait(), rng.uniform(*cfg.think_s))
 
 
+def start_customers(
+    sim: ChatwootSimulator, cfg: LoadConfig, tally: Tally, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """``cfg.conversations`` customers sharing one offered rate, each with its own
+    reproducible random stream (seeded from ``cfg.seed``)."""
+    rng = random.Random(cfg.seed)
+    bucket = TokenBucket(cfg.rate)
+    return [
+        asyncio.create_task(customer(sim, cfg, bucket, tally, stop, random.Random(rng.random())))
+        for _ in range(cfg.conversations)
+    ]
+
+
 def _overrides(
     sim_url: str, token: str, secret: str, cfg: LoadConfig, queue: str
 ) -> dict[str, str]:
@@ -250,17 +263,10 @@ async def run_loadtest(
     queue = f"loadtest-{int(time.time())}"
 
     async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
-        rng = random.Random(cfg.seed)
         tally = Tally()
         stop = asyncio.Event()
-        bucket = TokenBucket(cfg.rate)
         cpu0, wall0 = _cpu_s(), time.monotonic()
-        customers = [
-            asyncio.create_task(
-                customer(sim, cfg, bucket, tally, stop, random.Random(rng.random()))
-            )
-            for _ in range(cfg.conversations)
-        ]
+        customers = start_customers(sim, cfg, tally, stop)
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             deadline = time.monotonic() + cfg.duration_s
             while time.monotonic() < deadline:
