@@ -54,6 +54,7 @@ def queue_for(settings: Settings, client: aioredis.Redis) -> Queue:
         redis=client,
         max_attempts=settings.max_attempts,
         completed_retention_s=settings.completed_retention_s,
+        dedupe_ttl_s=settings.dedupe_ttl_s,
         sla_warning_ms=settings.sla_warning_threshold_ms,
         sla_critical_ms=settings.sla_critical_threshold_ms,
         monitoring=settings.monitoring_enabled,

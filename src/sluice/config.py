@@ -144,6 +144,9 @@ class Settings(EnvSettings):
     completed_retention_s: int = Field(
         7 * 24 * 3600, ge=0, validation_alias="SLUICE_COMPLETED_RETENTION_S"
     )
+    # How long a Chatwoot message id is remembered: a redelivery later than this is a new
+    # message. Chatwoot retries within seconds, so the day is for replays by hand.
+    dedupe_ttl_s: int = Field(24 * 3600, ge=1, validation_alias="SLUICE_DEDUPE_TTL_S")
     shutdown_grace_s: float = Field(
         10.0, ge=0, allow_inf_nan=False, validation_alias="SLUICE_SHUTDOWN_GRACE_S"
     )

@@ -170,9 +170,10 @@ def start_customers(
     ]
 
 
-def _overrides(
+def system_env(
     sim_url: str, token: str, secret: str, cfg: LoadConfig, queue: str
 ) -> dict[str, str]:
+    """The environment that wires Sluice's processes to the simulator and to ``queue``."""
     return {
         "CHATWOOT_URL": sim_url,
         "CHATWOOT_API_TOKEN": token,
@@ -201,9 +202,13 @@ async def run_system_with_simulator(
     api_host: str = "127.0.0.1",
     api_port: int = 0,
     extra_env: Mapping[str, str] | None = None,
+    chatwoot_via: Callable[[str], Awaitable[str]] | None = None,
 ) -> dict[str, Any]:
     """Start the simulator, the API (intake) and workers wired to each other, run ``body``,
-    and stop everything. Used by the load test and by `sluice up --demo`."""
+    and stop everything. Used by the load test and by `sluice up --demo`.
+
+    ``chatwoot_via`` gets the simulator's URL and returns the one Sluice should use instead
+    (the reliability tests put a fault proxy there)."""
     token, secret = secrets.token_hex(16), secrets.token_hex(16)
     sim = ChatwootSimulator(
         SimulatorConfig(
@@ -217,11 +222,13 @@ async def run_system_with_simulator(
         )
     )
     sim_url = await sim.serve()
+    if chatwoot_via is not None:
+        sim_url = await chatwoot_via(sim_url)
     queue_name = queue or settings.queue
-    env = {**os.environ, **(extra_env or {}), **_overrides(sim_url, token, secret, cfg, queue_name)}
+    env = {**os.environ, **(extra_env or {}), **system_env(sim_url, token, secret, cfg, queue_name)}
     env["REDIS_URL"] = redis_url
     run_settings = load_settings(env)
-    os.environ.update(_overrides(sim_url, token, secret, cfg, queue_name))  # handler settings
+    os.environ.update(system_env(sim_url, token, secret, cfg, queue_name))  # handler settings
     api = ApiServer(create_app(run_settings, redis_url), api_host, api_port)
     api_url = await api.start()
     sim.config.webhook_url = f"{api_url}/webhooks/chatwoot"

@@ -1,0 +1,180 @@
+"""Sluice as real processes for the reliability scenarios that kill or starve them.
+
+The fake Chatwoot runs in the test process; the API (``sluice serve``) and the worker
+(``sluice worker``) are child processes with their own Redis pools, so a scenario can
+SIGKILL one of them, restart it on the same port, or read its resident memory from /proc
+without counting the simulator's own bookkeeping. The in-process harness
+(:func:`sluice.loadtest.run_system_with_simulator`) stays the tool for everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import redis.asyncio as aioredis
+
+from sluice.loadtest import LoadConfig, system_env
+from sluice.queue.keys import QueueKeys
+from sluice.simulator import ChatwootSimulator, SimulatorConfig
+from sluice.worker.registry import live_workers
+
+START_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the API is restarted on the same one)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a live process, from /proc (Linux only, like these tests)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class ProcessSystem:
+    """Simulator here, API and one worker process there, wired through ``redis_url``."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        queue: str,
+        logs: Path,
+        *,
+        cfg: LoadConfig | None = None,
+        env: Mapping[str, str] | None = None,
+        worker_processes: int = 1,
+    ) -> None:
+        self.redis_url = redis_url
+        self.queue = queue
+        self.logs = logs
+        self.cfg = cfg or LoadConfig(broker_latency_ms=50)
+        self.extra_env = dict(env or {})
+        self.worker_processes = worker_processes
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        token, secret = secrets.token_hex(16), secrets.token_hex(16)
+        self.sim = ChatwootSimulator(
+            SimulatorConfig(
+                api_token=token,
+                webhook_secret=secret,
+                seed=self.cfg.seed,
+                webhook_retry_delay_s=1.0,
+            )
+        )
+        self._token, self._secret = token, secret
+        self.env: dict[str, str] = {}
+        self.api: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        self._spawned = 0
+
+    async def __aenter__(self) -> ProcessSystem:
+        sim_url = await self.sim.serve()
+        self.env = {
+            **os.environ,
+            **self.extra_env,
+            **system_env(sim_url, self._token, self._secret, self.cfg, self.queue),
+            "REDIS_URL": self.redis_url,
+            "SLUICE_LOG_FORMAT": "json",
+        }
+        self.sim.config.webhook_url = f"{self.api_url}/webhooks/chatwoot"
+        try:
+            await self.start_api()
+            await self.start_worker()
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for proc in (self.worker, self.api):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (self.worker, self.api):
+            if proc is not None:
+                try:
+                    await asyncio.to_thread(proc.wait, 60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    await asyncio.to_thread(proc.wait)
+        await self.sim.aclose()
+
+    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        self._spawned += 1
+        log = (self.logs / f"{args[0]}-{self._spawned}.log").open("wb")
+        with log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "sluice", *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def start_api(self) -> float:
+        """Start ``sluice serve`` on the fixed port; seconds until it answered /readyz."""
+        started = time.monotonic()
+        self.api = self._spawn("serve", "--host", "127.0.0.1", "--port", str(self.api_port))
+        deadline = started + START_TIMEOUT_S
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while True:
+                if self.api.poll() is not None:
+                    raise RuntimeError(f"sluice serve exited with {self.api.returncode}")
+                try:
+                    if (await client.get(f"{self.api_url}/readyz")).status_code == 200:
+                        return time.monotonic() - started
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("sluice serve did not become ready")
+                await asyncio.sleep(0.05)  # a port that starts listening has no event to await
+
+    async def kill_api(self) -> None:
+        """SIGKILL the API process: no shutdown handler runs, in-flight requests are cut."""
+        assert self.api is not None
+        self.api.kill()
+        await asyncio.to_thread(self.api.wait)
+
+    async def start_worker(self) -> None:
+        """Start ``sluice worker`` and wait until it has announced itself in Redis."""
+        args = ["worker"]
+        if self.worker_processes > 1:
+            args += ["--processes", str(self.worker_processes)]
+        client = aioredis.Redis.from_url(self.redis_url)
+        try:
+            before = len(await live_workers(client, QueueKeys(self.queue)))
+            self.worker = self._spawn(*args)
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while len(await live_workers(client, QueueKeys(self.queue))) < before + 1:
+                if self.worker.poll() is not None:
+                    raise RuntimeError(f"sluice worker exited with {self.worker.returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("sluice worker did not register")
+                await asyncio.sleep(0.05)  # the registry is a Redis hash; nothing to await
+        finally:
+            await client.aclose()
+
+    def alive(self) -> dict[str, bool]:
+        return {
+            "api": self.api is not None and self.api.poll() is None,
+            "worker": self.worker is not None and self.worker.poll() is None,
+        }

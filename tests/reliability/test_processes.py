@@ -1,0 +1,253 @@
+"""Reliability scenarios that kill processes: the API, and Redis itself.
+
+Sluice runs as real processes here (:class:`~tests.reliability.system.ProcessSystem`):
+``sluice serve`` and ``sluice worker`` children, the fake Chatwoot in the test process.
+Each scenario checks the invariant of docs/reliability.md with the accounting of
+``test_faults``: every webhook that got a 2xx is answered by exactly one reply (or is a dead
+letter with its reason), in order, never twice.
+
+Run with ``.venv/bin/pytest -m slow tests/reliability/test_processes.py -q -s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from sluice.queue.queue import Queue
+from sluice.redis.embedded import find_server_binary
+
+from ..e2e.test_chatwoot_e2e import ACCOUNT
+from ..integration.conftest import delete_queue_keys
+from .system import ProcessSystem, free_port
+from .test_faults import (
+    ENV,
+    SETTLE_TIMEOUT_S,
+    Sent,
+    accepted_messages,
+    assert_invariant,
+    keep_writing,
+    settle,
+)
+
+pytestmark = pytest.mark.slow
+
+CONVERSATIONS = 50
+API_KILLS = 3
+API_DOWN_S = 1.0  # how long the API stays dead before it is restarted
+REDIS_DOWN_S = 2.0
+
+
+def attempt_outcomes(system: ProcessSystem) -> Counter[str]:
+    """What the webhook attempts of customer messages met: status codes and errors."""
+    outcomes: Counter[str] = Counter()
+    for delivery in list(system.sim.webhooks.log):
+        incoming = delivery.payload.get("message_type") == "incoming"
+        if delivery.event == "message_created" and incoming:
+            outcomes.update(str(a) for a in delivery.attempts)
+    return outcomes
+
+
+async def start_writers(
+    system: ProcessSystem, count: int, stop: asyncio.Event, log: list[Sent]
+) -> tuple[list[int], list[asyncio.Task[None]]]:
+    conversations = [await system.sim.create_conversation(ACCOUNT) for _ in range(count)]
+    rng = random.Random(11)
+    tasks = [
+        asyncio.create_task(keep_writing(system.sim, c, stop, log, random.Random(rng.random())))
+        for c in conversations
+    ]
+    return conversations, tasks
+
+
+@pytest.fixture
+async def cleanup(redis_client: aioredis.Redis, queue_name: str) -> AsyncIterator[None]:
+    yield
+    await delete_queue_keys(redis_client, queue_name)
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_api_sigkill_while_webhooks_arrive(
+    redis_url: str, redis_client: aioredis.Redis, queue_name: str, tmp_path: Path
+) -> None:
+    """(d) The API process is SIGKILLed three times while 50 customers write. A webhook
+    in flight at the kill sees a transport error (Chatwoot does not retry those), never a
+    2xx for a message that was not stored; every 2xx is answered exactly once."""
+    direct = Queue(queue_name, redis=redis_client)
+    async with ProcessSystem(redis_url, queue_name, tmp_path, env=ENV) as system:
+        stop = asyncio.Event()
+        log: list[Sent] = []
+        conversations, writers = await start_writers(system, CONVERSATIONS, stop, log)
+        restarts: list[float] = []
+        await asyncio.sleep(3)  # steady traffic first
+        for _ in range(API_KILLS):
+            await system.kill_api()
+            await asyncio.sleep(API_DOWN_S)
+            restarts.append(await system.start_api())
+            await asyncio.sleep(3)
+        stop.set()
+        await asyncio.gather(*writers)
+        await system.sim.flush(timeout=60)
+        figures, settle_s = await settle(system.sim, direct, conversations, SETTLE_TIMEOUT_S)
+        outcomes = attempt_outcomes(system)
+        figures.timings = {
+            "api_restart_max": max(restarts),
+            "backlog_settled_after_traffic": settle_s,
+        }
+        print("\n" + figures.line("api-sigkill") + f" kills={API_KILLS} attempts={dict(outcomes)}")
+        assert_invariant(figures)
+        not_2xx = sum(n for k, n in outcomes.items() if not k.startswith("2"))
+        assert not_2xx > 0, "the kills should have cut some webhooks"
+        assert system.alive()["worker"]
+
+
+class RedisServer:
+    """A Redis-compatible server on a TCP port with append-only persistence, restartable
+    on the same port and directory (the embedded server listens on a fresh unix socket)."""
+
+    def __init__(self, directory: Path, fsync: str) -> None:
+        self.directory = directory
+        self.fsync = fsync
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.directory / "server.log").open("ab")
+        with log:
+            self.proc = subprocess.Popen(
+                [
+                    str(find_server_binary()),
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(self.directory),
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    self.fsync,
+                    "--save",
+                    "",
+                    "--maxmemory-policy",
+                    "noeviction",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def wait_ready(self, limit_s: float = 20.0) -> float:
+        """Seconds until the server answers PING after loading its append-only file."""
+        started = time.monotonic()
+        client = aioredis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        try:
+            while True:
+                try:
+                    if await client.ping():
+                        return time.monotonic() - started
+                except (OSError, aioredis.ConnectionError, aioredis.ResponseError):
+                    pass  # refused, or LOADING the append-only file
+                if time.monotonic() - started > limit_s:
+                    raise RuntimeError("Redis did not come back")
+                await asyncio.sleep(0.02)  # nothing to await on a server we just started
+        finally:
+            await client.aclose()
+
+    def stop(self, how: str) -> None:
+        assert self.proc is not None
+        if how == "kill":
+            self.proc.kill()
+        else:
+            self.proc.terminate()  # SHUTDOWN: the AOF is flushed and fsynced
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(params=[("kill", "always"), ("term", "everysec")], ids=["sigkill", "restart"])
+def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
+    how, fsync = request.param
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory, fsync)
+    server.start()
+    server.how = how  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.stop("kill")
+
+
+async def test_redis_restart_with_append_only_file(
+    redis_server: RedisServer, queue_name: str, tmp_path: Path
+) -> None:
+    """(e) Redis with appendonly is killed (SIGKILL, appendfsync always) or restarted
+    (SIGTERM, appendfsync everysec) while 50 customers write; it loads its append-only file
+    and Sluice carries on. Every 2xx is answered once: an acknowledged write was on disk."""
+    await redis_server.wait_ready()
+    how: str = redis_server.how  # type: ignore[attr-defined]
+    client = aioredis.Redis.from_url(redis_server.url)
+    direct = Queue(queue_name, redis=client)
+    try:
+        async with ProcessSystem(redis_server.url, queue_name, tmp_path, env=ENV) as system:
+            stop = asyncio.Event()
+            log: list[Sent] = []
+            conversations, writers = await start_writers(system, CONVERSATIONS, stop, log)
+            await asyncio.sleep(5)
+            down_at = time.time()
+            await asyncio.to_thread(redis_server.stop, how)
+            await asyncio.sleep(REDIS_DOWN_S)
+            redis_server.start()
+            load_s = await redis_server.wait_ready()
+            up_at = time.time()
+            await asyncio.sleep(8)
+            stop.set()
+            await asyncio.gather(*writers)
+            await system.sim.flush(timeout=60)
+            figures, settle_s = await settle(system.sim, direct, conversations, SETTLE_TIMEOUT_S)
+            accepted = accepted_messages(system.sim)
+            first_reply = min(
+                (
+                    float(r["received_at"]) - up_at
+                    for c in conversations
+                    for r in system.sim.replies(ACCOUNT, c)
+                    if float(r["received_at"]) >= up_at
+                ),
+                default=None,
+            )
+            first_2xx = min(
+                (
+                    s.returned_at - up_at
+                    for s in log
+                    if s.sent_at >= down_at
+                    and s.returned_at >= up_at
+                    and accepted.get(s.message_id)
+                ),
+                default=None,
+            )
+            figures.timings = {
+                "redis_load": load_s,
+                "first_2xx_after_return": first_2xx,
+                "first_reply_after_return": first_reply,
+                "backlog_settled_after_traffic": settle_s,
+            }
+            print(
+                "\n"
+                + figures.line(f"redis-{how}-aof-{redis_server.fsync}")
+                + f" attempts={dict(attempt_outcomes(system))} alive={system.alive()}"
+            )
+            assert_invariant(figures)
+            assert system.alive() == {"api": True, "worker": True}
+            assert first_reply is not None and first_reply <= 5.0
+            assert first_2xx is not None and first_2xx <= 5.0
+    finally:
+        await delete_queue_keys(client, queue_name)
+        await client.aclose()
