@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from sluice import __version__, dashboard
 from sluice.api import admin, metrics, webhooks
 from sluice.api.auth import require_admin
+from sluice.api.body_limit import BodyLimit
 from sluice.api.state import AppState, app_state
 from sluice.app import queue_for
 from sluice.broker.assignment import Assigner
@@ -102,6 +103,8 @@ def create_app(
         summary="Every customer chat message answered within its SLA.",
         lifespan=lifespan,
     )
+    # Admin and dashboard bodies are tiny; the webhook streams against its own limit.
+    app.add_middleware(BodyLimit, exempt=(webhooks.WEBHOOK_PATH,))
     app.state.admin_token = (
         settings.admin_token.get_secret_value() if settings.admin_token else None
     )
