@@ -5,13 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := $(VENV)/tools
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow test-soak lint audit bench clean
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every distribution of the dev environment: installs are
+# reproducible (constraints), and `make audit` checks exactly those versions.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Sluice needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,16 +24,25 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# Fails on a known vulnerability; only warns when the vulnerability service is unreachable.
+audit: $(STAMP)
+	scripts/audit-deps.sh
+
 $(TOOLS)/.fetched: | $(STAMP)
 	scripts/fetch-promtool.sh $(TOOLS)
 	scripts/ensure-chromium.sh
 	touch $@
 
-test: lint $(TOOLS)/.fetched
+test: lint audit $(TOOLS)/.fetched
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/pytest -m "not slow"
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m "slow and not soak" -s
+
+# Overload at 3x capacity (SLUICE_OVERLOAD_S, 300 s, then the drain) and a soak at 30 msg/s
+# (SLUICE_SOAK_S, 1800 s): about 50 minutes.
+test-soak: $(STAMP)
+	$(BIN)/pytest -m soak -s
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_peers.py --libs sluice

@@ -5,12 +5,17 @@ and 500), must never be a 2xx for a message that was not stored, and bad input m
 nothing. So: limits and content type first, then the signature over the raw bytes, then
 JSON, then one atomic enqueue (idempotent on the message id); Redis unavailable answers 429
 with Retry-After, which Chatwoot retries.
+
+JSON is parsed strictly (:func:`parse_json`): what Chatwoot's Rails serializer emits is
+accepted, anything a hostile or broken sender could use to make two parsers disagree or to
+crash the parser (UTF-16, duplicate keys, NaN, absurd numbers, deep nesting) is a 400.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,11 +38,12 @@ from sluice.queue.queue import Queue
 
 log = logging.getLogger("sluice.intake")
 
-DELIVERY_TTL_MS = 86_400_000
 REJECTED_KEEP = 1000
 REJECTED_BODY_BYTES = 16_384
 RETRY_AFTER_S = 3
 AGENT_REPLIED = "agent replied"
+# Chatwoot's ids and counters are PostgreSQL bigints: no genuine payload has a wider integer.
+JSON_INT_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -88,9 +94,12 @@ class Intake:
                 "to the secret Chatwoot shows for this webhook"
             )
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            payload = parse_json(body)
+        except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
             return Outcome(400, {"error": "invalid JSON", "reason": str(exc)[:200]})
+        except RecursionError:
+            # [[[[...]]]] deeper than the interpreter's stack: refuse, do not crash (500).
+            return Outcome(400, {"error": "invalid JSON", "reason": "nested too deeply"})
         delivery = _delivery_id(headers)
         try:
             return await self._dispatch(payload, body, delivery, received_ms)
@@ -114,7 +123,9 @@ class Intake:
             return Outcome(422, {"error": "invalid payload", "reason": str(exc)})
         outcome = await self._apply(event, received_ms, _has_assignee(payload))
         if delivery:
-            await self.queue.redis.set(self._delivery_prefix + delivery, 1, px=DELIVERY_TTL_MS)
+            await self.queue.redis.set(
+                self._delivery_prefix + delivery, 1, px=self.queue.dedupe_ttl_ms
+            )
         return outcome
 
     async def _apply(self, event: object, received_ms: float, assigned: bool) -> Outcome:
@@ -197,6 +208,52 @@ class Intake:
     async def rejected(self, limit: int = 100) -> list[dict[str, Any]]:
         raw = await self.queue.redis.lrange(self._rejected_key, 0, limit - 1)
         return [json.loads(item) for item in raw]
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a webhook body as strict UTF-8 JSON (RFC 8259 plus the I-JSON rules, RFC 7493).
+
+    ``json.loads`` alone is lenient in ways that matter at a trust boundary: it guesses
+    UTF-16/32 from the bytes (the signature covers the bytes, so another parser could read a
+    different document), keeps the last of duplicated keys (a proxy or an auditing tool may
+    keep the first), accepts ``NaN``/``Infinity`` (not JSON; they break ``json.dumps``
+    elsewhere with ``allow_nan=False``), turns ``1e999`` into ``inf`` and parses integers of
+    thousands of digits. All of those raise ``ValueError`` here; nesting deeper than the
+    stack raises ``RecursionError``, which the caller turns into a 400 as well.
+    """
+    text = body.decode("utf-8")  # strict: no guessing; a BOM is then refused by json
+    return json.loads(
+        text,
+        object_pairs_hook=_unique_keys,
+        parse_int=_bounded_int,
+        parse_float=_finite_float,
+        parse_constant=_no_constant,
+    )
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate key in a JSON object")
+    return obj
+
+
+def _bounded_int(text: str) -> int:
+    # Check the length first: int() of a 1 MB digit string is slow (and capped at 4300).
+    if len(text.lstrip("-")) > len(str(JSON_INT_MAX)) or abs(int(text)) > JSON_INT_MAX:
+        raise ValueError("integer out of range")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _delivery_id(headers: Mapping[str, str]) -> str | None:
