@@ -5,24 +5,34 @@ Per turn (one batch of a conversation's waiting messages):
 1. the bot answers only while the conversation is `pending` and no human took it over;
 2. a broker is assigned (sticky per conversation) — a human broker means handoff;
 3. the broker's handler answers within the SLA budget left (`broker_assigned`,
-   `reply_generated` hops); a budget nearly spent, a customer asking for a human, or an AI
-   that keeps failing hands the conversation off (assign a human, status `open`);
+   `reply_generated` hops); a budget nearly spent (before the handler runs, or when it
+   failed and a retry could only hand off), a customer asking for a human, or an AI that
+   keeps failing hands the conversation off (assign a human, status `open`);
 4. the reply is posted once: a retried turn first looks for its own reply in the
    conversation (`sluice_reply_id`), so a crash after posting never posts twice
-   (`reply_sent` hop).
+   (`reply_sent` hop); when the earlier attempt's Chatwoot call failed without an answer,
+   its POST may still be on its way, so "not answered" needs a second look to agree.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from sluice.broker.assignment import Assigner
-from sluice.broker.base import CustomerLine, Handler, Reply, Turn, answer_or_handoff
+from sluice.broker.base import (
+    CustomerLine,
+    Handler,
+    HandlerError,
+    Reply,
+    Turn,
+    answer_or_handoff,
+)
 from sluice.broker.config import Broker
-from sluice.chatwoot.client import ChatwootClient
+from sluice.chatwoot.client import ChatwootClient, may_still_land
 from sluice.conversations import Conversations
 from sluice.queue.job import Job
 
@@ -73,8 +83,7 @@ class ReplyPipeline:
         if any(m.reservations > 1 for m in members):
             # This turn ran before (crash, hand-back, DLQ retry): answer only what no earlier
             # reply of ours covered, so nothing is posted twice and nothing is skipped.
-            answered = await self._answered(account_id, conversation_id)
-            members = [m for m in members if not _covered(int(m.id), answered)]
+            members = await self._unanswered(account_id, conversation_id, members)
             if not members:
                 log.info("turn of %s was already answered by an earlier attempt", key)
                 return
@@ -107,7 +116,7 @@ class ReplyPipeline:
         elif turn.remaining_ms() < self.handoff_budget_ms:
             reply = Reply(content=None, handoff=True, reason="SLA budget nearly spent")
         else:
-            reply = await answer_or_handoff(self.handler_for(broker), turn)
+            reply = await self._answer(broker, turn)
         job.mark("reply_generated")
         if not (await self.conversations.get(key)).bot_may_answer:
             job.mark("skipped")  # a human took over while we were thinking
@@ -125,6 +134,48 @@ class ReplyPipeline:
             )
             job.mark("reply_sent")
             await self.conversations.remember(key, turn.text(), reply.content)
+
+    async def _answer(self, broker: Broker, turn: Turn) -> Reply:
+        """The handler's reply (a final failure already becomes a handoff). A retryable
+        failure goes back to the queue for a retry, unless less than the handoff budget is
+        left: the retry could then only hand off, after its backoff, which is how a model
+        that hangs until its budget-derived timeout got handed off after the SLA deadline
+        instead of within it. Hand off now instead."""
+        handler = self.handler_for(broker)
+        try:
+            return await answer_or_handoff(handler, turn)
+        except HandlerError as exc:
+            if turn.remaining_ms() >= self.handoff_budget_ms:
+                raise
+            log.warning(
+                "handler %s failed for %s with the SLA budget nearly spent (%s): handing off",
+                handler.name,
+                turn.key,
+                exc,
+            )
+            return Reply(
+                content=None,
+                handoff=True,
+                reason=f"SLA budget nearly spent after {handler.name} failed: {exc}",
+            )
+
+    async def _unanswered(
+        self, account_id: int, conversation_id: int, members: list[Job]
+    ) -> list[Job]:
+        """The members no earlier reply of ours covers. When the previous attempt's Chatwoot
+        call failed without an answer (a timeout, a stalled link...), its POST may have
+        been held up by that very fault and land as the link heals, racing this look: then
+        "not answered" is believed only when a second look, the client's
+        ``landing_grace_s`` later, agrees (the reliability tests saw the race post a reply
+        twice)."""
+        answered = await self._answered(account_id, conversation_id)
+        left = [m for m in members if not _covered(int(m.id), answered)]
+        grace = self.client.landing_grace_s
+        if left and grace > 0 and any(may_still_land(m.last_error) for m in members):
+            await asyncio.sleep(grace)
+            answered = await self._answered(account_id, conversation_id)
+            left = [m for m in members if not _covered(int(m.id), answered)]
+        return left
 
     async def _answered(self, account_id: int, conversation_id: int) -> list[tuple[int, int]]:
         """Job-id ranges our earlier replies in this conversation answered (from their

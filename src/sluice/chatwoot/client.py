@@ -7,7 +7,11 @@ needs one retry policy (429 and 5xx and network faults are retried, honouring Re
 ``content_attributes.sluice_reply_id`` and, before retrying after an *ambiguous* failure
 (a timeout or 5xx that Chatwoot may have processed anyway), looks for that id among the
 conversation's messages; ``find_reply`` exposes the same check to a job that is retried as
-a whole.
+a whole. When the failure left no answer at all (a timeout, a dropped connection, a
+502/504 from a proxy), the request may have been held up by the fault itself and land just
+after the link heals, at the very moment of that check: then "not there" is only believed
+when a second look, ``landing_grace_s`` later, agrees (:func:`may_still_land` tells a
+retried job the same).
 
 The token travels only in the ``api_access_token`` header; it is never logged, put in an
 error or shown by ``repr``.
@@ -20,6 +24,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
@@ -36,6 +41,10 @@ REPLY_ID_ATTRIBUTE: Final = "sluice_reply_id"
 RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 # A 5xx from these may come after Chatwoot (or the proxy in front) already acted.
 _AMBIGUOUS_STATUSES: Final = frozenset({500, 502, 504})
+# A proxy in front of Chatwoot gave up on it: Chatwoot may still be handling the request.
+_NO_ANSWER_STATUSES: Final = frozenset({502, 504})
+# How such failures read in a job's recorded error (see may_still_land).
+_NO_ANSWER_TEXT: Final = re.compile(r"timed out|network error|Chatwoot 50[24]\b")
 _STATUSES: Final = frozenset({"open", "resolved", "pending", "snoozed"})
 _PAGE_SIZE: Final = 20  # Chatwoot's messages index returns the latest 20 per page
 
@@ -103,6 +112,17 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+def may_still_land(recorded_error: str | None) -> bool:
+    """Whether a failed job's recorded error (the worker stores ``"<class>: <message>"``)
+    is a Chatwoot call that failed without an answer (a timeout, a network error, a
+    502/504), so a request of that attempt may still be on its way and land late. Errors
+    Chatwoot answered (429, 500, 4xx) are not. Errs on the side of yes (a connect error
+    counts), which only costs a second look."""
+    if not recorded_error or not recorded_error.startswith("Chatwoot"):
+        return False
+    return _NO_ANSWER_TEXT.search(recorded_error) is not None
+
+
 def _server_detail(response: httpx.Response) -> str:
     """Chatwoot's own error text ({"error": ...} / {"message": ...}), shortened."""
     try:
@@ -157,7 +177,9 @@ class ChatwootClient:
 
     ``http`` lets the caller share a connection pool; a client given one does not close it.
     ``backoff_base_s``/``backoff_max_s`` shape the exponential backoff (with jitter) used
-    when the server sends no Retry-After; ``clock`` is injectable for tests.
+    when the server sends no Retry-After; ``landing_grace_s`` is how long the duplicate
+    check waits for a second look before it re-sends after a failure without an answer
+    (0: no second look); ``clock`` is injectable for tests.
     """
 
     def __init__(
@@ -171,12 +193,15 @@ class ChatwootClient:
         http: httpx.AsyncClient | None = None,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 8.0,
+        landing_grace_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not api_token:
             raise ValueError("api_token is empty")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if landing_grace_s < 0:
+            raise ValueError("landing_grace_s must be >= 0")
         self.base_url = base_url.rstrip("/")
         self._headers = {"api_access_token": api_token, "Accept": "application/json"}
         self.timeout_s = timeout_s
@@ -184,6 +209,7 @@ class ChatwootClient:
         self.max_retry_after_s = max_retry_after_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.landing_grace_s = landing_grace_s
         self._clock = clock
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(timeout=timeout_s)
@@ -466,6 +492,28 @@ class ChatwootClient:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self._clock())
         return ChatwootError(status, message, status in RETRYABLE_STATUSES, retry_after=retry_after)
 
+    async def _look(
+        self, guard: Guard, deadline: float | None, last: ChatwootError, *, twice: bool
+    ) -> dict[str, Any] | None:
+        """The guard's verdict before re-sending. With ``twice`` (a failure without an
+        answer), "not landed" is checked again after ``landing_grace_s``: the first
+        request may have been held up by the very fault and be delivered as the link
+        heals, in a race with the first look (the reliability tests saw exactly that: a
+        stalled link released the old POST and the check together, and the reply was
+        posted twice)."""
+        landed = await guard(deadline)
+        if landed is not None or not twice or self.landing_grace_s <= 0:
+            return landed
+        if deadline is not None and self._clock() + self.landing_grace_s >= deadline:
+            raise ChatwootDeadlineError(
+                last.status,
+                "deadline too close to make sure the first attempt did not land; "
+                f"last error: {last.message}",
+                last.retryable,
+            )
+        await asyncio.sleep(self.landing_grace_s)
+        return await guard(deadline)
+
     async def _call(
         self,
         method: str,
@@ -485,6 +533,7 @@ class ChatwootClient:
         attempts = 1 + (self.max_retries if retries is None else retries)
         last: ChatwootError | None = None
         ambiguous = False
+        unanswered = False  # an ambiguous failure without any answer: it may land late
         for attempt in range(attempts):
             if last is not None:
                 delay = self._backoff(attempt - 1, last)
@@ -506,7 +555,7 @@ class ChatwootClient:
                 await asyncio.sleep(delay)
                 if ambiguous and guard is not None:
                     try:
-                        landed = await guard(deadline)
+                        landed = await self._look(guard, deadline, last, twice=unanswered)
                     except ChatwootDeadlineError:
                         raise
                     except ChatwootError as exc:
@@ -534,15 +583,17 @@ class ChatwootClient:
                 last = ChatwootError(
                     None, f"timed out after {timeout:.2f}s ({type(exc).__name__})", True
                 )
-                ambiguous = ambiguous or not isinstance(
-                    exc, httpx.ConnectTimeout | httpx.PoolTimeout
-                )
+                sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+                ambiguous = ambiguous or sent
+                unanswered = unanswered or sent
                 continue
             except httpx.TransportError as exc:
                 last = ChatwootError(
                     None, f"network error: {type(exc).__name__}: {exc}"[:300], True
                 )
-                ambiguous = ambiguous or not isinstance(exc, httpx.ConnectError)
+                sent = not isinstance(exc, httpx.ConnectError)
+                ambiguous = ambiguous or sent
+                unanswered = unanswered or sent
                 continue
             if response.is_success:
                 if not response.content:
@@ -557,5 +608,6 @@ class ChatwootClient:
             if not last.retryable:
                 raise last
             ambiguous = ambiguous or response.status_code in _AMBIGUOUS_STATUSES
+            unanswered = unanswered or response.status_code in _NO_ANSWER_STATUSES
         assert last is not None
         raise last

@@ -1,7 +1,10 @@
 -- fail.lua: a handler failed. Retry later at the head of its lane (the conversation waits,
 -- so order holds), or dead-letter it after its last attempt or a non-retryable error (the
 -- conversation moves on). A batch (a burst answered in one turn) fails as a whole: pass
--- all its jobs in lane order; the leader's attempt count decides.
+-- all its jobs in lane order; the leader's attempt count decides. When that was the last
+-- attempt, members that joined the batch later and still have attempts left go back to the
+-- head of the lane instead of the dead letters (bury_exhausted in lib/core.lua); a
+-- non-retryable error buries the whole batch.
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 error text, 3 backoff (ms, computed by the caller with jitter),
@@ -55,8 +58,12 @@ if ARGV[4] == '1' and tonumber(attempt) < tonumber(max) then
   flush_monitor(now)
   return 'retry'
 end
-for _, id in ipairs(ids) do
-  bury(id, key, err, now)
+if ARGV[4] == '1' then
+  bury_exhausted(ids, key, err, now, 'retry')
+else
+  for _, id in ipairs(ids) do
+    bury(id, key, err, now)
+  end
 end
 flush_monitor(now)
 return 'dead'

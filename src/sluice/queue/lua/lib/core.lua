@@ -150,6 +150,36 @@ local function requeue_head(id, key, now)
   redis.call('ZADD', K_WAITING, tonumber(redis.call('HGET', jk, 'h:enqueued')), id)
 end
 
+-- A batch's last attempt failed (its leader's attempts are used up, so the turn cannot be
+-- retried as it was). Only the members that used up their own attempts are buried: a job
+-- that joined the batch later (the customer wrote again while the turn was being retried)
+-- goes back to the head of its lane with the attempts it has left, and the lane moves on to
+-- it, as it would had it arrived a moment later. `ids` are in lane order; later joiners have
+-- fewer attempts, so the survivors are a suffix and the conversation's order holds.
+-- `kind` is the event logged for each survivor ('retry' or 'recovered').
+local function bury_exhausted(ids, key, err, now, kind)
+  local dead, survivors = {}, {}
+  for _, id in ipairs(ids) do
+    local attempt, max = unpack(redis.call('HMGET', job_key(id), 'attempt', 'max'))
+    if tonumber(attempt) < tonumber(max) then
+      survivors[#survivors + 1] = id
+    else
+      dead[#dead + 1] = id
+    end
+  end
+  for i = #survivors, 1, -1 do
+    requeue_head(survivors[i], key, now)
+    redis.call('HSET', job_key(survivors[i]), 'err', err, 'h:failed', fmt(now))
+    emit(kind, survivors[i], key, err)
+  end
+  for _, id in ipairs(dead) do
+    bury(id, key, err, now)
+  end
+  if #dead == 0 and #ids > 0 then
+    advance_lane(key, ids[1], now)
+  end
+end
+
 -- The jobs reserved together with `id` (a burst of one conversation, answered in one
 -- turn), in lane order. The first is the batch leader: it holds the lane lock and lists
 -- the others in its `members` field; the others name it in their `batch` field.
@@ -170,7 +200,8 @@ end
 -- Leases that ran out belong to workers that died or stalled: their jobs go back to the
 -- head of their lanes (attempt + 1 was already counted when they were reserved), or to
 -- the dead letters when that was the last attempt.
--- A batch is recovered as a whole, in lane order, on its leader's attempt count.
+-- A batch is recovered as a whole, in lane order, on its leader's attempt count; on the
+-- last attempt only its members without attempts left are buried (bury_exhausted).
 local function recover_expired(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, limit)
   local seen = {}
@@ -189,9 +220,8 @@ local function recover_expired(now, limit)
         'max'))
       if key then
         if tonumber(attempt) >= tonumber(max) then
-          for _, id in ipairs(live) do
-            bury(id, key, 'lease expired on the last attempt (' .. attempt .. ')', now)
-          end
+          bury_exhausted(live, key, 'lease expired on the last attempt (' .. attempt .. ')', now,
+            'recovered')
         else
           for i = #live, 1, -1 do
             requeue_head(live[i], key, now)
