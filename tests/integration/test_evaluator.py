@@ -177,7 +177,7 @@ async def test_ack_requested_elsewhere_is_applied_by_the_leader(
     cluster: Cluster, redis_client: aioredis.Redis
 ) -> None:
     a, b = cluster.node("a"), cluster.node("b")
-    cluster.signals.update({sig.QUEUE_WAIT_P95_MS_1M: 12_000, sig.UTILIZATION_1M: 0.95})
+    cluster.signals.update({sig.QUEUE_WAIT_P95_MS_1M: 12_000, sig.UTILIZATION_5M: 0.95})
     assert await a.step()
     assert not await b.step()
     api = AlertStore(redis_client, cluster.keys)  # the API process: not a leader

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 
 from sluice.loadtest import LoadConfig, system_env
 from sluice.queue.keys import QueueKeys
+from sluice.redis.embedded import find_server_binary
 from sluice.simulator import ChatwootSimulator, SimulatorConfig
 from sluice.worker.registry import live_workers
 
@@ -178,3 +179,67 @@ class ProcessSystem:
             "api": self.api is not None and self.api.poll() is None,
             "worker": self.worker is not None and self.worker.poll() is None,
         }
+
+
+class RedisServer:
+    """A private Redis-compatible server on a loopback TCP port, optionally with append-only
+    persistence, restartable on the same port and directory (the embedded server listens on
+    a fresh unix socket each start). Its ``used_memory`` is Sluice's alone."""
+
+    def __init__(self, directory: Path, *, fsync: str | None = None) -> None:
+        self.directory = directory
+        self.fsync = fsync  # None: no persistence at all
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.directory / "server.log").open("ab")
+        with log:
+            self.proc = subprocess.Popen(
+                [
+                    str(find_server_binary()),
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(self.directory),
+                    *(
+                        ["--appendonly", "yes", "--appendfsync", self.fsync]
+                        if self.fsync
+                        else ["--appendonly", "no"]
+                    ),
+                    "--save",
+                    "",
+                    "--maxmemory-policy",
+                    "noeviction",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def wait_ready(self, limit_s: float = 20.0) -> float:
+        """Seconds until the server answers PING after loading its append-only file."""
+        started = time.monotonic()
+        client = aioredis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        try:
+            while True:
+                try:
+                    if await client.ping():
+                        return time.monotonic() - started
+                except (OSError, aioredis.ConnectionError, aioredis.ResponseError):
+                    pass  # refused, or LOADING the append-only file
+                if time.monotonic() - started > limit_s:
+                    raise RuntimeError("Redis did not come back")
+                await asyncio.sleep(0.02)  # nothing to await on a server we just started
+        finally:
+            await client.aclose()
+
+    def stop(self, how: str) -> None:
+        assert self.proc is not None
+        if how == "kill":
+            self.proc.kill()
+        else:
+            self.proc.terminate()  # SHUTDOWN: the AOF is flushed and fsynced
+        self.proc.wait(timeout=30)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -23,11 +22,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from sluice.queue.queue import Queue
-from sluice.redis.embedded import find_server_binary
 
 from ..e2e.test_chatwoot_e2e import ACCOUNT
 from ..integration.conftest import delete_queue_keys
-from .system import ProcessSystem, free_port
+from .system import ProcessSystem, RedisServer
 from .test_faults import (
     ENV,
     SETTLE_TIMEOUT_S,
@@ -109,74 +107,12 @@ async def test_api_sigkill_while_webhooks_arrive(
         assert system.alive()["worker"]
 
 
-class RedisServer:
-    """A Redis-compatible server on a TCP port with append-only persistence, restartable
-    on the same port and directory (the embedded server listens on a fresh unix socket)."""
-
-    def __init__(self, directory: Path, fsync: str) -> None:
-        self.directory = directory
-        self.fsync = fsync
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = (self.directory / "server.log").open("ab")
-        with log:
-            self.proc = subprocess.Popen(
-                [
-                    str(find_server_binary()),
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(self.directory),
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    self.fsync,
-                    "--save",
-                    "",
-                    "--maxmemory-policy",
-                    "noeviction",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def wait_ready(self, limit_s: float = 20.0) -> float:
-        """Seconds until the server answers PING after loading its append-only file."""
-        started = time.monotonic()
-        client = aioredis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        try:
-            while True:
-                try:
-                    if await client.ping():
-                        return time.monotonic() - started
-                except (OSError, aioredis.ConnectionError, aioredis.ResponseError):
-                    pass  # refused, or LOADING the append-only file
-                if time.monotonic() - started > limit_s:
-                    raise RuntimeError("Redis did not come back")
-                await asyncio.sleep(0.02)  # nothing to await on a server we just started
-        finally:
-            await client.aclose()
-
-    def stop(self, how: str) -> None:
-        assert self.proc is not None
-        if how == "kill":
-            self.proc.kill()
-        else:
-            self.proc.terminate()  # SHUTDOWN: the AOF is flushed and fsynced
-        self.proc.wait(timeout=30)
-
-
 @pytest.fixture(params=[("kill", "always"), ("term", "everysec")], ids=["sigkill", "restart"])
 def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
     how, fsync = request.param
     directory = tmp_path / "redis"
     directory.mkdir()
-    server = RedisServer(directory, fsync)
+    server = RedisServer(directory, fsync=fsync)
     server.start()
     server.how = how  # type: ignore[attr-defined]
     try:

@@ -123,9 +123,9 @@ def test_levels_are_strict_and_critical_wins() -> None:
 
 def test_utilization_thresholds() -> None:
     rule = rules_by_name()["worker_utilization_high"]
-    assert rule.level({sig.UTILIZATION_1M: 0.8})[0] is None
-    assert rule.level({sig.UTILIZATION_1M: 0.85})[0] == "warning"
-    assert rule.level({sig.UTILIZATION_1M: 0.95})[0] == "critical"
+    assert rule.level({sig.UTILIZATION_5M: 0.8})[0] is None
+    assert rule.level({sig.UTILIZATION_5M: 0.85})[0] == "warning"
+    assert rule.level({sig.UTILIZATION_5M: 0.95})[0] == "critical"
 
 
 def test_below_rule_and_its_hysteresis_towards_the_limit() -> None:

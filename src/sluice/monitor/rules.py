@@ -204,8 +204,11 @@ def default_rules(settings: AlertSettings) -> list[Rule]:
         ),
         Rule(
             name="worker_utilization_high",
-            summary="Worker utilization over the last minute is above its threshold",
-            signal=sig.UTILIZATION_1M,
+            # Over 5 minutes, not 1: a queue exists to absorb a minute at 100 %, and the
+            # customer-facing symptom (queue wait) has its own 1-minute rule that should
+            # page first. Sustained saturation is the signal to add capacity.
+            summary="Worker utilization over the last 5 minutes is above its threshold",
+            signal=sig.UTILIZATION_5M,
             direction="above",
             warning=settings.utilization_warning,
             critical=settings.utilization_critical,

@@ -28,6 +28,7 @@ __all__ = [
     "SLA_COMPLIANCE_WARNING_5M",
     "SLA_SAMPLES_5M",
     "UTILIZATION_1M",
+    "UTILIZATION_5M",
     "Signals",
 ]
 
@@ -38,6 +39,8 @@ Signals: TypeAlias = Mapping[str, float | None]
 QUEUE_WAIT_P95_MS_1M = "queue_wait_p95_ms_1m"
 #: Busy slot-seconds over capacity across all workers over the last minute, 0..1.
 UTILIZATION_1M = "utilization_1m"
+#: The same over the last 5 minutes: sustained saturation, the capacity signal.
+UTILIZATION_5M = "utilization_5m"
 #: Failed attempts over finished attempts in the last 5 minutes, 0..1.
 FAILURE_RATE_5M = "failure_rate_5m"
 #: Finished attempts (completed + failed) in the last 5 minutes: the failure rate's sample size.
@@ -57,6 +60,7 @@ BURN_RATE_6H = "burn_rate_6h"
 ALL_SIGNALS: tuple[str, ...] = (
     QUEUE_WAIT_P95_MS_1M,
     UTILIZATION_1M,
+    UTILIZATION_5M,
     FAILURE_RATE_5M,
     FINISHED_5M,
     SLA_COMPLIANCE_WARNING_5M,

@@ -75,6 +75,7 @@ class Monitor:
         return {
             "queue_wait_p95_ms_1m": w1.wait.percentile(95),
             "utilization_1m": w1.utilization,
+            "utilization_5m": w5.utilization,
             "failure_rate_5m": w5.failure_rate,
             "finished_5m": float(w5.completed + w5.failed),
             "sla_compliance_warning_5m": w5.compliance("warning"),
