@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,8 +43,9 @@ REJECTED_KEEP = 1000
 REJECTED_BODY_BYTES = 16_384
 RETRY_AFTER_S = 3
 AGENT_REPLIED = "agent replied"
-# Chatwoot's ids and counters are PostgreSQL bigints: no genuine payload has a wider integer.
-JSON_INT_MAX = 2**63 - 1
+# A \uD800-\uDFFF escape: legal JSON only as a high-low pair (an emoji escaped by a
+# serializer); a lone one decodes to a string that cannot be encoded as UTF-8 again.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,16 @@ class Intake:
             )
         try:
             payload = parse_json(body)
-        except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
-            return Outcome(400, {"error": "invalid JSON", "reason": str(exc)[:200]})
-        except RecursionError:
+        except (ValueError, RecursionError) as exc:
+            # ValueError includes UnicodeDecodeError and JSONDecodeError; RecursionError is
             # [[[[...]]]] deeper than the interpreter's stack: refuse, do not crash (500).
-            return Outcome(400, {"error": "invalid JSON", "reason": "nested too deeply"})
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+            log.warning(
+                "webhook refused with 400, invalid JSON (%s), delivery %s",
+                reason,
+                _delivery_id(headers),
+            )
+            return Outcome(400, {"error": "invalid JSON", "reason": reason})
         delivery = _delivery_id(headers)
         try:
             return await self._dispatch(payload, body, delivery, received_ms)
@@ -217,18 +224,27 @@ def parse_json(body: bytes) -> Any:
     UTF-16/32 from the bytes (the signature covers the bytes, so another parser could read a
     different document), keeps the last of duplicated keys (a proxy or an auditing tool may
     keep the first), accepts ``NaN``/``Infinity`` (not JSON; they break ``json.dumps``
-    elsewhere with ``allow_nan=False``), turns ``1e999`` into ``inf`` and parses integers of
-    thousands of digits. All of those raise ``ValueError`` here; nesting deeper than the
-    stack raises ``RecursionError``, which the caller turns into a 400 as well.
+    elsewhere with ``allow_nan=False``), turns ``1e999`` into ``inf``, and decodes a lone
+    surrogate escape (``"\\ud800"``) into a string that cannot be encoded as UTF-8: the
+    message would then fail in every handler that sends it anywhere, a poison message. All
+    of those raise ``ValueError`` here; nesting deeper than the stack raises
+    ``RecursionError``, which the caller turns into a 400 as well. Integers are not
+    bounded: integrators put long numbers in ``custom_attributes``, and Python refuses
+    integers of more than 4300 digits by itself.
     """
     text = body.decode("utf-8")  # strict: no guessing; a BOM is then refused by json
-    return json.loads(
+    payload = json.loads(
         text,
         object_pairs_hook=_unique_keys,
-        parse_int=_bounded_int,
         parse_float=_finite_float,
         parse_constant=_no_constant,
     )
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then pay for a second pass
+        try:
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("lone surrogate escape in a JSON string") from None
+    return payload
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -236,13 +252,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(obj) != len(pairs):
         raise ValueError("duplicate key in a JSON object")
     return obj
-
-
-def _bounded_int(text: str) -> int:
-    # Check the length first: int() of a 1 MB digit string is slow (and capped at 4300).
-    if len(text.lstrip("-")) > len(str(JSON_INT_MAX)) or abs(int(text)) > JSON_INT_MAX:
-        raise ValueError("integer out of range")
-    return int(text)
 
 
 def _finite_float(text: str) -> float:

@@ -136,14 +136,33 @@ class ReplyPipeline:
             await self.conversations.remember(key, turn.text(), reply.content)
 
     async def _answer(self, broker: Broker, turn: Turn) -> Reply:
-        """The handler's reply (a final failure already becomes a handoff). A retryable
+        """The handler's reply (a final failure already becomes a handoff); a handler still
+        running when the SLA budget is spent is cancelled and the turn handed off. A retryable
         failure goes back to the queue for a retry, unless less than the handoff budget is
         left: the retry could then only hand off, after its backoff, which is how a model
         that hangs until its budget-derived timeout got handed off after the SLA deadline
         instead of within it. Hand off now instead."""
         handler = self.handler_for(broker)
+        budget = asyncio.timeout(turn.remaining_ms() / 1000)
         try:
-            return await answer_or_handoff(handler, turn)
+            # A backstop for every handler, plug-ins included: one that never returns
+            # (a hung socket without a timeout) would otherwise hold its slot, and the
+            # conversation's lane, for ever while the heartbeat keeps its lease alive.
+            async with budget:
+                return await answer_or_handoff(handler, turn)
+        except TimeoutError:
+            if not budget.expired():
+                raise  # the handler's own timeout, not the budget
+            log.warning(
+                "handler %s did not answer %s within the SLA budget: handing off",
+                handler.name,
+                turn.key,
+            )
+            return Reply(
+                content=None,
+                handoff=True,
+                reason=f"{handler.name} did not answer within the SLA budget",
+            )
         except HandlerError as exc:
             if turn.remaining_ms() >= self.handoff_budget_ms:
                 raise

@@ -151,7 +151,12 @@ async def test_middleware_replays_a_body_within_the_limit_unchanged() -> None:
     assert sent.status == 204 and b"".join(seen) == b'{"concurrency": 4}'
 
 
-async def test_exempt_paths_are_passed_through_untouched() -> None:
+@pytest.mark.parametrize(
+    ("path", "root_path"),
+    [(WEBHOOK_PATH, ""), (WEBHOOK_PATH + "/", ""), ("/sluice" + WEBHOOK_PATH, "/sluice")],
+    ids=["exact", "trailing-slash", "behind-a-root-path"],
+)
+async def test_exempt_paths_are_passed_through_untouched(path: str, root_path: str) -> None:
     receive, sent = Endless(), Sent()
     reached: list[str] = []
 
@@ -160,8 +165,18 @@ async def test_exempt_paths_are_passed_through_untouched() -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    await BodyLimit(app, exempt=[WEBHOOK_PATH])(scope(WEBHOOK_PATH), receive, sent)
-    assert reached == [WEBHOOK_PATH] and receive.pulled == 0
+    request = {**scope(path), "root_path": root_path}
+    await BodyLimit(app, exempt=[WEBHOOK_PATH])(request, receive, sent)
+    assert reached == [path] and receive.pulled == 0
+
+
+async def test_a_prefix_of_an_exempt_path_is_not_exempt() -> None:
+    """Only the route itself: /webhooks/chatwootX or a path under another root is limited."""
+    for path, root in (("/webhooks/chatwootX", ""), ("/other/webhooks/chatwoot", "/sluice")):
+        receive, sent = Endless(), Sent()
+        request = {**scope(path), "root_path": root}
+        await BodyLimit(never_called, exempt=[WEBHOOK_PATH])(request, receive, sent)
+        assert sent.status == 413
 
 
 @pytest.mark.parametrize(

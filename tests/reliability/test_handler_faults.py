@@ -52,7 +52,12 @@ from sluice.broker.assignment import Assigner
 from sluice.broker.base import Handler, HandlerError, Reply, Turn
 from sluice.broker.config import DEFAULT_BROKER, load_brokers
 from sluice.broker.handlers import HandlerSettings, get_handler, load_handler_settings
-from sluice.chatwoot.client import ChatwootClient, may_still_land
+from sluice.chatwoot.client import (
+    MAY_STILL_LAND,
+    ChatwootClient,
+    ChatwootError,
+    may_still_land,
+)
 from sluice.config import load_settings
 from sluice.conversations import Conversations
 from sluice.loadtest import LoadConfig, run_system_with_simulator
@@ -433,6 +438,32 @@ async def test_reply_guard_looks_twice_before_posting_again() -> None:
     assert calls == ["POST", "GET", "GET"]
 
 
+async def test_a_call_that_went_unanswered_says_so_whatever_failed_last() -> None:
+    """Review finding: a POST timed out (it may land later), then every look and retry
+    got 429. The error the job records is the 429, and only the last error used to be
+    recorded, so the retried turn made a single look and could post again. The error now
+    carries MAY_STILL_LAND, and may_still_land() says yes."""
+
+    async def chatwoot(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and not getattr(chatwoot, "posted", False):
+            chatwoot.posted = True  # type: ignore[attr-defined]
+            raise httpx.ReadTimeout("stalled", request=request)
+        return httpx.Response(429, json={"error": "slow down"}, headers={"Retry-After": "0"})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(chatwoot))
+    client = ChatwootClient(
+        "http://chatwoot.test", "token", http=http, backoff_base_s=0.01, landing_grace_s=0.01
+    )
+    try:
+        with pytest.raises(ChatwootError) as caught:
+            await client.send_message(ACCOUNT, 1, "once", reply_id="sluice-1-1")
+    finally:
+        await http.aclose()
+    assert caught.value.status == 429
+    recorded = f"{type(caught.value).__name__}: {caught.value}"
+    assert MAY_STILL_LAND in recorded and may_still_land(recorded)
+
+
 @pytest.mark.usefixtures("cleanup")
 async def test_retried_turn_looks_twice_when_chatwoot_failed_it(
     redis_client: aioredis.Redis, queue_name: str
@@ -506,7 +537,10 @@ async def test_retried_turn_looks_twice_when_chatwoot_failed_it(
         ("ChatwootError: Chatwoot 500: Chatwoot server error", False),  # it answered
         ("ChatwootError: Chatwoot 429: rate limited", False),
         ("HandlerError: llm request timed out after 4.97s (sla budget)", False),
-        ("lease expired", False),
+        ("lease expired", True),  # the worker died or stalled mid-turn
+        (f"ChatwootError: Chatwoot 429: rate limited ({MAY_STILL_LAND})", True),
+        (f"ChatwootError: Chatwoot 503: unavailable ({MAY_STILL_LAND})", True),
+        ("HandlerError: ChatwootError: lease expired", False),
         (None, False),
     ],
 )
@@ -767,6 +801,76 @@ async def test_failure_with_the_budget_nearly_spent_hands_off_at_once(
     assert "handed_off" in job.marks
     assert calls == [("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/2/toggle_status")]
     assert time.time() * 1000 - created < 10_000  # within the SLA budget
+
+
+class NeverAnswers:
+    """A plug-in handler that hangs for ever (a socket read without a timeout)."""
+
+    name = "never-answers"
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled = False
+
+    async def answer(self, turn: Turn) -> Reply:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_a_handler_that_never_returns_is_handed_off_at_the_sla_budget(
+    redis_client: aioredis.Redis, queue_name: str
+) -> None:
+    """Review finding: only the llm handler bounded its own time; a plug-in that hangs held
+    its slot (and its conversation's lane) for ever, its heartbeat keeping the lease. The
+    pipeline now cancels any handler when the turn's SLA budget is spent and hands off."""
+    queue = Queue(queue_name, redis=redis_client)
+    calls: list[tuple[str, str]] = []
+
+    async def chatwoot(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, request.url.path))
+        return httpx.Response(200, json={"payload": {"success": True, "current_status": "open"}})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(chatwoot))
+    handler = NeverAnswers()
+    pipeline = ReplyPipeline(
+        client=ChatwootClient("http://chatwoot.test", "token", http=http),
+        conversations=Conversations(queue.redis, queue.keys),
+        assigner=Assigner(queue.redis, queue.keys, [DEFAULT_BROKER]),
+        handlers={"template": handler},
+        sla_budget_ms=10_000,
+        handoff_budget_ms=3_000,
+    )
+    created = time.time() * 1000 - 6_500  # 3.5 s of the budget left
+    job = Job(
+        id="10",
+        key=f"{ACCOUNT}:3",
+        payload={
+            "account_id": ACCOUNT,
+            "conversation_id": 3,
+            "message_id": 13,
+            "content": "Hello?",
+            "created_at_ms": created,
+        },
+        attempt=1,
+        max_attempts=5,
+        priority="normal",
+        message_id="cw-13",
+        token="1",
+    )
+    try:
+        await asyncio.wait_for(pipeline(job), timeout=30)  # the test's own safety net
+    finally:
+        await http.aclose()
+    assert handler.started.is_set() and handler.cancelled
+    assert "handed_off" in job.marks
+    assert calls == [("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/3/toggle_status")]
+    assert time.time() * 1000 - created < 10_500  # at the SLA budget, not after a retry
 
 
 # ------------------------------------------------------------------ (3) poison messages

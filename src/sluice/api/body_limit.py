@@ -39,10 +39,19 @@ class BodyLimit:
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.exempt = frozenset(exempt)
+        self.exempt = frozenset(path.rstrip("/") for path in exempt)
+
+    def _is_exempt(self, scope: Scope) -> bool:
+        """Match on the route path: behind ``--root-path`` (or mounted in another app) the
+        path carries a prefix, and ``/webhooks/chatwoot/`` is the same route to a client."""
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        return path.rstrip("/") in self.exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        if scope["type"] != "http" or self._is_exempt(scope):
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)

@@ -45,6 +45,13 @@ _AMBIGUOUS_STATUSES: Final = frozenset({500, 502, 504})
 _NO_ANSWER_STATUSES: Final = frozenset({502, 504})
 # How such failures read in a job's recorded error (see may_still_land).
 _NO_ANSWER_TEXT: Final = re.compile(r"timed out|network error|Chatwoot 50[24]\b")
+# Appended to the error of a call whose *earlier* attempt failed without an answer, when a
+# later attempt failed differently (a 429 after a timeout): the job's recorded error then
+# still says that a request may land late.
+MAY_STILL_LAND: Final = "an earlier attempt may still land"
+# What the queue records when a lease ran out: the worker died or stalled mid-turn, so a
+# POST of that turn may be on its way.
+_LEASE_EXPIRED: Final = "lease expired"
 _STATUSES: Final = frozenset({"open", "resolved", "pending", "snoozed"})
 _PAGE_SIZE: Final = 20  # Chatwoot's messages index returns the latest 20 per page
 
@@ -116,11 +123,32 @@ def may_still_land(recorded_error: str | None) -> bool:
     """Whether a failed job's recorded error (the worker stores ``"<class>: <message>"``)
     is a Chatwoot call that failed without an answer (a timeout, a network error, a
     502/504), so a request of that attempt may still be on its way and land late. Errors
-    Chatwoot answered (429, 500, 4xx) are not. Errs on the side of yes (a connect error
-    counts), which only costs a second look."""
-    if not recorded_error or not recorded_error.startswith("Chatwoot"):
+    Chatwoot answered (429, 500, 4xx) are not, unless an earlier attempt of the same call
+    went unanswered (:data:`MAY_STILL_LAND`). A lease that expired (the worker died or
+    stalled mid-turn) may have left a POST in flight too. Errs on the side of yes (a connect
+    error counts), which only costs a second look."""
+    if not recorded_error:
+        return False
+    if MAY_STILL_LAND in recorded_error or recorded_error.startswith(_LEASE_EXPIRED):
+        return True
+    if not recorded_error.startswith("Chatwoot"):
         return False
     return _NO_ANSWER_TEXT.search(recorded_error) is not None
+
+
+def _noting_unanswered(error: ChatwootError, unanswered: bool) -> ChatwootError:
+    """``error`` with :data:`MAY_STILL_LAND` in its message when an earlier attempt of the
+    call went unanswered, so the job's recorded error keeps that fact."""
+    if not unanswered or MAY_STILL_LAND in error.message:
+        return error
+    noted = type(error)(
+        error.status,
+        f"{error.message} ({MAY_STILL_LAND})",
+        error.retryable,
+        retry_after=error.retry_after,
+    )
+    noted.__cause__ = error.__cause__
+    return noted
 
 
 def _server_detail(response: httpx.Response) -> str:
@@ -538,10 +566,14 @@ class ChatwootClient:
             if last is not None:
                 delay = self._backoff(attempt - 1, last)
                 if deadline is not None and self._clock() + delay >= deadline:
-                    raise ChatwootDeadlineError(
-                        last.status,
-                        f"deadline too close to retry in {delay:.2f}s; last error: {last.message}",
-                        last.retryable,
+                    raise _noting_unanswered(
+                        ChatwootDeadlineError(
+                            last.status,
+                            f"deadline too close to retry in {delay:.2f}s; "
+                            f"last error: {last.message}",
+                            last.retryable,
+                        ),
+                        unanswered,
                     )
                 log.warning(
                     "chatwoot %s %s failed (%s), retry %d/%d in %.2fs",
@@ -606,8 +638,8 @@ class ChatwootClient:
                     ) from None
             last = self._error(response)
             if not last.retryable:
-                raise last
+                raise _noting_unanswered(last, unanswered)
             ambiguous = ambiguous or response.status_code in _AMBIGUOUS_STATUSES
             unanswered = unanswered or response.status_code in _NO_ANSWER_STATUSES
         assert last is not None
-        raise last
+        raise _noting_unanswered(last, unanswered)
