@@ -1,6 +1,7 @@
 """Property: whatever the interleaving, every message ends exactly once (completed or
 dead-lettered), no conversation ever has two jobs running, and order holds per
-conversation."""
+conversation; with bursts batched, a line is dead-lettered only for its own failures (a
+failed batch is retried one job at a time)."""
 
 from __future__ import annotations
 
@@ -169,6 +170,120 @@ async def batch_scenario(url: str, convs: list[int], concurrency: int, batch_siz
         for conv, seqs in seen.items():
             assert seqs == sorted(seqs), f"order broken in {conv}: {seqs}"
         assert (await queue.counts())["completed"] == len(convs)
+    finally:
+        await delete_queue_keys(client, name)
+        await client.aclose()
+
+
+# Fewer conversations than `messages`, so that lines pile up into bursts.
+burst_messages = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(0, MAX_ATTEMPTS)),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batch=burst_messages,
+    concurrency=st.integers(1, 6),
+    batch_size=st.integers(2, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_failed_batches_dead_letter_only_their_poison(
+    redis_url: str, batch: list[tuple[int, int]], concurrency: int, batch_size: int, seed: int
+) -> None:
+    asyncio.run(failing_batch_scenario(redis_url, batch, concurrency, batch_size, seed))
+
+
+async def failing_batch_scenario(
+    url: str, batch: list[tuple[int, int]], concurrency: int, batch_size: int, seed: int
+) -> None:
+    """Bursts batched, each line failing its first `fails` attempts (its own attempt count):
+    a turn fails when any of its lines does. The model: a batch that failed is retried one
+    job at a time, so a line that joins a batch has never failed (a batch of more than one
+    holds first attempts only), and a line is dead-lettered exactly when it fails all
+    MAX_ATTEMPTS of its own attempts; every other line is answered once. Lines end
+    (completed or dead-lettered) in conversation order."""
+    rng = random.Random(seed)
+    client = aioredis.Redis.from_url(url)
+    name = f"propf-{rng.getrandbits(48):012x}"
+    queue = Queue(name, redis=client, max_attempts=MAX_ATTEMPTS)
+    running: set[str] = set()
+    answered: dict[str, list[int]] = defaultdict(list)
+    successes: Counter[int] = Counter()
+    violations: list[str] = []
+    poison = {seq for seq, (_, fails) in enumerate(batch) if fails >= MAX_ATTEMPTS}
+    ended = 0
+    all_ended = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        nonlocal ended
+        members = job.members
+        if job.key in running:
+            violations.append(f"two turns of {job.key} at once")
+        running.add(job.key)
+        if len(members) > 1 and any(m.attempt > 1 for m in members):
+            violations.append(f"a retried line was batched: {[(m.id, m.attempt) for m in members]}")
+        try:
+            for _ in range(rng.randint(0, 3)):
+                await asyncio.sleep(0)  # yield to other slots: random interleavings
+            if any(m.attempt <= m.payload["fails"] for m in members):
+                if job.attempt >= MAX_ATTEMPTS:
+                    ended += len(members)  # dead-lettered (one line: see the model)
+                raise RuntimeError(f"planned failure {job.attempt}")
+            for m in members:
+                answered[job.key].append(m.payload["seq"])
+                successes[m.payload["seq"]] += 1
+            ended += len(members)
+        finally:
+            running.discard(job.key)
+            if ended >= len(batch):
+                all_ended.set()
+
+    requests = [
+        EnqueueRequest(key=f"c{conv}", payload={"seq": seq, "fails": fails})
+        for seq, (conv, fails) in enumerate(batch)
+    ]
+    split = rng.randint(0, len(requests))
+    await queue.enqueue_many(requests[:split])
+    worker = Worker(
+        queue,
+        handler,
+        concurrency=concurrency,
+        batch_size=batch_size,
+        retry_base_ms=1,
+        retry_max_ms=4,
+        handle_signals=False,
+        idle_poll_s=0.05,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        for request in requests[split:]:
+            await queue.enqueue(request.key, request.payload)
+        await asyncio.wait_for(all_ended.wait(), 30)
+    finally:
+        await worker.stop()
+        await task
+    try:
+        assert violations == []
+        dead = await queue.dead_letters(limit=len(batch))
+        assert sorted(d.payload["seq"] for d in dead) == sorted(poison)
+        assert set(successes) == set(range(len(batch))) - poison
+        assert all(n == 1 for n in successes.values())
+        counts = await queue.counts()
+        assert (counts["waiting"], counts["active"], counts["delayed"]) == (0, 0, 0)
+        assert counts["completed"] == len(batch) - len(poison)
+        for conv, seqs in answered.items():
+            assert seqs == sorted(seqs), f"order broken in {conv}: {seqs}"
+        # Job ids grow in enqueue order, so each conversation's ends must too.
+        ends: dict[str, list[int]] = defaultdict(list)
+        for _, entry in await client.xrange(queue.keys.events):
+            if entry[b"type"] in (b"completed", b"dead"):
+                ends[entry[b"key"].decode()].append(int(entry[b"job"]))
+        for conv, ids in ends.items():
+            assert ids == sorted(ids), f"{conv} ended out of order: {ids}"
+        assert sum(len(ids) for ids in ends.values()) == len(batch)
     finally:
         await delete_queue_keys(client, name)
         await client.aclose()

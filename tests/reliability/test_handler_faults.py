@@ -17,7 +17,8 @@ test_faults' business. Each scenario prints one figures line for docs/reliabilit
 The smaller tests next to the scenarios are regression tests for what the scenarios found:
 the reply-id guard believed a "not posted" that raced a held-up POST (client and retried
 turn), a model timing out at its budget was handed off only after the SLA deadline, and a
-poison message dragged the customer's next line into the dead letters with it.
+poison message dragged the customer's next line into the dead letters with it (a line
+written while it was retried, and a line batched with it from the start).
 
 Run with ``.venv/bin/pytest -m slow tests/reliability/test_handler_faults.py -q -s``.
 """
@@ -1005,9 +1006,10 @@ async def test_engine_poison_in_a_burst_dead_letters_only_itself(
     """(3, engine) The real Worker and Queue with bursts batched (batch_size as the reply
     pipeline runs them): a job that always raises is dead-lettered with its error after
     max attempts; the conversation's next job, which arrived while the poison was being
-    retried and so was batched with it, is *not* buried with it but answered; other
+    retried (it used to be batched with it and buried with it), is not batched with the
+    retried poison (a job that failed is retried alone) and is answered after it; other
     conversations are unaffected. (test_worker covers a lone poison job, test_properties
-    poison without batching; this is the batched case.)"""
+    poison with and without batching; this is the batched case.)"""
     queue = Queue(queue_name, redis=redis_client, max_attempts=MAX_ATTEMPTS)
     handled: list[tuple[str, list[int]]] = []
     next_line: list[str] = []
@@ -1086,12 +1088,72 @@ async def test_engine_poison_in_a_burst_dead_letters_only_itself(
 
 
 @pytest.mark.usefixtures("cleanup")
+async def test_engine_poison_batched_with_an_innocent_line_dead_letters_only_itself(
+    redis_client: aioredis.Redis, queue_name: str
+) -> None:
+    """(3, engine) Review finding: an innocent line and a poison line waiting together are
+    reserved as one batch; the batch was retried whole on every attempt and, when both
+    were exhausted, the innocent line was dead-lettered with the poison. A failed batch is
+    now retried one job at a time: the innocent line is answered alone, the poison is
+    dead-lettered after its own attempts, and the line the customer wrote meanwhile is
+    answered after it."""
+    queue = Queue(queue_name, redis=redis_client, max_attempts=MAX_ATTEMPTS)
+    turns: list[tuple[list[int], int]] = []
+    answered: list[int] = []
+    written: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        seqs = [m.payload["seq"] for m in job.members]
+        turns.append((seqs, job.attempt))
+        if 1 in seqs:  # seq 1 is the poison
+            if not written:  # the customer writes again while the turn is being retried
+                written.append(await queue.enqueue("crash", {"seq": 2}))
+            raise RuntimeError("poison: cannot parse seq 1")
+        answered.extend(seqs)
+        if 2 in seqs:
+            done.set()
+
+    innocent = await queue.enqueue("crash", {"seq": 0})
+    poison = await queue.enqueue("crash", {"seq": 1})
+    worker = Worker(
+        queue,
+        handler,
+        batch_size=10,
+        retry_base_ms=20,
+        retry_max_ms=50,
+        handle_signals=False,
+        idle_poll_s=0.05,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), 10)
+    finally:
+        await worker.stop()
+        await task
+    assert turns == [([0, 1], 1), ([0], 2), ([1], 2), ([1], 3), ([2], 1)]
+    assert answered == [0, 2]
+    dead = await queue.dead_letters()
+    assert [(d.id, d.error, d.attempt) for d in dead] == [
+        (poison, "RuntimeError: poison: cannot parse seq 1", MAX_ATTEMPTS)
+    ]
+    for job_id in (innocent, *written):
+        record = await queue.get_job(job_id)
+        assert record is not None and record.state == "completed"
+    counts = await queue.counts()
+    assert (counts["waiting"], counts["active"], counts["delayed"], counts["dead"]) == (0, 0, 0, 1)
+
+
+@pytest.mark.usefixtures("cleanup")
 async def test_last_attempt_lease_expiry_buries_only_the_exhausted_jobs(
     redis_client: aioredis.Redis, queue_name: str
 ) -> None:
-    """(3, engine) The same for a worker that dies on a batch's last attempt: the jobs
-    that used up their attempts are dead-lettered, a job that joined the batch later goes
-    back to the head of its lane with the attempts it has left."""
+    """(3, engine) The same for a worker that dies on the poison's last attempt: the poison
+    is dead-lettered; the line the customer wrote while it was retried was not batched
+    with it (a job that failed is retried alone) and is reserved next with all its
+    attempts. (tests/integration/test_batches.py covers members of a batch that survive
+    the batch's last attempt, which takes `max` mixed across the batch.)"""
     queue = Queue(queue_name, redis=redis_client, max_attempts=MAX_ATTEMPTS)
     poison = await queue.enqueue("crash", {"seq": 0})
     for _ in range(MAX_ATTEMPTS - 1):
@@ -1100,10 +1162,10 @@ async def test_last_attempt_lease_expiry_buries_only_the_exhausted_jobs(
         await queue.redis.zadd(queue.keys.delayed, {"crash": 0}, xx=True)  # due now
     later = await queue.enqueue("crash", {"seq": 1})
     job = (await queue.reserve(1, worker_id="dies", batch=10)).jobs[0]
-    assert [(m.id, m.attempt) for m in job.members] == [(poison, MAX_ATTEMPTS), (later, 1)]
+    assert [(m.id, m.attempt) for m in job.members] == [(poison, MAX_ATTEMPTS)]
     await queue.redis.zadd(queue.keys.active, {poison: 0}, xx=True)  # its lease expired
     again = (await queue.reserve(1, worker_id="w2", batch=10)).jobs
-    assert [(j.id, j.attempt) for j in again] == [(later, 2)]
+    assert [(j.id, j.attempt) for j in again] == [(later, 1)]
     dead = await queue.dead_letters()
     assert [(d.id, d.attempt) for d in dead] == [(poison, MAX_ATTEMPTS)]
     assert dead[0].error is not None and "lease expired on the last attempt" in dead[0].error

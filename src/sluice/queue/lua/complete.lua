@@ -9,8 +9,8 @@
 --       (0 = none), 4 lease (ms), 5 worker id, 6 default rate limit, 7 rate guard (ms),
 --       8 max leases to recover, 9 monitoring (0 off, 1 on, 2 on and report each job's
 --       durations back for its log line), 10 SLA warning (ms),
---       11 SLA critical (ms), 12 batch (as reserve.lua), 13 count of completions, then per
---       completion:
+--       11 SLA critical (ms), 12 batch (as reserve.lua: a job marked solo is reserved
+--       alone), 13 count of completions, then per completion:
 --       job id, reservation token, m, then m x (hop name, epoch ms) marked by the handler
 -- Returns {lost job ids, reserve result, finished} where lost jobs were not completed
 -- because their reservation had expired (another worker owns them now), and finished is
@@ -37,7 +37,7 @@ local function complete(id, token, at, nmarks, retention_ms, now, finished)
     fields[#fields + 1] = ARGV[at + 2 * m + 1]
   end
   redis.call('HSET', jk, unpack(fields))
-  redis.call('HDEL', jk, 'token')
+  redis.call('HDEL', jk, 'token', 'solo')
   if MONITOR then
     local wait, processing, sla, verdict = observe_completion(jk, now, WARN_MS, CRIT_MS)
     if REPORT then

@@ -1,16 +1,19 @@
 -- fail.lua: a handler failed. Retry later at the head of its lane (the conversation waits,
 -- so order holds), or dead-letter it after its last attempt or a non-retryable error (the
 -- conversation moves on). A batch (a burst answered in one turn) fails as a whole: pass
--- all its jobs in lane order; the leader's attempt count decides. When that was the last
--- attempt, members that joined the batch later and still have attempts left go back to the
--- head of the lane instead of the dead letters (bury_exhausted in lib/core.lua); a
--- non-retryable error buries the whole batch.
+-- all its jobs in lane order; the leader's attempt count decides. A retried batch is not
+-- retried as a batch: each of its jobs is marked solo and reserved alone from now on
+-- (requeue_solo in lib/core.lua), so a line that fails every time uses up only its own
+-- attempts while the lines it was batched with are answered. On the last attempt only the
+-- leading run of members that used up their own attempts is buried, the rest go back to the
+-- head of the lane, solo (bury_exhausted); a non-retryable error buries the whole batch.
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 error text, 3 backoff (ms, computed by the caller with jitter),
 --       4 retryable (1/0), 5 monitoring (1/0), 6 n jobs, then n x (job id, reservation
 --       token) in lane order, then m, then m x (hop name, epoch ms) marked on every job
--- Returns 'retry', 'dead' or 'lost' (a reservation had expired; nothing changed).
+-- Returns 'retry', 'dead' (the turn ended: its jobs are dead letters, except survivors of
+-- its last attempt, requeued solo) or 'lost' (a reservation had expired; nothing changed).
 --!include lib/core.lua
 --!include lib/monitor.lua
 
@@ -45,10 +48,7 @@ end
 count('failed', 1, now)
 if observe_outcome then observe_outcome('fail') end
 if ARGV[4] == '1' and tonumber(attempt) < tonumber(max) then
-  for i = #ids, 1, -1 do
-    requeue_head(ids[i], key, now)
-    redis.call('HSET', job_key(ids[i]), 'err', err, 'h:failed', fmt(now))
-  end
+  requeue_solo(ids, key, now, {'err', err, 'h:failed', fmt(now)})
   redis.call('HSET', leader, 'state', 'delayed')
   redis.call('ZADD', K_DELAYED, now + backoff, key)
   count('retried', 1, now)
@@ -62,8 +62,9 @@ if ARGV[4] == '1' then
   bury_exhausted(ids, key, err, now, 'retry')
 else
   for _, id in ipairs(ids) do
-    bury(id, key, err, now)
+    entomb(id, key, err, now)
   end
+  advance_lane(key, ids[1], now)
 end
 flush_monitor(now)
 return 'dead'

@@ -1,5 +1,7 @@
 -- release.lua: a worker shutting down hands back jobs it could not finish. They return to
--- the head of their lanes with their deadline and without an attempt penalty.
+-- the head of their lanes with their deadline and without an attempt penalty. A handed-back
+-- batch did not fail, so it is not marked solo (it is reserved as a batch again); a job
+-- that was already solo (retried alone after a failure) stays solo.
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 n, then n x (job id, reservation token), jobs of one lane in lane

@@ -36,7 +36,7 @@ local EVENTS_MAXLEN = 10000 -- approximate cap of the event stream
 local WAKE_MAX = 32          -- more tokens than idle workers only cause empty wake-ups
 local STATS_TTL_S = 7200     -- per-second counters are kept two hours
 
--- Set by lib/monitor.lua when a script includes it: lets shared helpers (bury) feed the
+-- Set by lib/monitor.lua when a script includes it: lets shared helpers (entomb) feed the
 -- monitoring aggregates without core depending on monitor.
 local observe_outcome = nil
 
@@ -124,18 +124,19 @@ local function advance_lane(key, id, now)
   if make_ready(key, now) then wake(1) end
 end
 
--- Move a job to the dead-letter set and let its conversation move on.
-local function bury(id, key, err, now)
+-- Move a job to the dead-letter set. Its lane does not move on here: the caller buries all
+-- it has to, then calls advance_lane once. The `solo` mark goes: a dead letter retried by an
+-- operator queues as a new arrival.
+local function entomb(id, key, err, now)
   local jk = job_key(id)
   redis.call('HSET', jk, 'state', 'dead', 'err', err, 'h:dead', fmt(now))
-  redis.call('HDEL', jk, 'token')
+  redis.call('HDEL', jk, 'token', 'solo')
   redis.call('PERSIST', jk)
   redis.call('PERSIST', payload_key(id))
   redis.call('ZADD', K_DEAD, now, id)
   count('dead', 1, now)
   if observe_outcome then observe_outcome('dead') end
   emit('dead', id, key, err)
-  advance_lane(key, id, now)
 end
 
 -- Put a reserved job back at the head of its lane (its deadline unchanged).
@@ -150,34 +151,91 @@ local function requeue_head(id, key, now)
   redis.call('ZADD', K_WAITING, tonumber(redis.call('HGET', jk, 'h:enqueued')), id)
 end
 
--- A batch's last attempt failed (its leader's attempts are used up, so the turn cannot be
--- retried as it was). Only the members that used up their own attempts are buried: a job
--- that joined the batch later (the customer wrote again while the turn was being retried)
--- goes back to the head of its lane with the attempts it has left, and the lane moves on to
--- it, as it would had it arrived a moment later. `ids` are in lane order; later joiners have
--- fewer attempts, so the survivors are a suffix and the conversation's order holds.
--- `kind` is the event logged for each survivor ('retry' or 'recovered').
+-- Put the jobs of a turn that failed or whose lease expired (`ids`, in lane order) back at
+-- the head of their lane, in order; `fields` are field/value pairs to set on each job.
+local function requeue_turn(ids, key, now, fields)
+  for i = #ids, 1, -1 do
+    requeue_head(ids[i], key, now)
+    redis.call('HSET', job_key(ids[i]), unpack(fields))
+  end
+end
+
+-- requeue_turn, and each job marked `solo`: from now on each is reserved alone (take_batch),
+-- until it completes or is dead-lettered. One line that makes its handler fail every time
+-- would otherwise drag the innocent lines of its burst through every retry and into the
+-- dead letters with it; retried alone, the innocent lines are answered and the poison uses
+-- up only its own attempts. (A hand-back at shutdown is no failure: release.lua does not
+-- mark.)
+local function requeue_solo(ids, key, now, fields)
+  local marked = {'solo', '1'}
+  for _, v in ipairs(fields) do
+    marked[#marked + 1] = v
+  end
+  requeue_turn(ids, key, now, marked)
+end
+
+-- A turn's last attempt ended: a retryable failure (`kind` 'retry') or an expired lease
+-- (`kind` 'recovered'), with its leader's attempts used up, so it cannot be retried as it
+-- was. Only the leading run of members that used up their own attempts is buried. The
+-- members after it (a line with attempts left, e.g. one enqueued with a larger max) go back
+-- to the head of the lane, solo (their turn is over: each is retried on its own), with the
+-- error and hops a normal retry or recovery sets (a recovery stamps no `failed` hop: nothing
+-- failed), logged as `kind` and counted (retried / recovered), one event and one count per
+-- job.
+--
+-- Survivors are a suffix by construction, so the conversation's order holds: the first
+-- member with attempts left ends the buried run, and every member after it survives too,
+-- even one whose own attempts are used up (`max` is stored per job, so this happens only when
+-- SLUICE_MAX_ATTEMPTS changed between enqueues): it gets an attempt alone and is buried after
+-- it on its own count, rather than dead-lettered while an earlier line still waits. (Attempt
+-- counts never rise from a lane's head to its tail, so with one `max` the exhausted members
+-- are a prefix anyway.)
+--
+-- The first survivor becomes ready with the turn's deadline (its leader's), as the turn would
+-- on a normal retry (ready_again): its customer has been waiting since then. With no
+-- survivor the lane moves on, and its next head gets a fresh deadline (advance_lane).
 local function bury_exhausted(ids, key, err, now, kind)
+  if #ids == 0 then return end
   local dead, survivors = {}, {}
   for _, id in ipairs(ids) do
     local attempt, max = unpack(redis.call('HMGET', job_key(id), 'attempt', 'max'))
-    if tonumber(attempt) < tonumber(max) then
-      survivors[#survivors + 1] = id
-    else
+    if #survivors == 0 and tonumber(attempt) >= tonumber(max) then
       dead[#dead + 1] = id
+    else
+      survivors[#survivors + 1] = id
     end
   end
-  for i = #survivors, 1, -1 do
-    requeue_head(survivors[i], key, now)
-    redis.call('HSET', job_key(survivors[i]), 'err', err, 'h:failed', fmt(now))
-    emit(kind, survivors[i], key, err)
-  end
   for _, id in ipairs(dead) do
-    bury(id, key, err, now)
+    entomb(id, key, err, now)
   end
-  if #dead == 0 and #ids > 0 then
+  if #survivors == 0 then
     advance_lane(key, ids[1], now)
+    return
   end
+  if redis.call('HGET', K_INFLIGHT, key) == ids[1] then
+    redis.call('HDEL', K_INFLIGHT, key)
+  end
+  if kind == 'retry' then
+    requeue_solo(survivors, key, now, {'err', err, 'h:failed', fmt(now)})
+    for _, id in ipairs(survivors) do
+      if observe_outcome then observe_outcome('retry') end
+      emit('retry', id, key, err)
+    end
+    count('retried', #survivors, now)
+  else
+    requeue_solo(survivors, key, now, {'err', 'lease expired'})
+    for _, id in ipairs(survivors) do
+      emit('recovered', id, key)
+    end
+    count('recovered', #survivors, now)
+  end
+  local first = job_key(survivors[1])
+  local deadline = redis.call('HGET', job_key(ids[1]), 'deadline')
+  if deadline then
+    redis.call('HSET', first, 'deadline', deadline)
+  end
+  ready_again(key, first, now)
+  wake(1)
 end
 
 -- The jobs reserved together with `id` (a burst of one conversation, answered in one
@@ -200,8 +258,16 @@ end
 -- Leases that ran out belong to workers that died or stalled: their jobs go back to the
 -- head of their lanes (attempt + 1 was already counted when they were reserved), or to
 -- the dead letters when that was the last attempt.
--- A batch is recovered as a whole, in lane order, on its leader's attempt count; on the
--- last attempt only its members without attempts left are buried (bury_exhausted).
+-- A batch is recovered as a whole, in lane order, on its leader's attempt count. The first
+-- time, it is retried as the batch it was: an expired lease is most often its worker's death
+-- (a deploy, a crash, a kill), not its lines' fault, and retried one line at a time a burst
+-- would cost a turn per line, each with the reply-id looks of a recovered turn (a second look
+-- a second later for a reply that may still land), enough to spend the SLA budget and hand
+-- the customer to a human (the killed-worker e2e test saw it). A turn that had been tried
+-- before (its leader's attempt > 1: it expires again) is retried one job at a time like a
+-- failed one (requeue_solo): a line that kills its worker cannot take the others down with
+-- it. On the last attempt only the leading run of members without attempts left is buried
+-- (bury_exhausted).
 local function recover_expired(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now, 'LIMIT', 0, limit)
   local seen = {}
@@ -223,10 +289,13 @@ local function recover_expired(now, limit)
           bury_exhausted(live, key, 'lease expired on the last attempt (' .. attempt .. ')', now,
             'recovered')
         else
-          for i = #live, 1, -1 do
-            requeue_head(live[i], key, now)
-            redis.call('HSET', job_key(live[i]), 'err', 'lease expired')
-            emit('recovered', live[i], key)
+          if tonumber(attempt) > 1 then
+            requeue_solo(live, key, now, {'err', 'lease expired'})
+          else
+            requeue_turn(live, key, now, {'err', 'lease expired'})
+          end
+          for _, id in ipairs(live) do
+            emit('recovered', id, key)
           end
           ready_again(key, job_key(leader), now)
           count('recovered', #live, now)
@@ -258,9 +327,37 @@ local function next_due(now)
   return math.max(1, math.ceil(tonumber(first[2]) - now))
 end
 
+-- Take the jobs a lane's next turn answers off the lane: its head, and with batch_max > 1
+-- up to batch_max - 1 jobs behind it (a burst). A job marked `solo` (a turn of it failed or
+-- expired again: requeue_solo) is taken alone when it is the head, and ends a batch before
+-- it otherwise. Returns the ids in lane order (none for an empty lane).
+local function take_batch(lk, batch_max)
+  if batch_max <= 1 then
+    local id = redis.call('LPOP', lk)
+    if id then return {id} end
+    return {}
+  end
+  local ids = redis.call('LRANGE', lk, 0, batch_max - 1)
+  if #ids > 1 then
+    for n, id in ipairs(ids) do
+      if redis.call('HEXISTS', job_key(id), 'solo') == 1 then
+        for i = #ids, math.max(1, n - 1) + 1, -1 do
+          ids[i] = nil
+        end
+        break
+      end
+    end
+  end
+  if #ids > 0 then
+    redis.call('LTRIM', lk, #ids, -1)
+  end
+  return ids
+end
+
 -- Reserve up to `want` lanes, earliest deadline first, within the global rate limit:
 -- from each, its head job, or with batch_max > 1 up to that many of its waiting jobs as
--- one batch (a burst answered in one turn; one start for the rate limit). Returns
+-- one batch (a burst answered in one turn; one start for the rate limit; take_batch: a
+-- job of a turn that failed goes alone). Returns
 -- {status, retry_after_ms, job...} where status is 'ok', 'paused' or 'rate' and each job
 -- is its HGETALL field list plus its payload.
 local function reserve(want, lease_ms, worker, default_rate, guard_ms, now, batch_max)
@@ -288,14 +385,7 @@ local function reserve(want, lease_ms, worker, default_rate, guard_ms, now, batc
   local started = 0
   for i = 1, #popped, 2 do
     local key = popped[i]
-    local lk = lane_key(key)
-    local members = {}
-    local id = redis.call('LPOP', lk)
-    while id do
-      members[#members + 1] = id
-      if #members >= batch_max then break end
-      id = redis.call('LPOP', lk)
-    end
+    local members = take_batch(lane_key(key), batch_max)
     if #members > 0 then
       local leader = members[1]
       redis.call('HSET', K_INFLIGHT, key, leader)
