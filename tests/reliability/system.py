@@ -31,6 +31,9 @@ from sluice.simulator import ChatwootSimulator, SimulatorConfig
 from sluice.worker.registry import live_workers
 
 START_TIMEOUT_S = 30.0
+# Every delivery is accounted for (test_faults.accepted_messages): enough for an overload
+# run of tens of thousands of messages and their outgoing echoes.
+WEBHOOK_LOG_SIZE = 1_000_000
 
 
 def free_port() -> int:
@@ -76,7 +79,8 @@ class ProcessSystem:
                 webhook_secret=secret,
                 seed=self.cfg.seed,
                 webhook_retry_delay_s=1.0,
-            )
+            ),
+            webhook_log_size=WEBHOOK_LOG_SIZE,
         )
         self._token, self._secret = token, secret
         self.env: dict[str, str] = {}
@@ -173,6 +177,13 @@ class ProcessSystem:
                 await asyncio.sleep(0.05)  # the registry is a Redis hash; nothing to await
         finally:
             await client.aclose()
+
+    async def kill_worker(self) -> None:
+        """SIGKILL the worker process mid-job: its leases expire and other workers (or its
+        successor) recover the jobs."""
+        assert self.worker is not None
+        self.worker.kill()
+        await asyncio.to_thread(self.worker.wait)
 
     def alive(self) -> dict[str, bool]:
         return {

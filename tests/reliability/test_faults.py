@@ -93,8 +93,12 @@ def _marker(reply: dict[str, Any]) -> tuple[int, int] | None:
 
 def accepted_messages(sim: ChatwootSimulator) -> dict[int, bool]:
     """message id -> whether its webhook got a 2xx (any attempt, any duplicate)."""
+    log = sim.webhooks.log
+    if log.maxlen is not None and len(log) >= log.maxlen:
+        # The oldest deliveries were dropped: their 2xx would go uncounted, silently.
+        raise AssertionError(f"the simulator's webhook log is full ({log.maxlen}); raise it")
     result: dict[int, bool] = {}
-    for delivery in list(sim.webhooks.log):
+    for delivery in list(log):
         payload = delivery.payload
         if delivery.event != "message_created" or payload.get("message_type") != "incoming":
             continue

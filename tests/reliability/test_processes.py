@@ -107,6 +107,44 @@ async def test_api_sigkill_while_webhooks_arrive(
         assert system.alive()["worker"]
 
 
+WORKER_KILLS = 4
+WORKER_ENV = {**ENV, "SLUICE_LEASE_MS": "2000", "SLUICE_HEARTBEAT_MS": "500"}
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_worker_sigkill_repeatedly_under_load(
+    redis_url: str, redis_client: aioredis.Redis, queue_name: str, tmp_path: Path
+) -> None:
+    """(h) The worker process is SIGKILLed four times, mid-job, while 50 customers write;
+    each time a new one starts and recovers the expired leases (2 s here). A turn killed
+    after its reply was posted must not be posted again when it is re-run."""
+    direct = Queue(queue_name, redis=redis_client)
+    async with ProcessSystem(redis_url, queue_name, tmp_path, env=WORKER_ENV) as system:
+        stop = asyncio.Event()
+        log: list[Sent] = []
+        conversations, writers = await start_writers(system, CONVERSATIONS, stop, log)
+        in_flight: list[int] = []
+        await asyncio.sleep(3)
+        for _ in range(WORKER_KILLS):
+            in_flight.append(int((await direct.counts())["active"]))
+            await system.kill_worker()
+            await asyncio.sleep(0.5)
+            await system.start_worker()
+            await asyncio.sleep(3)
+        stop.set()
+        await asyncio.gather(*writers)
+        await system.sim.flush(timeout=60)
+        figures, settle_s = await settle(system.sim, direct, conversations, SETTLE_TIMEOUT_S)
+        figures.timings = {"backlog_settled_after_traffic": settle_s}
+        print(
+            "\n"
+            + figures.line("worker-sigkill")
+            + f" kills={WORKER_KILLS} active_at_kill={in_flight}"
+        )
+        assert_invariant(figures)
+        assert sum(in_flight) > 0, "the kills should have caught jobs mid-flight"
+
+
 @pytest.fixture(params=[("kill", "always"), ("term", "everysec")], ids=["sigkill", "restart"])
 def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
     how, fsync = request.param

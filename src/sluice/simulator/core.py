@@ -102,13 +102,19 @@ class RateLimiter:
 class ChatwootSimulator:
     """In-memory Chatwoot with a FastAPI ``app``; see the module docstring."""
 
-    def __init__(self, config: SimulatorConfig | None = None, *, call_log_size: int = 100_000):
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        call_log_size: int = 100_000,
+        webhook_log_size: int = 10_000,
+    ):
         from sluice.simulator.app import build_app  # app.py imports this module
 
         self.config = config if config is not None else SimulatorConfig()
         self.store = Store(self.config)
         self.shapes = Shapes(self.store)
-        self.webhooks = WebhookSender(self.config)
+        self.webhooks = WebhookSender(self.config, log_size=webhook_log_size)
         self.rng = random.Random(self.config.seed)
         self.limiter = RateLimiter(lambda: self.config.rate_limit_per_min)
         self.faults: list[Fault] = []
