@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from sluice.loadtest import LoadConfig
 from sluice.queue.queue import Queue
 
 from ..e2e.test_chatwoot_e2e import ACCOUNT
@@ -107,6 +108,16 @@ async def test_api_sigkill_while_webhooks_arrive(
         assert system.alive()["worker"]
 
 
+async def active_jobs(queue: Queue, within_s: float = 5.0) -> int:
+    """Jobs reserved right now, once there are some (the kill should land mid-turn)."""
+    deadline = time.monotonic() + within_s
+    while (active := int((await queue.counts())["active"])) == 0:
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.02)  # a reservation is a Redis write; nothing to await
+    return active
+
+
 WORKER_KILLS = 4
 WORKER_ENV = {**ENV, "SLUICE_LEASE_MS": "2000", "SLUICE_HEARTBEAT_MS": "500"}
 
@@ -119,14 +130,15 @@ async def test_worker_sigkill_repeatedly_under_load(
     each time a new one starts and recovers the expired leases (2 s here). A turn killed
     after its reply was posted must not be posted again when it is re-run."""
     direct = Queue(queue_name, redis=redis_client)
-    async with ProcessSystem(redis_url, queue_name, tmp_path, env=WORKER_ENV) as system:
+    cfg = LoadConfig(broker_latency_ms=500)  # turns take long enough to be killed in
+    async with ProcessSystem(redis_url, queue_name, tmp_path, cfg=cfg, env=WORKER_ENV) as system:
         stop = asyncio.Event()
         log: list[Sent] = []
         conversations, writers = await start_writers(system, CONVERSATIONS, stop, log)
         in_flight: list[int] = []
         await asyncio.sleep(3)
         for _ in range(WORKER_KILLS):
-            in_flight.append(int((await direct.counts())["active"]))
+            in_flight.append(await active_jobs(direct))
             await system.kill_worker()
             await asyncio.sleep(0.5)
             await system.start_worker()
