@@ -175,6 +175,19 @@ async def settle(
     return figures, time.monotonic() - started
 
 
+def first_reply_after(sim: ChatwootSimulator, conversations: list[int], at: float) -> float | None:
+    """Seconds from ``at`` (epoch) to the first reply Chatwoot received after it."""
+    return min(
+        (
+            float(r["received_at"]) - at
+            for c in conversations
+            for r in sim.replies(ACCOUNT, c)
+            if float(r["received_at"]) >= at
+        ),
+        default=None,
+    )
+
+
 def assert_invariant(figures: Figures) -> None:
     assert figures.lost == 0, figures.problems
     assert figures.duplicates == 0, figures.problems
@@ -241,6 +254,20 @@ async def keep_writing(
             await asyncio.wait_for(stop.wait(), rng.uniform(0.5, 1.5))
 
 
+async def start_writers(
+    sim: ChatwootSimulator, count: int, stop: asyncio.Event, log: list[Sent], seed: int
+) -> tuple[list[int], list[asyncio.Task[None]]]:
+    """``count`` new conversations, each with a customer who keeps writing (keep_writing)
+    until ``stop``; each customer has its own random stream, derived from ``seed``."""
+    conversations = [await sim.create_conversation(ACCOUNT) for _ in range(count)]
+    rng = random.Random(seed)
+    tasks = [
+        asyncio.create_task(keep_writing(sim, c, stop, log, random.Random(rng.random())))
+        for c in conversations
+    ]
+    return conversations, tasks
+
+
 @pytest.mark.usefixtures("cleanup")
 async def test_redis_unreachable_during_traffic(
     redis_url: str, redis_client: aioredis.Redis, queue_name: str, proxy: FaultProxy
@@ -250,14 +277,9 @@ async def test_redis_unreachable_during_traffic(
     direct = Queue(queue_name, redis=redis_client)
 
     async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
-        conversations = [await sim.create_conversation(ACCOUNT) for _ in range(CONVERSATIONS)]
         stop = asyncio.Event()
         log: list[Sent] = []
-        rng = random.Random(7)
-        customers = [
-            asyncio.create_task(keep_writing(sim, c, stop, log, random.Random(rng.random())))
-            for c in conversations
-        ]
+        conversations, customers = await start_writers(sim, CONVERSATIONS, stop, log, 7)
         await asyncio.sleep(5)  # steady traffic first
         down_at = time.time()
         await proxy.refuse(True)
@@ -283,15 +305,7 @@ async def test_redis_unreachable_during_traffic(
             ),
             default=None,
         )
-        first_reply = min(
-            (
-                float(r["received_at"]) - up_at
-                for c in conversations
-                for r in sim.replies(ACCOUNT, c)
-                if float(r["received_at"]) >= up_at
-            ),
-            default=None,
-        )
+        first_reply = first_reply_after(sim, conversations, up_at)
         figures.timings = {
             "first_2xx_after_return": first_2xx,
             "first_reply_after_return": first_reply,
@@ -364,14 +378,9 @@ async def test_stalled_redis_reads(
     direct = Queue(queue_name, redis=redis_client)
 
     async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
-        conversations = [await sim.create_conversation(ACCOUNT) for _ in range(CONVERSATIONS)]
         stop = asyncio.Event()
         log: list[Sent] = []
-        rng = random.Random(13)
-        customers = [
-            asyncio.create_task(keep_writing(sim, c, stop, log, random.Random(rng.random())))
-            for c in conversations
-        ]
+        conversations, customers = await start_writers(sim, CONVERSATIONS, stop, log, 13)
         await asyncio.sleep(5)
         proxy.stall(True)
         await asyncio.sleep(STALL_S)
@@ -382,15 +391,7 @@ async def test_stalled_redis_reads(
         await asyncio.gather(*customers)
         await sim.flush(timeout=60)
         figures, settle_s = await settle(sim, direct, conversations, SETTLE_TIMEOUT_S)
-        first_reply = min(
-            (
-                float(r["received_at"]) - resumed_at
-                for c in conversations
-                for r in sim.replies(ACCOUNT, c)
-                if float(r["received_at"]) >= resumed_at
-            ),
-            default=None,
-        )
+        first_reply = first_reply_after(sim, conversations, resumed_at)
         figures.timings = {
             "first_reply_after_stall": first_reply,
             "backlog_settled_after_traffic": settle_s,

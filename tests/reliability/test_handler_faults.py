@@ -36,6 +36,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -753,6 +754,68 @@ class FailsSlowly:
         raise HandlerError("llm request timed out (sla budget)", retryable=True)
 
 
+@dataclass
+class LateTurn:
+    """One turn of ``handler`` whose message has waited 6.5 s of a 10 s SLA budget (3.5 s
+    left, handoff budget 3 s), against a Chatwoot that only records the calls it gets."""
+
+    pipeline: ReplyPipeline
+    job: Job
+    http: httpx.AsyncClient
+    created_ms: float
+    calls: list[tuple[str, str]]
+
+    @classmethod
+    def build(cls, queue: Queue, handler: Handler, conversation: int) -> LateTurn:
+        calls: list[tuple[str, str]] = []
+
+        async def chatwoot(request: httpx.Request) -> httpx.Response:
+            calls.append((request.method, request.url.path))
+            body = {"payload": {"success": True, "current_status": "open"}}
+            return httpx.Response(200, json=body)
+
+        http = httpx.AsyncClient(transport=httpx.MockTransport(chatwoot))
+        pipeline = ReplyPipeline(
+            client=ChatwootClient("http://chatwoot.test", "token", http=http),
+            conversations=Conversations(queue.redis, queue.keys),
+            assigner=Assigner(queue.redis, queue.keys, [DEFAULT_BROKER]),
+            handlers={"template": handler},
+            sla_budget_ms=10_000,
+            handoff_budget_ms=3_000,
+        )
+        created = time.time() * 1000 - 6_500
+        message_id = 10 + conversation
+        job = Job(
+            id=str(7 + conversation),
+            key=f"{ACCOUNT}:{conversation}",
+            payload={
+                "account_id": ACCOUNT,
+                "conversation_id": conversation,
+                "message_id": message_id,
+                "content": "Where is my order?",
+                "created_at_ms": created,
+            },
+            attempt=1,
+            max_attempts=5,
+            priority="normal",
+            message_id=f"cw-{message_id}",
+            token="1",
+        )
+        return cls(pipeline, job, http, created, calls)
+
+    async def run(self) -> None:
+        try:
+            await asyncio.wait_for(self.pipeline(self.job), timeout=30)  # the test's net
+        finally:
+            await self.http.aclose()
+
+    def handed_off_in_time(self, conversation: int) -> None:
+        assert "handed_off" in self.job.marks
+        toggle = f"/api/v1/accounts/{ACCOUNT}/conversations/{conversation}/toggle_status"
+        assert self.calls == [("POST", toggle)]
+        assert time.time() * 1000 - self.created_ms < 10_500  # within the SLA budget
+
+
 @pytest.mark.usefixtures("cleanup")
 async def test_failure_with_the_budget_nearly_spent_hands_off_at_once(
     redis_client: aioredis.Redis, queue_name: str
@@ -760,48 +823,11 @@ async def test_failure_with_the_budget_nearly_spent_hands_off_at_once(
     """Regression for what scenario (2) found: a retryable failure that leaves less than
     SLUICE_HANDOFF_BUDGET_MS went back to the queue, and only its retry (after the
     backoff) handed off, past the SLA deadline. The failing attempt now hands off."""
-    queue = Queue(queue_name, redis=redis_client)
-    calls: list[tuple[str, str]] = []
-
-    async def chatwoot(request: httpx.Request) -> httpx.Response:
-        calls.append((request.method, request.url.path))
-        return httpx.Response(200, json={"payload": {"success": True, "current_status": "open"}})
-
-    http = httpx.AsyncClient(transport=httpx.MockTransport(chatwoot))
     handler = FailsSlowly()
-    pipeline = ReplyPipeline(
-        client=ChatwootClient("http://chatwoot.test", "token", http=http),
-        conversations=Conversations(queue.redis, queue.keys),
-        assigner=Assigner(queue.redis, queue.keys, [DEFAULT_BROKER]),
-        handlers={"template": handler},
-        sla_budget_ms=10_000,
-        handoff_budget_ms=3_000,
-    )
-    created = time.time() * 1000 - 6_500  # 3.5 s left: enough to try, 2.9 s after it
-    job = Job(
-        id="9",
-        key=f"{ACCOUNT}:2",
-        payload={
-            "account_id": ACCOUNT,
-            "conversation_id": 2,
-            "message_id": 12,
-            "content": "Where is my order?",
-            "created_at_ms": created,
-        },
-        attempt=1,
-        max_attempts=5,
-        priority="normal",
-        message_id="cw-12",
-        token="1",
-    )
-    try:
-        await pipeline(job)  # before the fix: HandlerError, for the queue to retry
-    finally:
-        await http.aclose()
+    turn = LateTurn.build(Queue(queue_name, redis=redis_client), handler, conversation=2)
+    await turn.run()  # before the fix: HandlerError, for the queue to retry
     assert handler.calls == 1
-    assert "handed_off" in job.marks
-    assert calls == [("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/2/toggle_status")]
-    assert time.time() * 1000 - created < 10_000  # within the SLA budget
+    turn.handed_off_in_time(2)
 
 
 class NeverAnswers:
@@ -830,51 +856,35 @@ async def test_a_handler_that_never_returns_is_handed_off_at_the_sla_budget(
     """Review finding: only the llm handler bounded its own time; a plug-in that hangs held
     its slot (and its conversation's lane) for ever, its heartbeat keeping the lease. The
     pipeline now cancels any handler when the turn's SLA budget is spent and hands off."""
-    queue = Queue(queue_name, redis=redis_client)
-    calls: list[tuple[str, str]] = []
-
-    async def chatwoot(request: httpx.Request) -> httpx.Response:
-        calls.append((request.method, request.url.path))
-        return httpx.Response(200, json={"payload": {"success": True, "current_status": "open"}})
-
-    http = httpx.AsyncClient(transport=httpx.MockTransport(chatwoot))
     handler = NeverAnswers()
-    pipeline = ReplyPipeline(
-        client=ChatwootClient("http://chatwoot.test", "token", http=http),
-        conversations=Conversations(queue.redis, queue.keys),
-        assigner=Assigner(queue.redis, queue.keys, [DEFAULT_BROKER]),
-        handlers={"template": handler},
-        sla_budget_ms=10_000,
-        handoff_budget_ms=3_000,
-    )
-    created = time.time() * 1000 - 6_500  # 3.5 s of the budget left
-    job = Job(
-        id="10",
-        key=f"{ACCOUNT}:3",
-        payload={
-            "account_id": ACCOUNT,
-            "conversation_id": 3,
-            "message_id": 13,
-            "content": "Hello?",
-            "created_at_ms": created,
-        },
-        attempt=1,
-        max_attempts=5,
-        priority="normal",
-        message_id="cw-13",
-        token="1",
-    )
-    try:
-        await asyncio.wait_for(pipeline(job), timeout=30)  # the test's own safety net
-    finally:
-        await http.aclose()
+    turn = LateTurn.build(Queue(queue_name, redis=redis_client), handler, conversation=3)
+    await turn.run()
     assert handler.started.is_set() and handler.cancelled
-    assert "handed_off" in job.marks
-    assert calls == [("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/3/toggle_status")]
-    assert time.time() * 1000 - created < 10_500  # at the SLA budget, not after a retry
+    turn.handed_off_in_time(3)
 
 
 # ------------------------------------------------------------------ (3) poison messages
+
+
+async def work_until(queue: Queue, handler: Any, event: asyncio.Event) -> None:
+    """Run a batching worker with quick retries until ``event`` is set (or 10 s pass: the
+    assertions after it then say what did not happen)."""
+    worker = Worker(
+        queue,
+        handler,
+        batch_size=10,
+        retry_base_ms=20,
+        retry_max_ms=50,
+        handle_signals=False,
+        idle_poll_s=0.05,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), 10)
+    finally:
+        await worker.stop()
+        await task
 
 
 def left_to_human(
@@ -1037,22 +1047,7 @@ async def test_engine_poison_in_a_burst_dead_letters_only_itself(
             for n in range(3)
         ]
     )
-    worker = Worker(
-        queue,
-        handler,
-        batch_size=10,
-        retry_base_ms=20,
-        retry_max_ms=50,
-        handle_signals=False,
-        idle_poll_s=0.05,
-    )
-    task = asyncio.create_task(worker.run())
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_handled.wait(), 10)
-    finally:
-        await worker.stop()
-        await task
+    await work_until(queue, handler, all_handled)
     elapsed = time.monotonic() - started
 
     dead = await queue.dead_letters()
@@ -1116,22 +1111,7 @@ async def test_engine_poison_batched_with_an_innocent_line_dead_letters_only_its
 
     innocent = await queue.enqueue("crash", {"seq": 0})
     poison = await queue.enqueue("crash", {"seq": 1})
-    worker = Worker(
-        queue,
-        handler,
-        batch_size=10,
-        retry_base_ms=20,
-        retry_max_ms=50,
-        handle_signals=False,
-        idle_poll_s=0.05,
-    )
-    task = asyncio.create_task(worker.run())
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), 10)
-    finally:
-        await worker.stop()
-        await task
+    await work_until(queue, handler, done)
     assert turns == [([0, 1], 1), ([0], 2), ([1], 2), ([1], 3), ([2], 1)]
     assert answered == [0, 2]
     dead = await queue.dead_letters()

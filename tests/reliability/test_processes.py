@@ -12,7 +12,6 @@ Run with ``.venv/bin/pytest -m slow tests/reliability/test_processes.py -q -s``.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +23,6 @@ import redis.asyncio as aioredis
 from sluice.loadtest import LoadConfig
 from sluice.queue.queue import Queue
 
-from ..e2e.test_chatwoot_e2e import ACCOUNT
 from ..integration.conftest import delete_queue_keys
 from .system import ProcessSystem, RedisServer
 from .test_faults import (
@@ -33,8 +31,9 @@ from .test_faults import (
     Sent,
     accepted_messages,
     assert_invariant,
-    keep_writing,
+    first_reply_after,
     settle,
+    start_writers,
 )
 
 pytestmark = pytest.mark.slow
@@ -55,18 +54,6 @@ def attempt_outcomes(system: ProcessSystem) -> Counter[str]:
     return outcomes
 
 
-async def start_writers(
-    system: ProcessSystem, count: int, stop: asyncio.Event, log: list[Sent]
-) -> tuple[list[int], list[asyncio.Task[None]]]:
-    conversations = [await system.sim.create_conversation(ACCOUNT) for _ in range(count)]
-    rng = random.Random(11)
-    tasks = [
-        asyncio.create_task(keep_writing(system.sim, c, stop, log, random.Random(rng.random())))
-        for c in conversations
-    ]
-    return conversations, tasks
-
-
 @pytest.fixture
 async def cleanup(redis_client: aioredis.Redis, queue_name: str) -> AsyncIterator[None]:
     yield
@@ -84,7 +71,7 @@ async def test_api_sigkill_while_webhooks_arrive(
     async with ProcessSystem(redis_url, queue_name, tmp_path, env=ENV) as system:
         stop = asyncio.Event()
         log: list[Sent] = []
-        conversations, writers = await start_writers(system, CONVERSATIONS, stop, log)
+        conversations, writers = await start_writers(system.sim, CONVERSATIONS, stop, log, 11)
         restarts: list[float] = []
         await asyncio.sleep(3)  # steady traffic first
         for _ in range(API_KILLS):
@@ -134,7 +121,7 @@ async def test_worker_sigkill_repeatedly_under_load(
     async with ProcessSystem(redis_url, queue_name, tmp_path, cfg=cfg, env=WORKER_ENV) as system:
         stop = asyncio.Event()
         log: list[Sent] = []
-        conversations, writers = await start_writers(system, CONVERSATIONS, stop, log)
+        conversations, writers = await start_writers(system.sim, CONVERSATIONS, stop, log, 11)
         in_flight: list[int] = []
         await asyncio.sleep(3)
         for _ in range(WORKER_KILLS):
@@ -186,7 +173,7 @@ async def test_redis_restart_with_append_only_file(
         async with ProcessSystem(redis_server.url, queue_name, tmp_path, env=ENV) as system:
             stop = asyncio.Event()
             log: list[Sent] = []
-            conversations, writers = await start_writers(system, CONVERSATIONS, stop, log)
+            conversations, writers = await start_writers(system.sim, CONVERSATIONS, stop, log, 11)
             await asyncio.sleep(5)
             down_at = time.time()
             await asyncio.to_thread(redis_server.stop, how)
@@ -200,15 +187,7 @@ async def test_redis_restart_with_append_only_file(
             await system.sim.flush(timeout=60)
             figures, settle_s = await settle(system.sim, direct, conversations, SETTLE_TIMEOUT_S)
             accepted = accepted_messages(system.sim)
-            first_reply = min(
-                (
-                    float(r["received_at"]) - up_at
-                    for c in conversations
-                    for r in system.sim.replies(ACCOUNT, c)
-                    if float(r["received_at"]) >= up_at
-                ),
-                default=None,
-            )
+            first_reply = first_reply_after(system.sim, conversations, up_at)
             first_2xx = min(
                 (
                     s.returned_at - up_at
