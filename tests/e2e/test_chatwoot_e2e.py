@@ -63,6 +63,14 @@ async def run(
     )
 
 
+# The transport tests below check that every line is answered by the bot. The SLA-budget
+# handoff (a turn with less than SLUICE_HANDOFF_BUDGET_MS left goes to a human) is a policy
+# with tests of its own; on a loaded machine, retried turns could reach it here and a line
+# would be handed off rather than answered. Give the budget room, as the reliability
+# scenarios do.
+ROOMY_SLA = {"SLA_WARNING_THRESHOLD": "60000", "SLA_CRITICAL_THRESHOLD": "120000"}
+
+
 @pytest.fixture
 async def cleanup(redis_client: aioredis.Redis, queue_name: str) -> Any:
     yield
@@ -91,7 +99,7 @@ async def test_120_conversations_with_duplicates_and_chatwoot_errors(
         assert (counts["waiting"], counts["active"], counts["dead"]) == (0, 0, 0)
         return {}
 
-    await run(redis_url, queue_name, cfg, body)
+    await run(redis_url, queue_name, cfg, body, **ROOMY_SLA)
 
 
 @pytest.mark.usefixtures("cleanup")
@@ -117,7 +125,15 @@ async def test_killed_worker_loses_nothing_and_posts_nothing_twice(
         check_conversations(sim, conversations)
         return {}
 
-    await run(redis_url, queue_name, cfg, body, SLUICE_LEASE_MS="2000", SLUICE_HEARTBEAT_MS="500")
+    await run(
+        redis_url,
+        queue_name,
+        cfg,
+        body,
+        SLUICE_LEASE_MS="2000",
+        SLUICE_HEARTBEAT_MS="500",
+        **ROOMY_SLA,
+    )
 
 
 @pytest.mark.usefixtures("cleanup")
