@@ -200,14 +200,8 @@ class ReplyPipeline:
         """Job-id ranges our earlier replies in this conversation answered (from their
         `sluice_reply_id` markers, "sluice-<first job>-<last job>")."""
         ranges = []
-        messages: list[dict[str, Any]] = []
-        before = None
-        for _ in range(3):  # the latest 60 messages hold any reply of a recent attempt
-            page = await self.client.list_messages(account_id, conversation_id, before=before)
-            messages += page
-            if len(page) < 20:
-                break
-            before = min(int(m["id"]) for m in page)
+        # The latest 60 messages hold any reply of a recent attempt.
+        messages = await self.client.recent_messages(account_id, conversation_id, pages=3)
         for message in messages:
             marker = (message.get("content_attributes") or {}).get("sluice_reply_id")
             if isinstance(marker, str) and marker.startswith("sluice-"):

@@ -239,6 +239,11 @@ async def test_bot_token_scope(env: Env) -> None:
         # Bots may not list messages: find_reply falls back to the conversation's last message.
         found = await bot.find_reply(7, env.conversation_id, "b-1")
         assert found is not None and found["id"] == sent["id"]
+        # So does recent_messages (a retried turn's "what did we answer?"), not a 401.
+        recent = await bot.recent_messages(7, env.conversation_id)
+        assert sent["id"] in [m["id"] for m in recent]
+        listed = await user.recent_messages(7, env.conversation_id)
+        assert sent["id"] in [m["id"] for m in listed]
 
 
 async def test_ambiguous_failure_does_not_post_twice(env: Env) -> None:

@@ -371,6 +371,36 @@ class ChatwootClient:
             return None
         return _find_stamped([m for m in messages if isinstance(m, dict)], reply_id)
 
+    async def recent_messages(
+        self, account_id: int, conversation_id: int, *, pages: int = 3
+    ) -> list[dict[str, Any]]:
+        """The newest messages of a conversation, up to ``pages`` pages of 20 (newest page
+        first). An agent-bot token may not list messages: then the messages the
+        conversation itself carries (its latest), as :meth:`find_reply` does, rather than
+        a 401 that would fail every retried turn of a bot-token deployment."""
+        if not self._listing_refused:
+            messages: list[dict[str, Any]] = []
+            before: int | None = None
+            try:
+                for _ in range(max(1, pages)):
+                    page = await self.list_messages(account_id, conversation_id, before=before)
+                    messages += page
+                    ids = [m["id"] for m in page if isinstance(m.get("id"), int)]
+                    if len(page) < _PAGE_SIZE or not ids:
+                        break
+                    before = min(ids)
+                return messages
+            except ChatwootError as exc:
+                if exc.status != 401:
+                    raise
+                self._listing_refused = True
+                log.info("listing messages refused (bot token?); checking the last message only")
+        conversation = await self.get_conversation(account_id, conversation_id)
+        carried = conversation.get("messages")
+        if not isinstance(carried, list):
+            return []
+        return [m for m in carried if isinstance(m, dict)]
+
     async def assign(
         self,
         account_id: int,
