@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from sluice.config import Settings
@@ -88,6 +89,7 @@ async def check_redis(handle: RedisHandle, settings: Settings) -> list[Check]:
     version_text = str(server.get("valkey_version") or server.get("redis_version"))
     version = tuple(int(p) for p in version_text.split(".")[:2])
     policy = str(memory.get("maxmemory_policy"))
+    persistence = await check_persistence(client)
     pool = handle.metrics()
     expected = settings.redis_pool_min_connections if settings.redis_pool_enabled else 1
     return [
@@ -103,12 +105,39 @@ async def check_redis(handle: RedisHandle, settings: Settings) -> list[Check]:
             f"maxmemory-policy {policy}"
             + ("" if policy == "noeviction" else ": evicted keys would lose messages"),
         ),
+        persistence,
         Check(
             "pool minimum",
             "pass" if pool.opened >= min(expected, pool.max) else "fail",
             f"{pool.opened} connections opened at start (minimum {expected}, max {pool.max})",
         ),
     ]
+
+
+async def check_persistence(client: aioredis.Redis) -> Check:
+    """How much a Redis restart or crash can lose (docs/reliability.md, scenario e). A warning,
+    not a failure: a scratch or demo queue may run without persistence on purpose."""
+    info = await client.info("persistence")
+    if not int(info.get("aof_enabled", 0)):
+        return Check(
+            "persistence",
+            "warn",
+            "no append-only file: a Redis restart loses the queued messages "
+            "(since the last RDB snapshot, if any); set appendonly yes",
+        )
+    try:
+        fsync = str((await client.config_get("appendfsync")).get("appendfsync", "unknown"))
+    except RedisError:  # managed Redis often refuses CONFIG
+        fsync = "unknown"
+    if fsync == "always":
+        return Check("persistence", "pass", "append-only file, appendfsync always")
+    return Check(
+        "persistence",
+        "warn",
+        f"append-only file, appendfsync {fsync}: a crash of the Redis host can lose the last "
+        "second of accepted messages (a clean restart loses nothing); appendfsync always "
+        "or a replica closes that window",
+    )
 
 
 async def check_scripts(queue: Queue) -> Check:

@@ -61,3 +61,22 @@ def test_unreachable_redis_fails(queue_name: str) -> None:
     code, report = validate({"REDIS_URL": "redis://127.0.0.1:1/0"})
     assert code == 1
     assert outcomes(report)["redis reachable"] == "fail"
+
+
+def test_persistence_is_reported(redis_url: str) -> None:
+    """A Redis without an append-only file warns (a restart loses queued messages) but does
+    not fail validation: a scratch queue may run that way on purpose."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        aof = client.config_get("appendonly")["appendonly"]
+    finally:
+        client.close()
+    code, report = validate({"REDIS_URL": redis_url})
+    checks = {c["name"]: c for c in report["checks"]}  # type: ignore[union-attr]
+    persistence = checks["persistence"]
+    if aof == "no":
+        assert persistence["outcome"] == "warn"
+        assert "appendonly yes" in persistence["detail"]
+        assert code == 0  # a warning is not a failure
+    else:
+        assert persistence["outcome"] in ("pass", "warn")
