@@ -95,7 +95,11 @@ async def test_120_conversations_with_duplicates_and_chatwoot_errors(
         check_conversations(sim, conversations)
         stats = sim.stats()
         assert stats["injected"]["429"] + stats["injected"]["500"] > 0  # errors did happen
-        counts = await runtime.queue.counts()
+        # The last reply reaches Chatwoot just before its job is acknowledged: wait (bounded)
+        # for the acknowledgement, which has no event this process could await.
+        async with asyncio.timeout(10):
+            while (counts := await runtime.queue.counts())["active"]:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         assert (counts["waiting"], counts["active"], counts["dead"]) == (0, 0, 0)
         return {}
 
