@@ -71,6 +71,16 @@ async def run(
 ROOMY_SLA = {"SLA_WARNING_THRESHOLD": "60000", "SLA_CRITICAL_THRESHOLD": "120000"}
 
 
+async def settled_counts(runtime: Runtime) -> dict[str, Any]:
+    """Queue counts once no job is active. A reply reaches Chatwoot just before its job is
+    acknowledged, so "replied" does not yet mean "not active": wait (bounded) for the
+    acknowledgement, which has no event this process could await."""
+    async with asyncio.timeout(10):
+        while (counts := await runtime.queue.counts())["active"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return counts
+
+
 @pytest.fixture
 async def cleanup(redis_client: aioredis.Redis, queue_name: str) -> Any:
     yield
@@ -95,11 +105,7 @@ async def test_120_conversations_with_duplicates_and_chatwoot_errors(
         check_conversations(sim, conversations)
         stats = sim.stats()
         assert stats["injected"]["429"] + stats["injected"]["500"] > 0  # errors did happen
-        # The last reply reaches Chatwoot just before its job is acknowledged: wait (bounded)
-        # for the acknowledgement, which has no event this process could await.
-        async with asyncio.timeout(10):
-            while (counts := await runtime.queue.counts())["active"]:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
+        counts = await settled_counts(runtime)
         assert (counts["waiting"], counts["active"], counts["dead"]) == (0, 0, 0)
         return {}
 
@@ -162,7 +168,7 @@ async def test_handoff_to_a_human_and_back(redis_url: str, queue_name: str) -> N
         before = len(sim.replies(ACCOUNT, conversation))
         # The bot stays silent: the webhook is answered "ignored", nothing is queued.
         await sim.customer_message(ACCOUNT, conversation, "Hello? Anyone?")
-        counts = await runtime.queue.counts()
+        counts = await settled_counts(runtime)
         assert (counts["waiting"], counts["active"]) == (0, 0)
         assert len(sim.replies(ACCOUNT, conversation)) == before
         # The agent hands it back: the bot answers again.
