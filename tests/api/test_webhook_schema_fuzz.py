@@ -10,15 +10,9 @@ oversized or endless body is cut at the limit, not read whole."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -33,60 +27,12 @@ from sluice.api.webhooks import WEBHOOK_PATH
 from sluice.chatwoot.signature import sign
 
 from .conftest import TOKEN
+from .served import serve
 from .snapshot import redis_state, without
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 SECRET = "fictional-webhook-secret-0002"
 ANSWER_WITHIN_S = 5.0  # Chatwoot gives up on a webhook after 5 s
 REFUSED_UNSIGNED = {401, 413, 415}  # with a secret: what unsigned input may get
-
-
-@dataclass
-class Server:
-    url: str
-    pid: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve(redis_url: str, queue_name: str, **env: str) -> Iterator[Server]:
-    """`sluice serve` in its own process; Redis keys of the queue are removed afterwards."""
-    port = free_port()
-    environ = {
-        **os.environ,
-        "PYTHONPATH": str(SRC),
-        "REDIS_URL": redis_url,
-        "SLUICE_QUEUE": queue_name,
-        "SLUICE_ADMIN_TOKEN": TOKEN,
-        **env,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sluice", "serve", "--port", str(port)],
-        env=environ,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:  # the server's own announcement is the event we wait for
-            if "API listening on" in line:
-                break
-        else:
-            raise AssertionError("sluice serve did not start")
-        yield Server(f"http://127.0.0.1:{port}", proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"sluice:{{{queue_name}}}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 @pytest.mark.parametrize("secret", [None, SECRET], ids=["unsigned", "with-secret"])

@@ -339,10 +339,42 @@ class ChatwootClient:
         """The message stamped with ``reply_id``, if it was posted; the idempotency guard for
         a retried job. Searches the newest ``max_pages`` pages. With an agent-bot token (which
         may not list messages) only the conversation's last message can be checked."""
+        messages = await self._newest_messages(
+            account_id,
+            conversation_id,
+            pages=max_pages,
+            deadline=deadline,
+            _retries=_retries,
+            until=lambda page: _find_stamped(page, reply_id) is not None,
+        )
+        return _find_stamped(messages, reply_id)
+
+    async def recent_messages(
+        self, account_id: int, conversation_id: int, *, pages: int = 3
+    ) -> list[dict[str, Any]]:
+        """The newest messages of a conversation, up to ``pages`` pages of 20. An agent-bot
+        token may not list messages: then the messages the conversation itself carries (its
+        latest), as :meth:`find_reply` does, rather than a 401 that would fail every retried
+        turn of a bot-token deployment."""
+        return await self._newest_messages(account_id, conversation_id, pages=pages)
+
+    async def _newest_messages(
+        self,
+        account_id: int,
+        conversation_id: int,
+        *,
+        pages: int,
+        deadline: float | None = None,
+        _retries: int | None = None,
+        until: Callable[[list[dict[str, Any]]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Up to ``pages`` pages, newest first, stopping after the page ``until`` accepts;
+        after a 401 for listing (a bot token, remembered), the conversation's own messages."""
         if not self._listing_refused:
+            messages: list[dict[str, Any]] = []
             before: int | None = None
             try:
-                for _ in range(max(1, max_pages)):
+                for _ in range(max(1, pages)):
                     page = await self.list_messages(
                         account_id,
                         conversation_id,
@@ -350,43 +382,9 @@ class ChatwootClient:
                         deadline=deadline,
                         _retries=_retries,
                     )
-                    found = _find_stamped(page, reply_id)
-                    if found is not None:
-                        return found
-                    ids = [m["id"] for m in page if isinstance(m.get("id"), int)]
-                    if len(page) < _PAGE_SIZE or not ids:
-                        return None
-                    before = min(ids)
-                return None
-            except ChatwootError as exc:
-                if exc.status != 401:
-                    raise
-                self._listing_refused = True
-                log.info("listing messages refused (bot token?); checking the last message only")
-        conversation = await self.get_conversation(
-            account_id, conversation_id, deadline=deadline, _retries=_retries
-        )
-        messages = conversation.get("messages")
-        if not isinstance(messages, list):
-            return None
-        return _find_stamped([m for m in messages if isinstance(m, dict)], reply_id)
-
-    async def recent_messages(
-        self, account_id: int, conversation_id: int, *, pages: int = 3
-    ) -> list[dict[str, Any]]:
-        """The newest messages of a conversation, up to ``pages`` pages of 20 (newest page
-        first). An agent-bot token may not list messages: then the messages the
-        conversation itself carries (its latest), as :meth:`find_reply` does, rather than
-        a 401 that would fail every retried turn of a bot-token deployment."""
-        if not self._listing_refused:
-            messages: list[dict[str, Any]] = []
-            before: int | None = None
-            try:
-                for _ in range(max(1, pages)):
-                    page = await self.list_messages(account_id, conversation_id, before=before)
                     messages += page
                     ids = [m["id"] for m in page if isinstance(m.get("id"), int)]
-                    if len(page) < _PAGE_SIZE or not ids:
+                    if (until is not None and until(page)) or len(page) < _PAGE_SIZE or not ids:
                         break
                     before = min(ids)
                 return messages
@@ -395,7 +393,9 @@ class ChatwootClient:
                     raise
                 self._listing_refused = True
                 log.info("listing messages refused (bot token?); checking the last message only")
-        conversation = await self.get_conversation(account_id, conversation_id)
+        conversation = await self.get_conversation(
+            account_id, conversation_id, deadline=deadline, _retries=_retries
+        )
         carried = conversation.get("messages")
         if not isinstance(carried, list):
             return []
