@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sluice import EnqueueRequest, Job, Queue, Worker
+from sluice.chatwoot.client import may_still_land
 from sluice.worker import registry
+from sluice.worker.runtime import HANDED_BACK_MID_TURN
 
 
 @contextlib.asynccontextmanager
@@ -74,6 +76,19 @@ async def test_shutdown_finishes_within_grace_and_hands_back_the_rest(queue: Que
     handed_back = (await queue.reserve(1, worker_id="next")).jobs
     assert [j.id for j in handed_back] == [stuck_id]
     assert handed_back[0].attempt == 1  # no attempt penalty
+    # Cut short mid-turn: whatever it was sending may still land, and the next run looks
+    # twice before answering again (sluice.chatwoot.client.may_still_land).
+    assert handed_back[0].last_error == HANDED_BACK_MID_TURN
+    assert may_still_land(handed_back[0].last_error)
+
+
+async def test_prefetched_jobs_are_handed_back_without_a_reason(queue: Queue) -> None:
+    """Jobs that never started did nothing that could land: no recorded error."""
+    job_id = await queue.enqueue("never-started", {})
+    taken = (await queue.reserve(1, worker_id="w")).jobs
+    assert await queue.release(taken) == 1
+    again = (await queue.reserve(1, worker_id="w2")).jobs
+    assert [j.id for j in again] == [job_id] and again[0].last_error is None
 
 
 async def test_live_concurrency_change_applies_without_restart(queue: Queue) -> None:

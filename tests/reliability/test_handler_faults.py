@@ -540,6 +540,7 @@ async def test_retried_turn_looks_twice_when_chatwoot_failed_it(
         ("ChatwootError: Chatwoot 429: rate limited", False),
         ("HandlerError: llm request timed out after 4.97s (sla budget)", False),
         ("lease expired", True),  # the worker died or stalled mid-turn
+        ("handed back mid-turn at shutdown", True),  # cancelled by a shutting-down worker
         (f"ChatwootError: Chatwoot 429: rate limited ({MAY_STILL_LAND})", True),
         (f"ChatwootError: Chatwoot 503: unavailable ({MAY_STILL_LAND})", True),
         ("HandlerError: ChatwootError: lease expired", False),

@@ -49,9 +49,9 @@ _NO_ANSWER_TEXT: Final = re.compile(r"timed out|network error|Chatwoot 50[24]\b"
 # later attempt failed differently (a 429 after a timeout): the job's recorded error then
 # still says that a request may land late.
 MAY_STILL_LAND: Final = "an earlier attempt may still land"
-# What the queue records when a lease ran out: the worker died or stalled mid-turn, so a
-# POST of that turn may be on its way.
-_LEASE_EXPIRED: Final = "lease expired"
+# What the queue records when a turn was cut short: its lease ran out (the worker died or
+# stalled) or the worker cancelled it at shutdown; a POST of that turn may be on its way.
+_CUT_SHORT: Final = ("lease expired", "handed back mid-turn")
 _STATUSES: Final = frozenset({"open", "resolved", "pending", "snoozed"})
 _PAGE_SIZE: Final = 20  # Chatwoot's messages index returns the latest 20 per page
 
@@ -124,12 +124,12 @@ def may_still_land(recorded_error: str | None) -> bool:
     is a Chatwoot call that failed without an answer (a timeout, a network error, a
     502/504), so a request of that attempt may still be on its way and land late. Errors
     Chatwoot answered (429, 500, 4xx) are not, unless an earlier attempt of the same call
-    went unanswered (:data:`MAY_STILL_LAND`). A lease that expired (the worker died or
-    stalled mid-turn) may have left a POST in flight too. Errs on the side of yes (a connect
-    error counts), which only costs a second look."""
+    went unanswered (:data:`MAY_STILL_LAND`). A turn cut short (its lease expired, or the
+    worker cancelled it at shutdown) may have left a POST in flight too. Errs on the side
+    of yes (a connect error counts), which only costs a second look."""
     if not recorded_error:
         return False
-    if MAY_STILL_LAND in recorded_error or recorded_error.startswith(_LEASE_EXPIRED):
+    if MAY_STILL_LAND in recorded_error or recorded_error.startswith(_CUT_SHORT):
         return True
     if not recorded_error.startswith("Chatwoot"):
         return False

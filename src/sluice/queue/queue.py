@@ -463,13 +463,14 @@ class Queue:
             args.append(job.token)
         return [x.decode() for x in await self.scripts.extend(self._kv, args)]
 
-    async def release(self, jobs: Sequence[Job]) -> int:
+    async def release(self, jobs: Sequence[Job], reason: str | None = None) -> int:
         """Hand unfinished jobs (with their batch members) back to the head of their lanes
-        without an attempt penalty."""
+        without an attempt penalty. ``reason`` becomes their recorded error: say why when a
+        turn was cut short mid-way (it may have sent something that lands later)."""
         members = [m for job in jobs for m in job.members]
         if not members:
             return 0
-        args: list[Any] = [self._prefix, len(members)]
+        args: list[Any] = [self._prefix, len(members), reason or ""]
         for job in members:
             args.append(job.id)
             args.append(job.token)

@@ -35,6 +35,9 @@ from sluice.worker.utilization import UtilizationMeter
 
 Handler = Callable[[Job], Awaitable[Any]]
 log = logging.getLogger("sluice.worker")
+# The recorded error of a job whose handler was cancelled at shutdown: whatever the turn
+# was sending may still land (see sluice.chatwoot.client.may_still_land).
+HANDED_BACK_MID_TURN = "handed back mid-turn at shutdown"
 job_log = logging.getLogger("sluice.jobs")
 
 # Anything Redis may answer while unreachable, restarting or failing over (READONLY): the
@@ -413,7 +416,7 @@ class Worker:
         if leftovers:
             try:
                 async with asyncio.timeout(5.0):
-                    released = await self.queue.release(leftovers)
+                    released = await self.queue.release(leftovers, reason=HANDED_BACK_MID_TURN)
                 log.warning("handed back %d unfinished jobs after the grace period", released)
             except (*REDIS_DOWN, TimeoutError) as exc:
                 log.error(
