@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter, defaultdict
+from typing import Any
 
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +27,45 @@ messages = st.lists(
     min_size=1,
     max_size=60,
 )
+
+
+async def run_interleaved(
+    queue: Queue,
+    handler: Any,
+    batch: list[tuple[int, int]],
+    rng: random.Random,
+    all_ended: asyncio.Event,
+    *,
+    concurrency: int,
+    batch_size: int = 1,
+) -> None:
+    """Enqueue ``batch`` ((conversation, planned failures) per message, ``seq`` = index)
+    interleaved with consuming: a random share before the worker starts, the rest while it
+    runs; return once the handler has set ``all_ended``."""
+    requests = [
+        EnqueueRequest(key=f"c{conv}", payload={"seq": seq, "fails": fails})
+        for seq, (conv, fails) in enumerate(batch)
+    ]
+    split = rng.randint(0, len(requests))
+    await queue.enqueue_many(requests[:split])
+    worker = Worker(
+        queue,
+        handler,
+        concurrency=concurrency,
+        batch_size=batch_size,
+        retry_base_ms=1,
+        retry_max_ms=4,
+        handle_signals=False,
+        idle_poll_s=0.05,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        for request in requests[split:]:
+            await queue.enqueue(request.key, request.payload)
+        await asyncio.wait_for(all_ended.wait(), 30)
+    finally:
+        await worker.stop()
+        await task
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -71,30 +111,7 @@ async def scenario(url: str, batch: list[tuple[int, int]], concurrency: int, see
             if ended == len(batch):
                 all_ended.set()
 
-    # Interleave producing with consuming: half before the worker starts, half during.
-    requests = [
-        EnqueueRequest(key=f"c{conv}", payload={"seq": seq, "fails": fails})
-        for seq, (conv, fails) in enumerate(batch)
-    ]
-    split = rng.randint(0, len(requests))
-    await queue.enqueue_many(requests[:split])
-    worker = Worker(
-        queue,
-        handler,
-        concurrency=concurrency,
-        retry_base_ms=1,
-        retry_max_ms=4,
-        handle_signals=False,
-        idle_poll_s=0.05,
-    )
-    task = asyncio.create_task(worker.run())
-    try:
-        for request in requests[split:]:
-            await queue.enqueue(request.key, request.payload)
-        await asyncio.wait_for(all_ended.wait(), 30)
-    finally:
-        await worker.stop()
-        await task
+    await run_interleaved(queue, handler, batch, rng, all_ended, concurrency=concurrency)
     try:
         counts = await queue.counts()
         assert violations == []
@@ -241,30 +258,9 @@ async def failing_batch_scenario(
             if ended >= len(batch):
                 all_ended.set()
 
-    requests = [
-        EnqueueRequest(key=f"c{conv}", payload={"seq": seq, "fails": fails})
-        for seq, (conv, fails) in enumerate(batch)
-    ]
-    split = rng.randint(0, len(requests))
-    await queue.enqueue_many(requests[:split])
-    worker = Worker(
-        queue,
-        handler,
-        concurrency=concurrency,
-        batch_size=batch_size,
-        retry_base_ms=1,
-        retry_max_ms=4,
-        handle_signals=False,
-        idle_poll_s=0.05,
+    await run_interleaved(
+        queue, handler, batch, rng, all_ended, concurrency=concurrency, batch_size=batch_size
     )
-    task = asyncio.create_task(worker.run())
-    try:
-        for request in requests[split:]:
-            await queue.enqueue(request.key, request.payload)
-        await asyncio.wait_for(all_ended.wait(), 30)
-    finally:
-        await worker.stop()
-        await task
     try:
         assert violations == []
         dead = await queue.dead_letters(limit=len(batch))
