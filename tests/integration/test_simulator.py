@@ -382,17 +382,15 @@ async def test_wait_for_reply(env: Env) -> None:
     question = await env.sim.customer_message(7, conversation_id, "status?")
     await env.sim.agent_message(7, conversation_id, "internal", private=True)
 
-    async def answer_later() -> None:
-        await asyncio.sleep(0.05)
-        async with env.client(BOT_TOKEN) as bot:
-            await bot.send_message(7, conversation_id, "Shipped yesterday.")
-
-    task = asyncio.create_task(answer_later())
     started = time.monotonic()
-    reply = await env.sim.wait_for_reply(
-        7, conversation_id, after_message_id=question["id"], timeout=2
+    # The waiter is registered on the task's first step, which runs before the reply's HTTP
+    # round trip can complete: it is woken by the reply, not finding it already there.
+    waiting = asyncio.create_task(
+        env.sim.wait_for_reply(7, conversation_id, after_message_id=question["id"], timeout=2)
     )
-    await task
+    async with env.client(BOT_TOKEN) as bot:
+        await bot.send_message(7, conversation_id, "Shipped yesterday.")
+    reply = await waiting
     assert reply["content"] == "Shipped yesterday."
     assert time.monotonic() - started < 1.0
     assert question["received_at"] <= reply["received_at"] <= time.time()
