@@ -119,6 +119,7 @@ class ChatwootSimulator:
         self.limiter = RateLimiter(lambda: self.config.rate_limit_per_min)
         self.faults: list[Fault] = []
         self.calls: deque[ApiCall] = deque(maxlen=call_log_size)
+        self._activity = asyncio.Event()
         self.requests: Counter[tuple[str, int]] = Counter()
         self.counters: Counter[str] = Counter()
         self.clock: Callable[[], float] = time.time
@@ -204,6 +205,15 @@ class ChatwootSimulator:
     def record(self, call: ApiCall) -> None:
         self.calls.append(call)
         self.requests[(f"{call.method} {call.route}", call.status)] += 1
+        self._activity.set()  # wake wait_for_activity(); a fresh event for the next call
+        self._activity = asyncio.Event()
+
+    async def wait_for_activity(self, timeout: float) -> None:  # noqa: ASYNC109 - driver API
+        """Until the next API call answered by the simulator (a reply, an assignment, a
+        status change, a read), for a harness that waits for the system under test to
+        settle; raises ``TimeoutError`` after ``timeout`` seconds without one."""
+        async with asyncio.timeout(timeout):
+            await self._activity.wait()
 
     def clear_calls(self) -> None:
         """Forget recorded API calls (e.g. after setup, before asserting "no API calls")."""
