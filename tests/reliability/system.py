@@ -16,19 +16,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-import httpx
 import redis.asyncio as aioredis
 
 from sluice.loadtest import LoadConfig, system_env
-from sluice.queue.keys import QueueKeys
 from sluice.redis.embedded import find_server_binary
 from sluice.simulator import ChatwootSimulator, SimulatorConfig
-from sluice.worker.registry import live_workers
 
 START_TIMEOUT_S = 30.0
 # Every delivery is accounted for (test_faults.accepted_messages): enough for an overload
@@ -124,34 +122,53 @@ class ProcessSystem:
                     await asyncio.to_thread(proc.wait)
         await self.sim.aclose()
 
-    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
+    async def _start(self, marker: bytes, *args: str) -> tuple[subprocess.Popen[bytes], float]:
+        """Start ``sluice <args>`` and wait for the line in which it announces that it is
+        ready (``marker``); its output is copied to a log file in ``self.logs`` by a thread,
+        which also wakes this wait, on the announcement or when the process ends first.
+        Returns the process and the seconds it took."""
         self._spawned += 1
-        log = (self.logs / f"{args[0]}-{self._spawned}.log").open("wb")
-        with log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "sluice", *args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        path = self.logs / f"{args[0]}-{self._spawned}.log"
+        started = time.monotonic()
+        proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; output read by a thread
+            [sys.executable, "-m", "sluice", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+        announced: list[bool] = []
+
+        def copy_output() -> None:
+            assert proc.stdout is not None
+            with path.open("wb") as log:
+                for line in proc.stdout:
+                    log.write(line)
+                    log.flush()
+                    if not announced and marker in line:
+                        announced.append(True)
+                        loop.call_soon_threadsafe(woken.set)
+            loop.call_soon_threadsafe(woken.set)  # end of output: the process is gone
+
+        threading.Thread(target=copy_output, name=f"log {path.name}", daemon=True).start()
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                await woken.wait()
+        except TimeoutError:
+            proc.kill()
+            raise RuntimeError(f"sluice {args[0]} did not announce itself; see {path}") from None
+        if not announced:
+            raise RuntimeError(f"sluice {args[0]} exited with {proc.wait()}; see {path}")
+        return proc, time.monotonic() - started
 
     async def start_api(self) -> float:
-        """Start ``sluice serve`` on the fixed port; seconds until it answered /readyz."""
-        started = time.monotonic()
-        self.api = self._spawn("serve", "--host", "127.0.0.1", "--port", str(self.api_port))
-        deadline = started + START_TIMEOUT_S
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            while True:
-                if self.api.poll() is not None:
-                    raise RuntimeError(f"sluice serve exited with {self.api.returncode}")
-                try:
-                    if (await client.get(f"{self.api_url}/readyz")).status_code == 200:
-                        return time.monotonic() - started
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("sluice serve did not become ready")
-                await asyncio.sleep(0.05)  # a port that starts listening has no event to await
+        """Start ``sluice serve`` on the fixed port; seconds until it was listening."""
+        port = str(self.api_port)
+        self.api, took = await self._start(
+            b"API listening on", "serve", "--host", "127.0.0.1", "--port", port
+        )
+        return took
 
     async def kill_api(self) -> None:
         """SIGKILL the API process: no shutdown handler runs, in-flight requests are cut."""
@@ -160,23 +177,11 @@ class ProcessSystem:
         await asyncio.to_thread(self.api.wait)
 
     async def start_worker(self) -> None:
-        """Start ``sluice worker`` and wait until it has announced itself in Redis."""
+        """Start ``sluice worker`` and wait until it has logged that it started."""
         args = ["worker"]
         if self.worker_processes > 1:
             args += ["--processes", str(self.worker_processes)]
-        client = aioredis.Redis.from_url(self.redis_url)
-        try:
-            before = len(await live_workers(client, QueueKeys(self.queue)))
-            self.worker = self._spawn(*args)
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while len(await live_workers(client, QueueKeys(self.queue))) < before + 1:
-                if self.worker.poll() is not None:
-                    raise RuntimeError(f"sluice worker exited with {self.worker.returncode}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError("sluice worker did not register")
-                await asyncio.sleep(0.05)  # the registry is a Redis hash; nothing to await
-        finally:
-            await client.aclose()
+        self.worker, _ = await self._start(b" started: ", *args)
 
     async def kill_worker(self) -> None:
         """SIGKILL the worker process mid-job: its leases expire and other workers (or its
