@@ -4,7 +4,6 @@ schemathesis runs (and their memory and timing checks) talk to it over loopback 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import redis
 
+from ..servers import free_port
 from .conftest import TOKEN
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -23,12 +23,6 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 class Server:
     url: str
     pid: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from schemathesis import GenerationMode
 from sluice.api.webhooks import WEBHOOK_PATH
 from sluice.chatwoot.signature import sign
 
+from ..servers import proc_status_kb
 from .conftest import TOKEN
 from .served import serve
 from .snapshot import redis_state, without
@@ -99,10 +100,7 @@ def test_webhook_from_its_schema(redis_url: str, queue_name: str, secret: str | 
 
 
 def peak_rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM in /proc")
+    return proc_status_kb(pid, "VmHWM")
 
 
 @pytest.mark.skipif(

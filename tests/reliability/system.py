@@ -13,7 +13,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,31 +21,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-import redis.asyncio as aioredis
-
 from sluice.loadtest import LoadConfig, system_env
-from sluice.redis.embedded import find_server_binary
 from sluice.simulator import ChatwootSimulator, SimulatorConfig
+
+from ..servers import free_port
 
 START_TIMEOUT_S = 30.0
 # Every delivery is accounted for (test_faults.accepted_messages): enough for an overload
 # run of tens of thousands of messages and their outgoing echoes.
 WEBHOOK_LOG_SIZE = 1_000_000
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (the API is restarted on the same one)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a live process, from /proc (Linux only, like these tests)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
 class ProcessSystem:
@@ -195,67 +178,3 @@ class ProcessSystem:
             "api": self.api is not None and self.api.poll() is None,
             "worker": self.worker is not None and self.worker.poll() is None,
         }
-
-
-class RedisServer:
-    """A private Redis-compatible server on a loopback TCP port, optionally with append-only
-    persistence, restartable on the same port and directory (the embedded server listens on
-    a fresh unix socket each start). Its ``used_memory`` is Sluice's alone."""
-
-    def __init__(self, directory: Path, *, fsync: str | None = None) -> None:
-        self.directory = directory
-        self.fsync = fsync  # None: no persistence at all
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = (self.directory / "server.log").open("ab")
-        with log:
-            self.proc = subprocess.Popen(
-                [
-                    str(find_server_binary()),
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--dir",
-                    str(self.directory),
-                    *(
-                        ["--appendonly", "yes", "--appendfsync", self.fsync]
-                        if self.fsync
-                        else ["--appendonly", "no"]
-                    ),
-                    "--save",
-                    "",
-                    "--maxmemory-policy",
-                    "noeviction",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    async def wait_ready(self, limit_s: float = 20.0) -> float:
-        """Seconds until the server answers PING after loading its append-only file."""
-        started = time.monotonic()
-        client = aioredis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        try:
-            while True:
-                try:
-                    if await client.ping():
-                        return time.monotonic() - started
-                except (OSError, aioredis.ConnectionError, aioredis.ResponseError):
-                    pass  # refused, or LOADING the append-only file
-                if time.monotonic() - started > limit_s:
-                    raise RuntimeError("Redis did not come back")
-                await asyncio.sleep(0.02)  # nothing to await on a server we just started
-        finally:
-            await client.aclose()
-
-    def stop(self, how: str) -> None:
-        assert self.proc is not None
-        if how == "kill":
-            self.proc.kill()
-        else:
-            self.proc.terminate()  # SHUTDOWN: the AOF is flushed and fsynced
-        self.proc.wait(timeout=30)

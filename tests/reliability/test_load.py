@@ -33,7 +33,8 @@ from sluice.queue.keys import QueueKeys
 from sluice.queue.queue import Queue
 
 from ..e2e.test_chatwoot_e2e import ACCOUNT
-from .system import ProcessSystem, RedisServer, rss_mb
+from ..servers import RedisServer, rss_mb
+from .system import ProcessSystem
 from .test_faults import assert_invariant, settle
 
 pytestmark = [pytest.mark.slow, pytest.mark.soak]
@@ -151,13 +152,12 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        if server.proc is not None and server.proc.poll() is None:
-            server.stop("kill")
+        server.stop("kill")
 
 
 @pytest.fixture
 async def client(private_redis: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    await private_redis.wait_ready()
+    await asyncio.to_thread(private_redis.wait_ready)
     redis_client = aioredis.Redis.from_url(private_redis.url)
     try:
         yield redis_client

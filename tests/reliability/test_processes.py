@@ -24,7 +24,8 @@ from sluice.loadtest import LoadConfig
 from sluice.queue.queue import Queue
 
 from ..integration.conftest import delete_queue_keys
-from .system import ProcessSystem, RedisServer
+from ..servers import RedisServer
+from .system import ProcessSystem
 from .test_faults import (
     ENV,
     SETTLE_TIMEOUT_S,
@@ -155,8 +156,7 @@ def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Red
     try:
         yield server
     finally:
-        if server.proc is not None and server.proc.poll() is None:
-            server.stop("kill")
+        server.stop("kill")
 
 
 async def test_redis_restart_with_append_only_file(
@@ -165,7 +165,7 @@ async def test_redis_restart_with_append_only_file(
     """(e) Redis with appendonly is killed (SIGKILL, appendfsync always) or restarted
     (SIGTERM, appendfsync everysec) while 50 customers write; it loads its append-only file
     and Sluice carries on. Every 2xx is answered once: an acknowledged write was on disk."""
-    await redis_server.wait_ready()
+    await asyncio.to_thread(redis_server.wait_ready)
     how: str = redis_server.how  # type: ignore[attr-defined]
     client = aioredis.Redis.from_url(redis_server.url)
     direct = Queue(queue_name, redis=client)
@@ -179,7 +179,7 @@ async def test_redis_restart_with_append_only_file(
             await asyncio.to_thread(redis_server.stop, how)
             await asyncio.sleep(REDIS_DOWN_S)
             redis_server.start()
-            load_s = await redis_server.wait_ready()
+            load_s = await asyncio.to_thread(redis_server.wait_ready)
             up_at = time.time()
             await asyncio.sleep(8)
             stop.set()
