@@ -5,7 +5,7 @@ The engine's public API::
     from sluice import Queue, Worker, Job
 """
 
-from sluice.errors import JobLostError, NonRetryableError, SluiceError
+from sluice.errors import JobLostError, LeaseLostError, NonRetryableError, SluiceError
 from sluice.queue.job import Job, JobRecord
 from sluice.queue.queue import Completion, Enqueued, EnqueueRequest, Queue, Reservation
 from sluice.worker.runtime import Handler, Worker
@@ -18,6 +18,7 @@ __all__ = [
     "Job",
     "JobLostError",
     "JobRecord",
+    "LeaseLostError",
     "NonRetryableError",
     "Queue",
     "Reservation",

@@ -8,10 +8,20 @@ Per turn (one batch of a conversation's waiting messages):
    `reply_generated` hops); a budget nearly spent (before the handler runs, or when it
    failed and a retry could only hand off), a customer asking for a human, or an AI that
    keeps failing hands the conversation off (assign a human, status `open`);
-4. the reply is posted once: a retried turn first looks for its own reply in the
-   conversation (`sluice_reply_id`), so a crash after posting never posts twice
+4. the reply is posted once: every POST is fenced first (``Job.fence``: Redis confirms
+   that this run still holds the turn's lease, records "reply in flight" and extends the
+   lease past the POST's deadline), and the POST may not outlive that lease; a later run of
+   the turn whose jobs carry an earlier fence first looks for that reply in the
+   conversation (`sluice_reply_id`), so a crash or a stall after posting never posts twice
    (`reply_sent` hop); when the earlier attempt's Chatwoot call failed without an answer,
-   its POST may still be on its way, so "not answered" needs a second look to agree.
+   its POST may still be on its way, so "not answered" needs a second look to agree. Every
+   other effect (handoff) checks the lease first (``Job.guard``).
+
+The window that remains: a process frozen (SIGSTOP, a VM pause) between the last lease
+check inside the HTTP client and the request's bytes leaving the socket, for longer than the
+rest of the fenced lease (the hold less the time already spent), sends its POST after the
+lease ended. That gap is a few hundred microseconds of CPU per POST; docs/engine.md has
+the arithmetic.
 """
 
 from __future__ import annotations
@@ -39,6 +49,12 @@ from sluice.queue.job import Job
 log = logging.getLogger("sluice.pipeline")
 
 HANDOFF_NOTE = "Handed off by Sluice: {reason}"
+# Stamped on every reply beside sluice_reply_id: which run posted it (worker, reservation
+# token, jobs, the fenced lease's end), so an audit of Chatwoot's messages can tell a reply
+# from a runner whose lease had passed (tests/reliability/jepsen checks exactly that).
+RUN_ATTRIBUTE = "sluice_run"
+POST_BUDGET_S = 30.0  # the most a reply POST may take, retries included
+FENCE_SLACK_S = 2.0  # the fence holds the lease this much past the client's request timeout
 
 
 class ReplyPipeline:
@@ -80,9 +96,11 @@ class ReplyPipeline:
             await self.conversations.bot_resumed(key)
         job.mark("broker_assigned")
         members = job.members
-        if any(m.reservations > 1 for m in members):
-            # This turn ran before (crash, hand-back, DLQ retry): answer only what no earlier
-            # reply of ours covered, so nothing is posted twice and nothing is skipped.
+        if job.fenced_before or any(m.reservations > 1 for m in members):
+            # This turn ran before and may have reached its POST (a fence of an earlier run
+            # says so for sure; a crash, stall, hand-back or DLQ retry may have): answer
+            # only what no earlier reply of ours covered, so nothing is posted twice and
+            # nothing is skipped.
             members = await self._unanswered(account_id, conversation_id, members)
             if not members:
                 log.info("turn of %s was already answered by an earlier attempt", key)
@@ -130,10 +148,20 @@ class ReplyPipeline:
                 conversation_id,
                 reply.content,
                 reply_id=reply_id,
-                deadline=time.time() + 30,
+                deadline=await self._fence(job),
+                content_attributes={RUN_ATTRIBUTE: _run_marker(job)},
             )
             job.mark("reply_sent")
             await self.conversations.remember(key, turn.text(), reply.content)
+
+    async def _fence(self, job: Job) -> float:
+        """Fence the POST (see the module docstring) and return its deadline (epoch s):
+        the end of the fenced lease, so no attempt of the POST starts after another runner
+        may own the turn."""
+        await job.fence((self.client.timeout_s + FENCE_SLACK_S) * 1000)
+        lease = job.lease
+        budget = POST_BUDGET_S if lease is None else min(POST_BUDGET_S, lease.remaining_s)
+        return time.time() + budget
 
     async def _answer(self, broker: Broker, turn: Turn) -> Reply:
         """The handler's reply (a final failure already becomes a handoff); a handler still
@@ -214,14 +242,43 @@ class ReplyPipeline:
         """Assign a human (least-loaded human broker; else Chatwoot's own routing) and open
         the conversation; the bot stays silent until it is `pending` again."""
         key = job.key
+        await job.guard()
         human = await self.assigner.assign(key, kind="human")
         agent_id = human.agent_id if human is not None and human.kind == "human" else None
         if agent_id is not None:
             await self.client.assign(account_id, conversation_id, assignee_id=agent_id)
+        await job.guard()
         await self.client.toggle_status(account_id, conversation_id, "open")
         await self.conversations.human_took_over(key, agent_id, reason)
         job.mark("handed_off")
         log.info("conversation %s handed off to %s: %s", key, agent_id or "Chatwoot", reason)
+
+
+def _run_marker(job: Job) -> str:
+    """``worker=<id>;lease_until_ms=<epoch ms>;jobs=<id>:<token>,...``: a flat string, as
+    Chatwoot keeps any string in a message's content_attributes (see :func:`parse_run`)."""
+    lease = job.lease
+    until = f"{lease.until_ms:.3f}" if lease is not None and lease.until_ms else ""
+    jobs = ",".join(f"{m.id}:{m.token}" for m in job.members)
+    worker = lease.worker_id if lease is not None else ""
+    return f"worker={worker};lease_until_ms={until};jobs={jobs}"
+
+
+def parse_run(marker: object) -> dict[str, Any] | None:
+    """A reply's ``sluice_run`` marker as ``{"worker", "lease_until_ms", "tokens"}`` (tokens:
+    job id -> reservation token), or None when it is missing or malformed."""
+    if not isinstance(marker, str):
+        return None
+    fields = dict(part.partition("=")[::2] for part in marker.split(";"))
+    if not {"worker", "lease_until_ms", "jobs"} <= fields.keys():
+        return None
+    tokens = dict(ref.partition(":")[::2] for ref in fields["jobs"].split(",") if ref)
+    until = fields["lease_until_ms"]
+    return {
+        "worker": fields["worker"],
+        "lease_until_ms": float(until) if until else None,
+        "tokens": tokens,
+    }
 
 
 def _covered(job_id: int, ranges: list[tuple[int, int]]) -> bool:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sluice.queue.lease import Lease
+
+# How long a fence holds the lease by default: the Chatwoot client's 10 s request timeout
+# and a little more, so a POST can end before anyone else may run the turn.
+DEFAULT_FENCE_HOLD_MS = 12_000
 
 
 def now_ms() -> float:
@@ -37,6 +44,9 @@ class Job:
     leader_id: str | None = None
     batch: list[Job] = field(default_factory=list)
     reservations: int = 1  # times ever reserved (not reset by a hand-back or a DLQ retry)
+    prefetched: bool = False  # reserved into a prefetch buffer; its attempt is charged at start
+    fenced_by: str | None = None  # token of an earlier run that fenced an effect (see fence)
+    lease: Lease | None = None  # set by the worker while the job runs
 
     @property
     def members(self) -> list[Job]:
@@ -57,6 +67,34 @@ class Job:
         self.hops[hop] = value
         return value
 
+    async def guard(self) -> None:
+        """Raise :class:`~sluice.errors.LeaseLostError` when this run's lease has passed.
+
+        Cheap (no round trip): call it before any external effect. A run whose lease
+        passed may share the job with a newer runner, so it must not act; the worker
+        cancels it too, but only at its next ``await``. Outside a worker it does nothing."""
+        if self.lease is not None:
+            self.lease.check()
+
+    async def fence(self, hold_ms: float = DEFAULT_FENCE_HOLD_MS) -> float:
+        """Confirm in Redis, atomically, that this run still holds the lease of every job
+        of its turn, record that an effect is in flight, and extend the lease to at least
+        ``hold_ms`` from now. Returns the lease's end (epoch ms, Redis clock).
+
+        Call it right before an effect that must not happen twice (posting a reply) and
+        bound the effect by the lease it returns: no other runner can take the turn before
+        then, and one that takes it afterwards sees :attr:`fenced_by` and knows to look
+        for the effect first. Raises :class:`~sluice.errors.LeaseLostError` when the lease
+        is gone. Outside a worker it does nothing and returns 0."""
+        if self.lease is None:
+            return 0.0
+        return await self.lease.fence(hold_ms)
+
+    @property
+    def fenced_before(self) -> bool:
+        """Whether an earlier run of this turn fenced an effect: it may have happened."""
+        return any(m.fenced_by is not None for m in self.members)
+
     @property
     def is_last_attempt(self) -> bool:
         return self.attempt >= self.max_attempts
@@ -70,6 +108,8 @@ class Job:
         err = data.get(b"err")
         mid = data.get(b"mid", b"")
         leader = data.get(b"batch")
+        token = data.get(b"token", b"").decode()
+        fence = data.get(b"fence", b"").decode()
         return cls(
             id=data[b"id"].decode(),
             key=data[b"key"].decode(),
@@ -78,12 +118,14 @@ class Job:
             max_attempts=int(data[b"max"]),
             priority=data[b"prio"].decode(),
             message_id=mid.decode() or None,
-            token=data.get(b"token", b"").decode(),
+            token=token,
             hops=hops,
             deadline_ms=float(deadline) if deadline else None,
             last_error=err.decode() if err else None,
             leader_id=leader.decode() if leader else None,
             reservations=int(data.get(b"rsv", b"1")),
+            prefetched=data.get(b"pf") == b"1",
+            fenced_by=fence if fence and fence != token else None,
         )
 
 

@@ -26,6 +26,7 @@ FIXED_KEYS = (
     "wake",
     "events",
     "seq",
+    "control",
 )
 
 
@@ -64,6 +65,10 @@ class QueueKeys:
 
     def dedupe(self, message_id: str) -> str:
         return f"{self.prefix}dedupe:{message_id}"
+
+    def request(self, request_id: str) -> str:
+        """Where a script keeps the answer of a call (see lua/lib/request.lua)."""
+        return f"{self.prefix}req:{request_id}"
 
     def stats(self, unix_second: int) -> str:
         return f"{self.prefix}stats:{unix_second}"

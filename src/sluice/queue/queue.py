@@ -8,12 +8,14 @@ and results. Workers use the lower-level :meth:`Queue.reserve`, :meth:`Queue.com
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
+from sluice.errors import LeaseLostError
 from sluice.queue.job import Job, JobRecord
 from sluice.queue.keys import QueueKeys
 from sluice.queue.priority import DEFAULT_TARGETS_MS, target_ms
@@ -25,6 +27,13 @@ DEFAULT_RATE_GUARD_MS = 20
 RECOVER_PER_CALL = 50
 
 ReserveStatus = Literal["ok", "paused", "rate"]
+
+
+def new_request_id() -> str:
+    """A fresh id for one state-changing script call: a repeat of the call (redis-py
+    re-sends a command whose reply was lost) is answered from the first one's record
+    instead of acting twice (lua/lib/request.lua)."""
+    return secrets.token_hex(8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +167,7 @@ class Queue:
         body = json.dumps(payload, separators=(",", ":"))
         args: list[Any] = [
             self._prefix,
+            new_request_id(),
             message_id or "",
             key,
             body,
@@ -241,11 +251,12 @@ class Queue:
 
     async def drain(self) -> int:
         """Remove every waiting and delayed job; returns how many were removed."""
-        return int(await self.scripts.drain(self._kv, [self._prefix]))
+        return int(await self.scripts.drain(self._kv, [self._prefix, new_request_id()]))
 
     async def cancel(self, key: str, reason: str = "cancelled") -> int:
         """Remove the waiting jobs of one conversation; returns how many."""
-        return int(await self.scripts.cancel(self._kv, [self._prefix, key, reason]))
+        args = [self._prefix, new_request_id(), key, reason]
+        return int(await self.scripts.cancel(self._kv, args))
 
     async def counts(self) -> dict[str, Any]:
         """Sizes of the queue: waiting, active, delayed, dead, completed, paused, ..."""
@@ -263,8 +274,10 @@ class Queue:
         }
 
     async def set_rate_limit(self, jobs_per_second: int | None) -> None:
-        """Change the global rate limit live (None = back to each worker's configured one)."""
+        """Change the global rate limit live (None = back to each worker's configured one).
+        Workers hand back their prefetch buffers at once: the limiter counts reservations."""
         await self._set_live("rate_limit", jobs_per_second)
+        await self.redis.publish(self.keys.control, "rate")
 
     async def set_concurrency(self, slots: int | None) -> None:
         """Change every worker's slot count live (None = back to its configured value)."""
@@ -326,11 +339,13 @@ class Queue:
 
     async def retry_dead(self, job_id: str) -> bool:
         """Requeue a dead letter with fresh attempts; False if it is not a dead letter."""
-        return bool(await self.scripts.retry_dead(self._kv, [self._prefix, job_id]))
+        args = [self._prefix, new_request_id(), job_id]
+        return bool(await self.scripts.retry_dead(self._kv, args))
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
         """Delete dead letters for good (all of them when no ids are given)."""
-        return int(await self.scripts.purge_dead(self._kv, [self._prefix, *(job_ids or ())]))
+        args = [self._prefix, new_request_id(), *(job_ids or ())]
+        return int(await self.scripts.purge_dead(self._kv, args))
 
     # ---------------------------------------------------------------- worker side
 
@@ -339,19 +354,26 @@ class Queue:
         count: int,
         *,
         worker_id: str,
+        prefetch: int = 0,
         lease_ms: int = DEFAULT_LEASE_MS,
         rate_limit: int = 0,
         rate_guard_ms: int = DEFAULT_RATE_GUARD_MS,
         batch: int = 1,
+        request_id: str | None = None,
     ) -> Reservation:
-        """Take up to ``count`` conversations' next jobs, earliest deadline first; with
+        """Take up to ``count`` conversations' next jobs to start now, and up to
+        ``prefetch`` more for a prefetch buffer (``job.prefetched``: their attempt is
+        charged when they start, see :meth:`complete`), earliest deadline first; with
         ``batch`` > 1 up to that many waiting jobs of a conversation come as one batch
-        (``job.members``), to be answered in one turn."""
+        (``job.members``), to be answered in one turn. Re-sending a call with the same
+        ``request_id`` returns the jobs the first one reserved (those still leased)."""
         raw = await self.scripts.reserve(
             self._kv,
             [
                 self._prefix,
+                request_id or new_request_id(),
                 count,
+                prefetch,
                 lease_ms,
                 worker_id,
                 rate_limit,
@@ -367,7 +389,10 @@ class Queue:
         self,
         done: Sequence[Completion],
         *,
+        started: Sequence[Job] = (),
         reserve: int = 0,
+        prefetch: int = 0,
+        request_id: str | None = None,
         worker_id: str = "",
         lease_ms: int = DEFAULT_LEASE_MS,
         rate_limit: int = 0,
@@ -375,15 +400,19 @@ class Queue:
         batch: int = 1,
         report: bool = True,
     ) -> tuple[list[str], Reservation, list[Finished]]:
-        """Acknowledge finished jobs and, in the same round trip, reserve ``reserve`` more.
+        """Acknowledge finished jobs, charge the attempts of prefetched jobs that ``started``
+        (every member of each), and in the same round trip reserve ``reserve`` more to start
+        and ``prefetch`` for the buffer. Re-sending with the same ``request_id`` acts once.
 
         Returns the ids whose reservation had expired (not completed by us), the
         reservation, and the measured durations of the completed jobs.
         """
         args: list[Any] = [
             self._prefix,
+            request_id or new_request_id(),
             self.completed_retention_ms,
             reserve,
+            prefetch,
             lease_ms,
             worker_id,
             rate_limit,
@@ -393,8 +422,9 @@ class Queue:
             self.sla_warning_ms,
             self.sla_critical_ms,
             max(1, batch),
-            len(done),
         ]
+        _add_refs(args, [m for job in started for m in job.members])
+        args.append(len(done))
         for c in done:
             args.append(c.job_id)
             args.append(c.token)
@@ -429,6 +459,7 @@ class Queue:
         members = job.members
         args: list[Any] = [
             self._prefix,
+            new_request_id(),
             error[:2000],
             max(0, backoff_ms),
             1 if retryable else 0,
@@ -451,26 +482,49 @@ class Queue:
             return "lost"
         raise RuntimeError(f"fail.lua returned {outcome!r}")
 
-    async def extend(self, jobs: Sequence[Job], lease_ms: int = DEFAULT_LEASE_MS) -> list[str]:
-        """Renew leases (of every member of a batch); returns ids of jobs that are no
-        longer ours."""
+    async def extend(
+        self,
+        jobs: Sequence[Job],
+        lease_ms: int = DEFAULT_LEASE_MS,
+        *,
+        started: Sequence[Job] = (),
+    ) -> list[str]:
+        """Renew leases (of every member of a batch) and charge the attempts of prefetched
+        jobs that ``started``; returns ids of jobs that are no longer ours (a lease that
+        already ran out is not revived). Safe to repeat."""
         members = [m for job in jobs for m in job.members]
-        if not members:
+        begun = [m for job in started for m in job.members]
+        if not members and not begun:
             return []
-        args: list[Any] = [self._prefix, lease_ms, len(members)]
-        for job in members:
-            args.append(job.id)
-            args.append(job.token)
+        args: list[Any] = [self._prefix, lease_ms]
+        _add_refs(args, members)
+        _add_refs(args, begun)
         return [x.decode() for x in await self.scripts.extend(self._kv, args)]
 
-    async def release(self, jobs: Sequence[Job], reason: str | None = None) -> int:
+    async def fence(self, job: Job, hold_ms: float) -> float:
+        """Confirm that ``job``'s turn (every member) is still leased under its tokens and
+        unexpired, record an effect in flight, and extend the lease to at least ``hold_ms``
+        from now; returns the lease's end (epoch ms, Redis clock). Raises
+        :class:`~sluice.errors.LeaseLostError` otherwise. Safe to repeat. Handlers use
+        :meth:`Job.fence`, which also moves the worker's local deadline."""
+        args: list[Any] = [self._prefix, int(hold_ms)]
+        _add_refs(args, job.members)
+        ok, detail = await self.scripts.fence(self._kv, args)
+        if int(ok) != 1:
+            raise LeaseLostError(_text(detail))
+        return float(detail)
+
+    async def release(
+        self, jobs: Sequence[Job], reason: str | None = None, *, request_id: str | None = None
+    ) -> int:
         """Hand unfinished jobs (with their batch members) back to the head of their lanes
         without an attempt penalty. ``reason`` becomes their recorded error: say why when a
         turn was cut short mid-way (it may have sent something that lands later)."""
         members = [m for job in jobs for m in job.members]
         if not members:
             return 0
-        args: list[Any] = [self._prefix, len(members), reason or ""]
+        args: list[Any] = [self._prefix, request_id or new_request_id(), len(members)]
+        args.append(reason or "")
         for job in members:
             args.append(job.id)
             args.append(job.token)
@@ -486,6 +540,14 @@ class Queue:
             connection_class=pool.connection_class, max_connections=1, **kwargs
         )
         return aioredis.Redis(connection_pool=dedicated)
+
+
+def _add_refs(args: list[Any], jobs: Sequence[Job]) -> None:
+    """Append ``n`` and then each job's (id, reservation token), as the scripts read them."""
+    args.append(len(jobs))
+    for job in jobs:
+        args.append(job.id)
+        args.append(job.token)
 
 
 def _reservation(raw: list[Any]) -> Reservation:

@@ -20,6 +20,7 @@ SCRIPT_NAMES = (
     "complete",
     "fail",
     "extend",
+    "fence",
     "release",
     "pause",
     "drain",

@@ -5,13 +5,20 @@ as many new ones as there are free slots in the same script call, and when nothi
 ready it blocks in BLPOP on a connection of its own (never one of the shared pool) until
 a producer, a finished job, a retry timer or a stop wakes it. A heartbeat task renews
 leases, reloads live settings and reports to the worker registry.
+
+Each run holds a lease (:mod:`sluice.queue.lease`) that is a fence: when it passes without
+a successful renewal the run is cancelled and its effects are refused, because another
+runner may own the job by then. Runs are keyed by (job id, token), so a stale run of a job
+can never touch the entry of a newer run of the same job. An exchange whose answer was lost
+is re-sent with the same request id, which Redis answers from the first one's record: the
+worker always learns what was leased to it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -20,6 +27,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,10 +35,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sluice.errors import NonRetryableError
+from sluice.errors import LeaseLostError, NonRetryableError
 from sluice.queue.job import Job, now_ms
-from sluice.queue.queue import DEFAULT_LEASE_MS, Completion, Finished, Queue, Reservation
-from sluice.worker import registry
+from sluice.queue.lease import Lease, local_deadline
+from sluice.queue.queue import (
+    DEFAULT_LEASE_MS,
+    Completion,
+    Finished,
+    Queue,
+    Reservation,
+    new_request_id,
+)
+from sluice.worker import control, registry
+from sluice.worker.prefetch import DEFAULT_HOLD_S, PrefetchBuffer
 from sluice.worker.utilization import UtilizationMeter
 
 Handler = Callable[[Job], Awaitable[Any]]
@@ -45,6 +62,33 @@ job_log = logging.getLogger("sluice.jobs")
 REDIS_DOWN = (RedisError, RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
+RunKey = tuple[str, str]  # (job id, reservation token)
+CONTROL_SUBSCRIBE_WAIT_S = 2.0
+
+
+@dataclass(eq=False, slots=True)
+class _Run:
+    """One run of a job (a turn) on a slot."""
+
+    job: Job
+    lease: Lease
+    task: asyncio.Task[None] | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """One call to Redis that acknowledges, charges starts and reserves. Kept until it is
+    answered: after a Redis error it is re-sent as it was, same request id, so a call that
+    ran but whose reply was lost is answered from its record instead of acting twice."""
+
+    request_id: str
+    done: list[Completion]
+    started: list[Job]
+    want: int
+    prefetch: int
+
+
 def backoff_ms(attempt: int, base_ms: int, cap_ms: int) -> int:
     """Exponential backoff with "equal jitter": half fixed, half random, so retries of
     many conversations spread out but never retry sooner than half the nominal delay."""
@@ -57,7 +101,12 @@ class Worker:
 
     ``rate_limit`` is the global job starts per second shared by every worker of the queue
     (0 = unlimited); a live value set with :meth:`Queue.set_rate_limit` wins, and so does a
-    live concurrency set with :meth:`Queue.set_concurrency`.
+    live concurrency set with :meth:`Queue.set_concurrency`. ``prefetch`` jobs (default:
+    ``concurrency``) may wait in a buffer for a free slot when there is no rate limit and
+    handlers are short: once ``prefetch_warmup`` runs have finished in under half of
+    ``prefetch_hold_s`` on average; ``prefetch_hold_s`` bounds how long a job may wait there
+    (:mod:`sluice.worker.prefetch`). For long handlers the round trip a buffer saves is
+    noise, and a buffer would only hold jobs back from other workers and from a pause.
     """
 
     def __init__(
@@ -77,6 +126,8 @@ class Worker:
         handle_signals: bool = True,
         batch_size: int = 1,
         prefetch: int | None = None,
+        prefetch_hold_s: float = DEFAULT_HOLD_S,
+        prefetch_warmup: int = 20,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -102,19 +153,25 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.handle_signals = handle_signals
         self.batch_size = batch_size
-        # Reserved jobs kept ready for the next free slot, so a slot never waits a round
-        # trip for work. Only without a rate limit: a buffered job would start later than
-        # its reservation, which is what the limiter counts.
         self.prefetch = concurrency if prefetch is None else prefetch
-        self._buffer: collections.deque[Job] = collections.deque()
+        self._buffer = PrefetchBuffer(prefetch_hold_s)
         self._live_rate_limit: int | None = None
+        self._paused = False  # as last heard from Redis: no buffered job starts meanwhile
+        # Handler durations (EWMA, s): prefetch only pays for short handlers; for long ones
+        # it would only hold jobs back from other workers.
+        self._handler_s = 0.0
+        self._runs_to_warm_up = prefetch_warmup
 
         self.processed = 0
         self.failed = 0
         self.utilization = 0.0
         self.throughput = 0.0
-        self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self._running: dict[RunKey, _Run] = {}
         self._done: list[Completion] = []
+        self._started: list[Job] = []  # prefetched jobs that started: attempts to charge
+        self._hand_back: list[Job] = []  # buffered jobs that may not start: release them
+        self._pending: _Exchange | None = None
+        self._unconfirmed: list[tuple[Job, Lease]] = []  # leases to renew before a start
         self._changed = asyncio.Event()
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -134,7 +191,15 @@ class Worker:
         signals = (signal.SIGTERM, signal.SIGINT) if self.handle_signals else ()
         for sig in signals:
             loop.add_signal_handler(sig, self.request_stop)
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat {self.id}")
+        subscribed = asyncio.Event()
+        helpers = [
+            asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat {self.id}"),
+            asyncio.create_task(control.listen(self.queue, self._on_control, subscribed)),
+        ]
+        # Hear pause/drain/cancel before holding any job; a Redis that does not answer yet
+        # must not keep the worker from starting (the fetch loop copes with that).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscribed.wait(), CONTROL_SUBSCRIBE_WAIT_S)
         log.info(
             "worker %s started: %d slots, rate limit %s",
             self.id,
@@ -145,9 +210,11 @@ class Worker:
             await self._fetch_loop()
             await self._finish_or_release()
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for helper in helpers:
+                helper.cancel()
+            for helper in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
             for sig in signals:
                 loop.remove_signal_handler(sig)
             await self._close_blocker()
@@ -174,6 +241,11 @@ class Worker:
     def busy(self) -> int:
         return len(self._running)
 
+    @property
+    def buffered(self) -> int:
+        """Jobs reserved into the prefetch buffer, waiting for a slot."""
+        return len(self._buffer)
+
     async def wait_heartbeat(self) -> None:
         """Wait for the next successful heartbeat (registry written, leases renewed)."""
         self._heartbeat_done.clear()
@@ -184,31 +256,32 @@ class Worker:
     async def _fetch_loop(self) -> None:
         failures = 0
         while not self._stopping:
-            done: list[Completion] = []
+            call: _Exchange | None = None
             try:
                 if self._done and self._running:
                     # Let slots whose replies are already in finish too: one exchange then
                     # acknowledges them all and refills every freed slot (one loop turn).
                     await asyncio.sleep(0)
                 self._start_buffered()
-                free = self.concurrency - len(self._running)
-                room = free + self._prefetch_room()
-                done = self._take_done()
-                if room <= 0 and not done:
+                await self._hand_back_revoked()
+                await self._confirm()
+                call = self._pending or self._next_exchange()
+                if call is None:
                     await self._wait_changed()
                     continue
-                reservation = await self._exchange(done, max(0, room))
-                done = []
+                self._pending = call
+                sent_at = time.monotonic()
+                reservation = await self._exchange(call)
+                self._pending = None
                 failures = 0
-                self._buffer.extend(reservation.jobs)
-                self._start_buffered()
+                self._take(reservation, sent_at)
                 if reservation.jobs or self._done:
                     continue
                 await self._idle(reservation)
             except REDIS_DOWN as exc:
-                # Unreachable, restarting, failing over (READONLY), ...: keep what is not
-                # acknowledged yet, back off, and carry on; never die with jobs in hand.
-                self._done[:0] = done
+                # Unreachable, restarting, failing over (READONLY), ...: keep the unanswered
+                # call to re-send as it was, back off, and carry on; never die with jobs in
+                # hand.
                 failures += 1
                 # Capped at 1 s so work resumes within about a second of Redis returning.
                 delay = min(1.0, 0.1 * 2 ** min(failures, 4))
@@ -218,25 +291,123 @@ class Worker:
                 await self._sleep_unless_changed(delay)
         await self._flush_done()
 
+    def _next_exchange(self) -> _Exchange | None:
+        free = max(0, self.concurrency - len(self._running))
+        prefetch = self._prefetch_room()
+        done, self._done = self._done, []
+        started, self._started = self._started, []
+        if free + prefetch <= 0 and not done and not started:
+            return None
+        return _Exchange(new_request_id(), done, started, free, prefetch)
+
     def _prefetch_room(self) -> int:
         limited = self._live_rate_limit if self._live_rate_limit is not None else self.rate_limit
-        if limited or self._stopping:
+        if limited or self._stopping or self._paused:
+            return 0
+        if self._runs_to_warm_up > 0 or self._handler_s * 2 > self._buffer.hold_s:
             return 0
         return max(0, self.prefetch - len(self._buffer))
 
+    def _take(self, reservation: Reservation, sent_at: float) -> None:
+        """Start the jobs reserved to start now; buffer the prefetched ones. A reservation
+        whose call took more than half a lease to come back (the loop was blocked while it
+        was being sent, Redis was slow) is renewed before anything starts: the local
+        deadline counts from the send, so it would be nearly spent."""
+        self._paused = reservation.status == "paused"
+        deadline = local_deadline(sent_at, self.lease_ms)
+        slow = deadline - time.monotonic() < self.lease_ms / 2000
+        for job in reservation.jobs:
+            lease = Lease(
+                token=job.token,
+                worker_id=self.id,
+                deadline=deadline,
+                fencer=functools.partial(self.queue.fence, job),
+            )
+            if slow and not self._stopping:
+                self._unconfirmed.append((job, lease))
+                self._changed.set()
+            else:
+                self._place(job, lease, sent_at)
+        self._start_buffered()
+
+    def _place(self, job: Job, lease: Lease, reserved_at: float) -> None:
+        if job.prefetched:
+            self._buffer.add(job, lease, reserved_at)
+        elif self._stopping:
+            self._hand_back.append(job)
+        else:
+            self._start(job, lease)
+
+    async def _confirm(self) -> None:
+        """Renew the leases of reservations that came back slowly (see :meth:`_take`),
+        then start or buffer those still ours."""
+        if not self._unconfirmed:
+            return
+        pending, self._unconfirmed = self._unconfirmed, []
+        sent_at = time.monotonic()
+        try:
+            lost = set(await self.queue.extend([job for job, _ in pending], self.lease_ms))
+        except BaseException:
+            self._unconfirmed[:0] = pending
+            raise
+        for job, lease in pending:
+            if any(m.id in lost for m in job.members):
+                log.warning("job %s: its lease ran out before the reservation arrived", job.id)
+                continue
+            lease.extended(sent_at, self.lease_ms)
+            self._place(job, lease, sent_at)
+        self._start_buffered()
+
     def _start_buffered(self) -> None:
         """Start buffered jobs on free slots (no round trip); called when a slot frees."""
-        while self._buffer and len(self._running) < self.concurrency and not self._stopping:
-            job = self._buffer.popleft()
+        while len(self._running) < self.concurrency and not self._stopping and not self._paused:
+            entry, expired = self._buffer.pop_next()
+            self._hand_back.extend(e.job for e in expired)
+            if entry is None:
+                break
+            job = entry.job
             if job.hops.get("reserved", 0) < now_ms() - 1:
                 job.mark("started")  # waited in the buffer: queue wait counts until now
-            self._start(job)
+            for member in job.members:  # its attempt is charged now (sent with the next call)
+                member.attempt += 1
+            self._started.append(job)
+            self._start(job, entry.lease)
+        if self._hand_back:
+            self._changed.set()
 
-    async def _exchange(self, done: list[Completion], want: int) -> Reservation:
-        if done:
+    async def _hand_back_revoked(self) -> None:
+        """Release buffered jobs that may not start (held too long, paused, drained,
+        cancelled, rate-limited) to the head of their lanes, with their deadline and
+        without an attempt charged. If Redis cannot be reached their leases expire and
+        they come back the same way."""
+        jobs, self._hand_back = self._hand_back, []
+        jobs = [job for job in jobs if not job.lease or not job.lease.lost]
+        if jobs:
+            await self.queue.release(jobs)
+
+    def _on_control(self, message: str) -> None:
+        """A control message (see :mod:`sluice.worker.control`)."""
+        if message in ("pause", "drain"):
+            self._paused = self._paused or message == "pause"
+            revoked = self._buffer.take_all()
+        elif message.startswith("cancel:"):
+            revoked = self._buffer.take_conversation(message.removeprefix("cancel:"))
+        elif message == "rate":
+            asyncio.get_running_loop().create_task(self._reload_live_settings())
+            revoked = self._buffer.take_all()
+        else:
+            return
+        self._hand_back.extend(e.job for e in revoked)
+        self._changed.set()
+
+    async def _exchange(self, call: _Exchange) -> Reservation:
+        if call.done or call.started:
             lost, reservation, finished = await self.queue.complete(
-                done,
-                reserve=want,
+                call.done,
+                started=call.started,
+                reserve=call.want,
+                prefetch=call.prefetch,
+                request_id=call.request_id,
                 worker_id=self.id,
                 lease_ms=self.lease_ms,
                 rate_limit=self.rate_limit,
@@ -250,7 +421,9 @@ class Worker:
                     _log_finished(f)
             return reservation
         return await self.queue.reserve(
-            want,
+            call.want,
+            prefetch=call.prefetch,
+            request_id=call.request_id,
             worker_id=self.id,
             lease_ms=self.lease_ms,
             rate_limit=self.rate_limit,
@@ -312,63 +485,101 @@ class Worker:
         await self._changed.wait()
         self._changed.clear()
 
-    def _take_done(self) -> list[Completion]:
-        done, self._done = self._done, []
-        return done
-
     async def _flush_done(self, within_s: float = 10.0) -> None:
         """Acknowledge what finished, retrying while Redis is unreachable, for at most
         ``within_s``: past that the leases expire and the jobs run again elsewhere (at least
-        once), which beats a worker that never exits."""
+        once), which beats a worker that never exits. An unanswered exchange goes first,
+        as it was."""
         deadline = time.monotonic() + within_s
         attempt = 0
-        while self._done and time.monotonic() < deadline:
-            done = self._take_done()
+        while (self._pending or self._done or self._started) and time.monotonic() < deadline:
+            call = self._pending or _Exchange(
+                new_request_id(), self._done, self._started, want=0, prefetch=0
+            )
+            self._pending, self._done, self._started = call, [], []
             try:
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                    await self._exchange(done, 0)
+                    reservation = await self._exchange(call)
+                self._pending = None
+                self._hand_back.extend(reservation.jobs)  # a replayed call's jobs: not now
             except (*REDIS_DOWN, TimeoutError) as exc:
-                self._done[:0] = done
-                log.warning("cannot acknowledge %d jobs yet (%r)", len(done), exc)
+                log.warning("cannot acknowledge %d jobs yet (%r)", len(call.done), exc)
                 attempt += 1
                 await asyncio.sleep(min(1.0, 0.1 * 2**attempt))
-        if self._done:
-            log.error("gave up acknowledging %d jobs; their leases will expire", len(self._done))
-            self._done.clear()
+        if self._pending or self._done:
+            log.error("gave up acknowledging jobs; their leases will expire")
+            self._pending, self._done, self._started = None, [], []
 
     # ------------------------------------------------------------------ running jobs
 
-    def _start(self, job: Job) -> None:
-        self._meter.started(job.id)
-        task = asyncio.create_task(self._run(job), name=f"job {job.id}")
-        self._running[job.id] = (job, task)
+    def _start(self, job: Job, lease: Lease) -> None:
+        job.lease = lease
+        for member in job.members:
+            member.lease = lease
+        run = _Run(job, lease)
+        key = (job.id, job.token)
+        self._meter.started(f"{job.id}:{job.token}")
+        run.task = asyncio.create_task(self._run(run), name=f"job {job.id}")
+        self._running[key] = run
+        lease.arm(asyncio.get_running_loop(), functools.partial(self._lease_timer, run))
 
-    async def _run(self, job: Job) -> None:
+    def _lease_timer(self, run: _Run) -> None:
+        """The local deadline passed without a renewal (Redis unreachable, the event loop
+        blocked, or a renewal refused): another runner may own the job now."""
+        if run.lease.lost:
+            self._lose(run, "lease expired before the worker could renew it")
+        else:  # renewed meanwhile: wait for the new deadline
+            run.lease.arm(asyncio.get_running_loop(), functools.partial(self._lease_timer, run))
+
+    def _lose(self, run: _Run, reason: str) -> None:
+        if run.lease.lost_reason is None:
+            log.warning("job %s: %s; cancelling its run", run.job.id, reason)
+        run.lease.lose(reason)
+        run.lease.disarm()
+        if run.task is not None and not run.task.done():
+            run.task.cancel()
+
+    async def _run(self, run: _Run) -> None:
+        job = run.job
+        meter_key = f"{job.id}:{job.token}"
         try:
             await self.handler(job)
         except asyncio.CancelledError:
-            self._meter.finished(job.id)
-            raise
+            self._meter.finished(meter_key)
+            if run.lease.lost_reason is None:
+                raise  # shutdown: the worker hands the job back
+        except LeaseLostError as exc:
+            self._meter.finished(meter_key)
+            run.lease.lose(str(exc))
+            log.warning("job %s stopped before an effect: %s", job.id, exc)
         except Exception as exc:  # the handler's failure is the job's outcome, not ours
-            self._meter.finished(job.id)
+            self._meter.finished(meter_key)
             self.failed += 1
-            retryable = not isinstance(exc, NonRetryableError)
-            error = f"{type(exc).__name__}: {exc}"
-            await self._record_failure(job, error, retryable)
+            if not run.lease.lost:
+                retryable = not isinstance(exc, NonRetryableError)
+                error = f"{type(exc).__name__}: {exc}"
+                await self._record_failure(job, error, retryable)
         else:
-            self._meter.finished(job.id)
+            self._meter.finished(meter_key)
             self.processed += 1
             for member in job.members:  # one turn answered them all: each keeps its hops
                 marks = job.marks if member is job else {**member.marks, **job.marks}
                 self._done.append(Completion(member.id, member.token, marks))
         finally:
-            self._running.pop(job.id, None)
+            took = time.monotonic() - run.started_at
+            self._handler_s = 0.8 * self._handler_s + 0.2 * took
+            self._runs_to_warm_up -= 1
+            run.lease.disarm()
+            if self._running.get((job.id, job.token)) is run:
+                del self._running[(job.id, job.token)]
             self._start_buffered()
             self._changed.set()
 
     async def _record_failure(self, job: Job, error: str, retryable: bool) -> None:
         delay = backoff_ms(job.attempt, self.retry_base_ms, self.retry_max_ms)
         for attempt in range(20):
+            if job.lease is not None and job.lease.lost:
+                return  # no longer ours: its recovery decides
             try:
                 outcome = await self.queue.fail(job, error, backoff_ms=delay, retryable=retryable)
             except REDIS_DOWN as exc:
@@ -393,19 +604,19 @@ class Worker:
         """Give running jobs the grace period, acknowledging as they finish; hand the rest
         back to their lanes without an attempt penalty."""
         deadline = time.monotonic() + self.shutdown_grace_s
-        buffered = list(self._buffer)
-        self._buffer.clear()
-        if buffered:
-            try:
-                await self.queue.release(buffered)
-            except REDIS_DOWN as exc:
-                log.error("could not hand back %d buffered jobs (%s)", len(buffered), exc)
+        self._hand_back.extend(e.job for e in self._buffer.take_all())
+        self._hand_back.extend(job for job, _ in self._unconfirmed)
+        self._unconfirmed.clear()
+        try:
+            await self._hand_back_revoked()
+        except REDIS_DOWN as exc:
+            log.error("could not hand back buffered jobs (%s)", exc)
         while self._running and (left := deadline - time.monotonic()) > 0:
-            tasks = [task for _, task in self._running.values()]
+            tasks = [run.task for run in self._running.values() if run.task is not None]
             await asyncio.wait(tasks, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             await self._flush_done()
-        leftovers = [job for job, _ in self._running.values()]
-        tasks = [task for _, task in self._running.values()]
+        leftovers = [run.job for run in self._running.values() if not run.lease.lost]
+        tasks = [run.task for run in self._running.values() if run.task is not None]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -413,6 +624,8 @@ class Worker:
             if stuck:
                 log.error("%d handlers ignored cancellation; leaving them", len(stuck))
         await self._flush_done()
+        with contextlib.suppress(*REDIS_DOWN):
+            await self._hand_back_revoked()  # jobs a replayed exchange returned
         if leftovers:
             try:
                 async with asyncio.timeout(5.0):
@@ -439,24 +652,51 @@ class Worker:
             except Exception:
                 log.exception("heartbeat failed")
 
-    async def _beat(self) -> None:
-        jobs = [job for job, _ in self._running.values()] + list(self._buffer)
-        lost = await self.queue.extend(jobs, self.lease_ms)
-        if lost and self._buffer:
-            gone = set(lost)
-            self._buffer = collections.deque(j for j in self._buffer if j.id not in gone)
-        for job_id in lost:
-            entry = self._running.get(job_id)
-            if entry is not None:
-                log.warning("lease of job %s was lost; another worker owns it now", job_id)
-                entry[1].cancel()
+    async def _renew_leases(self) -> None:
+        """Extend the leases of every live run and buffered job; a run whose lease Redis no
+        longer grants is cancelled, a buffered one forgotten. Charges starts not sent yet."""
+        runs = [run for run in self._running.values() if not run.lease.lost]
+        buffered = [entry for entry in self._buffer.entries() if not entry.lease.lost]
+        started, self._started = self._started, []
+        sent_at = time.monotonic()
+        try:
+            lost = set(
+                await self.queue.extend(
+                    [run.job for run in runs] + [entry.job for entry in buffered],
+                    self.lease_ms,
+                    started=started,
+                )
+            )
+        except BaseException:
+            self._started[:0] = started
+            raise
+        for entry in buffered:
+            entry.lease.extended(sent_at, self.lease_ms)
+        for run in runs:
+            if any(m.id in lost for m in run.job.members):
+                self._lose(run, "Redis no longer grants the lease; another runner may own it")
+            else:
+                run.lease.extended(sent_at, self.lease_ms)
+        if lost:
+            self._buffer.forget(lost)
+
+    async def _reload_live_settings(self) -> dict[str, int | None]:
         live = await self.queue.live_settings()
         self._live_rate_limit = live["rate_limit"]
+        paused = await self.queue.is_paused()
+        if paused and not self._paused:
+            self._on_control("pause")  # the control message was missed: act on it now
+        self._paused = paused
         wanted = live["concurrency"] or self.configured_concurrency
         if wanted != self.concurrency:
             log.info("concurrency %d -> %d (live setting)", self.concurrency, wanted)
             self.concurrency = wanted
             self._changed.set()
+        return live
+
+    async def _beat(self) -> None:
+        await self._renew_leases()
+        live = await self._reload_live_settings()
         sample = self._meter.sample(self.concurrency)
         self.utilization, self.throughput = sample.utilization, sample.throughput
         info = registry.WorkerInfo(

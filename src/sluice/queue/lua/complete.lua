@@ -2,22 +2,27 @@
 --
 -- Like BullMQ's moveToFinished fetching the next job, finishing and taking work share one
 -- round trip: under load a worker makes one call per batch of finished jobs, not two per job.
--- Each completion also records the job's durations and SLA verdict (lib/monitor.lua).
+-- Each completion also records the job's durations and SLA verdict (lib/monitor.lua). The
+-- call also charges the attempts of prefetched jobs that started since the worker's last
+-- call (charge_start).
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, 2 completed-job retention (ms, 0 = delete at once), 3 N to reserve
---       (0 = none), 4 lease (ms), 5 worker id, 6 default rate limit, 7 rate guard (ms),
---       8 max leases to recover, 9 monitoring (0 off, 1 on, 2 on and report each job's
---       durations back for its log line), 10 SLA warning (ms),
---       11 SLA critical (ms), 12 batch (as reserve.lua: a job marked solo is reserved
---       alone), 13 count of completions, then per completion:
---       job id, reservation token, m, then m x (hop name, epoch ms) marked by the handler
+-- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once and gets the
+--       same reservation back), 3 completed-job retention (ms, 0 = delete at once), 4 N to
+--       reserve to start (0 = none), 5 P to prefetch, 6 lease (ms), 7 worker id, 8 default
+--       rate limit, 9 rate guard (ms), 10 max leases to recover, 11 monitoring (0 off, 1 on,
+--       2 on and report each job's durations back for its log line), 12 SLA warning (ms),
+--       13 SLA critical (ms), 14 batch (as reserve.lua: a job marked solo is reserved
+--       alone), 15 s, then s x (job id, token) of prefetched jobs that started, then the
+--       count of completions, then per completion: job id, reservation token, m, then
+--       m x (hop name, epoch ms) marked by the handler
 -- Returns {lost job ids, reserve result, finished} where lost jobs were not completed
 -- because their reservation had expired (another worker owns them now), and finished is
 -- a flat list of (id, key, wait ms, processing ms, SLA ms, verdict) per completed job
--- (empty unless monitoring is 2).
+-- (empty unless monitoring is 2, and empty on a repeated call).
 --!include lib/core.lua
 --!include lib/monitor.lua
+--!include lib/request.lua
 
 local REPORT = false
 
@@ -37,7 +42,7 @@ local function complete(id, token, at, nmarks, retention_ms, now, finished)
     fields[#fields + 1] = ARGV[at + 2 * m + 1]
   end
   redis.call('HSET', jk, unpack(fields))
-  redis.call('HDEL', jk, 'token', 'solo')
+  redis.call('HDEL', jk, 'token', 'solo', 'pf')
   if MONITOR then
     local wait, processing, sla, verdict = observe_completion(jk, now, WARN_MS, CRIT_MS)
     if REPORT then
@@ -60,14 +65,27 @@ local function complete(id, token, at, nmarks, retention_ms, now, finished)
   return true
 end
 
-MONITOR = ARGV[9] ~= '0'
-REPORT = ARGV[9] == '2'
+local rid = ARGV[2]
+local earlier = replayed(rid)
+if earlier then
+  local record = cjson.decode(earlier)
+  return {record[1], reservation_from_record(record[2], now_ms(), tonumber(ARGV[6])), {}}
+end
+
+MONITOR = ARGV[11] ~= '0'
+REPORT = ARGV[11] == '2'
 if not MONITOR then observe_outcome = nil end
-WARN_MS, CRIT_MS = tonumber(ARGV[10]), tonumber(ARGV[11])
+WARN_MS, CRIT_MS = tonumber(ARGV[12]), tonumber(ARGV[13])
 local now = now_ms()
-local retention = tonumber(ARGV[2])
-local n = tonumber(ARGV[13])
-local at = 14
+local retention = tonumber(ARGV[3])
+local at = 15
+local nstarted = tonumber(ARGV[at])
+for i = 0, nstarted - 1 do
+  charge_start(ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i])
+end
+at = at + 1 + 2 * nstarted
+local n = tonumber(ARGV[at])
+at = at + 1
 local lost, finished = {}, {}
 local done = 0
 for _ = 1, n do
@@ -84,14 +102,17 @@ if done > 0 and retention > 0 then
   redis.call('ZREMRANGEBYSCORE', K_COMPLETED, '-inf', now - retention)
 end
 
-local want = tonumber(ARGV[3])
+local want, prefetch = tonumber(ARGV[4]), tonumber(ARGV[5])
 local taken
-if want > 0 then
-  recover_expired(now, tonumber(ARGV[8]))
-  taken = reserve(want, tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]), now,
-    tonumber(ARGV[12]))
+if want + prefetch > 0 then
+  recover_expired(now, tonumber(ARGV[10]))
+  taken = reserve(want, prefetch, tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]),
+    tonumber(ARGV[9]), now, tonumber(ARGV[14]))
 else
   taken = {'ok', 0}
 end
 flush_monitor(now)
+if done > 0 or #taken > 2 then
+  remember(rid, cjson.encode({lost, reservation_record(taken)}))
+end
 return {lost, taken, finished}

@@ -1,11 +1,19 @@
--- drain.lua: remove every waiting and delayed job (running ones finish). O(waiting jobs):
--- an operator's emergency action, not a hot path.
+-- drain.lua: remove every waiting and delayed job, and every turn sitting unstarted in a
+-- worker's prefetch buffer (running ones finish). O(waiting + active jobs): an operator's
+-- emergency action, not a hot path. Workers hear it on the control channel and drop their
+-- buffers at once.
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix
+-- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once)
 -- Returns how many jobs were removed.
 --!include lib/core.lua
+--!include lib/request.lua
 
+local rid = ARGV[2]
+local earlier = replayed(rid)
+if earlier then
+  return tonumber(earlier)
+end
 local now = now_ms()
 local ids = redis.call('ZRANGE', K_WAITING, 0, -1)
 local lanes = {}
@@ -18,7 +26,16 @@ end
 for key in pairs(lanes) do
   redis.call('DEL', lane_key(key))
 end
+local removed = #ids
+for _, id in ipairs(redis.call('ZRANGE', K_ACTIVE, 0, -1)) do
+  local key, pf = unpack(redis.call('HMGET', job_key(id), 'key', 'pf'))
+  if pf == '1' and key then
+    removed = removed + discard_prefetched(key, 'drained')
+  end
+end
 redis.call('DEL', K_WAITING, K_READY, K_DELAYED)
-count('drained', #ids, now)
-emit('drained', nil, nil, tostring(#ids))
-return #ids
+count('drained', removed, now)
+emit('drained', nil, nil, tostring(removed))
+announce('drain')
+remember(rid, tostring(removed))
+return removed

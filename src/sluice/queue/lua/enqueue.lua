@@ -1,34 +1,51 @@
 -- enqueue.lua: add one message to the tail of its conversation's lane.
 --
+-- A call that reaches Redis twice (its reply was lost and the client re-sent it) adds the
+-- message once and answers the same both times: with a message id the dedupe record
+-- catches the repeat and the job's `rq` (the request id that created it) tells that it is
+-- the same call, not a duplicate delivery; without one the answer is kept under the
+-- request id (lib/request.lua).
+--
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, 2 message id ('' = none), 3 conversation key, 4 payload (JSON),
---       5 priority class, 6 SLA target of the class (ms), 7 max attempts,
---       8 dedupe record TTL (ms), 9 n hop pairs, then n x (hop name, epoch ms)
+-- ARGV: 1 prefix, 2 request id ('' = none), 3 message id ('' = none), 4 conversation key,
+--       5 payload (JSON), 6 priority class, 7 SLA target of the class (ms), 8 max attempts,
+--       9 dedupe record TTL (ms), 10 n hop pairs, then n x (hop name, epoch ms)
 -- Returns {job id, 1} for a new job, {first job id, 0} for a duplicate message id.
 --!include lib/core.lua
+--!include lib/request.lua
 
-local msg_id, key, payload = ARGV[2], ARGV[3], ARGV[4]
+local rid, msg_id, key, payload = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local dedupe_key = PREFIX .. 'dedupe:' .. msg_id
 if msg_id ~= '' then
   local first = redis.call('GET', dedupe_key)
   if first then
+    if rid ~= '' and redis.call('HGET', job_key(first), 'rq') == rid then
+      return {first, 1}
+    end
     return {first, 0}
+  end
+else
+  local earlier = replayed(rid)
+  if earlier then
+    return {earlier, 1}
   end
 end
 
 local now = now_ms()
 local id = tostring(redis.call('INCR', K_SEQ))
 if msg_id ~= '' then
-  redis.call('SET', dedupe_key, id, 'PX', ARGV[8])
+  redis.call('SET', dedupe_key, id, 'PX', ARGV[9])
+else
+  remember(rid, id)
 end
 
 -- A lane that is empty and idle becomes ready now, with this job as its head; otherwise
 -- its running job's end (or its retry) makes the next head ready, so order holds.
 local lk = lane_key(key)
 local ready = redis.call('LLEN', lk) == 0 and redis.call('HEXISTS', K_INFLIGHT, key) == 0
-local fields = {'id', id, 'key', key, 'prio', ARGV[5], 'target', ARGV[6],
-  'max', ARGV[7], 'attempt', 0, 'state', 'waiting', 'h:enqueued', fmt(now)}
-local deadline = now + tonumber(ARGV[6])
+local fields = {'id', id, 'key', key, 'prio', ARGV[6], 'target', ARGV[7],
+  'max', ARGV[8], 'attempt', 0, 'state', 'waiting', 'h:enqueued', fmt(now)}
+local deadline = now + tonumber(ARGV[7])
 if ready then
   fields[#fields + 1] = 'deadline'
   fields[#fields + 1] = fmt(deadline)
@@ -36,11 +53,15 @@ end
 if msg_id ~= '' then
   fields[#fields + 1] = 'mid'
   fields[#fields + 1] = msg_id
+  if rid ~= '' then
+    fields[#fields + 1] = 'rq'
+    fields[#fields + 1] = rid
+  end
 end
-local nhops = tonumber(ARGV[9])
+local nhops = tonumber(ARGV[10])
 for h = 0, nhops - 1 do
-  fields[#fields + 1] = 'h:' .. ARGV[10 + 2 * h]
-  fields[#fields + 1] = ARGV[11 + 2 * h]
+  fields[#fields + 1] = 'h:' .. ARGV[11 + 2 * h]
+  fields[#fields + 1] = ARGV[12 + 2 * h]
 end
 redis.call('HSET', job_key(id), unpack(fields))
 redis.call('SET', payload_key(id), payload)

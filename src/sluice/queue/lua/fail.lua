@@ -9,28 +9,41 @@
 -- head of the lane, solo (bury_exhausted); a non-retryable error buries the whole batch.
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, 2 error text, 3 backoff (ms, computed by the caller with jitter),
---       4 retryable (1/0), 5 monitoring (1/0), 6 n jobs, then n x (job id, reservation
---       token) in lane order, then m, then m x (hop name, epoch ms) marked on every job
+-- A prefetched turn whose start was not charged yet is charged first: it ran.
+--
+-- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
+-- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once), 3 error text,
+--       4 backoff (ms, computed by the caller with jitter), 5 retryable (1/0),
+--       6 monitoring (1/0), 7 n jobs, then n x (job id, reservation token) in lane order,
+--       then m, then m x (hop name, epoch ms) marked on every job
 -- Returns 'retry', 'dead' (the turn ended: its jobs are dead letters, except survivors of
 -- its last attempt, requeued solo) or 'lost' (a reservation had expired; nothing changed).
 --!include lib/core.lua
 --!include lib/monitor.lua
+--!include lib/request.lua
 
-local err, backoff = ARGV[2], tonumber(ARGV[3])
-MONITOR = ARGV[5] == '1'
+local rid = ARGV[2]
+local earlier = replayed(rid)
+if earlier then
+  return earlier
+end
+local err, backoff = ARGV[3], tonumber(ARGV[4])
+MONITOR = ARGV[6] == '1'
 if not MONITOR then observe_outcome = nil end
-local n = tonumber(ARGV[6])
+local n = tonumber(ARGV[7])
 local ids = {}
 for i = 0, n - 1 do
-  local id, token = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
+  local id, token = ARGV[8 + 2 * i], ARGV[9 + 2 * i]
   local tok, state = unpack(redis.call('HMGET', job_key(id), 'token', 'state'))
   if state ~= 'active' or tok ~= token then
     return 'lost'
   end
   ids[#ids + 1] = id
 end
-local at = 7 + 2 * n
+for i = 0, n - 1 do
+  charge_start(ARGV[8 + 2 * i], ARGV[9 + 2 * i])
+end
+local at = 8 + 2 * n
 local nmarks = tonumber(ARGV[at])
 local marks = {}
 for m = 0, nmarks - 1 do
@@ -47,7 +60,7 @@ for _, id in ipairs(ids) do
 end
 count('failed', 1, now)
 if observe_outcome then observe_outcome('fail') end
-if ARGV[4] == '1' and tonumber(attempt) < tonumber(max) then
+if ARGV[5] == '1' and tonumber(attempt) < tonumber(max) then
   requeue_solo(ids, key, now, {'err', err, 'h:failed', fmt(now)})
   redis.call('HSET', leader, 'state', 'delayed')
   redis.call('ZADD', K_DELAYED, now + backoff, key)
@@ -56,9 +69,10 @@ if ARGV[4] == '1' and tonumber(attempt) < tonumber(max) then
   emit('retry', ids[1], key, err)
   wake(1)
   flush_monitor(now)
+  remember(rid, 'retry')
   return 'retry'
 end
-if ARGV[4] == '1' then
+if ARGV[5] == '1' then
   bury_exhausted(ids, key, err, now, 'retry')
 else
   for _, id in ipairs(ids) do
@@ -67,4 +81,5 @@ else
   advance_lane(key, ids[1], now)
 end
 flush_monitor(now)
+remember(rid, 'dead')
 return 'dead'

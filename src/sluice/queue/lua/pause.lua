@@ -1,5 +1,6 @@
 -- pause.lua: stop (ARGV[2] = '1') or restart ('0') new job starts for every worker.
--- Running jobs finish. Resuming wakes idle workers at once.
+-- Running jobs finish; workers hand back their prefetch buffers when they hear it on the
+-- control channel. Resuming wakes idle workers at once. Repeating a call changes nothing.
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 '1' pause | '0' resume
@@ -9,6 +10,9 @@
 local was = redis.call('HGET', K_META, 'paused') == '1'
 local want = ARGV[2] == '1'
 redis.call('HSET', K_META, 'paused', ARGV[2])
+if want then
+  announce('pause') -- again on a repeat: a worker that missed the first one hears it now
+end
 if was == want then
   return 0
 end

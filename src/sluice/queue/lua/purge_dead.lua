@@ -1,13 +1,20 @@
 -- purge_dead.lua: delete dead letters for good: the ids given, or all when none are given.
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, then job ids (none = every dead letter)
+-- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once), then job ids
+--       (none = every dead letter)
 -- Returns how many were deleted.
 --!include lib/core.lua
+--!include lib/request.lua
 
+local rid = ARGV[2]
+local earlier = replayed(rid)
+if earlier then
+  return tonumber(earlier)
+end
 local ids = {}
-if #ARGV > 1 then
-  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+if #ARGV > 2 then
+  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
   ids = redis.call('ZRANGE', K_DEAD, 0, -1)
 end
@@ -19,4 +26,5 @@ for _, id in ipairs(ids) do
   end
 end
 if purged > 0 then emit('dead_purged', nil, nil, tostring(purged)) end
+remember(rid, tostring(purged))
 return purged

@@ -7,23 +7,34 @@
 -- may have sent something (a reply POST) that lands later, and the next run must look twice.
 -- Jobs that never started (a worker's prefetch buffer) are handed back with no reason.
 --
+-- A prefetched job that never started was never charged an attempt, so none is given back.
+--
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, 2 n, 3 reason ('' for none), then n x (job id, reservation token), jobs
---       of one lane in lane order (they are pushed back last to first, so the order holds)
+-- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once), 3 n,
+--       4 reason ('' for none), then n x (job id, reservation token), jobs of one lane in
+--       lane order (they are pushed back last to first, so the order holds)
 -- Returns how many were handed back.
 --!include lib/core.lua
+--!include lib/request.lua
 
+local rid = ARGV[2]
+local earlier = replayed(rid)
+if earlier then
+  return tonumber(earlier)
+end
 local now = now_ms()
 local released = 0
-for i = tonumber(ARGV[2]) - 1, 0, -1 do
-  local id, token = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+for i = tonumber(ARGV[3]) - 1, 0, -1 do
+  local id, token = ARGV[5 + 2 * i], ARGV[6 + 2 * i]
   local jk = job_key(id)
-  local key, tok, state = unpack(redis.call('HMGET', jk, 'key', 'token', 'state'))
+  local key, tok, state, pf = unpack(redis.call('HMGET', jk, 'key', 'token', 'state', 'pf'))
   if state == 'active' and tok == token then
     redis.call('ZREM', K_ACTIVE, id)
-    redis.call('HINCRBY', jk, 'attempt', -1)
-    if ARGV[3] ~= '' then
-      redis.call('HSET', jk, 'err', ARGV[3])
+    if pf ~= '1' then
+      redis.call('HINCRBY', jk, 'attempt', -1)
+    end
+    if ARGV[4] ~= '' then
+      redis.call('HSET', jk, 'err', ARGV[4])
     end
     requeue_head(id, key, now)
     ready_again(key, jk, now)
@@ -32,4 +43,5 @@ for i = tonumber(ARGV[2]) - 1, 0, -1 do
   end
 end
 wake(released)
+remember(rid, tostring(released))
 return released

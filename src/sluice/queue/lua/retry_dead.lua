@@ -2,11 +2,16 @@
 -- (its conversation has moved on meanwhile, so it queues as a new arrival).
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, 2 job id
+-- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once), 3 job id
 -- Returns 1 when the job was requeued, 0 when it is not a dead letter.
 --!include lib/core.lua
+--!include lib/request.lua
 
-local id = ARGV[2]
+local rid, id = ARGV[2], ARGV[3]
+local earlier = replayed(rid)
+if earlier then
+  return tonumber(earlier)
+end
 if redis.call('ZREM', K_DEAD, id) == 0 then
   return 0
 end
@@ -23,4 +28,5 @@ if redis.call('RPUSH', lane_key(key), id) == 1 and redis.call('HEXISTS', K_INFLI
   wake(1)
 end
 emit('dead_retried', id, key)
+remember(rid, '1')
 return 1

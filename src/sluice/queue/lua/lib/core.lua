@@ -18,6 +18,8 @@
 --   wake       LIST  wake-up tokens for idle workers blocked in BLPOP
 --   events     STREAM capped log of every transition
 --   seq        STRING job id counter
+--   control    CHANNEL pause / resume / drain / cancel / rate, so workers act on their
+--              prefetch buffers at once (PUBLISH, nothing stored)
 -- ARGV[1] is always the key prefix "sluice:{queue}:". Per-job and per-lane keys are built
 -- from it (job:<id>, payload:<id>, lane:<key>, dedupe:<message id>, stats:<unix second>); the prefix
 -- carries the queue's hash tag, so every key lives in the same cluster slot.
@@ -31,6 +33,7 @@ local K_INFLIGHT, K_ACTIVE = PREFIX .. 'inflight', PREFIX .. 'active'
 local K_WAITING, K_DEAD, K_COMPLETED = PREFIX .. 'waiting', PREFIX .. 'dead', PREFIX .. 'completed'
 local K_META, K_RATE, K_WAKE = KEYS[1], PREFIX .. 'rate', PREFIX .. 'wake'
 local K_EVENTS, K_SEQ = PREFIX .. 'events', PREFIX .. 'seq'
+local K_CONTROL = PREFIX .. 'control'
 
 local EVENTS_MAXLEN = 10000 -- approximate cap of the event stream
 local WAKE_MAX = 32          -- more tokens than idle workers only cause empty wake-ups
@@ -139,11 +142,32 @@ local function entomb(id, key, err, now)
   emit('dead', id, key, err)
 end
 
+-- Tell every worker of the queue (their control subscription) that `what` happened.
+local function announce(what)
+  redis.call('PUBLISH', K_CONTROL, what)
+end
+
+-- A job reserved into a worker's prefetch buffer (`pf`) has not started: its attempt is
+-- charged only when it does (charge_start), so a buffer lost in a crash or handed back
+-- costs no attempt. Returns true when this call charged it.
+local function charge_start(id, token)
+  local jk = job_key(id)
+  local tok, state, pf, worker, key = unpack(redis.call('HMGET', jk, 'token', 'state', 'pf',
+    'worker', 'key'))
+  if state ~= 'active' or tok ~= token or pf ~= '1' then
+    return false
+  end
+  redis.call('HINCRBY', jk, 'attempt', 1)
+  redis.call('HDEL', jk, 'pf')
+  emit('started', id, key, (worker or '') .. '|' .. token)
+  return true
+end
+
 -- Put a reserved job back at the head of its lane (its deadline unchanged).
 local function requeue_head(id, key, now)
   local jk = job_key(id)
   redis.call('HSET', jk, 'state', 'waiting')
-  redis.call('HDEL', jk, 'token')
+  redis.call('HDEL', jk, 'token', 'pf')
   redis.call('LPUSH', lane_key(key), id)
   if redis.call('HGET', K_INFLIGHT, key) == id then
     redis.call('HDEL', K_INFLIGHT, key)
@@ -255,6 +279,25 @@ local function batch_of(id)
   return ids
 end
 
+-- The turn of conversation `key` that sits in a worker's prefetch buffer (reserved, not
+-- started: `pf`) goes with the conversation's waiting jobs when they are drained or
+-- cancelled, so it never starts; the worker learns it from the control channel (or its
+-- next heartbeat) and drops it. Returns how many jobs were removed.
+local function discard_prefetched(key, reason)
+  local leader = redis.call('HGET', K_INFLIGHT, key)
+  if not leader or redis.call('HGET', job_key(leader), 'pf') ~= '1' then
+    return 0
+  end
+  local ids = batch_of(leader)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', K_ACTIVE, id)
+    redis.call('DEL', job_key(id), payload_key(id))
+    emit('cancelled', id, key, reason)
+  end
+  redis.call('HDEL', K_INFLIGHT, key)
+  return #ids
+end
+
 -- Leases that ran out belong to workers that died or stalled: their jobs go back to the
 -- head of their lanes (attempt + 1 was already counted when they were reserved), or to
 -- the dead letters when that was the last attempt.
@@ -354,22 +397,27 @@ local function take_batch(lk, batch_max)
   return ids
 end
 
--- Reserve up to `want` lanes, earliest deadline first, within the global rate limit:
--- from each, its head job, or with batch_max > 1 up to that many of its waiting jobs as
--- one batch (a burst answered in one turn; one start for the rate limit; take_batch: a
--- job of a turn that failed goes alone). Returns
--- {status, retry_after_ms, job...} where status is 'ok', 'paused' or 'rate' and each job
--- is its HGETALL field list plus its payload.
-local function reserve(want, lease_ms, worker, default_rate, guard_ms, now, batch_max)
+-- Reserve up to `want` lanes to start now and up to `prefetch` more for the worker's
+-- prefetch buffer, earliest deadline first, within the global rate limit: from each, its
+-- head job, or with batch_max > 1 up to that many of its waiting jobs as one batch (a burst
+-- answered in one turn; one start for the rate limit; take_batch: a job of a turn that
+-- failed goes alone). Jobs to start now are charged an attempt; prefetched ones are marked
+-- `pf` and charged when they start (charge_start). Nothing is prefetched under a rate limit:
+-- the limiter counts reservations as starts. Returns {status, retry_after_ms, job...} where
+-- status is 'ok', 'paused' or 'rate' and each job is its HGETALL field list plus its
+-- payload. The `reserved` event's info is "worker|token", with "|p" for a prefetched job.
+local function reserve(want, prefetch, lease_ms, worker, default_rate, guard_ms, now,
+    batch_max)
   if redis.call('HGET', K_META, 'paused') == '1' then
     return {'paused', 0}
   end
   promote_delayed(now)
-  if want <= 0 then
+  local rate = tonumber(redis.call('HGET', K_META, 'rate_limit') or default_rate)
+  if rate > 0 then prefetch = 0 end
+  if want + prefetch <= 0 then
     return {'ok', 0}
   end
-  local rate = tonumber(redis.call('HGET', K_META, 'rate_limit') or default_rate)
-  local allow = want
+  local allow = want + prefetch
   local window = 1000 + guard_ms
   if rate > 0 then
     redis.call('ZREMRANGEBYSCORE', K_RATE, '-inf', now - window)
@@ -388,12 +436,17 @@ local function reserve(want, lease_ms, worker, default_rate, guard_ms, now, batc
     local members = take_batch(lane_key(key), batch_max)
     if #members > 0 then
       local leader = members[1]
+      local buffered = started >= want
       redis.call('HSET', K_INFLIGHT, key, leader)
       for n, member in ipairs(members) do
         local jk = job_key(member)
         local token = redis.call('HINCRBY', jk, 'rsv', 1)
-        redis.call('HINCRBY', jk, 'attempt', 1)
         redis.call('HDEL', jk, 'batch', 'members')
+        if buffered then
+          redis.call('HSET', jk, 'pf', '1')
+        else
+          redis.call('HINCRBY', jk, 'attempt', 1)
+        end
         redis.call('HSET', jk, 'state', 'active', 'h:reserved', fmt(now), 'worker', worker,
           'token', token)
         if n > 1 then
@@ -406,7 +459,11 @@ local function reserve(want, lease_ms, worker, default_rate, guard_ms, now, batc
         if rate > 0 and n == 1 then
           redis.call('ZADD', K_RATE, now, member .. ':' .. token)
         end
-        emit('reserved', member, key, worker)
+        if buffered then
+          emit('reserved', member, key, worker .. '|' .. token .. '|p')
+        else
+          emit('reserved', member, key, worker .. '|' .. token)
+        end
         local fields = redis.call('HGETALL', jk)
         fields[#fields + 1] = 'payload'
         fields[#fields + 1] = redis.call('GET', payload_key(member)) or 'null'
