@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -102,13 +103,31 @@ async def test_rollup_folds_minutes_once(queue: Queue) -> None:
         await queue.redis.hset(
             f"{prefix}mon:10s:{minute * 6 + i}", mapping={"n": 1, f"s:{bucket_of(2000)}": 1}
         )
-    reader = WindowReader(queue.redis, queue.keys, clock=lambda: t)
+    reader = WindowReader(queue.redis, queue.keys, clock=lambda: t, server_clock=fixed(t))
     assert await reader.rollup() >= 1
     rolled = await queue.redis.hgetall(f"{prefix}mon:1m:{minute}")
     assert int(rolled[b"n"]) == 6 and int(rolled[f"s:{bucket_of(2000)}".encode()]) == 6
     assert await reader.rollup() == 0  # idempotent
     six_hours = await reader.windows({"6h": 21_600})
     assert six_hours["6h"].completed == 6
+
+
+def fixed(t: float) -> Callable[[], Awaitable[float]]:
+    async def now() -> float:
+        return t
+
+    return now
+
+
+async def test_a_host_clock_ahead_does_not_roll_up_an_unfinished_minute(queue: Queue) -> None:
+    """Buckets are stamped with Redis's clock; a reader whose host clock runs 90 s ahead
+    must not fold the current minute (and the one before) while they still fill."""
+    seconds, _ = await queue.redis.time()
+    minute = int(seconds) // 60
+    reader = WindowReader(queue.redis, queue.keys, clock=lambda: float(seconds) + 90)
+    await reader.rollup()
+    prefix = queue.keys.prefix
+    assert not await queue.redis.exists(f"{prefix}mon:1m:{minute}")
 
 
 def test_derived_figures() -> None:

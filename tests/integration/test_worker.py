@@ -199,3 +199,28 @@ async def test_worker_survives_a_redis_error_while_idle(queue: Queue) -> None:
         await queue.enqueue("c", {})
         await asyncio.wait_for(handled.wait(), 10)
         assert not task.done()
+
+
+async def test_publishing_prunes_workers_gone_for_a_minute(queue: Queue) -> None:
+    """The index is pruned by every heartbeat (by Redis's clock), not only when read."""
+    seconds, _ = await queue.redis.time()
+    await queue.redis.zadd(queue.keys.workers, {"gone": int(seconds) - 3600})
+    info = registry.WorkerInfo(
+        id="alive",
+        host="h",
+        pid=1,
+        queue=queue.name,
+        slots=1,
+        busy=0,
+        utilization=0.0,
+        throughput=0.0,
+        processed=0,
+        failed=0,
+        rate_limit=0,
+        started_at=0.0,
+        heartbeat_at=0.0,
+    )
+    await registry.publish(queue.redis, queue.keys, info, ttl_ms=5000)
+    members = await queue.redis.zrange(queue.keys.workers, 0, -1, withscores=True)
+    assert [m for m, _ in members] == [b"alive"]
+    assert abs(members[0][1] - int(seconds)) < 5  # Redis's clock, not heartbeat_at

@@ -17,7 +17,7 @@ from sluice.monitor.evaluator import AlertEvaluator
 from sluice.monitor.rules import default_rules
 from sluice.monitor.signals import Signals
 from sluice.monitor.snapshot import Monitor
-from sluice.monitor.windows import record_depth
+from sluice.monitor.windows import record_depth, server_time
 
 
 class MonitoringService:
@@ -44,7 +44,8 @@ class MonitoringService:
         # Only the leader gets here: it also folds finished minutes into day buckets.
         await self.monitor.reader.rollup()
         counts = await self.queue.counts()
-        await record_depth(self.queue.redis, self.queue.keys, counts, time.time())
+        now = await server_time(self.queue.redis)
+        await record_depth(self.queue.redis, self.queue.keys, counts, now)
         return self.monitor.signals_from(await self.monitor.windows(), counts)
 
     def start(self) -> None:

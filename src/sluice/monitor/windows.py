@@ -9,7 +9,7 @@ numbers and no samples are kept.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,17 +138,20 @@ def combine(name: str, seconds: int, buckets: Sequence[Mapping[str, int]]) -> Wi
 
 
 class WindowReader:
-    """Reads windows of one queue. ``clock`` is injectable for tests."""
+    """Reads windows of one queue. ``clock`` (the reader's) and ``server_clock`` (Redis's,
+    which decides when a minute is finished) are injectable for tests."""
 
     def __init__(
         self,
         redis: aioredis.Redis,
         keys: QueueKeys,
         clock: Callable[[], float] = time.time,
+        server_clock: Callable[[], Awaitable[float]] | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.clock = clock
+        self.server_clock = server_clock or (lambda: server_time(redis))
 
     def _fine_key(self, index: int) -> str:
         return f"{self.keys.prefix}mon:10s:{index}"
@@ -193,7 +196,9 @@ class WindowReader:
         many minutes were rolled now. The evaluator's leader calls it every step."""
         marker = f"{self.keys.prefix}mon:rolled_until"
         last_done = await self.redis.get(marker)
-        upto = int((self.clock() - 15) // COARSE_S)  # minutes < upto are finished
+        # Finished by the clock that stamps the buckets (the scripts use Redis TIME): a host
+        # clock running ahead would roll minutes up before their last buckets were written.
+        upto = int((await self.server_clock() - 15) // COARSE_S)  # minutes < upto are done
         oldest = upto - FINE_RETENTION_S // COARSE_S + 1
         first = max(oldest, int(last_done) + 1 if last_done else oldest)
         if first >= upto:
@@ -212,6 +217,12 @@ class WindowReader:
         rolled = sum(int(x) for x in await pipe.execute())
         await self.redis.set(marker, upto - 1, ex=7 * 86400)
         return rolled
+
+
+async def server_time(redis: aioredis.Redis) -> float:
+    """Redis's clock (epoch seconds): the one every script stamps buckets and leases with."""
+    seconds, micros = await redis.time()
+    return int(seconds) + int(micros) / 1e6
 
 
 async def record_depth(

@@ -8,13 +8,14 @@ never scan the keyspace.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from sluice.queue.keys import QueueKeys
+
+STALE_AFTER_S = 60.0
 
 
 @dataclass(slots=True)
@@ -47,12 +48,21 @@ async def publish(
 ) -> None:
     """Write the worker's record; with ``busy_ms``/``capacity_ms`` also add its busy and
     available slot-time to the current monitoring bucket, from which every process reads
-    the overall utilization of a window."""
+    the overall utilization of a window.
+
+    The index and the bucket use Redis's clock, as the scripts do for every other bucket: a
+    worker host whose clock is off would otherwise put its slot-time into another window and
+    prune live workers from the index. Every publish also prunes the index of workers gone
+    for ``STALE_AFTER_S`` (their records expired long ago), so it stays small whether or not
+    anyone reads it."""
+    seconds, micros = await client.time()
+    now = int(seconds) + int(micros) / 1e6
     pipe = client.pipeline(transaction=False)
     pipe.set(keys.worker(info.id), json.dumps(asdict(info)), px=ttl_ms)
-    pipe.zadd(keys.workers, {info.id: info.heartbeat_at})
+    pipe.zadd(keys.workers, {info.id: now})
+    pipe.zremrangebyscore(keys.workers, "-inf", now - STALE_AFTER_S)
     if busy_ms is not None and capacity_ms is not None:
-        bucket = f"{keys.prefix}mon:10s:{int(info.heartbeat_at // 10)}"
+        bucket = f"{keys.prefix}mon:10s:{int(now // 10)}"
         pipe.hincrby(bucket, "busy", busy_ms)
         pipe.hincrby(bucket, "cap", capacity_ms)
         pipe.expire(bucket, 7200)
@@ -67,11 +77,12 @@ async def withdraw(client: aioredis.Redis, keys: QueueKeys, worker_id: str) -> N
 
 
 async def live_workers(
-    client: aioredis.Redis, keys: QueueKeys, stale_after_s: float = 60.0
+    client: aioredis.Redis, keys: QueueKeys, stale_after_s: float = STALE_AFTER_S
 ) -> list[dict[str, Any]]:
-    """Records of workers seen recently; index entries older than ``stale_after_s`` are
-    pruned (their records have expired long ago)."""
-    now = time.time()
+    """Records of workers seen recently; index entries older than ``stale_after_s`` (by
+    Redis's clock) are pruned (their records have expired long ago)."""
+    seconds, micros = await client.time()
+    now = int(seconds) + int(micros) / 1e6
     await client.zremrangebyscore(keys.workers, "-inf", now - stale_after_s)
     ids = await client.zrange(keys.workers, 0, -1)
     if not ids:
