@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := $(VENV)/tools
 
-.PHONY: demo test test-slow test-soak lint audit bench clean
+.PHONY: demo test test-slow test-soak test-jepsen lint audit bench clean
 
 # requirements.lock pins every distribution of the dev environment: installs are
 # reproducible (constraints), and `make audit` checks exactly those versions.
@@ -37,12 +37,17 @@ test: lint audit $(TOOLS)/.fetched
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/pytest -m "not slow"
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -m "slow and not soak" -s
+	$(BIN)/pytest -m "slow and not soak and not jepsen" -s
 
 # Overload at 3x capacity (SLUICE_OVERLOAD_S, 300 s, then the drain) and a soak at 30 msg/s
 # (SLUICE_SOAK_S, 1800 s): about 50 minutes.
 test-soak: $(STAMP)
 	$(BIN)/pytest -m soak -s
+
+# The randomized fault run of tests/reliability/jepsen: SLUICE_JEPSEN_S seconds of faults
+# (1800 by default, then settling), a fresh seed each time (SLUICE_JEPSEN_SEED replays one).
+test-jepsen: $(STAMP)
+	$(BIN)/pytest -m jepsen -s
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_peers.py --libs sluice

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -53,32 +53,17 @@ class ProcessSystem:
         self.worker_processes = worker_processes
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        token, secret = secrets.token_hex(16), secrets.token_hex(16)
-        self.sim = ChatwootSimulator(
-            SimulatorConfig(
-                api_token=token,
-                webhook_secret=secret,
-                seed=self.cfg.seed,
-                webhook_retry_delay_s=1.0,
-            ),
-            webhook_log_size=WEBHOOK_LOG_SIZE,
-        )
-        self._token, self._secret = token, secret
+        self.sim = new_simulator(self.cfg)
         self.env: dict[str, str] = {}
         self.api: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self._spawned = 0
 
     async def __aenter__(self) -> ProcessSystem:
-        sim_url = await self.sim.serve()
-        self.env = {
-            **os.environ,
-            **self.extra_env,
-            **system_env(sim_url, self._token, self._secret, self.cfg, self.queue),
-            "REDIS_URL": self.redis_url,
-            "SLUICE_LOG_FORMAT": "json",
-        }
-        self.sim.config.webhook_url = f"{self.api_url}/webhooks/chatwoot"
+        self.env = await serve_simulator(
+            self.sim, self.cfg, self.queue, self.api_url, self.extra_env
+        )
+        self.env["REDIS_URL"] = self.redis_url
         try:
             await self.start_api()
             await self.start_worker()
@@ -93,57 +78,13 @@ class ProcessSystem:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for proc in (self.worker, self.api):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in (self.worker, self.api):
-            if proc is not None:
-                try:
-                    await asyncio.to_thread(proc.wait, 60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    await asyncio.to_thread(proc.wait)
+        await terminate([self.worker, self.api])
         await self.sim.aclose()
 
     async def _start(self, marker: bytes, *args: str) -> tuple[subprocess.Popen[bytes], float]:
-        """Start ``sluice <args>`` and wait for the line in which it announces that it is
-        ready (``marker``); its output is copied to a log file in ``self.logs`` by a thread,
-        which also wakes this wait, on the announcement or when the process ends first.
-        Returns the process and the seconds it took."""
         self._spawned += 1
         path = self.logs / f"{args[0]}-{self._spawned}.log"
-        started = time.monotonic()
-        proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; output read by a thread
-            [sys.executable, "-m", "sluice", *args],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        loop = asyncio.get_running_loop()
-        woken = asyncio.Event()
-        announced: list[bool] = []
-
-        def copy_output() -> None:
-            assert proc.stdout is not None
-            with path.open("wb") as log:
-                for line in proc.stdout:
-                    log.write(line)
-                    log.flush()
-                    if not announced and marker in line:
-                        announced.append(True)
-                        loop.call_soon_threadsafe(woken.set)
-            loop.call_soon_threadsafe(woken.set)  # end of output: the process is gone
-
-        threading.Thread(target=copy_output, name=f"log {path.name}", daemon=True).start()
-        try:
-            async with asyncio.timeout(START_TIMEOUT_S):
-                await woken.wait()
-        except TimeoutError:
-            proc.kill()
-            raise RuntimeError(f"sluice {args[0]} did not announce itself; see {path}") from None
-        if not announced:
-            raise RuntimeError(f"sluice {args[0]} exited with {proc.wait()}; see {path}")
-        return proc, time.monotonic() - started
+        return await spawn_announced(self.env, path, marker, *args)
 
     async def start_api(self) -> float:
         """Start ``sluice serve`` on the fixed port; seconds until it was listening."""
@@ -178,3 +119,96 @@ class ProcessSystem:
             "api": self.api is not None and self.api.poll() is None,
             "worker": self.worker is not None and self.worker.poll() is None,
         }
+
+
+def new_simulator(cfg: LoadConfig) -> ChatwootSimulator:
+    """The fake Chatwoot of a process scenario: fresh credentials, webhook retries 1 s
+    apart (Chatwoot's agent-bot job, shortened), a webhook log big enough to account for
+    every delivery. Its webhook URL is set by :func:`serve_simulator`."""
+    return ChatwootSimulator(
+        SimulatorConfig(
+            api_token=secrets.token_hex(16),
+            webhook_secret=secrets.token_hex(16),
+            seed=cfg.seed,
+            webhook_retry_delay_s=1.0,
+        ),
+        webhook_log_size=WEBHOOK_LOG_SIZE,
+    )
+
+
+async def serve_simulator(
+    sim: ChatwootSimulator,
+    cfg: LoadConfig,
+    queue: str,
+    api_url: str,
+    extra_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Start serving ``sim``, point its webhooks at the API at ``api_url``, and return the
+    environment for Sluice's child processes (everything but ``REDIS_URL``): this one's,
+    ``extra_env``, then the wiring to the simulator and ``queue``."""
+    sim_url = await sim.serve()
+    sim.config.webhook_url = f"{api_url}/webhooks/chatwoot"
+    token, secret = sim.config.api_token, sim.config.webhook_secret
+    assert secret is not None  # new_simulator always signs
+    return {
+        **os.environ,
+        **(extra_env or {}),
+        **system_env(sim_url, token, secret, cfg, queue),
+        "SLUICE_LOG_FORMAT": "json",
+    }
+
+
+async def spawn_announced(
+    env: Mapping[str, str], log_path: Path, marker: bytes, *args: str
+) -> tuple[subprocess.Popen[bytes], float]:
+    """Start ``sluice <args>`` and wait for the line in which it announces that it is ready
+    (``marker``); its output is copied to ``log_path`` by a thread, which also wakes this
+    wait, on the announcement or when the process ends first. Returns the process and the
+    seconds it took."""
+    started = time.monotonic()
+    proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; output read by a thread
+        [sys.executable, "-m", "sluice", *args],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+    announced: list[bool] = []
+
+    def copy_output() -> None:
+        assert proc.stdout is not None
+        with log_path.open("wb") as log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                if not announced and marker in line:
+                    announced.append(True)
+                    loop.call_soon_threadsafe(woken.set)
+        loop.call_soon_threadsafe(woken.set)  # end of output: the process is gone
+
+    threading.Thread(target=copy_output, name=f"log {log_path.name}", daemon=True).start()
+    try:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            await woken.wait()
+    except TimeoutError:
+        proc.kill()
+        raise RuntimeError(f"sluice {args[0]} did not announce itself; see {log_path}") from None
+    if not announced:
+        raise RuntimeError(f"sluice {args[0]} exited with {proc.wait()}; see {log_path}")
+    return proc, time.monotonic() - started
+
+
+async def terminate(procs: Iterable[subprocess.Popen[bytes] | None], grace_s: float = 60) -> None:
+    """SIGTERM every live process (each shuts down gracefully, in parallel), then wait for
+    each; one still running after ``grace_s`` is SIGKILLed."""
+    live = [proc for proc in procs if proc is not None]
+    for proc in live:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in live:
+        try:
+            await asyncio.to_thread(proc.wait, grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)

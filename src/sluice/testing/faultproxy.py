@@ -9,6 +9,8 @@ purpose while traffic flows::
     await proxy.drop()                    # cut every open connection (peers see a reset)
     await proxy.refuse(True)              # new connections are refused: "Redis unreachable"
     proxy.stall(True)                     # connections stay open, no byte moves
+    proxy.lose_replies(2)                 # the next 2 answers vanish, their links are cut
+    proxy.set_latency(0, 200)             # answers (only) arrive 200 ms late
     await proxy.stop()
 
 Faults are independent and may be combined. Latency delays each chunk by the configured
@@ -16,6 +18,22 @@ time without serialising the stream (a chunk read at ``t`` is written at ``t + l
 in order). ``refuse(True)`` closes the listening socket, so connecting gets a real
 ECONNREFUSED; ``refuse(False)`` listens again on the same port. Only loopback targets are
 accepted and the proxy itself listens on 127.0.0.1 only.
+
+What each switch imitates:
+
+- ``set_latency(ms)``: a slow or distant network; ``set_latency(0, down_ms)`` delays only the
+  answers ("delayed replies": the server has already acted when the client is still
+  waiting, as with a congested return path or a server whose replies queue up).
+- ``drop()``: a connection reset (a failover, a NAT or load balancer forgetting flows).
+- ``refuse(True)``: the server is down or its port is closed (a crash, a restart).
+- ``stall(True)``: a partition in which TCP keeps the connections open (packets dropped,
+  not rejected); what was sent meanwhile arrives late, in order, once it heals.
+- ``lose_replies(n)``: the next ``n`` chunks coming back from the target, on any link, are
+  discarded and their links aborted. The server *executed* the request, but its answer was
+  lost on the wire (a reset after the write, a proxy dying between request and response).
+  The client sees a connection error for a command that took effect, and a client that
+  retries (redis-py's ``Retry``) sends it a second time: the case idempotent writes and
+  fencing tokens exist for. ``lose_replies(0)`` cancels losses not used up yet.
 """
 
 from __future__ import annotations
@@ -53,6 +71,7 @@ class ProxyStats:
     upstream_failed: int = 0
     bytes_up: int = 0  # client -> target
     bytes_down: int = 0  # target -> client
+    replies_lost: int = 0  # chunks from the target discarded by lose_replies
 
 
 @dataclass(eq=False)
@@ -81,7 +100,9 @@ class FaultProxy:
     - :meth:`drop` – close every current connection at once;
     - :meth:`refuse` – refuse (``True``) or accept again (``False``) new connections;
     - :meth:`stall` – stop (``True``) or resume (``False``) forwarding bytes, without
-      closing anything.
+      closing anything;
+    - :meth:`lose_replies` – discard the next ``n`` chunks sent back by the target and cut
+      the links they travelled on (the request took effect, its answer never arrives).
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -95,6 +116,7 @@ class FaultProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._refusing = False
+        self._replies_to_lose = 0
         self._server: asyncio.Server | None = None
         self._port: int | None = None
         self._links: set[_Link] = set()
@@ -181,6 +203,21 @@ class FaultProxy:
         else:
             self._flowing.set()
 
+    def lose_replies(self, n: int) -> None:
+        """Discard the next ``n`` chunks that come back from the target (on any link) and
+        abort the link each one travelled on; replaces any count not used up yet, so ``0``
+        cancels. A chunk is what one read from the target returned: usually one answer,
+        sometimes several pipelined ones or part of a large one. The request that caused it
+        was executed; the client only sees its connection fail (and may send it again)."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        self._replies_to_lose = n
+
+    @property
+    def replies_to_lose(self) -> int:
+        """Losses set by :meth:`lose_replies` that have not happened yet."""
+        return self._replies_to_lose
+
     @property
     def refusing(self) -> bool:
         return self._refusing
@@ -252,6 +289,13 @@ class FaultProxy:
                     if delay > 0:
                         await asyncio.sleep(delay)
                     await self._flowing.wait()
+                    if not up and self._replies_to_lose > 0:
+                        # Decided at delivery time, so the chunk lost is one the client was
+                        # about to get (latency and stalls apply first).
+                        self._replies_to_lose -= 1
+                        self.stats.replies_lost += 1
+                        link.abort()
+                        return
                     sink.write(data)
                     await sink.drain()
                     if up:
