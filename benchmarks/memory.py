@@ -1,10 +1,14 @@
-"""Memory budget of Sluice: worker RSS at idle and its growth over 100k jobs, and Redis
-memory per waiting job beyond its payload.
+"""Memory budget of Sluice: worker RSS at idle and its growth over 100k jobs, Redis memory
+per waiting job beyond its payload, and Redis memory per completed job (what
+SLUICE_COMPLETED_RETENTION_S keeps; docs/engine.md, Memory).
 
     .venv/bin/python benchmarks/memory.py [--redis-url redis://127.0.0.1:6379/13] [--jobs 100000]
+    .venv/bin/python benchmarks/memory.py --completed-only [--completed 1000]
 
 Uses its own Redis database (FLUSHDB at start and end; never db 0). Prints a table and
-one JSON line.
+one JSON line. ``--completed-only`` measures only the completed jobs (a few seconds, on a
+temporary queue that it deletes), e.g. to check ``sluice.retention.COMPLETED_JOB_BYTES``
+against another Redis version.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from sluice import EnqueueRequest, Queue
+from sluice.retention import COMPLETED_JOB_BYTES, measure_completed_job_bytes
 
 QUEUE = "memory"
 WORKER_CODE = """
@@ -67,6 +72,21 @@ async def redis_per_waiting_job(
         "payload_bytes": payload_bytes,
         "redis_bytes_per_waiting_job": per_job,
         "beyond_payload_bytes": per_job - payload_bytes,
+    }
+
+
+async def redis_per_completed_job(client: aioredis.Redis, jobs: int) -> dict[str, float]:
+    """MEMORY USAGE of each completed job's hash + its share of the completed zset + its
+    expires-dict entry, over ``jobs`` Chatwoot-shaped jobs run through a real worker."""
+    measured = await measure_completed_job_bytes(client, jobs)
+    return {
+        "completed_jobs": measured.jobs,
+        "completed_job_hash_bytes": measured.job_hash_bytes,
+        "completed_zset_bytes_per_job": measured.zset_bytes,
+        "completed_expires_entry_bytes": measured.expires_entry_bytes,
+        "redis_bytes_per_completed_job": measured.per_job,
+        "assumed_by_validate_bytes": COMPLETED_JOB_BYTES,
+        "mb_per_job_per_s_per_day": measured.per_job * 86_400 / 1e6,
     }
 
 
@@ -119,6 +139,8 @@ async def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--waiting", type=int, default=20_000)
+    parser.add_argument("--completed", type=int, default=1000)
+    parser.add_argument("--completed-only", action="store_true")
     args = parser.parse_args()
     if args.redis_url.rstrip("/").endswith("/0"):
         parser.error("use a dedicated database, not db 0")
@@ -126,8 +148,10 @@ async def main() -> None:
     await client.flushdb()
     queue = Queue(QUEUE, redis=client, completed_retention_s=0)
     try:
-        result = await redis_per_waiting_job(queue, client, args.waiting)
-        result.update(await worker_rss(args.redis_url, queue, args.jobs))
+        result = await redis_per_completed_job(client, args.completed)
+        if not args.completed_only:
+            result.update(await redis_per_waiting_job(queue, client, args.waiting))
+            result.update(await worker_rss(args.redis_url, queue, args.jobs))
     finally:
         await client.flushdb()
         await client.aclose()

@@ -41,6 +41,7 @@ __all__ = [
     "load_settings",
     "log_effective_profile",
     "redact_url",
+    "redact_urls_in",
 ]
 
 Profile = Literal["optimized", "legacy"]
@@ -58,6 +59,13 @@ LEGACY_PROFILE: Mapping[str, int | bool] = {
 }
 
 _SECRET_NAME = re.compile(r"token|secret|key|password|passwd", re.IGNORECASE)
+# Query parameters that carry credentials (api_key, access_token, sig, X-Amz-Signature, ...).
+_SECRET_PARAM = re.compile(
+    r"token|secret|key|pass(?:word|wd)?|pwd|auth|credential|signature|^sig$|session",
+    re.IGNORECASE,
+)
+# A URL inside free text: a scheme, then everything up to whitespace or a quote / bracket.
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
 _MASK = "***"
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Queue names end up inside a Redis Cluster hash tag `{name}`: braces would break the tag.
@@ -141,8 +149,17 @@ class Settings(EnvSettings):
     lease_ms: int = Field(5_000, ge=1, validation_alias="SLUICE_LEASE_MS")
     heartbeat_ms: int = Field(1_000, ge=1, validation_alias="SLUICE_HEARTBEAT_MS")
     max_attempts: int = Field(5, ge=1, validation_alias="SLUICE_MAX_ATTEMPTS")
+    # A day, not a week: each completed job holds about 730 B of Redis memory for this long
+    # (docs/engine.md, Memory), so 30 jobs/s keep 1.8 GiB for a day, 12 GiB for a week, under
+    # noeviction. The timelines serve diagnosis (dashboard search, job lookups); a day covers
+    # yesterday's complaint. `sluice validate` warns when the projection nears maxmemory.
     completed_retention_s: int = Field(
-        7 * 24 * 3600, ge=0, validation_alias="SLUICE_COMPLETED_RETENTION_S"
+        24 * 3600, ge=0, validation_alias="SLUICE_COMPLETED_RETENTION_S"
+    )
+    # Peak completed jobs per second to size the retention against (`sluice validate`);
+    # unset: the larger of the measured recent throughput and QUEUE_RATE_LIMIT.
+    peak_rate: float | None = Field(
+        None, gt=0, allow_inf_nan=False, validation_alias="SLUICE_PEAK_RATE"
     )
     # How long a Chatwoot message id is remembered: a redelivery later than this is a new
     # message. Chatwoot retries within seconds, so the day is for replays by hand.
@@ -272,28 +289,61 @@ def log_effective_profile(settings: Settings, logger: logging.Logger) -> None:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (userinfo or query string) replaced by ``***``."""
+    """``url`` safe to log or print: credentials replaced by ``***``.
+
+    Operators put credentials into URL settings (``https://user:pw@chat.example.com``,
+    ``redis://:pw@host``, ``...?api_key=``), and every one of those settings ends up in a log
+    line, the health document or an error message somewhere. Masked: the password of the
+    userinfo (a userinfo without a password is masked whole, as it is usually a token), and
+    the values of query or fragment parameters named like credentials (``token``, ``key``,
+    ``api_key``, ``access_token``, ``secret``, ``password``, ``auth``, ``signature``...).
+    Host, port and path stay, so the line still says where Sluice connects.
+    """
     try:
         parts = urlsplit(url)
         password = parts.password
+        has_userinfo = "@" in parts.netloc
     except ValueError:
         return _MASK  # unparseable: we cannot tell where a password would be
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    secret_query = any(_SECRET_NAME.search(key) for key, _ in pairs)
-    if password is None and not secret_query:
+    query, secret_query = _mask_params(parts.query)
+    fragment, secret_fragment = _mask_params(parts.fragment)
+    if not has_userinfo and not secret_query and not secret_fragment:
         return url
     netloc = parts.netloc
-    if password is not None:
+    if has_userinfo:
         userinfo, _, hostinfo = netloc.rpartition("@")
-        netloc = f"{userinfo.split(':', 1)[0]}:{_MASK}@{hostinfo}"
-    query = parts.query
-    if secret_query:
-        masked = [(k, _MASK if _SECRET_NAME.search(k) else v) for k, v in pairs]
-        query = urlencode(masked, safe="*")
+        if password is not None:
+            netloc = f"{userinfo.split(':', 1)[0]}:{_MASK}@{hostinfo}"
+        else:
+            netloc = f"{_MASK}@{hostinfo}"
     # Built by hand: urlunsplit drops the empty authority of unix:///path URLs.
     redacted = f"{parts.scheme}://{netloc}{parts.path}"
     redacted += f"?{query}" if query else ""
-    return redacted + (f"#{parts.fragment}" if parts.fragment else "")
+    return redacted + (f"#{fragment}" if fragment else "")
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`redact_url`.
+
+    For free text that may quote a URL setting: exception messages of HTTP and Redis
+    libraries, and log lines of libraries that print the URL they request (httpx logs
+    ``HTTP Request: POST https://user:pw@host/...`` at INFO).
+    """
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def _mask_params(encoded: str) -> tuple[str, bool]:
+    """``encoded`` (a query or fragment) with credential-like parameter values masked, and
+    whether there was one; unchanged (byte for byte) when there was none."""
+    if "=" not in encoded:
+        return encoded, False
+    pairs = parse_qsl(encoded, keep_blank_values=True)
+    if not any(_SECRET_PARAM.search(key) for key, _ in pairs):
+        return encoded, False
+    masked = [(k, _MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs]
+    return urlencode(masked, safe="*"), True
 
 
 def _env_name(field_name: str, cls: type[Settings] | None = None) -> str:
@@ -310,7 +360,8 @@ def _loggable(variable: str, value: object) -> object:
         return None
     if _SECRET_NAME.search(variable):
         return _MASK
-    if variable == "REDIS_URL" and isinstance(value, str):
+    if isinstance(value, str) and "://" in value:
+        # Every URL setting (REDIS_URL, CHATWOOT_URL, any added later), not a list of names.
         return redact_url(value)
     if isinstance(value, Path):
         return str(value)

@@ -3,7 +3,10 @@ over (the bot then stays silent until it returns to `pending`), its last known s
 and the recent turns the AI broker sees as history.
 
 One small hash per conversation under the queue's prefix, plus a capped history list;
-both expire after a week of silence.
+both expire after a week of silence (``TTL_S``). A conversation's broker assignment ends
+with them (:mod:`sluice.broker.assignment` checks these keys, named by
+:func:`state_key_prefix`), so a conversation that is never resolved does not hold its
+broker's capacity for ever.
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ from sluice.queue.keys import QueueKeys
 
 TTL_S = 7 * 86_400
 HISTORY_TURNS = 20
+HISTORY_SUFFIX = ":history"
+
+
+def state_key_prefix(keys: QueueKeys) -> str:
+    """What every conversation state key starts with: ``<prefix>conv:<key>`` is the state
+    hash, ``<prefix>conv:<key>:history`` the history. The broker assignment scripts derive
+    both from it to tell whether a conversation is still alive."""
+    return f"{keys.prefix}conv:"
 
 
 @dataclass(frozen=True)
@@ -36,15 +47,22 @@ class ConversationState:
 
 
 class Conversations:
-    def __init__(self, redis: aioredis.Redis, keys: QueueKeys) -> None:
+    """``ttl_s`` is how long state outlives the conversation's last event (tests shorten
+    it; the broker assigner's idle TTL should match it, see :mod:`sluice.broker.assignment`)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: QueueKeys, *, ttl_s: float = TTL_S) -> None:
+        if not ttl_s > 0:
+            raise ValueError("ttl_s must be positive")
         self.redis = redis
         self.keys = keys
+        self.ttl_ms = max(1, round(ttl_s * 1000))
+        self._prefix = state_key_prefix(keys)
 
     def _key(self, key: str) -> str:
-        return f"{self.keys.prefix}conv:{key}"
+        return f"{self._prefix}{key}"
 
     def _history_key(self, key: str) -> str:
-        return f"{self.keys.prefix}conv:{key}:history"
+        return f"{self._prefix}{key}{HISTORY_SUFFIX}"
 
     async def get(self, key: str) -> ConversationState:
         raw = await self.redis.hgetall(self._key(key))
@@ -62,7 +80,7 @@ class Conversations:
         pipe = self.redis.pipeline(transaction=True)
         values: dict[Any, Any] = {**mapping, "updated": time.time()}
         pipe.hset(self._key(key), mapping=values)
-        pipe.expire(self._key(key), TTL_S)
+        pipe.pexpire(self._key(key), self.ttl_ms)
         await pipe.execute()
 
     async def set_status(self, key: str, status: str) -> None:
@@ -104,7 +122,7 @@ class Conversations:
             json.dumps({"role": "assistant", "content": assistant}),
         )
         pipe.ltrim(hk, -2 * HISTORY_TURNS, -1)
-        pipe.expire(hk, TTL_S)
+        pipe.pexpire(hk, self.ttl_ms)
         await pipe.execute()
 
 

@@ -1,10 +1,23 @@
 """Chatwoot webhook intake: verify, classify, deduplicate, stamp, enqueue.
 
-The answer must come fast (Chatwoot waits 5 s and retries agent-bot webhooks only on 429
-and 500), must never be a 2xx for a message that was not stored, and bad input must change
-nothing. So: limits and content type first, then the signature over the raw bytes, then
-JSON, then one atomic enqueue (idempotent on the message id); Redis unavailable answers 429
-with Retry-After, which Chatwoot retries.
+The answer must come fast and must never be a 2xx for a message that was not stored, and
+bad input must change nothing. Chatwoot sends account and API-inbox webhooks once, with a
+5 s timeout, and never retries them; it retries agent-bot webhooks only on 429 and 500 and
+opens the conversation for humans when they fail (docs/chatwoot-facts.md). So: limits and
+content type first, then the signature over the raw bytes, then JSON, then one atomic
+enqueue (idempotent on the message id) within ``store_timeout_s``; when Redis is slow or
+down the verified webhook goes to the durable spool (:mod:`sluice.spool`) instead and is
+answered 200 all the same, and the replayer moves it into the queue in arrival order once
+Redis answers. While anything is spooled, new webhooks are spooled behind it, so a
+conversation's messages never overtake each other. Only a spool that cannot be written
+(a full disk) answers 503; without a spool (a library user's Intake) Redis trouble
+answers 429 with Retry-After as before.
+
+The SLA clock starts when the customer wrote, on our clock: Chatwoot stamps ``created_at``
+and the signed ``X-Chatwoot-Timestamp`` with its own clock, so their difference is
+Chatwoot's own delay whatever that clock's offset, and the message counts as written that
+long before we received it. Without the header, ``created_at`` is taken as it is (a
+Chatwoot clock that runs behind then looks like delay).
 
 JSON is parsed strictly (:func:`parse_json`): what Chatwoot's Rails serializer emits is
 accepted, anything a hostile or broken sender could use to make two parsers disagree or to
@@ -13,6 +26,7 @@ crash the parser (UTF-16, duplicate keys, NaN, absurd numbers, deep nesting) is 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -33,15 +47,21 @@ from sluice.chatwoot.payloads import (
     InvalidPayload,
     classify,
 )
-from sluice.chatwoot.signature import SignatureError, verify
+from sluice.chatwoot.replay import ReplayGuard
+from sluice.chatwoot.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 from sluice.conversations import Conversations
 from sluice.queue.queue import Queue
+from sluice.spool import Spool, SpooledWebhook, SpoolFullError
 
 log = logging.getLogger("sluice.intake")
 
 REJECTED_KEEP = 1000
 REJECTED_BODY_BYTES = 16_384
 RETRY_AFTER_S = 3
+# The whole answer must come well within Chatwoot's 5 s: Redis gets this long to store a
+# webhook before it goes to the spool (which itself must answer within the rest).
+STORE_TIMEOUT_S = 1.5
+REPLAY_BATCH = 100
 AGENT_REPLIED = "agent replied"
 # A \uD800-\uDFFF escape: legal JSON only as a high-low pair (an emoji escaped by a
 # serializer); a lone one decodes to a string that cannot be encoded as UTF-8 again.
@@ -67,6 +87,8 @@ class Intake:
         max_age_s: float = 300,
         default_account_id: int | None = None,
         clock: Callable[[], float] = time.time,
+        spool: Spool | None = None,
+        store_timeout_s: float = STORE_TIMEOUT_S,
     ) -> None:
         self.queue = queue
         self.conversations = conversations
@@ -76,6 +98,9 @@ class Intake:
         self.default_account_id = default_account_id
         self.clock = clock
         self.on_resolved = on_resolved
+        self.spool = spool
+        self.store_timeout_s = store_timeout_s
+        self._replays = ReplayGuard(queue.redis, queue.keys.prefix, window_s=max_age_s)
         self._warned_unsigned = False
         prefix = queue.keys.prefix
         self._rejected_key = f"{prefix}intake:rejected"
@@ -108,18 +133,92 @@ class Intake:
             )
             return Outcome(400, {"error": "invalid JSON", "reason": reason})
         delivery = _delivery_id(headers)
+        sent_ms = chatwoot_sent_ms(headers)
+        if self.spool is not None and self.spool.depth:
+            # Older webhooks wait in the spool: this one goes behind them (order).
+            return await self._spool(body, headers, received_ms, "spool not drained yet")
         try:
-            return await self._dispatch(payload, body, delivery, received_ms)
-        except RedisError as exc:
-            log.error("cannot store webhook (%s): answering 429 so Chatwoot retries", exc)
+            async with asyncio.timeout(self.store_timeout_s):
+                return await self._dispatch(
+                    payload, body, delivery, received_ms, sent_ms, signed=headers
+                )
+        except (RedisError, TimeoutError) as exc:
+            reason = "Redis too slow" if isinstance(exc, TimeoutError) else f"Redis: {exc}"
+            if self.spool is not None:
+                return await self._spool(body, headers, received_ms, reason)
+            log.error("cannot store webhook (%s): answering 429", reason)
             return Outcome(
                 429,
                 {"error": "temporarily unable to store the message; retry"},
                 {"Retry-After": str(RETRY_AFTER_S)},
             )
 
+    async def _first_use(self, headers: Mapping[str, str]) -> bool:
+        """Whether this signed request (its timestamp and signature) is new. A captured
+        request re-sent with a new delivery id would otherwise undo a human takeover.
+        While Redis cannot answer, the webhook is spooled unchecked (a replay sent during
+        an outage passes; dedupe on the message id still keeps it from being queued twice)."""
+        timestamp = headers.get(TIMESTAMP_HEADER.lower()) or headers.get(TIMESTAMP_HEADER)
+        signature = headers.get(SIGNATURE_HEADER.lower()) or headers.get(SIGNATURE_HEADER)
+        if not timestamp or not signature:
+            return True
+        return await self._replays.first_use(timestamp, signature)
+
+    async def _spool(
+        self, body: bytes, headers: Mapping[str, str], received_ms: float, reason: str
+    ) -> Outcome:
+        assert self.spool is not None
+        try:
+            seq = await self.spool.append(body, headers, received_ms)
+        except SpoolFullError as exc:
+            log.critical("webhook LOST unless the sender retries: %s (%s)", exc, reason)
+            return Outcome(
+                503,
+                {"error": "cannot store the message: Redis unavailable and the spool is full"},
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
+        log.warning("webhook spooled (%s): #%d, %d waiting", reason, seq, self.spool.depth)
+        return Outcome(200, {"status": "spooled", "spooled": seq})
+
+    async def replay_spool(self) -> None:
+        """Move spooled webhooks into the queue, oldest first, for as long as the process
+        runs; a Redis error or a slow Redis waits (capped back-off) and tries the same
+        webhook again, so nothing overtakes it."""
+        assert self.spool is not None
+        failures = 0
+        while True:
+            await self.spool.wait_nonempty()
+            for spooled in await self.spool.oldest(REPLAY_BATCH):
+                while True:
+                    try:
+                        await self._replay(spooled)
+                        failures = 0
+                        break
+                    except (RedisError, TimeoutError) as exc:
+                        failures += 1
+                        delay = min(1.0, 0.05 * 2 ** min(failures, 5))
+                        log.info("spool replay waits for Redis (%r); again in %.2f s", exc, delay)
+                        await asyncio.sleep(delay)
+                await self.spool.remove(spooled.seq)
+
+    async def _replay(self, spooled: SpooledWebhook) -> None:
+        payload = parse_json(spooled.body)  # it was parsed once already: it parses again
+        delivery = _delivery_id(spooled.headers)
+        sent_ms = chatwoot_sent_ms(spooled.headers)
+        async with asyncio.timeout(self.store_timeout_s * 4):
+            outcome = await self._dispatch(
+                payload, spooled.body, delivery, spooled.received_ms, sent_ms
+            )
+        log.info("spooled webhook #%d replayed: %s", spooled.seq, outcome.body.get("status"))
+
     async def _dispatch(
-        self, payload: Any, body: bytes, delivery: str | None, received_ms: float
+        self,
+        payload: Any,
+        body: bytes,
+        delivery: str | None,
+        received_ms: float,
+        sent_ms: float | None = None,
+        signed: Mapping[str, str] | None = None,
     ) -> Outcome:
         if delivery and await self.queue.redis.exists(self._delivery_prefix + delivery):
             return Outcome(200, {"status": "duplicate", "delivery": delivery})
@@ -128,15 +227,32 @@ class Intake:
         except InvalidPayload as exc:
             await self._reject(str(exc), body, delivery)
             return Outcome(422, {"error": "invalid payload", "reason": str(exc)})
-        outcome = await self._apply(event, received_ms, _has_assignee(payload))
+        if (
+            signed is not None
+            and self.secret
+            and not isinstance(event, IncomingMessage)  # the message id dedupes those
+            and not await self._first_use(signed)
+        ):
+            # Refused, but with a 2xx: any other answer to an agent-bot delivery makes
+            # Chatwoot open the conversation, which is what a replay would want.
+            log.warning("webhook refused: a replay of an earlier signed request")
+            return Outcome(200, {"status": "ignored", "reason": "replay of an earlier request"})
+        outcome = await self._apply(event, received_ms, _has_assignee(payload), sent_ms)
         if delivery:
             await self.queue.redis.set(
                 self._delivery_prefix + delivery, 1, px=self.queue.dedupe_ttl_ms
             )
         return outcome
 
-    async def _apply(self, event: object, received_ms: float, assigned: bool) -> Outcome:
+    async def _apply(
+        self, event: object, received_ms: float, assigned: bool, sent_ms: float | None = None
+    ) -> Outcome:
         if isinstance(event, IncomingMessage):
+            # When the customer wrote, on our clock (see the module docstring): Chatwoot's
+            # own delay (both stamps on its clock) before our receive time.
+            written_ms = event.created_at_ms
+            if sent_ms is not None:
+                written_ms = received_ms - max(0.0, sent_ms - event.created_at_ms)
             state = await self.conversations.get(event.key)
             status = event.conversation_status or state.status
             # The bot answers a `pending` conversation (a bot inbox), or an `open` one that
@@ -165,10 +281,10 @@ class Intake:
                     "content": event.content,
                     "attachments": len(event.attachments),
                     "sender_name": event.sender_name,
-                    "created_at_ms": event.created_at_ms,
+                    "created_at_ms": written_ms,
                 },
                 id=f"cw-{event.message_id}",
-                hops={"source_created": event.created_at_ms, "received": received_ms},
+                hops={"source_created": written_ms, "received": received_ms},
             )
             return Outcome(
                 200,
@@ -263,6 +379,19 @@ def _finite_float(text: str) -> float:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def chatwoot_sent_ms(headers: Mapping[str, str]) -> float | None:
+    """When Chatwoot sent this delivery, on Chatwoot's own clock: ``X-Chatwoot-Timestamp``
+    (signed, Unix seconds; set again on each retry). None when absent or unreadable."""
+    stamp = headers.get("x-chatwoot-timestamp")
+    if not stamp:
+        return None
+    try:
+        sent_s = float(stamp)
+    except ValueError:
+        return None
+    return sent_s * 1000 if math.isfinite(sent_s) and sent_s > 0 else None
 
 
 def _delivery_id(headers: Mapping[str, str]) -> str | None:

@@ -1,4 +1,11 @@
-"""Logging setup: readable text for people, one JSON object per line for machines."""
+"""Logging setup: readable text for people, one JSON object per line for machines.
+
+Every line goes through :class:`RedactUrls` on the way out: libraries print the URLs they
+talk to (httpx logs each request's full URL at INFO, exceptions quote it), and a URL setting
+may carry credentials (``https://user:pw@chat.example.com``, ``?api_key=``). Sluice's own
+lines redact at the source (:func:`sluice.config.redact_url`); this filter is the net under
+everyone else's.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,38 @@ import logging
 import sys
 import time
 from typing import Literal
+
+from sluice.config import redact_urls_in
+
+
+class RedactUrls(logging.Filter):
+    """Replaces credentials in URLs of a record's message by ``***`` (never drops a record).
+
+    On the handler, not a logger, so it sees the records that propagate from every library.
+    A record without ``://`` in its template or arguments is left alone without formatting.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _may_hold_url(record):
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is the logging module's business, not ours
+            return True
+        redacted = redact_urls_in(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def _may_hold_url(record: logging.LogRecord) -> bool:
+    if "://" in str(record.msg):
+        return True
+    args = record.args
+    if not args:
+        return False
+    values = args.values() if isinstance(args, dict) else args
+    return any("://" in str(value) for value in values)
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,6 +69,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure(fmt: Literal["text", "json"] = "text", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactUrls())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -17,15 +17,23 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from sluice.config import Settings
+from sluice.config import Settings, redact_url
+from sluice.monitor.windows import WindowReader
 from sluice.queue.job import Job
+from sluice.queue.keys import QueueKeys
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect
+from sluice.retention import COMPLETED_JOB_BYTES, projected_bytes
 from sluice.worker.runtime import Worker
 
 Outcome = Literal["pass", "warn", "fail"]
 MIN_REDIS = (6, 2)
 CANARY_DEADLINE_S = 5.0
+# Completed jobs may take at most this share of maxmemory: the rest is for waiting jobs
+# (a backlog is exactly when memory is needed), monitoring buckets and fragmentation.
+RETENTION_SHARE = 0.5
+# Windows whose measured throughput counts as "recent" (the larger one wins).
+THROUGHPUT_WINDOWS = {"5m": 300, "1h": 3600}
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,115 @@ def check_config(settings: Settings) -> list[Check]:
                 f"lease {settings.lease_ms} ms + poll: a killed worker's job waits more than 10 s",
             )
         )
+    if settings.chatwoot_url:
+        checks.append(check_chatwoot_url(settings.chatwoot_url))
     return checks
+
+
+def check_chatwoot_url(url: str) -> Check:
+    """Where replies go, shown without credentials (this output is pasted into tickets); a
+    warning when the URL carries some, as Chatwoot authenticates with CHATWOOT_API_TOKEN and
+    credentials in a URL end up in proxy and access logs."""
+    shown = redact_url(url)
+    if shown == url:
+        return Check("chatwoot url", "pass", shown)
+    return Check(
+        "chatwoot url",
+        "warn",
+        f"{shown}: CHATWOOT_URL carries credentials (user:password@ or a token parameter); "
+        "Chatwoot takes its token from CHATWOOT_API_TOKEN",
+    )
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86_400:
+        return f"{seconds / 86_400:.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min"
+
+
+def retention_memory_check(
+    *,
+    retention_s: float,
+    jobs_per_s: float,
+    rate_source: str,
+    limit_bytes: int,
+    limit_source: str,
+    bytes_per_job: float = COMPLETED_JOB_BYTES,
+) -> Check:
+    """Whether the completed jobs kept for ``retention_s`` at ``jobs_per_s`` fit in
+    :data:`RETENTION_SHARE` of ``limit_bytes`` (0: no limit known). A warning, not a
+    failure: the projection is only as good as the rate, and a deployment may plan more
+    memory before its peak comes."""
+    name = "retention memory"
+    if retention_s <= 0:
+        return Check(name, "pass", "completed jobs are deleted at once (retention 0)")
+    if jobs_per_s <= 0:
+        return Check(
+            name,
+            "pass",
+            "no rate to project from (no completions measured, no QUEUE_RATE_LIMIT); "
+            "set SLUICE_PEAK_RATE to check the retention against memory",
+        )
+    projected = projected_bytes(jobs_per_s, retention_s, bytes_per_job)
+    basis = (
+        f"{jobs_per_s:g} jobs/s ({rate_source}) x {_duration(retention_s)} "
+        f"(SLUICE_COMPLETED_RETENTION_S) x {bytes_per_job:.0f} B = {_size(projected)}"
+    )
+    if limit_bytes <= 0:
+        return Check(name, "pass", f"{basis}; no memory limit known to compare with")
+    budget = RETENTION_SHARE * limit_bytes
+    if projected <= budget:
+        share = projected / limit_bytes
+        return Check(name, "pass", f"{basis}, {share:.0%} of {limit_source} {_size(limit_bytes)}")
+    fits_s = budget / (jobs_per_s * bytes_per_job)
+    verdict = "exceeds" if projected > limit_bytes else f"is over {RETENTION_SHARE:.0%} of"
+    consequence = (
+        "under noeviction Redis then refuses writes, so the intake refuses messages"
+        if limit_source == "maxmemory"
+        else "without maxmemory Redis then grows until the host runs out of memory"
+    )
+    return Check(
+        name,
+        "warn",
+        f"{basis} {verdict} {limit_source} {_size(limit_bytes)}: {consequence}; set "
+        f"SLUICE_COMPLETED_RETENTION_S to at most {int(fits_s)} ({_duration(fits_s)}) "
+        "or give Redis more memory",
+    )
+
+
+async def check_retention_memory(client: aioredis.Redis, settings: Settings) -> Check:
+    """The retention's projected memory against ``maxmemory`` (the host's memory when none
+    is set). The rate is SLUICE_PEAK_RATE when set, else the larger of the configured rate
+    limit and the throughput measured over the last 5 minutes and hour."""
+    if settings.peak_rate is not None:
+        rate, source = settings.peak_rate, "SLUICE_PEAK_RATE"
+    else:
+        reader = WindowReader(client, QueueKeys(settings.queue))
+        windows = await reader.windows(THROUGHPUT_WINDOWS)
+        measured = max(w.throughput for w in windows.values())
+        rate, source = measured, "measured recent throughput"
+        if settings.queue_rate_limit > measured:
+            rate, source = float(settings.queue_rate_limit), "QUEUE_RATE_LIMIT"
+    memory = await client.info("memory")
+    limit, limit_source = int(memory.get("maxmemory", 0) or 0), "maxmemory"
+    if limit <= 0:
+        limit, limit_source = int(memory.get("total_system_memory", 0) or 0), "host memory"
+    return retention_memory_check(
+        retention_s=settings.completed_retention_s,
+        jobs_per_s=round(rate, 2),
+        rate_source=source,
+        limit_bytes=limit,
+        limit_source=limit_source,
+    )
 
 
 async def check_redis(handle: RedisHandle, settings: Settings) -> list[Check]:
@@ -240,6 +356,7 @@ async def run(settings: Settings, url: str, channels: ChannelCheck | None = None
         return checks
     try:
         checks += await check_redis(handle, settings)
+        checks.append(await check_retention_memory(handle.client, settings))
         checks.append(await check_scripts(Queue(settings.queue, redis=handle.client)))
         for body in (check_canary, check_rate_limit, check_pause):
             checks.append(await _temporary(handle, settings, body))

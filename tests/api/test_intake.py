@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -213,8 +214,13 @@ async def test_content_type_json_and_size_limits(
         await delete_queue_keys(redis_client, queue_name)
 
 
-async def test_redis_down_answers_a_status_chatwoot_retries(queue_name: str) -> None:
-    server, url = await start_api("redis://127.0.0.1:1/0", queue_name)
+async def test_redis_down_is_answered_from_the_spool(queue_name: str, tmp_path: Path) -> None:
+    """Chatwoot never retries an account webhook: a 429 would lose the message. The
+    verified webhook is spooled to disk and answered 200 (tests/api/test_intake_spool.py
+    has the replay)."""
+    server, url = await start_api(
+        "redis://127.0.0.1:1/0", queue_name, SLUICE_DATA_DIR=str(tmp_path)
+    )
     try:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             response = await client.post(
@@ -222,7 +228,53 @@ async def test_redis_down_answers_a_status_chatwoot_retries(queue_name: str) -> 
                 content=fixture("01"),
                 headers={"Content-Type": "application/json"},
             )
-        assert response.status_code == 429  # retried by Chatwoot's agent-bot delivery
-        assert response.headers["Retry-After"] == "3"
+        assert response.status_code == 200
+        assert response.json()["status"] == "spooled"
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize(
+    ("chatwoot_clock_offset_s", "real_delay_s"), [(-60.0, 0.0), (45.0, 0.0), (0.0, 30.0)]
+)
+async def test_the_sla_clock_ignores_chatwoot_clock_skew_but_not_real_delay(
+    hook: Hook, chatwoot_clock_offset_s: float, real_delay_s: float
+) -> None:
+    """created_at and X-Chatwoot-Timestamp are both Chatwoot's clock: their difference is
+    Chatwoot's own delay, whatever that clock's offset from ours. A minute of skew must not
+    make a fresh message look a minute old (it would be handed off at once); a message that
+    really waited 30 s in Chatwoot counts those 30 s."""
+    chatwoot_now = time.time() + chatwoot_clock_offset_s
+    payload = json.loads(fixture("01"))
+    payload["created_at"] = int(chatwoot_now - real_delay_s)
+    body = json.dumps(payload).encode()
+    before_ms = time.time() * 1000
+    response = await hook.client.post(
+        "/webhooks/chatwoot", content=body, headers=signed(body, at=chatwoot_now)
+    )
+    assert response.status_code == 200, response.text
+    job = await hook.queue.get_job(response.json()["job_id"])
+    assert job is not None
+    written_ms = job.hops["source_created"]
+    assert job.payload["created_at_ms"] == pytest.approx(written_ms, abs=1)
+    waited_s = (before_ms - written_ms) / 1000
+    assert real_delay_s - 1.5 <= waited_s <= real_delay_s + 1.5
+
+
+async def test_a_captured_signed_webhook_replayed_with_a_new_delivery_id_is_refused(
+    hook: Hook,
+) -> None:
+    """Within the signature's 300 s window a captured request could be sent again with a
+    new X-Chatwoot-Delivery (that header is not signed); a state event replayed that way
+    would undo a human takeover. The (timestamp, signature) pair is used once."""
+    body = fixture("07")  # conversation resolved
+    headers = signed(body)
+    first = await hook.client.post(
+        "/webhooks/chatwoot", content=body, headers={**headers, "X-Chatwoot-Delivery": "a-1"}
+    )
+    assert first.status_code == 200 and first.json()["status"] != "ignored"
+    again = await hook.client.post(
+        "/webhooks/chatwoot", content=body, headers={**headers, "X-Chatwoot-Delivery": "b-2"}
+    )
+    assert again.status_code == 200
+    assert again.json() == {"status": "ignored", "reason": "replay of an earlier request"}

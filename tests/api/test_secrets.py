@@ -70,3 +70,25 @@ async def test_no_secret_leaks(
         assert value not in logged, f"{name} leaked into the logs"
         for answer in answers:
             assert value not in answer, f"{name} leaked into an HTTP answer"
+
+
+CREDENTIAL_URL = "https://user:s3cret@chat.example.com/?api_key=abc"
+
+
+async def test_no_url_credentials_in_the_health_document(
+    redis_url: str, redis_client: aioredis.Redis, queue_name: str
+) -> None:
+    """The health document shows the effective configuration, CHATWOOT_URL included."""
+    server, url = await start_api(redis_url, queue_name, CHATWOOT_URL=CREDENTIAL_URL)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            doc = await client.get(
+                "/api/admin/migration-status", headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+    finally:
+        await server.stop()
+        await delete_queue_keys(redis_client, queue_name)
+    assert doc.status_code == 200
+    assert "s3cret" not in doc.text and "abc" not in doc.text
+    shown = doc.json()["optimization"]["config"]["CHATWOOT_URL"]
+    assert shown == "https://user:***@chat.example.com/?api_key=***"

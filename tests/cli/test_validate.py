@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterator
 
+import pytest
 import redis
+import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
+from sluice import EnqueueRequest, Job, Queue, Worker
 from sluice.cli import app
+
+from ..servers import RedisServer
 
 
 def validate(env: dict[str, str]) -> tuple[int, dict[str, object]]:
@@ -80,3 +87,124 @@ def test_persistence_is_reported(redis_url: str) -> None:
         assert code == 0  # a warning is not a failure
     else:
         assert persistence["outcome"] in ("pass", "warn")
+
+
+# -- credentials in URL settings never reach the output --------------------------------------
+
+CREDENTIAL_URL = "https://user:s3cret@chat.example.com/?api_key=abc"
+
+
+def test_validate_json_shows_no_url_credentials(redis_url: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["validate", "--json"],
+        env={
+            "REDIS_URL": redis_url,
+            "CHATWOOT_URL": CREDENTIAL_URL,
+            "SLUICE_ALERT_WEBHOOK_URL": "https://hook:s3cret@127.0.0.1:1/alerts?token=abc",
+        },
+    )
+    report = json.loads(result.stdout)
+    for output in (result.stdout, result.stderr):
+        assert "s3cret" not in output
+        assert "abc" not in output
+    chatwoot = {c["name"]: c for c in report["checks"]}["chatwoot url"]
+    assert chatwoot["outcome"] == "warn"  # credentials in the URL deserve a word
+    assert chatwoot["detail"].startswith("https://user:***@chat.example.com/?api_key=***")
+
+
+# -- retention memory against maxmemory (a private server: maxmemory is per server) ---------
+
+
+@pytest.fixture
+def small_redis() -> Iterator[str]:
+    """A Redis of this test's own with maxmemory 64 MB (setting it on the shared server
+    would make every other test's writes fail under noeviction)."""
+    server = RedisServer()
+    server.start()
+    try:
+        server.wait_ready()
+        client = redis.Redis.from_url(server.url)
+        try:
+            client.config_set("maxmemory", 64 * 1024 * 1024)
+        finally:
+            client.close()
+        yield server.url
+    finally:
+        server.stop()
+
+
+def retention_check(env: dict[str, str]) -> dict[str, str]:
+    _, report = validate(env)
+    checks = {c["name"]: c for c in report["checks"]}  # type: ignore[union-attr]
+    return checks["retention memory"]  # type: ignore[no-any-return]
+
+
+def test_retention_over_maxmemory_warns_with_a_retention_that_fits(small_redis: str) -> None:
+    # 30 jobs/s x 1 day x 730 B = 1.8 GiB, against 64 MiB
+    check = retention_check({"REDIS_URL": small_redis, "SLUICE_PEAK_RATE": "30"})
+    assert check["outcome"] == "warn", check
+    assert "exceeds maxmemory 64.0 MiB" in check["detail"]
+    assert "SLUICE_PEAK_RATE" in check["detail"]
+    # at most 50 % of 64 MiB / (30 jobs/s x 730 B) = 1532 s
+    assert "SLUICE_COMPLETED_RETENTION_S to at most 1532 " in check["detail"]
+
+
+def test_retention_over_half_of_maxmemory_warns(small_redis: str) -> None:
+    # 1 job/s x 60,000 s x 730 B = 41.8 MiB: under 64 MiB, over half of it
+    check = retention_check(
+        {
+            "REDIS_URL": small_redis,
+            "SLUICE_PEAK_RATE": "1",
+            "SLUICE_COMPLETED_RETENTION_S": "60000",
+        }
+    )
+    assert check["outcome"] == "warn" and "is over 50% of maxmemory" in check["detail"], check
+
+
+def test_retention_that_fits_passes(small_redis: str) -> None:
+    # 30 jobs/s x 10 min x 730 B = 12.5 MiB, 20 % of 64 MiB
+    check = retention_check(
+        {
+            "REDIS_URL": small_redis,
+            "SLUICE_PEAK_RATE": "30",
+            "SLUICE_COMPLETED_RETENTION_S": "600",
+        }
+    )
+    assert check["outcome"] == "pass", check
+    assert "20% of maxmemory" in check["detail"]
+
+
+def test_retention_projects_from_measured_throughput(small_redis: str, queue_name: str) -> None:
+    """Without SLUICE_PEAK_RATE (and no rate limit) the recent throughput of the queue is
+    the rate: 600 jobs completed within the last 5 minutes are 2 jobs/s, which kept a day
+    take 126 MB, more than the 64 MiB."""
+
+    async def complete(jobs: int) -> None:
+        client = aioredis.Redis.from_url(small_redis)
+        queue = Queue(queue_name, redis=client)
+        done = asyncio.Event()
+        handled = 0
+
+        async def handler(job: Job) -> None:
+            nonlocal handled
+            handled += 1
+            if handled == jobs:
+                done.set()
+
+        worker = Worker(queue, handler, concurrency=10, handle_signals=False, idle_poll_s=0.2)
+        task = asyncio.create_task(worker.run())
+        try:
+            await queue.enqueue_many(EnqueueRequest(key=f"c{i}", payload={}) for i in range(jobs))
+            await asyncio.wait_for(done.wait(), 30)
+        finally:
+            await worker.stop()
+            await task
+            await client.aclose()
+
+    env = {"REDIS_URL": small_redis, "SLUICE_QUEUE": queue_name, "QUEUE_RATE_LIMIT": "0"}
+    assert retention_check(env)["outcome"] == "pass"  # nothing measured yet: nothing to say
+    asyncio.run(complete(600))
+    check = retention_check(env)
+    assert check["outcome"] == "warn", check
+    assert "2 jobs/s (measured recent throughput)" in check["detail"]

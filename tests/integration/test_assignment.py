@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from sluice.broker.assignment import Assigner, Assignment
 from sluice.broker.config import Broker, BrokerKind
+from sluice.conversations import Conversations
 from sluice.queue.keys import QueueKeys
 from tests.integration.conftest import delete_queue_keys
 
@@ -217,3 +218,92 @@ async def test_no_broker_of_the_kind(make: MakeAssigner) -> None:
     assert await assigner.loads() == {"bot": 1}
     with pytest.raises(ValueError):
         await assigner.assign("")
+
+
+# -- idle expiry: a conversation that is never resolved must not hold its broker for ever --
+
+IDLE_S = 0.3  # the idle TTL of these tests; the real one is the conversation state's week
+
+
+@pytest.fixture
+def idle_keys(queue_name: str) -> QueueKeys:
+    return QueueKeys(queue_name)
+
+
+@pytest.fixture
+async def idle_cleanup(redis_client: aioredis.Redis, queue_name: str) -> AsyncIterator[None]:
+    yield
+    await delete_queue_keys(redis_client, queue_name)
+
+
+async def idle_past_ttl() -> None:
+    """Sleep until everything touched before the call is idle for longer than IDLE_S (on
+    Redis's clock, which the scripts read; both clocks tick at the same rate here)."""
+    await asyncio.sleep(IDLE_S + 0.15)
+
+
+@pytest.mark.usefixtures("idle_cleanup")
+async def test_idle_conversations_stop_counting_toward_load(
+    redis_client: aioredis.Redis, idle_keys: QueueKeys
+) -> None:
+    assigner = Assigner(redis_client, idle_keys, [ai("a", 2), ai("b", 2)], idle_ttl_s=IDLE_S)
+    conversations = Conversations(redis_client, idle_keys, ttl_s=IDLE_S)
+    for key in ("1:1", "1:2", "1:3"):
+        await assigner.assign(key)
+        await conversations.remember(key, "hello", "hi")  # a bot turn writes the history
+    assert await assigner.loads() == {"a": 2, "b": 1}
+    await idle_past_ttl()  # never resolved; the conversation state has expired meanwhile
+    assert await assigner.loads() == {"a": 0, "b": 0}
+    assert await assigner.assignment("1:1") is None
+    assert await redis_client.hlen(assigner.assignments_key) == 0
+    assert await redis_client.zcard(assigner.seen_key) == 0
+    # A customer coming back after that is a new conversation for the brokers: load 1, not 2.
+    back = await assigner.assign_detailed("1:1")
+    assert back.rule == "least_loaded" and back.previous is None
+    assert await assigner.loads() == {"a": 1, "b": 0}
+
+
+@pytest.mark.usefixtures("idle_cleanup")
+async def test_assign_forgets_idle_assignments_before_comparing_loads(
+    redis_client: aioredis.Redis, idle_keys: QueueKeys
+) -> None:
+    """Without a call to loads(): the assignment itself sees the freed capacity, so a full
+    broker whose conversations went quiet takes new ones instead of round robin."""
+    assigner = Assigner(redis_client, idle_keys, [ai("only", 1)], idle_ttl_s=IDLE_S)
+    assert (await assigner.assign_detailed("old")).rule == "least_loaded"
+    await idle_past_ttl()
+    fresh = await assigner.assign_detailed("new")
+    assert fresh.rule == "least_loaded"  # not round_robin over capacity
+    assert await redis_client.hgetall(assigner.loads_key) == {b"only": b"1"}
+
+
+@pytest.mark.usefixtures("idle_cleanup")
+async def test_live_conversations_keep_their_broker(
+    redis_client: aioredis.Redis, idle_keys: QueueKeys
+) -> None:
+    """Alive = a turn within the TTL (sticky assign) or conversation state that has not
+    expired (a human is handling it: status events refresh it, no turn assigns)."""
+    assigner = Assigner(redis_client, idle_keys, [ai("a", 5)], idle_ttl_s=IDLE_S)
+    await assigner.assign("talking")
+    await assigner.assign("with-human")
+    await Conversations(redis_client, idle_keys, ttl_s=30).human_took_over("with-human", 7, "x")
+    for _ in range(4):  # longer than the TTL in total, a turn every IDLE_S / 2
+        await asyncio.sleep(IDLE_S / 2)
+        assert (await assigner.assign_detailed("talking")).rule == "sticky"
+    assert await assigner.loads() == {"a": 2}
+    assert await assigner.assignment("with-human") == "a"
+
+
+@pytest.mark.usefixtures("idle_cleanup")
+async def test_assignments_made_before_the_upgrade_expire_too(
+    redis_client: aioredis.Redis, idle_keys: QueueKeys
+) -> None:
+    """An assignment written by the old scripts (no entry in broker:seen) is adopted, then
+    ages like any other: the load it held is freed once it is idle past the TTL."""
+    assigner = Assigner(redis_client, idle_keys, [ai("a", 5)], idle_ttl_s=IDLE_S)
+    await redis_client.hset(assigner.assignments_key, "legacy", "a")
+    await redis_client.hset(assigner.loads_key, "a", 1)
+    assert await assigner.loads() == {"a": 1}
+    await idle_past_ttl()
+    assert await assigner.loads() == {"a": 0}
+    assert await assigner.assignment("legacy") is None

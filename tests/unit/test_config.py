@@ -28,7 +28,7 @@ def test_defaults_are_the_origin_notes() -> None:
     assert settings.lease_ms == 5_000
     assert settings.heartbeat_ms == 1_000
     assert settings.max_attempts == 5
-    assert settings.completed_retention_s == 7 * 24 * 3600
+    assert settings.completed_retention_s == 24 * 3600  # a day: docs/engine.md, Memory
     assert settings.shutdown_grace_s == 10
     assert settings.redis_pool_timeout_s == 5
     assert settings.log_format == "text"

@@ -63,7 +63,9 @@ async def migration_status(request: Request, response: Response) -> health.Healt
         alerts = await st.alerts()
     except (RedisError, OSError):
         alerts = []  # the document reports Redis itself as unreachable
-    doc = await health.build(st.settings, st.queue, st.monitor, st.redis, alerts)
+    doc = await health.build(
+        st.settings, st.queue, st.monitor, st.redis, alerts, spool=st.spool_stats()
+    )
     if doc.status == "critical":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return doc

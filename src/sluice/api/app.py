@@ -6,6 +6,8 @@ same app object serves `sluice serve`, `sluice up` and the tests (on a real loop
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +32,7 @@ from sluice.monitor.alert_config import AlertSettings
 from sluice.monitor.service import MonitoringService
 from sluice.monitor.snapshot import Monitor
 from sluice.redis.pool import RedisUnavailableError, connect
+from sluice.spool import Spool, spool_path
 
 log = logging.getLogger("sluice.api")
 
@@ -64,7 +67,13 @@ def create_app(
         monitor = Monitor(
             queue, sla_objective=settings.sla_objective, rate_limit=settings.queue_rate_limit
         )
-        service = MonitoringService(monitor, alert_settings)
+        spool = Spool(spool_path(settings.data_dir, settings.queue))
+        service = MonitoringService(
+            monitor, alert_settings, local_signals=lambda: spool.stats().signals()
+        )
+        await spool.open()
+        if spool.depth:
+            log.warning("%d webhooks wait in the intake spool %s", spool.depth, spool.path)
         app.state.sluice = AppState(
             settings=settings,
             redis=handle,
@@ -86,15 +95,22 @@ def create_app(
                 max_body_bytes=settings.webhook_max_bytes,
                 default_account_id=settings.chatwoot_account_id,
                 on_resolved=Assigner(queue.redis, queue.keys, load_brokers_from_env()).release,
+                spool=spool,
             ),
         )
+        assert app.state.sluice.intake is not None
+        replayer = asyncio.create_task(app.state.sluice.intake.replay_spool(), name="spool")
         if run_evaluator:
             service.start()
         try:
             yield
         finally:
+            replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replayer
             if run_evaluator:
                 await service.stop()
+            await spool.close()
             await handle.close()
 
     app = FastAPI(
@@ -144,11 +160,13 @@ def create_app(
                 severity = str(alert.get("severity"))
                 firing[severity] = firing.get(severity, 0) + 1
         try:
-            body = await metrics.render(st.queue, st.monitor, st.redis, firing)
+            body = await metrics.render(st.queue, st.monitor, st.redis, firing, st.spool_stats())
         except (RedisError, OSError) as exc:
+            # 200 with what this process knows (sluice_redis_up 0, its intake spool): a
+            # failed scrape would drop exactly the series that matter during an outage.
             return Response(
-                f"# Redis unavailable: {type(exc).__name__}\n",
-                status_code=503,
+                f"# Redis unavailable: {type(exc).__name__}\n".encode()
+                + metrics.render_local(st.spool_stats()),
                 media_type=metrics.CONTENT_TYPE,
             )
         return Response(body, media_type=metrics.CONTENT_TYPE)

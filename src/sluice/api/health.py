@@ -22,6 +22,7 @@ from sluice.monitor.snapshot import Monitor
 from sluice.profiles import live_profile
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle
+from sluice.spool import SpoolStats
 
 Status = Literal["ok", "degraded", "critical"]
 
@@ -109,6 +110,16 @@ class AlertBrief(BaseModel):
     status: str
 
 
+class IntakeSpool(BaseModel):
+    """The intake's durable spool on this host (sluice.spool)."""
+
+    depth: int = Field(description="webhooks waiting for Redis, safe on disk")
+    oldest_age_s: float
+    write_failures: int = Field(description="webhooks refused with 503 since start")
+    replayed: int
+    last_error: str | None = Field(description="set while the spool cannot be written")
+
+
 class HealthDocument(BaseModel):
     status: Status
     reasons: list[str]
@@ -121,6 +132,7 @@ class HealthDocument(BaseModel):
     sla: dict[str, WindowReport]
     capacity: Capacity | None
     alerts: list[AlertBrief]
+    intake_spool: IntakeSpool | None = None
 
 
 async def redis_status(queue: Queue) -> RedisStatus:
@@ -147,9 +159,20 @@ async def build(
     monitor: Monitor,
     redis: RedisHandle,
     alerts: list[dict[str, Any]],
+    spool: SpoolStats | None = None,
 ) -> HealthDocument:
     reasons_critical: list[str] = []
     reasons_degraded: list[str] = []
+    if spool is not None and spool.last_error:
+        reasons_critical.append(
+            f"intake spool cannot be written ({spool.last_error}): webhooks that Redis "
+            "cannot take are refused with 503"
+        )
+    elif spool is not None and spool.depth:
+        reasons_degraded.append(
+            f"{spool.depth} webhooks wait in the intake spool (oldest {spool.oldest_age_s:.0f} s):"
+            " Redis is slow or unreachable; they are replayed in order when it answers"
+        )
     rstatus = await redis_status(queue)
     live = None
     snapshot: dict[str, Any] | None = None
@@ -241,4 +264,15 @@ async def build(
         sla=sla,
         capacity=capacity,
         alerts=[AlertBrief(**a) for a in alerts],
+        intake_spool=(
+            IntakeSpool(
+                depth=spool.depth,
+                oldest_age_s=round(spool.oldest_age_s, 3),
+                write_failures=spool.failures,
+                replayed=spool.replayed,
+                last_error=spool.last_error,
+            )
+            if spool is not None
+            else None
+        ),
     )

@@ -24,6 +24,7 @@ from sluice.monitor.metric_names import DURATION_BUCKETS_S, METRICS, MetricSpec
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle
+from sluice.spool import SpoolStats
 
 _SPECS: dict[str, MetricSpec] = {m.name: m for m in METRICS}
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -63,8 +64,35 @@ def _histogram(name: str, queue: str, totals: Mapping[str, int], kind: str) -> M
     return family
 
 
+def _spool_families(spool: SpoolStats | None) -> list[Metric]:
+    """This host's intake spool (sluice.spool), labelled with the process that serves it."""
+    if spool is None:
+        return []
+    p = {"process": str(os.getpid())}
+    return [
+        _gauge("sluice_intake_spool_depth", p, spool.depth),
+        _gauge("sluice_intake_spool_oldest_age_seconds", p, spool.oldest_age_s),
+        _gauge("sluice_intake_spool_write_failing", p, 1.0 if spool.last_error else 0.0),
+        _counter("sluice_intake_spool_write_failures_total", p, spool.failures),
+        _counter("sluice_intake_spool_replayed_total", p, spool.replayed),
+    ]
+
+
+def render_local(spool: SpoolStats | None) -> bytes:
+    """What this process knows without Redis: served even while Redis is unreachable,
+    which is when the spool matters."""
+    registry = CollectorRegistry(auto_describe=False)
+    up = _gauge("sluice_redis_up", {"process": str(os.getpid())}, 0.0)
+    registry.register(_Frozen([up, *_spool_families(spool)]))
+    return generate_latest(registry)
+
+
 async def render(
-    queue: Queue, monitor: Monitor, redis: RedisHandle, firing: Mapping[str, int]
+    queue: Queue,
+    monitor: Monitor,
+    redis: RedisHandle,
+    firing: Mapping[str, int],
+    spool: SpoolStats | None = None,
 ) -> bytes:
     raw = await queue.redis.hgetall(f"{queue.keys.prefix}mon:total")
     totals = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
@@ -157,6 +185,8 @@ async def render(
         _counter("sluice_redis_pool_wait_seconds_total", p, pool.get("wait_time_seconds", 0.0))
     )
     fam.append(_counter("sluice_redis_pool_errors_total", p, pool.get("errors", 0)))
+    fam.append(_gauge("sluice_redis_up", p, 1.0))
+    fam.extend(_spool_families(spool))
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Frozen(fam))

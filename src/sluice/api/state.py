@@ -13,6 +13,7 @@ from sluice.intake import Intake
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle
+from sluice.spool import SpoolStats
 
 AlertsFn = Callable[[], Awaitable[list[dict[str, Any]]]]
 
@@ -35,6 +36,11 @@ class AppState:
     )
     rules: list[dict[str, Any]] = field(default_factory=list)
     intake: Intake | None = None
+
+    def spool_stats(self) -> SpoolStats | None:
+        """This host's intake spool, when the intake has one."""
+        spool = self.intake.spool if self.intake is not None else None
+        return spool.stats() if spool is not None else None
 
 
 async def _noop() -> None:

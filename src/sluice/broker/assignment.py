@@ -15,12 +15,36 @@ Rules (first match wins; see the script header for the exact wording):
    because an unassigned customer is worse than a busy agent.
 
 If no broker of the kind is available at all, rules 2-3 run over every broker of the kind
-(``Assignment.degraded``). Load is "conversations currently assigned", released when a
-conversation is resolved (:meth:`Assigner.release`).
+(``Assignment.degraded``). Load is "live conversations currently assigned", released when a
+conversation is resolved (:meth:`Assigner.release`) or when it goes idle.
+
+Idle expiry: why and how
+------------------------
+Many conversations are never resolved (the customer just leaves, an agent forgets to
+close it), and a load freed only on ``resolved`` would then grow for ever until every broker
+looked full. So an assignment lives exactly as long as the conversation is alive: it was
+assigned or confirmed (each turn's sticky :meth:`Assigner.assign`) within ``idle_ttl_s``,
+or the conversation's state in :mod:`sluice.conversations` (which expires after the same
+TTL of silence, :data:`sluice.conversations.TTL_S`, a week) still exists. Expiry *with*
+the state rather than a TTL on hash fields: Redis cannot expire fields of a hash on the
+versions Sluice supports (6.2+), and a load counter cannot notice a key expiring, so the
+scripts expire assignments themselves and decrement the load in the same atomic step.
+
+``broker:seen`` (ZSET conversation -> last known alive, Redis clock) indexes assignments by
+age, so finding idle ones never scans them all. Every assignment script first forgets up
+to 100 assignments idle past the TTL whose conversation state is gone (``lua/lib/
+expire.lua``); one whose state still exists is looked at again when that state would
+expire. :meth:`Assigner.loads` runs the same step, so a reader never sees stale load.
+Assignments written before ``broker:seen`` existed are indexed a page per call (an HSCAN
+cursor in ``broker:adopt``) and then age like the others. We chose this over recounting
+loads from the assignment hash on every call: a recount is O(assignments) per turn,
+while the index makes each call O(expired + log n) and keeps load equal to the number of
+live assignments by construction.
 
 Keys (all under the queue's prefix ``sluice:{queue}:``, so they share its cluster slot):
 ``broker:assignments`` (HASH conversation key -> broker), ``broker:loads`` (HASH broker ->
-load), ``broker:rr`` (HASH kind -> round-robin counter).
+load), ``broker:rr`` (HASH kind -> round-robin counter), ``broker:seen`` and
+``broker:adopt`` (above).
 
 The assigner only records the assignment. Telling Chatwoot (``POST .../assignments`` with
 the human's ``agent_id``) is the pipeline's job, because only it knows the account and
@@ -39,6 +63,8 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from sluice.broker.config import Broker, BrokerKind
+from sluice.conversations import TTL_S as CONVERSATION_TTL_S
+from sluice.conversations import state_key_prefix
 from sluice.queue.keys import QueueKeys
 
 __all__ = [
@@ -49,17 +75,20 @@ __all__ = [
     "assignment_script_source",
 ]
 
-ASSIGNMENT_SCRIPTS = ("assign", "release")
+ASSIGNMENT_SCRIPTS = ("assign", "release", "loads")
 
 AssignmentRule = Literal["sticky", "least_loaded", "round_robin", "forced"]
 
 
 @cache
 def assignment_script_source(name: str) -> str:
-    """The source of one assignment script, from the ``sluice.broker`` package's ``lua/``."""
+    """The source of one assignment script, from the ``sluice.broker`` package's ``lua/``,
+    with ``lua/lib/expire.lua`` included in front (textually, so it stays one atomic call)."""
     if name not in ASSIGNMENT_SCRIPTS:
         raise KeyError(name)
-    return (resources.files("sluice.broker") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    lua = resources.files("sluice.broker") / "lua"
+    lib = (lua / "lib" / "expire.lua").read_text(encoding="utf-8")
+    return lib + "\n" + (lua / f"{name}.lua").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +116,9 @@ class Assigner:
     ``available`` (optional) returns the names of brokers that may take *new*
     conversations right now (e.g. the Chatwoot agents whose availability is ``online``);
     None means every broker is available. It is consulted on every non-sticky decision.
+    ``idle_ttl_s`` is how long an assignment outlives the last sign of its conversation
+    (see the module docstring); it defaults to the conversation state's TTL so both end
+    together.
     """
 
     def __init__(
@@ -96,9 +128,12 @@ class Assigner:
         brokers: Sequence[Broker],
         *,
         available: Callable[[], Awaitable[set[str]]] | None = None,
+        idle_ttl_s: float = CONVERSATION_TTL_S,
     ) -> None:
         if not brokers:
             raise ValueError("an Assigner needs at least one broker")
+        if not idle_ttl_s > 0:
+            raise ValueError("idle_ttl_s must be positive")
         names = [b.name for b in brokers]
         if len(set(names)) != len(names):
             raise ValueError(f"broker names must be unique: {names}")
@@ -110,6 +145,12 @@ class Assigner:
         self.assignments_key = queue_keys.prefix + "broker:assignments"
         self.loads_key = queue_keys.prefix + "broker:loads"
         self.rr_key = queue_keys.prefix + "broker:rr"
+        self.seen_key = queue_keys.prefix + "broker:seen"
+        self.adopt_key = queue_keys.prefix + "broker:adopt"
+        self.idle_ttl_ms = max(1, round(idle_ttl_s * 1000))
+        self._state_prefix = state_key_prefix(queue_keys)
+        # KEYS 1-4 of every assignment script (lua/lib/expire.lua).
+        self._common_keys = [self.assignments_key, self.loads_key, self.seen_key, self.adopt_key]
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(assignment_script_source(name))
             for name in ASSIGNMENT_SCRIPTS
@@ -160,9 +201,7 @@ class Assigner:
         """Forget the conversation's assignment (it was resolved); returns the broker that
         held it. Idempotent."""
         self._check_key(key)
-        result = await self._scripts["release"](
-            keys=[self.assignments_key, self.loads_key], args=[key]
-        )
+        result = await self._scripts["release"](keys=self._common_keys, args=[key])
         name = _text(result)
         return name or None
 
@@ -172,9 +211,12 @@ class Assigner:
         return None if value is None else _text(value)
 
     async def loads(self) -> dict[str, int]:
-        """Conversations held by each configured broker (0 for those holding none)."""
-        raw: dict[Any, Any] = await self.redis.hgetall(self.loads_key)
-        stored = {_text(k): int(v) for k, v in raw.items()}
+        """Live conversations held by each configured broker (0 for those holding none);
+        assignments idle past the TTL are forgotten first, so none is counted."""
+        flat: list[Any] = await self._scripts["loads"](
+            keys=self._common_keys, args=[self._state_prefix, self.idle_ttl_ms]
+        )
+        stored = {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
         return {b.name: max(0, stored.get(b.name, 0)) for b in self.brokers}
 
     async def _run(
@@ -186,9 +228,8 @@ class Assigner:
         for b in self.brokers:
             flag = 1 if available is None or b.name in available else 0
             args.extend([b.name, b.kind, b.capacity, flag])
-        result = await self._scripts["assign"](
-            keys=[self.assignments_key, self.loads_key, self.rr_key], args=args
-        )
+        args.extend([self._state_prefix, self.idle_ttl_ms])
+        result = await self._scripts["assign"](keys=[*self._common_keys, self.rr_key], args=args)
         name, rule, previous, degraded = (_text(v) for v in result)
         if rule == "none":
             return None  # no configured broker of the kind (only possible with a kind)

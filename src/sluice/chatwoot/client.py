@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import httpx
 
+from sluice.config import redact_url, redact_urls_in
 from sluice.errors import SluiceError
 
 log = logging.getLogger("sluice.chatwoot")
@@ -247,7 +248,8 @@ class ChatwootClient:
         self._listing_refused = False
 
     def __repr__(self) -> str:
-        return f"ChatwootClient({self.base_url!r})"
+        # CHATWOOT_URL may carry credentials (user:pw@, ?api_key=): never show them.
+        return f"ChatwootClient({redact_url(self.base_url)!r})"
 
     async def __aenter__(self) -> ChatwootClient:
         return self
@@ -651,7 +653,9 @@ class ChatwootClient:
                 continue
             except httpx.TransportError as exc:
                 last = ChatwootError(
-                    None, f"network error: {type(exc).__name__}: {exc}"[:300], True
+                    None,
+                    f"network error: {type(exc).__name__}: {redact_urls_in(str(exc))}"[:300],
+                    True,
                 )
                 sent = not isinstance(exc, httpx.ConnectError)
                 ambiguous = ambiguous or sent

@@ -8,6 +8,12 @@ Security model
   client's cookie), and sets it as an ``HttpOnly; SameSite=Strict`` cookie scoped to
   ``/dashboard``. Without a configured admin token (a loopback-only deployment, enforced at
   startup) the login form needs no token, but sessions and CSRF work the same way.
+* Without a configured admin token every ``/dashboard`` request (pages, API, events, static
+  files, login) must come from a direct loopback client: a loopback TCP peer and none of the
+  proxy headers (``Forwarded``, ``X-Forwarded-*``, ``X-Real-IP``), else 403. A bind on
+  127.0.0.1 behind a reverse proxy would otherwise hand a session to anyone the proxy
+  relays (:func:`sluice.api.auth.require_direct_loopback`). Checking every request, not
+  only the login, also shuts out a session cookie replayed through such a proxy.
 * Every state-changing request needs the session cookie AND an ``X-CSRF-Token`` header equal
   to the session's CSRF token (constant-time comparison); otherwise 403 and nothing changes.
   The token reaches the page in a ``<meta>`` tag of the (``no-store``) HTML shell.
@@ -48,7 +54,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from sluice.api.auth import token_matches
+from sluice.api.auth import require_direct_loopback, token_matches
 from sluice.api.state import AppState, app_state
 from sluice.monitor.histogram import Histogram
 from sluice.monitor.windows import COARSE_S, FINE_S, combine
@@ -90,7 +96,11 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
-router = APIRouter(prefix="/dashboard", include_in_schema=False)
+router = APIRouter(
+    prefix="/dashboard",
+    include_in_schema=False,
+    dependencies=[Depends(require_direct_loopback)],
+)
 
 
 # ------------------------------------------------------------------ sessions

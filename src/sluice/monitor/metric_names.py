@@ -134,6 +134,42 @@ METRICS: tuple[MetricSpec, ...] = (
         "Total time callers waited for a connection.",
     ),
     MetricSpec("sluice_redis_pool_errors_total", "counter", ("process",), "Connection errors."),
+    MetricSpec(
+        "sluice_redis_up",
+        "gauge",
+        ("process",),
+        "1 when this process could read the queue from Redis for this scrape, else 0.",
+    ),
+    MetricSpec(
+        "sluice_intake_spool_depth",
+        "gauge",
+        ("process",),
+        "Webhooks in this host's intake spool, waiting for Redis (safe on disk).",
+    ),
+    MetricSpec(
+        "sluice_intake_spool_oldest_age_seconds",
+        "gauge",
+        ("process",),
+        "Age of the oldest webhook in the intake spool (0 when empty).",
+    ),
+    MetricSpec(
+        "sluice_intake_spool_write_failing",
+        "gauge",
+        ("process",),
+        "1 while the intake spool cannot be written (disk full): webhooks get 503.",
+    ),
+    MetricSpec(
+        "sluice_intake_spool_write_failures_total",
+        "counter",
+        ("process",),
+        "Webhooks the spool could not write (answered 503).",
+    ),
+    MetricSpec(
+        "sluice_intake_spool_replayed_total",
+        "counter",
+        ("process",),
+        "Spooled webhooks moved into the queue.",
+    ),
 )
 
 METRIC_NAMES: frozenset[str] = frozenset(m.name for m in METRICS)

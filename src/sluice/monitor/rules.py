@@ -267,6 +267,29 @@ def default_rules(settings: AlertSettings) -> list[Rule]:
             **common,
         ),
         Rule(
+            name="intake_spool_backlog",
+            summary="Webhooks wait in the intake spool: Redis is slow or unreachable (they "
+            "are safe on disk and replayed in order when it answers)",
+            signal=sig.INTAKE_SPOOL_OLDEST_AGE_MS,
+            direction="above",
+            warning=30_000,
+            critical=120_000,
+            unit="ms",
+            **common,
+        ),
+        Rule(
+            name="intake_spool_write_failing",
+            summary="The intake spool cannot be written (disk full?) while Redis cannot take "
+            "webhooks: they are refused with 503 and may be lost",
+            signal=sig.INTAKE_SPOOL_WRITE_FAILING,
+            direction="above",
+            warning=None,
+            critical=0.5,
+            unit="x",
+            hysteresis=0.0,
+            for_s=0.0,
+        ),
+        Rule(
             name="sla_burn_rate_slow",
             summary="SLA error budget burning steadily: 6 h and 30 min burn rates both above "
             "their threshold",

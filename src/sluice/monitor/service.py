@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sluice.monitor.alert_config import AlertSettings, load_alert_settings
@@ -21,8 +22,17 @@ from sluice.monitor.windows import record_depth, server_time
 
 
 class MonitoringService:
-    def __init__(self, monitor: Monitor, settings: AlertSettings | None = None) -> None:
+    """The alert leader's loop. ``local_signals`` adds readings only this process has (its
+    host's intake spool) to the ones every process reads from Redis."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        settings: AlertSettings | None = None,
+        local_signals: Callable[[], Mapping[str, float | None]] | None = None,
+    ) -> None:
         self.monitor = monitor
+        self.local_signals = local_signals
         self.queue = monitor.queue
         self.settings = settings or load_alert_settings()
         self.rules = default_rules(self.settings)
@@ -46,7 +56,10 @@ class MonitoringService:
         counts = await self.queue.counts()
         now = await server_time(self.queue.redis)
         await record_depth(self.queue.redis, self.queue.keys, counts, now)
-        return self.monitor.signals_from(await self.monitor.windows(), counts)
+        signals = self.monitor.signals_from(await self.monitor.windows(), counts)
+        if self.local_signals is not None:
+            signals.update(self.local_signals())
+        return signals
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.evaluator.run(), name="alert evaluator")

@@ -23,6 +23,8 @@ __all__ = [
     "BURN_RATE_30M",
     "FAILURE_RATE_5M",
     "FINISHED_5M",
+    "INTAKE_SPOOL_OLDEST_AGE_MS",
+    "INTAKE_SPOOL_WRITE_FAILING",
     "OLDEST_WAITING_AGE_MS",
     "QUEUE_WAIT_P95_MS_1M",
     "SLA_COMPLIANCE_WARNING_5M",
@@ -56,6 +58,11 @@ BURN_RATE_5M = "burn_rate_5m"
 BURN_RATE_30M = "burn_rate_30m"
 BURN_RATE_1H = "burn_rate_1h"
 BURN_RATE_6H = "burn_rate_6h"
+#: Age of the oldest webhook waiting in this API host's intake spool (Redis was slow or
+#: down), in milliseconds; 0 when the spool is empty.
+INTAKE_SPOOL_OLDEST_AGE_MS = "intake_spool_oldest_age_ms"
+#: 1 while the intake spool cannot be written (a full disk): webhooks are refused with 503.
+INTAKE_SPOOL_WRITE_FAILING = "intake_spool_write_failing"
 
 ALL_SIGNALS: tuple[str, ...] = (
     QUEUE_WAIT_P95_MS_1M,
@@ -70,4 +77,6 @@ ALL_SIGNALS: tuple[str, ...] = (
     BURN_RATE_30M,
     BURN_RATE_1H,
     BURN_RATE_6H,
+    INTAKE_SPOOL_OLDEST_AGE_MS,
+    INTAKE_SPOOL_WRITE_FAILING,
 )

@@ -33,7 +33,7 @@ from sluice.broker.handlers.template import (
     TemplateHandler,
     TemplateRulesError,
 )
-from sluice.config import ConfigError
+from sluice.config import ConfigError, redact_url
 from sluice.settings_env import EnvSettings, reading
 
 __all__ = [
@@ -90,7 +90,7 @@ class HandlerSettings(EnvSettings):
         value = value.strip().rstrip("/")
         if not value.startswith(("http://", "https://")):
             raise ConfigError(
-                f"LLM_BASE_URL ({value!r}) must be an http:// or https:// URL, such as "
+                f"LLM_BASE_URL ({redact_url(value)!r}) must be an http:// or https:// URL, such as "
                 "https://api.openai.com/v1",
                 ("LLM_BASE_URL",),
             )

@@ -32,6 +32,7 @@ from sluice.broker.handlers.template import (
     DEFAULT_HANDOFF_KEYWORDS,
     KeywordMatcher,
 )
+from sluice.config import redact_url, redact_urls_in
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "LlmHandler"]
 
@@ -77,7 +78,7 @@ class LlmHandler:
         clock: Callable[[], float] = now_ms,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+            raise ValueError(f"base_url must be an http(s) URL, got {redact_url(base_url)!r}")
         if not model:
             raise ValueError("model must not be empty")
         if max_timeout_s <= 0:
@@ -110,8 +111,8 @@ class LlmHandler:
         self._clock = clock
 
     def __repr__(self) -> str:
-        # Deliberately without the key.
-        return f"LlmHandler(url={self.url!r}, model={self.model!r})"
+        # Deliberately without the key, and without credentials inside LLM_BASE_URL.
+        return f"LlmHandler(url={redact_url(self.url)!r}, model={self.model!r})"
 
     async def aclose(self) -> None:
         """Close the HTTP client if the handler opened it."""
@@ -199,7 +200,9 @@ class LlmHandler:
         return self._scrub(response.text[:_EXCERPT].replace("\n", " "))
 
     def _scrub(self, text: str) -> str:
-        """Servers sometimes echo the key (or part of it) in errors: never pass it on."""
+        """Servers sometimes echo the key (or part of it) in errors: never pass it on; nor
+        the credentials of a URL quoted in the text (httpx errors may quote LLM_BASE_URL)."""
+        text = redact_urls_in(text)
         if self._api_key is not None:
             secret = self._api_key.get_secret_value()
             if secret:

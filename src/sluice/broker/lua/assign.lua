@@ -13,16 +13,24 @@
 -- kind, and the reply says so (degraded = 1). Moving a conversation off a broker frees one
 -- unit of that broker's load.
 --
--- KEYS: 1 assignments HASH conversation key -> broker name
---       2 loads       HASH broker name -> conversations currently assigned
---       3 rr          HASH kind filter ('*' = any kind) -> round-robin counter
+-- First, assignments of conversations idle past the TTL are forgotten (lib/expire.lua), so
+-- the loads compared below count live conversations only; the conversation's own
+-- assignment is then marked alive (now) in the seen index.
+--
+-- KEYS: 1-4 assignments, loads, seen, adopt: see lib/expire.lua
+--       5 rr          HASH kind filter ('*' = any kind) -> round-robin counter
 -- ARGV: 1 conversation key, 2 kind filter ('' = any kind), 3 forced broker name ('' = none),
---       4 n brokers, then n x (name, kind, capacity, available 1/0), in configuration order
+--       4 n brokers, then n x (name, kind, capacity, available 1/0), in configuration order,
+--       then the conversation state key prefix ('<queue prefix>conv:') and the idle TTL (ms)
 -- Returns {broker name, rule, previous broker name or '', degraded 0/1};
 -- {'', 'none', previous, 0} when no configured broker is of the kind.
-local K_ASSIGN, K_LOAD, K_RR = KEYS[1], KEYS[2], KEYS[3]
+local K_RR = KEYS[5]
 local key, kind, forced = ARGV[1], ARGV[2], ARGV[3]
 local n = tonumber(ARGV[4])
+local conv_prefix, idle_ttl = ARGV[5 + 4 * n], tonumber(ARGV[6 + 4 * n])
+
+local now = now_ms()
+expire_idle(conv_prefix, idle_ttl, now)
 
 local brokers, by_name = {}, {}
 for i = 0, n - 1 do
@@ -38,6 +46,9 @@ end
 
 local current = redis.call('HGET', K_ASSIGN, key)
 local previous = current or ''
+if current then
+  redis.call('ZADD', K_SEEN, now, key)  -- the conversation is active: its assignment too
+end
 
 local function move(name, rule, degraded)
   if current ~= name then
@@ -48,6 +59,7 @@ local function move(name, rule, degraded)
     end
     redis.call('HSET', K_ASSIGN, key, name)
     redis.call('HINCRBY', K_LOAD, name, 1)
+    redis.call('ZADD', K_SEEN, now, key)
   end
   return {name, rule, previous, degraded}
 end

@@ -1,0 +1,8 @@
+-- loads.lua: the loads of every broker, after forgetting idle assignments
+-- (lib/expire.lua), so a reader never sees capacity held by conversations that went quiet.
+--
+-- KEYS: 1-4 assignments, loads, seen, adopt: see lib/expire.lua
+-- ARGV: 1 conversation state key prefix ('<queue prefix>conv:'), 2 idle TTL (ms)
+-- Returns HGETALL of loads (broker name, load, ...).
+expire_idle(ARGV[1], tonumber(ARGV[2]), now_ms())
+return redis.call('HGETALL', K_LOAD)
