@@ -466,18 +466,29 @@ def simulate(
     ),
     rate_429: Annotated[float, typer.Option(min=0, max=1, help="Injected 429 share.")] = 0.0,
     rate_500: Annotated[float, typer.Option(min=0, max=1, help="Injected 500 share.")] = 0.0,
+    chatwoot_version: Annotated[
+        str, typer.Option(help="Chatwoot version to behave as: 4.10 ... 4.16, or latest.")
+    ] = "latest",
+    mode: Annotated[
+        str, typer.Option(help="Webhook receiver: account_webhook or agent_bot.")
+    ] = "account_webhook",
 ) -> None:
     """Run the Chatwoot simulator (a faithful fake of the API subset Sluice uses)."""
     from sluice.simulator import SimulatorConfig, run_simulator
 
     logs.configure("text")
-    config = SimulatorConfig(
-        api_token=token,
-        webhook_url=webhook_url,
-        webhook_secret=webhook_secret,
-        rate_429=rate_429,
-        rate_500=rate_500,
-    )
+    options: dict[str, Any] = {"chatwoot_version": chatwoot_version, "mode": mode}
+    try:
+        config = SimulatorConfig(
+            api_token=token,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            rate_429=rate_429,
+            rate_500=rate_500,
+            **options,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     err.print(f"Chatwoot simulator on http://127.0.0.1:{port} (token from CHATWOOT_API_TOKEN)")
     with contextlib.suppress(KeyboardInterrupt):
         _run(lambda: run_simulator(config, "127.0.0.1", port))

@@ -183,6 +183,12 @@ class Settings(EnvSettings):
         None, validation_alias="CHATWOOT_WEBHOOK_SECRET"
     )
     chatwoot_account_id: int | None = Field(None, ge=1, validation_alias="CHATWOOT_ACCOUNT_ID")
+    # Answer `open` conversations nobody handles too: only for inboxes without an agent bot
+    # (their conversations start open); in a bot inbox `open` means handed to humans.
+    chatwoot_answer_open: bool = Field(False, validation_alias="CHATWOOT_ANSWER_OPEN")
+    # Post replies as this agent bot (sender_type AgentBot) when the token is a user's, so
+    # they do not count as that user's replies (first reply time, reports).
+    chatwoot_agent_bot_id: int | None = Field(None, ge=1, validation_alias="CHATWOOT_AGENT_BOT_ID")
     webhook_max_bytes: int = Field(
         1_048_576, ge=1024, le=64 * 1_048_576, validation_alias="SLUICE_WEBHOOK_MAX_BYTES"
     )

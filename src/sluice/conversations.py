@@ -39,20 +39,35 @@ class ConversationState:
     human_agent: int | None
     handoff_reason: str | None
     returned_to_bot: bool = False
+    handoff_at_ms: float = 0.0  # when a human took over (0: never)
+    answer_open: bool = False  # CHATWOOT_ANSWER_OPEN: see Conversations
 
     @property
     def bot_may_answer(self) -> bool:
-        """The bot acts only while no human handles the conversation (contract rule 4)."""
-        return not self.human and self.status in (None, "pending", "open")
+        """The bot acts only while no human handles the conversation and it is the bot's:
+        `pending` (contract rule 4; in a bot inbox `open` means handed to humans), or an
+        `open` one nobody handles when ``answer_open`` is set (an inbox without an agent
+        bot, where every conversation starts open)."""
+        if self.human:
+            return False
+        return self.status in (None, "pending") or (self.answer_open and self.status == "open")
 
 
 class Conversations:
     """``ttl_s`` is how long state outlives the conversation's last event (tests shorten
     it; the broker assigner's idle TTL should match it, see :mod:`sluice.broker.assignment`)."""
 
-    def __init__(self, redis: aioredis.Redis, keys: QueueKeys, *, ttl_s: float = TTL_S) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: QueueKeys,
+        *,
+        ttl_s: float = TTL_S,
+        answer_open: bool = False,
+    ) -> None:
         if not ttl_s > 0:
             raise ValueError("ttl_s must be positive")
+        self.answer_open = answer_open
         self.redis = redis
         self.keys = keys
         self.ttl_ms = max(1, round(ttl_s * 1000))
@@ -74,6 +89,8 @@ class Conversations:
             human_agent=int(agent) if agent and agent.isdigit() else None,
             handoff_reason=data.get("handoff_reason") or None,
             returned_to_bot=data.get("returned") == "1",
+            handoff_at_ms=float(data.get("handoff_at") or 0.0),
+            answer_open=self.answer_open,
         )
 
     async def _set(self, key: str, mapping: dict[str, str | int | float]) -> None:
@@ -92,6 +109,14 @@ class Conversations:
             mapping.update(human="0", human_agent="", handoff_reason="")
         await self._set(key, mapping)
 
+    async def resolved(self, key: str) -> None:
+        """Resolved: whoever had it, a customer who writes again starts afresh (Chatwoot
+        reopens a bot inbox's conversation as `pending`, the bot's)."""
+        await self._set(
+            key,
+            {"status": "resolved", "human": "0", "human_agent": "", "handoff_reason": ""},
+        )
+
     async def bot_resumed(self, key: str) -> None:
         await self._set(key, {"returned": "0"})
 
@@ -102,6 +127,7 @@ class Conversations:
                 "human": "1",
                 "human_agent": "" if agent_id is None else agent_id,
                 "handoff_reason": reason,
+                "handoff_at": time.time() * 1000,
             },
         )
 

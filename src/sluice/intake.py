@@ -46,6 +46,7 @@ from sluice.chatwoot.payloads import (
     IncomingMessage,
     InvalidPayload,
     classify,
+    human_assignee,
 )
 from sluice.chatwoot.replay import ReplayGuard
 from sluice.chatwoot.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
@@ -255,21 +256,20 @@ class Intake:
                 written_ms = received_ms - max(0.0, sent_ms - event.created_at_ms)
             state = await self.conversations.get(event.key)
             status = event.conversation_status or state.status
-            # The bot answers a `pending` conversation (a bot inbox), or an `open` one that
-            # nobody handles (an inbox without a bot, fixture 09); never one a human took
-            # over (an agent replied, or we handed it off) or one assigned to an agent.
+            if state.human and status == "pending":
+                # The message says pending: written after the takeover, an agent gave the
+                # conversation back (assignee or not: `pending` is the bot's), even if that
+                # status webhook has not arrived yet (no ordering); written before it, the
+                # status it carries is already stale and changes nothing.
+                if written_ms > state.handoff_at_ms:
+                    await self.conversations.set_status(event.key, "pending")
+                    state = await self.conversations.get(event.key)
+            elif status is not None and status != state.status:
+                await self.conversations.set_status(event.key, status)
+                state = await self.conversations.get(event.key)
+            # Not a conversation a person handles: one assigned to a User while open.
             human = state.human or (status == "open" and assigned)
-            if (
-                state.human
-                and status == "pending"
-                and not assigned
-                and state.handoff_reason != AGENT_REPLIED
-            ):
-                # We handed it off and the message says it is pending again: an agent gave
-                # it back, even if that status webhook has not arrived yet (no ordering).
-                await self.conversations.set_status(event.key, "pending")
-                human = False
-            if human or status not in (None, "pending", "open"):
+            if human or not state.bot_may_answer:
                 reason = "a human handles it" if human else f"conversation {status}"
                 return Outcome(200, {"status": "ignored", "reason": reason})
             result = await self.queue.add(
@@ -298,7 +298,10 @@ class Intake:
             return Outcome(200, {"status": "human_takeover", "cancelled": cancelled})
         if isinstance(event, ConversationStatusChanged):
             key = f"{event.account_id}:{event.conversation_id}"
-            await self.conversations.set_status(key, event.status)
+            if event.status == "resolved":
+                await self.conversations.resolved(key)
+            else:
+                await self.conversations.set_status(key, event.status)
             cancelled = 0
             if event.status in ("resolved", "snoozed"):
                 cancelled = await self.queue.cancel(key, reason=f"conversation {event.status}")
@@ -402,10 +405,9 @@ def _delivery_id(headers: Mapping[str, str]) -> str | None:
 
 
 def _has_assignee(payload: Any) -> bool:
-    """Whether the conversation in the payload is assigned to an agent (meta.assignee)."""
+    """Whether the conversation in the payload is assigned to a person (an AgentBot
+    assignee is the bot itself, see :func:`human_assignee`)."""
     if not isinstance(payload, dict):
         return False
     conversation = payload.get("conversation")
-    meta = conversation.get("meta") if isinstance(conversation, dict) else None
-    assignee = meta.get("assignee") if isinstance(meta, dict) else None
-    return bool(assignee)
+    return isinstance(conversation, dict) and human_assignee(conversation) is not None

@@ -33,7 +33,7 @@ def build_pipeline(runtime: Runtime) -> tuple[ReplyPipeline, ChatwootClient]:
     queue = runtime.queue
     pipeline = ReplyPipeline(
         client=client,
-        conversations=Conversations(queue.redis, queue.keys),
+        conversations=Conversations(queue.redis, queue.keys, answer_open=s.chatwoot_answer_open),
         assigner=Assigner(queue.redis, queue.keys, brokers),
         handlers=handlers,
         sla_budget_ms=s.sla_warning_threshold_ms,

@@ -92,12 +92,34 @@ async def test_attachment_without_text_is_queued(hook: Hook) -> None:
     assert payloads[0]["content"] is None and payloads[0]["attachments"] >= 1
 
 
-async def test_other_account_same_display_id_is_a_separate_conversation(hook: Hook) -> None:
-    await hook.post(fixture("01"))
+async def test_an_open_conversation_is_not_the_bots_by_default(hook: Hook) -> None:
+    """In a bot inbox `open` means handed to humans (contract rule 4): fixture 09 is an open,
+    unassigned conversation."""
     response = await hook.post(fixture("09"))
-    assert response.json()["status"] == "queued"
-    assert len(await lane(hook.queue, "7:418")) == 1
-    assert len(await lane(hook.queue, "11:418")) == 1
+    assert response.json() == {"status": "ignored", "reason": "conversation open"}
+    assert len(await lane(hook.queue, "11:418")) == 0
+
+
+async def test_other_account_same_display_id_is_a_separate_conversation(
+    redis_url: str, redis_client: aioredis.Redis, queue_name: str
+) -> None:
+    """With CHATWOOT_ANSWER_OPEN (an inbox without an agent bot, where conversations start
+    open) an unassigned open conversation is answered; the key is (account, display id)."""
+    server, url = await start_api(
+        redis_url, queue_name, CHATWOOT_WEBHOOK_SECRET=SECRET, CHATWOOT_ANSWER_OPEN="true"
+    )
+    queue = Queue(queue_name, redis=redis_client)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            hook = Hook(client, queue)
+            await hook.post(fixture("01"))
+            response = await hook.post(fixture("09"))
+            assert response.json()["status"] == "queued"
+            assert len(await lane(queue, "7:418")) == 1
+            assert len(await lane(queue, "11:418")) == 1
+    finally:
+        await server.stop()
+        await delete_queue_keys(redis_client, queue_name)
 
 
 @pytest.mark.parametrize(("name", "reason"), [("04", "private"), ("10", "bot")])

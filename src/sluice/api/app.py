@@ -86,7 +86,7 @@ def create_app(
             rules=service.rule_table(),
             intake=Intake(
                 queue,
-                Conversations(queue.redis, queue.keys),
+                Conversations(queue.redis, queue.keys, answer_open=settings.chatwoot_answer_open),
                 secret=(
                     settings.chatwoot_webhook_secret.get_secret_value()
                     if settings.chatwoot_webhook_secret

@@ -268,8 +268,10 @@ def _known_status(value: object) -> str | None:
     return value if isinstance(value, str) and value in CONVERSATION_STATUSES else None
 
 
-def _status_change(top: Mapping[str, Any]) -> tuple[str, str | None] | None:
-    """``changed_attributes: [{"status": {"previous_value": ..., "current_value": ...}}]``."""
+def _changed(top: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``changed_attributes: [{"<attr>": {"previous_value": ..., "current_value": ...}}]`` as
+    one mapping of attribute -> change; None when the payload has no such list (only
+    conversation_updated and *_status_changed carry it)."""
     changed = top.get("changed_attributes")
     if changed is None:
         return None
@@ -277,14 +279,34 @@ def _status_change(top: Mapping[str, Any]) -> tuple[str, str | None] | None:
         changed = [changed]
     if not isinstance(changed, list):
         raise InvalidPayload("'changed_attributes' must be a list")
+    merged: dict[str, Any] = {}
     for entry in changed:
-        if not isinstance(entry, Mapping) or "status" not in entry:
-            continue
-        change = _object(entry["status"], "changed_attributes[].status")
-        current = _status(change.get("current_value"), "changed_attributes.status.current_value")
-        previous = _known_status(change.get("previous_value"))
-        return current, previous
+        if isinstance(entry, Mapping):
+            merged.update(entry)
+    return merged
+
+
+def human_assignee(conversation: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The conversation's assignee when it is a person (``meta.assignee`` with
+    ``assignee_type`` "User" or absent, as older versions send). An AgentBot assignee is
+    the bot itself: Chatwoot 4.16 makes every new conversation of a bot inbox the bot's
+    (#14875), so counting it as a human would silence the bot everywhere."""
+    meta = _optional_object(conversation.get("meta"))
+    assignee = _optional_object(meta.get("assignee"))
+    kind = meta.get("assignee_type")
+    if assignee and kind in (None, "User", "user"):
+        return assignee
     return None
+
+
+def _status_change(top: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """The status entry of ``changed_attributes``: (current, previous)."""
+    changed = _changed(top)
+    if changed is None or "status" not in changed:
+        return None
+    change = _object(changed["status"], "changed_attributes[].status")
+    current = _status(change.get("current_value"), "changed_attributes.status.current_value")
+    return current, _known_status(change.get("previous_value"))
 
 
 # --- classification ------------------------------------------------------------------------
@@ -364,10 +386,16 @@ def _conversation_status_event(top: Mapping[str, Any], event: str, default: int 
     account_id, conversation_id = _conversation_ids(top, default)
     change = _status_change(top)
     if event == "conversation_updated" and change is None:
-        meta = _optional_object(top.get("meta"))
-        assignee = _optional_object(meta.get("assignee"))
-        if assignee and meta.get("assignee_type") in (None, "User", "user"):
-            # An agent was assigned: a human handles the conversation now.
+        # Chatwoot fires conversation_updated on every waiting_since change (each customer
+        # message of a waiting conversation), on priority, labels, custom attributes and
+        # assignment. Only a person *becoming* the assignee is a takeover; an assignee who
+        # was already there (an agent who set the conversation back to pending without
+        # unassigning it) is not news. Without changed_attributes (older versions) a
+        # person as assignee is all there is to go on.
+        changed = _changed(top)
+        assignee = human_assignee(top)
+        assigned_now = changed is None or "assignee_id" in changed
+        if assignee and assigned_now:
             return HumanTakeover(
                 account_id=account_id,
                 conversation_id=conversation_id,
@@ -375,7 +403,8 @@ def _conversation_status_event(top: Mapping[str, Any], event: str, default: int 
                 agent_id=_optional_id(assignee.get("id")),
                 created_at_ms=0.0,
             )
-        return Ignored("conversation_updated without a status change", event)
+        what = ", ".join(sorted(changed)) if changed else "no change listed"
+        return Ignored(f"conversation_updated ({what[:80]})", event)
     if change is not None:
         status, previous = change
     elif event in _IMPLIED_STATUS:

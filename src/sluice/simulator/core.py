@@ -1,10 +1,13 @@
 """``ChatwootSimulator``: the fake Chatwoot used by demos, load tests and end-to-end tests.
 
 Chatwoot itself cannot run here, so this is the one fake the project allows, and it is held
-to the contract (``shared/docs/chatwoot-contract.md``): the same REST subset, auth rules,
-errors and webhook shapes as the real thing. Tests drive it as the *customer* and the
-*human agent* (``customer_message``, ``agent_message``, ``set_status``) while Sluice talks to
-it over real HTTP as the bot; ``replies``/``wait_for_reply`` observe what Sluice answered.
+to real Chatwoot (``docs/chatwoot-facts.md``; the rules and their sources are listed in
+``docs/simulator.md``): the same REST subset, auth rules, errors, webhook shapes, delivery
+policy and side effects, per Chatwoot version (``SimulatorConfig.chatwoot_version``) and per
+receiver (``SimulatorConfig.mode``: an account webhook or an agent bot). Tests drive it as
+the *customer* and the *human agent* (``customer_message``, ``agent_message``,
+``set_status``) while Sluice talks to it over real HTTP as the bot;
+``replies``/``wait_for_reply`` observe what Sluice answered.
 
 Webhooks caused by a driver call are awaited by default (``wait=True``) so a test knows the
 intake has seen the event when the call returns; webhooks caused by API calls (the bot's
@@ -15,10 +18,7 @@ a job after answering the request. ``flush()`` waits for those.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,19 +26,8 @@ from typing import Any
 
 from sluice.api.server import ApiServer
 from sluice.simulator.config import SimulatorConfig
-from sluice.simulator.state import (
-    ACTIVITY,
-    INCOMING,
-    OUTGOING,
-    STATUSES,
-    Conversation,
-    Message,
-    SenderKind,
-    Shapes,
-    Store,
-    iso,
-)
-from sluice.simulator.webhooks import Delivery, WebhookSender
+from sluice.simulator.drivers import SimulatorDrivers
+from sluice.simulator.state import OUTGOING
 
 log = logging.getLogger("sluice.simulator")
 
@@ -99,7 +88,7 @@ class RateLimiter:
         return None
 
 
-class ChatwootSimulator:
+class ChatwootSimulator(SimulatorDrivers):
     """In-memory Chatwoot with a FastAPI ``app``; see the module docstring."""
 
     def __init__(
@@ -109,23 +98,15 @@ class ChatwootSimulator:
         call_log_size: int = 100_000,
         webhook_log_size: int = 10_000,
     ):
-        from sluice.simulator.app import build_app  # app.py imports this module
+        from sluice.simulator.app import build_app  # app.py imports this module at its top
 
-        self.config = config if config is not None else SimulatorConfig()
-        self.store = Store(self.config)
-        self.shapes = Shapes(self.store)
-        self.webhooks = WebhookSender(self.config, log_size=webhook_log_size)
-        self.rng = random.Random(self.config.seed)
+        super().__init__(config, webhook_log_size=webhook_log_size)
         self.limiter = RateLimiter(lambda: self.config.rate_limit_per_min)
         self.faults: list[Fault] = []
         self.calls: deque[ApiCall] = deque(maxlen=call_log_size)
         self._activity = asyncio.Event()
         self.requests: Counter[tuple[str, int]] = Counter()
         self.counters: Counter[str] = Counter()
-        self.clock: Callable[[], float] = time.time
-        # (account, conversation) -> [(after_message_id, future)], woken by new replies.
-        self._waiters: dict[tuple[int, int], list[tuple[int, asyncio.Future[dict[str, Any]]]]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._server: ApiServer | None = None
         self.app = build_app(self)
 
@@ -235,6 +216,8 @@ class ChatwootSimulator:
                 "other": self.counters["injected_other"],
             },
             "webhooks": self.webhooks.stats(),
+            "chatwoot_version": self.profile.version,
+            "mode": self.config.mode,
             "conversations": len(conversations),
             "messages": sum(len(c.messages) for c in conversations),
             "replies": sum(
@@ -244,306 +227,6 @@ class ChatwootSimulator:
                 if m.message_type == OUTGOING and not m.private
             ),
         }
-
-    # --- shared domain operations (REST handlers and drivers) ---------------------------------
-
-    def conversation_or_raise(self, account_id: int, conversation_id: int) -> Conversation:
-        conversation = self.store.conversation(account_id, conversation_id)
-        if conversation is None:
-            raise LookupError(f"no conversation {conversation_id} in account {account_id}")
-        return conversation
-
-    def message_dict(self, message: Message, conversation: Conversation) -> dict[str, Any]:
-        """Push format plus the exact creation time in epoch seconds, as ``received_at``
-        (when the simulated Chatwoot received it: for a reply, the moment the customer could
-        see it) and as ``created_at_epoch`` (the push format's ``created_at`` is whole
-        seconds)."""
-        data = self.shapes.message_push(message, conversation)
-        data["received_at"] = message.created_at
-        data["created_at_epoch"] = message.created_at
-        return data
-
-    def add_message(
-        self,
-        conversation: Conversation,
-        *,
-        content: str | None,
-        message_type: int,
-        sender_kind: SenderKind | None,
-        sender_id: int | None,
-        private: bool = False,
-        content_type: str = "text",
-        content_attributes: dict[str, Any] | None = None,
-        attachments: list[dict[str, Any]] | None = None,
-    ) -> Message:
-        message = self.store.add_message(
-            conversation,
-            content=content,
-            message_type=message_type,
-            sender_kind=sender_kind,
-            sender_id=sender_id,
-            now=self.clock(),
-            private=private,
-            content_type=content_type,
-            content_attributes=content_attributes,
-            attachments=attachments,
-        )
-        if message_type == OUTGOING and not private:
-            self._wake_waiters(conversation, message)
-        return message
-
-    def status_events(
-        self, conversation: Conversation, status: str, *, snoozed_until: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Apply a status change; the webhooks it causes (none if nothing changed)."""
-        previous = conversation.status
-        if status == previous:
-            return []
-        before = conversation.updated_at
-        conversation.status = status
-        conversation.snoozed_until = snoozed_until if status == "snoozed" else None
-        conversation.updated_at = self.clock()
-        if self.config.webhook_kind == "agent_bot":
-            event = {"open": "conversation_opened", "resolved": "conversation_resolved"}
-            name = event.get(status)
-            return [self.shapes.conversation_event(conversation, name)] if name else []
-        changed = [
-            {"status": {"previous_value": previous, "current_value": status}},
-            {
-                "updated_at": {
-                    "previous_value": iso(before),
-                    "current_value": iso(conversation.updated_at),
-                }
-            },
-        ]
-        return [
-            self.shapes.conversation_event(conversation, "conversation_status_changed", changed),
-            self.shapes.conversation_event(conversation, "conversation_updated", changed),
-        ]
-
-    def updated_events(
-        self, conversation: Conversation, attribute: str, previous: Any, current: Any
-    ) -> list[dict[str, Any]]:
-        """``conversation_updated`` for assignee/label changes (account webhooks only)."""
-        if self.config.webhook_kind != "account" or previous == current:
-            return []
-        changed = [{attribute: {"previous_value": previous, "current_value": current}}]
-        return [self.shapes.conversation_event(conversation, "conversation_updated", changed)]
-
-    async def emit(
-        self, payloads: list[dict[str, Any]], *, wait: bool, duplicate: bool = False
-    ) -> list[Delivery]:
-        """Send webhooks in order; awaited when ``wait``, else in a background task."""
-        if not payloads:
-            return []
-        if wait:
-            return await self._send_all(payloads, duplicate)
-        task = asyncio.create_task(self._send_all(payloads, duplicate))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return []
-
-    async def _send_all(self, payloads: list[dict[str, Any]], duplicate: bool) -> list[Delivery]:
-        deliveries = []
-        for payload in payloads:
-            twice = duplicate or (
-                self.config.duplicate_delivery_rate > 0
-                and self.rng.random() < self.config.duplicate_delivery_rate
-            )
-            try:
-                delivery = await self.webhooks.deliver(payload, duplicate=twice)
-            except Exception:  # never let a delivery bug kill the driver or the API
-                log.exception("webhook delivery crashed")
-                continue
-            deliveries.append(delivery)
-            if not delivery.delivered and not delivery.skipped:
-                await self._after_failed_delivery(payload)
-        return deliveries
-
-    async def _after_failed_delivery(self, payload: dict[str, Any]) -> None:
-        """Chatwoot >= 4.7: a bot that finally fails on an incoming message of a pending
-        conversation hands it to humans (status open plus an activity message)."""
-        if not self.config.open_on_bot_failure or payload.get("event") != "message_created":
-            return
-        if payload.get("message_type") != "incoming":
-            return
-        account_id = (payload.get("account") or {}).get("id")
-        display_id = (payload.get("conversation") or {}).get("id")
-        if not isinstance(account_id, int) or not isinstance(display_id, int):
-            return
-        conversation = self.store.conversation(account_id, display_id)
-        if conversation is None or conversation.status != "pending":
-            return
-        self.add_message(
-            conversation,
-            content="Conversation was transferred to an agent: the bot did not respond",
-            message_type=ACTIVITY,
-            sender_kind=None,
-            sender_id=None,
-        )
-        await self.emit(self.status_events(conversation, "open"), wait=False)
-
-    def _wake_waiters(self, conversation: Conversation, message: Message) -> None:
-        key = (conversation.account_id, conversation.display_id)
-        waiters = self._waiters.get(key)
-        if not waiters:
-            return
-        remaining = []
-        for after_id, future in waiters:
-            if future.done():
-                continue
-            if message.id > after_id:
-                future.set_result(self.message_dict(message, conversation))
-            else:
-                remaining.append((after_id, future))
-        if remaining:
-            self._waiters[key] = remaining
-        else:
-            del self._waiters[key]
-
-    # --- drivers --------------------------------------------------------------------------
-
-    async def create_conversation(
-        self,
-        account_id: int,
-        *,
-        status: str = "pending",
-        contact_name: str | None = None,
-        wait: bool = True,
-    ) -> int:
-        """A new conversation (``conversation_created`` webhook); returns its display id."""
-        if account_id not in self.store.accounts:
-            raise LookupError(f"unknown account {account_id}")
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}")
-        conversation = self.store.create_conversation(
-            account_id, status=status, now=self.clock(), contact_name=contact_name
-        )
-        if self.config.webhook_kind == "account":
-            event = self.shapes.conversation_event(conversation, "conversation_created")
-            await self.emit([event], wait=wait)
-        return conversation.display_id
-
-    async def customer_message(
-        self,
-        account_id: int,
-        conversation_id: int,
-        content: str | None,
-        *,
-        attachments: list[dict[str, Any]] | None = None,
-        duplicate: bool = False,
-        wait: bool = True,
-    ) -> dict[str, Any]:
-        """The customer writes (``message_created``, incoming). A resolved conversation is
-        reopened first (``pending`` in a bot inbox, else ``open``; snoozed -> ``open``), as
-        Chatwoot does. Returns the message with ``received_at``."""
-        conversation = self.conversation_or_raise(account_id, conversation_id)
-        events: list[dict[str, Any]] = []
-        if conversation.status == "resolved":
-            reopened = "pending" if self.config.inbox_has_bot else "open"
-            events += self.status_events(conversation, reopened)
-        elif conversation.status == "snoozed":
-            events += self.status_events(conversation, "open")
-        message = self.add_message(
-            conversation,
-            content=content,
-            message_type=INCOMING,
-            sender_kind="contact",
-            sender_id=conversation.contact.id,
-            attachments=attachments,
-        )
-        events.append(self.shapes.message_webhook(message, conversation))
-        await self.emit(events, wait=wait, duplicate=duplicate)
-        return self.message_dict(message, conversation)
-
-    async def agent_message(
-        self,
-        account_id: int,
-        conversation_id: int,
-        content: str,
-        *,
-        agent_id: int | None = None,
-        private: bool = False,
-        wait: bool = True,
-    ) -> dict[str, Any]:
-        """A human agent replies (or writes a private note) from the Chatwoot UI."""
-        conversation = self.conversation_or_raise(account_id, conversation_id)
-        user_id = agent_id if agent_id is not None else self.store.token_user_id
-        message = self.add_message(
-            conversation,
-            content=content,
-            message_type=OUTGOING,
-            sender_kind="user",
-            sender_id=user_id,
-            private=private,
-        )
-        await self.emit([self.shapes.message_webhook(message, conversation)], wait=wait)
-        return self.message_dict(message, conversation)
-
-    async def set_status(
-        self,
-        account_id: int,
-        conversation_id: int,
-        status: str,
-        *,
-        snoozed_until: int | None = None,
-        wait: bool = True,
-    ) -> None:
-        """An agent changes the status in the UI (``conversation_status_changed``)."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}")
-        conversation = self.conversation_or_raise(account_id, conversation_id)
-        events = self.status_events(conversation, status, snoozed_until=snoozed_until)
-        await self.emit(events, wait=wait)
-
-    def conversation(self, account_id: int, conversation_id: int) -> dict[str, Any]:
-        """The conversation as ``GET /conversations/{id}`` would show it."""
-        conversation = self.conversation_or_raise(account_id, conversation_id)
-        data = self.shapes.conversation_data(conversation)
-        data["account_id"] = account_id
-        return data
-
-    def messages(self, account_id: int, conversation_id: int) -> list[dict[str, Any]]:
-        """Every message of the conversation, oldest first (notes and activities too)."""
-        conversation = self.conversation_or_raise(account_id, conversation_id)
-        return [self.message_dict(m, conversation) for m in conversation.messages]
-
-    def replies(self, account_id: int, conversation_id: int) -> list[dict[str, Any]]:
-        """Outgoing public messages (what the customer saw), with ``received_at``."""
-        conversation = self.conversation_or_raise(account_id, conversation_id)
-        return [
-            self.message_dict(m, conversation)
-            for m in conversation.messages
-            if m.message_type == OUTGOING and not m.private
-        ]
-
-    async def wait_for_reply(
-        self,
-        account_id: int,
-        conversation_id: int,
-        *,
-        after_message_id: int,
-        timeout: float,  # noqa: ASYNC109 - part of the driver API tests rely on
-    ) -> dict[str, Any]:
-        """The first public outgoing message with an id above ``after_message_id``; woken by
-        the message itself (no polling). Raises ``TimeoutError``."""
-        for reply in self.replies(account_id, conversation_id):
-            if reply["id"] > after_message_id:
-                return reply
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        key = (account_id, conversation_id)
-        entry = (after_message_id, future)
-        self._waiters.setdefault(key, []).append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        finally:
-            waiters = self._waiters.get(key)
-            if waiters is not None:
-                with contextlib.suppress(ValueError):
-                    waiters.remove(entry)
-                if not waiters:
-                    del self._waiters[key]
 
 
 async def run_simulator(

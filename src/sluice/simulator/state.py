@@ -1,16 +1,12 @@
-"""The simulator's in-memory Chatwoot: accounts, conversations, messages, and the JSON shapes
-Chatwoot renders them in.
+"""The simulator's in-memory Chatwoot: accounts, agents, tokens, conversations, messages.
 
-Shapes matter more than behaviour here: Sluice's intake must classify what the simulator
-sends exactly as it classifies the real payloads in ``shared/fixtures/chatwoot``, so the
-builders below follow ``Message#webhook_data`` (top-level ``message_type`` string,
-ISO ``created_at``, sender without ``type`` for contacts) and the "push" format used inside
-``conversation.messages[]`` and by the REST API (``message_type`` int, Unix-second
-timestamps).
+Plain data. What a change to a conversation *causes* (events, status side effects) lives in
+:mod:`sluice.simulator.changes`; how it is rendered as JSON in :mod:`sluice.simulator.shapes`.
 """
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import uuid
 from dataclasses import dataclass, field
@@ -24,13 +20,29 @@ SenderKind = Literal["contact", "user", "agent_bot"]
 INCOMING, OUTGOING, ACTIVITY, TEMPLATE = 0, 1, 2, 3
 MESSAGE_TYPE_NAMES = {INCOMING: "incoming", OUTGOING: "outgoing", ACTIVITY: "activity",
                       TEMPLATE: "template"}  # fmt: skip
-STATUSES = ("open", "pending", "resolved", "snoozed")
+STATUSES = ("open", "pending", "resolved", "snoozed")  # Conversation status enum (facts §10)
+PRIORITIES = ("low", "medium", "high", "urgent")  # Conversation priority enum (or null)
+MESSAGE_STATUSES = ("sent", "delivered", "read", "failed")
 
 
 def iso(t: float) -> str:
     """Chatwoot's ISO-8601 UTC with milliseconds, e.g. ``2026-03-10T08:14:02.517Z``."""
     stamp = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The owner of an API token: a user (with role) or the agent bot (``Current.user`` is
+    set for both, facts §4)."""
+
+    kind: Literal["user", "bot"]
+    user_id: int | None = None
+    role: str | None = None
+
+    @property
+    def is_agent(self) -> bool:
+        return self.kind == "user" and self.role == "agent"
 
 
 @dataclass
@@ -59,6 +71,7 @@ class Message:
     created_at: float  # epoch seconds, exact
     attachments: list[dict[str, Any]] = field(default_factory=list)
     source_id: str | None = None
+    status: str = "sent"
 
 
 @dataclass
@@ -72,12 +85,15 @@ class Conversation:
     created_at: float
     updated_at: float
     assignee_id: int | None = None
+    assignee_bot_id: int | None = None  # assignee_agent_bot_id (the bot owner)
     team_id: int | None = None
     labels: list[str] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     snoozed_until: int | None = None
     first_reply_created_at: float | None = None
     waiting_since: float | None = None
+    priority: str | None = None
+    custom_attributes: dict[str, Any] = field(default_factory=dict)
     agent_last_seen_at: float = 0
     contact_last_seen_at: float = 0
 
@@ -100,6 +116,12 @@ class Conversation:
             if message.message_type == INCOMING:
                 count += 1
         return count
+
+    def message(self, message_id: int) -> Message | None:
+        for message in self.messages:
+            if message.id == message_id:
+                return message
+        return None
 
 
 @dataclass
@@ -129,11 +151,32 @@ class Store:
             for index, account_id in enumerate(config.accounts)
         }
         self.agents = {int(agent["id"]): dict(agent) for agent in config.agents}
-        self.token_user_id = int(config.agents[0]["id"])
+        self.token_user_id = config.token_owner()
+        self._tokens: list[tuple[str, Principal]] = [(config.api_token, self._owner_of_api())]
+        if config.bot_token is not None:
+            self._tokens.append((config.bot_token, Principal("bot")))
+        for token, user_id in config.user_tokens.items():
+            self._tokens.append((token, self._user(user_id)))
         self._conversation_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._contact_ids = itertools.count(1)
         self._attachment_ids = itertools.count(1)
+
+    def _user(self, user_id: int) -> Principal:
+        return Principal("user", user_id, str(self.agents[user_id].get("role", "agent")))
+
+    def _owner_of_api(self) -> Principal:
+        if self.config.api_token_kind == "bot":
+            return Principal("bot")
+        return self._user(self.token_user_id)
+
+    def principal(self, token: str) -> Principal | None:
+        """Who owns ``token`` (constant-time comparisons), or None for an unknown token."""
+        found = None
+        for known, owner in self._tokens:
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = owner
+        return found
 
     def conversation(self, account_id: int, display_id: int) -> Conversation | None:
         account = self.accounts.get(account_id)
@@ -170,6 +213,7 @@ class Store:
             status=status,
             created_at=now,
             updated_at=now,
+            waiting_since=now,  # set when the conversation is created (facts §10)
         )
         account.next_display_id += 1
         account.conversations[conversation.display_id] = conversation
@@ -189,6 +233,8 @@ class Store:
         content_attributes: dict[str, Any] | None = None,
         attachments: list[dict[str, Any]] | None = None,
     ) -> Message:
+        """Store a message. Its effects on the conversation's tracked attributes
+        (waiting_since, first reply) are applied by ``Changes.after_message``."""
         message_id = next(self._message_ids)
         message = Message(
             id=message_id,
@@ -205,275 +251,27 @@ class Store:
             created_at=now,
         )
         for raw in attachments or []:
-            attachment_id = next(self._attachment_ids)
-            name = str(raw.get("name") or f"file-{attachment_id}.jpg")
-            base = "https://chatwoot.simulator.invalid/rails/active_storage"
-            message.attachments.append(
-                {
-                    "id": attachment_id,
-                    "message_id": message_id,
-                    "file_type": raw.get("file_type", "image"),
-                    "account_id": conversation.account_id,
-                    "extension": raw.get("extension"),
-                    "data_url": raw.get("data_url", f"{base}/blobs/redirect/{name}"),
-                    "thumb_url": raw.get("thumb_url", f"{base}/representations/{name}"),
-                    "file_size": raw.get("file_size", 1024),
-                    "width": raw.get("width"),
-                    "height": raw.get("height"),
-                }
-            )
+            message.attachments.append(self._attachment(raw, message_id, conversation.account_id))
         conversation.messages.append(message)
+        # Message#set_conversation_activity: update_columns, so no callbacks and no events.
         conversation.updated_at = now
         if message_type == INCOMING:
             conversation.contact_last_seen_at = now
-            if conversation.waiting_since is None:
-                conversation.waiting_since = now
-        elif message_type == OUTGOING and not private:
-            if conversation.first_reply_created_at is None:
-                conversation.first_reply_created_at = now
-            conversation.waiting_since = None
         return message
 
-
-class Shapes:
-    """JSON renderers, bound to the store for names of accounts, agents and the bot."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.config = store.config
-
-    # --- senders ---------------------------------------------------------------------------
-
-    def _account_ref(self, account_id: int) -> dict[str, Any]:
-        return {"id": account_id, "name": self.store.accounts[account_id].name}
-
-    @staticmethod
-    def contact_push(contact: Contact) -> dict[str, Any]:
+    def _attachment(self, raw: dict[str, Any], message_id: int, account_id: int) -> dict[str, Any]:
+        attachment_id = next(self._attachment_ids)
+        name = str(raw.get("name") or f"file-{attachment_id}.jpg")
+        base = "https://chatwoot.simulator.invalid/rails/active_storage"
         return {
-            "additional_attributes": {},
-            "custom_attributes": {},
-            "email": contact.email,
-            "id": contact.id,
-            "identifier": None,
-            "name": contact.name,
-            "phone_number": None,
-            "thumbnail": "",
-            "blocked": False,
-            "type": "contact",
-        }
-
-    def contact_webhook(self, contact: Contact, account_id: int) -> dict[str, Any]:
-        """Top-level contact sender: carries ``account`` and no ``type`` key."""
-        return {
-            "account": self._account_ref(account_id),
-            "additional_attributes": {},
-            "avatar": "",
-            "custom_attributes": {},
-            "email": contact.email,
-            "id": contact.id,
-            "identifier": None,
-            "name": contact.name,
-            "phone_number": None,
-            "thumbnail": "",
-            "blocked": False,
-        }
-
-    def user_push(self, user_id: int) -> dict[str, Any]:
-        agent = self.store.agents.get(user_id, {"id": user_id, "name": f"Agent {user_id}"})
-        name = str(agent.get("name", ""))
-        return {
-            "id": user_id,
-            "name": name,
-            "available_name": name.split(" ")[0] if name else name,
-            "avatar_url": "",
-            "type": "user",
-            "availability_status": agent.get("availability_status", "online"),
-            "thumbnail": "",
-        }
-
-    def agent_record(self, user_id: int, account_id: int) -> dict[str, Any]:
-        """``GET /agents`` / assignment response shape."""
-        agent = self.store.agents[user_id]
-        name = str(agent.get("name", ""))
-        return {
-            "id": user_id,
+            "id": attachment_id,
+            "message_id": message_id,
+            "file_type": raw.get("file_type", "image"),
             "account_id": account_id,
-            "availability_status": agent.get("availability_status", "online"),
-            "auto_offline": True,
-            "confirmed": True,
-            "email": agent.get("email"),
-            "available_name": name.split(" ")[0] if name else name,
-            "name": name,
-            "role": agent.get("role", "agent"),
-            "thumbnail": "",
-            "custom_role_id": None,
+            "extension": raw.get("extension"),
+            "data_url": raw.get("data_url", f"{base}/blobs/redirect/{name}"),
+            "thumb_url": raw.get("thumb_url", f"{base}/representations/{name}"),
+            "file_size": raw.get("file_size", 1024),
+            "width": raw.get("width"),
+            "height": raw.get("height"),
         }
-
-    def _sender_push(self, message: Message, conversation: Conversation) -> dict[str, Any] | None:
-        if message.sender_kind == "contact":
-            return self.contact_push(conversation.contact)
-        if message.sender_kind == "user" and message.sender_id is not None:
-            return self.user_push(message.sender_id)
-        if message.sender_kind == "agent_bot":
-            return {
-                "id": self.config.bot_id,
-                "name": self.config.bot_name,
-                "avatar_url": "",
-                "type": "agent_bot",
-            }
-        return None
-
-    def _sender_webhook(
-        self, message: Message, conversation: Conversation
-    ) -> dict[str, Any] | None:
-        if message.sender_kind == "contact":
-            return self.contact_webhook(conversation.contact, conversation.account_id)
-        if message.sender_kind == "user" and message.sender_id is not None:
-            agent = self.store.agents.get(message.sender_id, {})
-            return {
-                "id": message.sender_id,
-                "name": agent.get("name", f"Agent {message.sender_id}"),
-                "email": agent.get("email"),
-                "type": "user",
-            }
-        if message.sender_kind == "agent_bot":
-            return {"id": self.config.bot_id, "name": self.config.bot_name, "type": "agent_bot"}
-        return None
-
-    # --- messages and conversations ---------------------------------------------------------
-
-    def message_push(self, message: Message, conversation: Conversation) -> dict[str, Any]:
-        """Push format: ``conversation.messages[]`` in webhooks, and REST responses."""
-        sender_type = {"contact": "Contact", "user": "User", "agent_bot": "AgentBot"}
-        data: dict[str, Any] = {
-            "id": message.id,
-            "content": message.content,
-            "account_id": message.account_id,
-            "inbox_id": message.inbox_id,
-            "conversation_id": message.conversation_id,
-            "message_type": message.message_type,
-            "created_at": int(message.created_at),
-            "updated_at": iso(message.created_at),
-            "private": message.private,
-            "status": "sent",
-            "source_id": message.source_id,
-            "content_type": message.content_type,
-            "content_attributes": dict(message.content_attributes),
-            "sender_type": sender_type.get(message.sender_kind or ""),
-            "sender_id": message.sender_id,
-            "external_source_ids": {},
-            "additional_attributes": {},
-            "processed_message_content": message.content,
-            "sentiment": {},
-            "conversation": {
-                "assignee_id": conversation.assignee_id,
-                "unread_count": conversation.unread_count(),
-                "last_activity_at": int(conversation.last_activity_at),
-                "contact_inbox": {"source_id": conversation.contact.source_id},
-            },
-        }
-        if message.attachments:
-            data["attachments"] = [dict(a) for a in message.attachments]
-        sender = self._sender_push(message, conversation)
-        if sender is not None:
-            data["sender"] = sender
-        return data
-
-    def conversation_data(self, conversation: Conversation) -> dict[str, Any]:
-        """``Conversation#webhook_data`` (conversation events, ``message.conversation``) and
-        the body of ``GET /conversations/{id}``."""
-        contact = conversation.contact
-        last = conversation.last_chat_message()
-        assignee = (
-            self.user_push(conversation.assignee_id)
-            if conversation.assignee_id is not None
-            else None
-        )
-        team = (
-            {"id": conversation.team_id, "name": f"Team {conversation.team_id}"}
-            if conversation.team_id is not None
-            else None
-        )
-        return {
-            "additional_attributes": {},
-            "can_reply": True,
-            "channel": "Channel::WebWidget",
-            "contact_inbox": {
-                "id": contact.contact_inbox_id,
-                "contact_id": contact.id,
-                "inbox_id": conversation.inbox_id,
-                "source_id": contact.source_id,
-                "created_at": iso(contact.created_at),
-                "updated_at": iso(contact.created_at),
-                "hmac_verified": False,
-                "pubsub_token": contact.source_id.replace("-", "")[:24],
-            },
-            "id": conversation.display_id,
-            "inbox_id": conversation.inbox_id,
-            "messages": [self.message_push(last, conversation)] if last is not None else [],
-            "labels": list(conversation.labels),
-            "meta": {
-                "sender": self.contact_push(contact),
-                "assignee": assignee,
-                "assignee_type": "User" if assignee is not None else None,
-                "team": team,
-                "hmac_verified": False,
-            },
-            "status": conversation.status,
-            "custom_attributes": {},
-            "snoozed_until": conversation.snoozed_until,
-            "unread_count": conversation.unread_count(),
-            "first_reply_created_at": (
-                iso(conversation.first_reply_created_at)
-                if conversation.first_reply_created_at is not None
-                else None
-            ),
-            "priority": None,
-            "waiting_since": int(conversation.waiting_since or 0),
-            "agent_last_seen_at": int(conversation.agent_last_seen_at),
-            "contact_last_seen_at": int(conversation.contact_last_seen_at),
-            "last_activity_at": int(conversation.last_activity_at),
-            "timestamp": int(conversation.last_activity_at),
-            "created_at": int(conversation.created_at),
-            "updated_at": round(conversation.updated_at, 3),
-            "account": self._account_ref(conversation.account_id),
-        }
-
-    def message_webhook(
-        self, message: Message, conversation: Conversation, event: str = "message_created"
-    ) -> dict[str, Any]:
-        """``Message#webhook_data`` plus ``event``, key order as in the fixtures."""
-        account = self.store.accounts[conversation.account_id]
-        data: dict[str, Any] = {
-            "account": self._account_ref(conversation.account_id),
-            "additional_attributes": {},
-            "content_attributes": dict(message.content_attributes),
-            "content_type": message.content_type,
-            "content": message.content,
-            "conversation": self.conversation_data(conversation),
-            "created_at": iso(message.created_at),
-            "id": message.id,
-            "inbox": {"id": account.inbox_id, "name": account.inbox_name},
-            "message_type": MESSAGE_TYPE_NAMES[message.message_type],
-            "private": message.private,
-            "sender": self._sender_webhook(message, conversation),
-            "source_id": message.source_id,
-        }
-        if message.attachments:
-            data["attachments"] = [dict(a) for a in message.attachments]
-        data["event"] = event
-        return data
-
-    def conversation_event(
-        self,
-        conversation: Conversation,
-        event: str,
-        changed: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """Conversation events: the conversation object at top level, plus ``event`` and,
-        for updates, ``changed_attributes``."""
-        data = self.conversation_data(conversation)
-        data["event"] = event
-        if changed is not None:
-            data["changed_attributes"] = changed
-        return data

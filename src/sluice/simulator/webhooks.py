@@ -1,42 +1,66 @@
-"""Webhook delivery the way Chatwoot does it.
+"""Webhook delivery the way Chatwoot's jobs do it (``lib/webhooks/trigger.rb``,
+``app/jobs/webhook_job.rb``, ``app/jobs/agent_bots/webhook_job.rb``; facts §1, §2).
 
-One POST of the compact JSON body with a 5 s timeout; when a secret is configured the
-``X-Chatwoot-Signature``/``X-Chatwoot-Timestamp`` pair is computed per attempt and
-``X-Chatwoot-Delivery`` (a UUID) is kept across retries. Retries follow the agent-bot job:
-only on HTTP 429 and 500, a fixed delay apart; a timeout, a refused connection or any other
-status is final. A duplicate delivery re-sends the same body with the same delivery id, as
-happens in production when a job runs twice: consumers must dedupe on it.
+- One POST of the compact JSON body, ``Content-Type``/``Accept: application/json``, with the
+  ``WEBHOOK_TIMEOUT`` (5 s) as open and read timeout. Any non-2xx (3xx included) is a
+  failure; so are timeouts and connection errors.
+- Account (and API-inbox) webhooks: exactly one attempt, whatever happened (WebhookJob has
+  no ``retry_on`` and Trigger swallows errors; issue #15920). A failed delivery is lost.
+- Agent bots: retried only on HTTP 429 and 500 (``RETRYABLE_AGENT_BOT_STATUSES``), 3
+  attempts in total ``webhook_retry_delay_s`` (3 s) apart since PR #13521; ``Retry-After``
+  is ignored. Before #13521 the retries never took effect (one attempt).
+- From the version that signs (account webhooks 4.11.2, #13573; bots 4.13, #13892) each
+  delivery job carries ``X-Chatwoot-Delivery`` (a UUID made when the job is enqueued, the
+  same on every retry) and, with a secret, ``X-Chatwoot-Timestamp`` and
+  ``X-Chatwoot-Signature`` computed at each attempt.
+- Since 4.14 (SafeFetch, #14155) a URL on a private or loopback address fails before any
+  request unless ``SAFE_FETCH_ALLOW_PRIVATE_NETWORK`` (#14548).
+
+A duplicate delivery re-runs the same job (same body, same delivery id), as happens when a
+Sidekiq job runs twice: consumers must dedupe on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from sluice.chatwoot.signature import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from sluice.simulator.config import SimulatorConfig
+from sluice.simulator.versions import Mode, VersionProfile
 
+# Webhooks::Trigger::RETRYABLE_AGENT_BOT_STATUSES (PR #13521).
 RETRIED_STATUSES = frozenset({429, 500})
+BLOCKED = "UnsafeUrlError"  # SafeFetch's error for a private/loopback destination
 
 
 @dataclass
 class Delivery:
-    """What happened to one webhook (all its attempts, and its duplicate if any)."""
+    """One delivery job: its attempts (HTTP status or error name), its outcome
+    (``delivered``, ``failed``, ``blocked`` by the SSRF filter, or ``skipped`` without a
+    URL), and ``effect``: what Chatwoot did after a final failure (see ``handle_failure``)."""
 
     event: str
     delivery_id: str
     payload: dict[str, Any]
-    attempts: list[int | str] = field(default_factory=list)  # HTTP status or error name
+    attempts: list[int | str] = field(default_factory=list)
     delivered: bool = False
     duplicate: bool = False
     skipped: bool = False  # no webhook_url configured
+    mode: Mode = "account_webhook"
+    signed: bool = False  # carried X-Chatwoot-Delivery (and a signature with a secret)
+    outcome: str = "pending"
+    effect: str | None = None
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -44,11 +68,28 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class WebhookSender:
-    """Posts webhooks to ``config.webhook_url`` and counts what happened."""
+def _private_host(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_global
 
-    def __init__(self, config: SimulatorConfig, *, log_size: int = 10_000) -> None:
+
+class WebhookSender:
+    """Posts webhooks to ``config.webhook_url`` as ``config.mode`` and counts what happened."""
+
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        profile: Callable[[], VersionProfile],
+        *,
+        log_size: int = 10_000,
+    ) -> None:
         self.config = config
+        self.profile = profile
         self.counters: Counter[str] = Counter()
         self.by_event: Counter[str] = Counter()
         # Bounded: a load test sends hundreds of thousands of events.
@@ -68,49 +109,79 @@ class WebhookSender:
             await self._http.aclose()
             self._http = None
 
-    def _headers(self, body: bytes, delivery_id: str) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery_id}
-        if self.config.webhook_secret:
-            timestamp = int(time.time())
-            headers[TIMESTAMP_HEADER] = str(timestamp)
-            headers[SIGNATURE_HEADER] = sign(self.config.webhook_secret, timestamp, body)
+    def _headers(self, body: bytes, delivery: Delivery) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if delivery.signed:
+            headers[DELIVERY_HEADER] = delivery.delivery_id
+            if self.config.webhook_secret:
+                timestamp = int(time.time())  # Time.now.to_i at each attempt
+                headers[TIMESTAMP_HEADER] = str(timestamp)
+                headers[SIGNATURE_HEADER] = sign(self.config.webhook_secret, timestamp, body)
         return headers
 
+    async def _unsafe(self, url: str) -> bool:
+        """SafeFetch's SSRF filter (4.14+): private, loopback or unresolvable hosts."""
+        if not self.profile().ssrf_filter or self.config.safe_fetch_allow_private_network:
+            return False
+        host = urlsplit(url).hostname or ""
+        if _private_host(host):
+            return True
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+        except OSError:
+            return True
+        return any(_private_host(str(info[4][0])) for info in infos)
+
     async def _attempts(self, url: str, body: bytes, delivery: Delivery) -> bool:
-        for attempt in range(self.config.webhook_attempts):
+        attempts = self.profile().attempts(delivery.mode)
+        for attempt in range(attempts):
             if attempt:
                 self.counters["retried"] += 1
                 await asyncio.sleep(self.config.webhook_retry_delay_s)
+            if await self._unsafe(url):
+                delivery.attempts.append(BLOCKED)  # not retryable: handled as a failure
+                delivery.outcome = "blocked"
+                return False
             self.counters["sent"] += 1
             try:
                 response = await self._client().post(
                     url,
                     content=body,
-                    headers=self._headers(body, delivery.delivery_id),
+                    headers=self._headers(body, delivery),
                     timeout=self.config.webhook_timeout_s,
                 )
             except httpx.TimeoutException:
-                delivery.attempts.append("timeout")
+                delivery.attempts.append("timeout")  # FetchError: never retried
                 return False
             except httpx.TransportError as exc:
-                delivery.attempts.append(type(exc).__name__)
+                delivery.attempts.append(type(exc).__name__)  # FetchError: never retried
                 return False
             delivery.attempts.append(response.status_code)
-            if response.is_success:
+            if response.is_success:  # Net::HTTPSuccess: 2xx only, a 3xx is a failure
                 return True
-            if response.status_code not in RETRIED_STATUSES:
+            # retryable_agent_bot_error?: bots only, 429 and 500 only; Retry-After ignored.
+            if delivery.mode != "agent_bot" or response.status_code not in RETRIED_STATUSES:
                 return False
         return False
 
     async def deliver(self, payload: dict[str, Any], *, duplicate: bool = False) -> Delivery:
-        """Send one event (and, when ``duplicate``, the same delivery once more)."""
+        """Run one delivery job (and, when ``duplicate``, the same job once more)."""
         event = str(payload.get("event", ""))
-        delivery = Delivery(event, str(uuid.uuid4()), payload, duplicate=duplicate)
+        mode = self.config.mode
+        delivery = Delivery(
+            event,
+            str(uuid.uuid4()),  # SecureRandom.uuid at enqueue time
+            payload,
+            duplicate=duplicate,
+            mode=mode,
+            signed=self.profile().signed(mode),
+        )
         self.log.append(delivery)
         self.by_event[event] += 1
         url = self.config.webhook_url
         if not url:
             delivery.skipped = True
+            delivery.outcome = "skipped"
             self.counters["skipped"] += 1
             return delivery
         body = encode(payload)
@@ -119,7 +190,13 @@ class WebhookSender:
             self.counters["duplicates"] += 1
             again = await self._attempts(url, body, delivery)
             delivery.delivered = delivery.delivered or again
+        if delivery.delivered:
+            delivery.outcome = "delivered"
+        elif delivery.outcome != "blocked":
+            delivery.outcome = "failed"
         self.counters["delivered" if delivery.delivered else "failed"] += 1
+        if delivery.outcome == "blocked":
+            self.counters["blocked"] += 1
         return delivery
 
     def stats(self) -> dict[str, Any]:
@@ -130,5 +207,7 @@ class WebhookSender:
             "retried": self.counters["retried"],
             "duplicates": self.counters["duplicates"],
             "skipped": self.counters["skipped"],
+            "blocked": self.counters["blocked"],
+            "filtered": self.counters["filtered"],
             "by_event": dict(self.by_event),
         }
