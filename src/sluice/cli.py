@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -494,6 +495,86 @@ def simulate(
         _run(lambda: run_simulator(config, "127.0.0.1", port))
 
 
+chatwoot_cli = typer.Typer(
+    help="Chatwoot: register Sluice with a Chatwoot instance.", no_args_is_help=True
+)
+app.add_typer(chatwoot_cli, name="chatwoot")
+
+
+class SetupMode(StrEnum):
+    agent_bot = "agent-bot"
+    account_webhook = "account-webhook"
+
+
+@chatwoot_cli.command("setup")
+def chatwoot_setup(
+    mode: Annotated[
+        SetupMode,
+        typer.Option(
+            help="agent-bot: an agent bot linked to --inbox (Chatwoot retries it, the "
+            "pending/open handoff is Chatwoot's); account-webhook: an account webhook for every "
+            "inbox (sent once; Sluice's spool keeps it safe). docs/chatwoot.md says which."
+        ),
+    ],
+    public_url: Annotated[
+        str,
+        typer.Option(
+            help="Where Chatwoot reaches Sluice, e.g. https://sluice.example.com "
+            "(/webhooks/chatwoot is added)."
+        ),
+    ],
+    chatwoot_url: Annotated[
+        str | None, typer.Option(envvar="CHATWOOT_URL", help="Chatwoot's base URL.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CHATWOOT_API_TOKEN",
+            show_default=False,
+            help="An administrator's access token (Profile settings → Access Token).",
+        ),
+    ] = None,
+    account_id: Annotated[
+        int | None,
+        typer.Option(
+            envvar="CHATWOOT_ACCOUNT_ID",
+            min=1,
+            help="Account id (the number after /app/accounts/); default: the token's only one.",
+        ),
+    ] = None,
+    inbox: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--inbox", min=1, help="Inbox id to link the bot to; repeat for several (agent-bot)."
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Name of the agent bot or webhook.")] = "Sluice",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the calls it would make; send none.")
+    ] = False,
+) -> None:
+    """Register Sluice with Chatwoot: an agent bot linked to inboxes, or an account webhook
+    subscribed to the events Sluice needs. Idempotent; exit 1 on any error."""
+    from sluice.chatwoot.setup import Printer, SetupOptions, run_setup
+
+    if not chatwoot_url:
+        err.print("[red]no Chatwoot URL:[/red] pass --chatwoot-url or set CHATWOOT_URL")
+        raise typer.Exit(2)
+    options = SetupOptions(
+        mode="agent-bot" if mode is SetupMode.agent_bot else "account-webhook",
+        chatwoot_url=chatwoot_url,
+        token=token,
+        account_id=account_id,
+        public_url=public_url,
+        inboxes=tuple(dict.fromkeys(inbox or ())),
+        name=name,
+        dry_run=dry_run,
+    )
+    code = _run(lambda: run_setup(options, Printer(console, err)))
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command()
 def loadtest(
     conversations: Annotated[int, typer.Option(min=1)] = 200,
@@ -503,21 +584,36 @@ def loadtest(
     processes: ProcessesOpt = 1,
     chatwoot_429: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
     chatwoot_500: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
+    chatwoot_version: Annotated[
+        str, typer.Option(help="Chatwoot version to behave as: 4.10 ... 4.16, or latest.")
+    ] = "latest",
+    mode: Annotated[
+        str, typer.Option(help="Webhook receiver: account_webhook or agent_bot.")
+    ] = "account_webhook",
+    bot_token: Annotated[
+        bool, typer.Option("--bot-token", help="Give Sluice the agent bot's own token.")
+    ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Many concurrent conversations through the simulator, measured as customers see it."""
-    from sluice.loadtest import LoadConfig, report_table, run_loadtest, write_json
+    from sluice.loadtest import LoadConfig, parse_mode, report_table, run_loadtest, write_json
 
     settings = _settings(quiet=True)
-    cfg = LoadConfig(
-        conversations=conversations,
-        rate=rate,
-        duration_s=duration,
-        broker_latency_ms=broker_latency,
-        processes=processes,
-        chatwoot_429_rate=chatwoot_429,
-        chatwoot_500_rate=chatwoot_500,
-    )
+    try:
+        cfg = LoadConfig(
+            conversations=conversations,
+            rate=rate,
+            duration_s=duration,
+            broker_latency_ms=broker_latency,
+            processes=processes,
+            chatwoot_429_rate=chatwoot_429,
+            chatwoot_500_rate=chatwoot_500,
+            chatwoot_version=chatwoot_version,
+            mode=parse_mode(mode),
+            api_token_kind="bot" if bot_token else "user_admin",
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     with _redis(settings) as (url, _):
         report = _run(lambda: run_loadtest(settings, url, cfg, console))
     console.print(report_table(report))

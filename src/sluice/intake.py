@@ -8,8 +8,9 @@ content type first, then the signature over the raw bytes, then JSON, then one a
 enqueue (idempotent on the message id) within ``store_timeout_s``; when Redis is slow or
 down the verified webhook goes to the durable spool (:mod:`sluice.spool`) instead and is
 answered 200 all the same, and the replayer moves it into the queue in arrival order once
-Redis answers. While anything is spooled, new webhooks are spooled behind it, so a
-conversation's messages never overtake each other. Only a spool that cannot be written
+Redis answers. While a webhook of a conversation is spooled, newer ones of that
+conversation are spooled behind it, so its messages never overtake each other; other
+conversations go straight to Redis. Only a spool that cannot be written
 (a full disk) answers 503; without a spool (a library user's Intake) Redis trouble
 answers 429 with Retry-After as before.
 
@@ -27,6 +28,7 @@ crash the parser (UTF-16, duplicate keys, NaN, absurd numbers, deep nesting) is 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import math
@@ -59,10 +61,16 @@ log = logging.getLogger("sluice.intake")
 REJECTED_KEEP = 1000
 REJECTED_BODY_BYTES = 16_384
 RETRY_AFTER_S = 3
+UNSIGNED = (
+    "Chatwoot sent this webhook without a signature. Chatwoot signs account webhooks from "
+    "4.11.2 and agent-bot and API-inbox webhooks from 4.13; with an older Chatwoot unset "
+    "CHATWOOT_WEBHOOK_SECRET (and keep the webhook URL secret), or upgrade Chatwoot"
+)
 # The whole answer must come well within Chatwoot's 5 s: Redis gets this long to store a
 # webhook before it goes to the spool (which itself must answer within the rest).
 STORE_TIMEOUT_S = 1.5
-REPLAY_BATCH = 100
+REPLAY_BATCH = 200
+REPLAY_CONCURRENCY = 32
 AGENT_REPLIED = "agent replied"
 # A \uD800-\uDFFF escape: legal JSON only as a high-low pair (an emoji escaped by a
 # serializer); a lone one decodes to a string that cannot be encoded as UTF-8 again.
@@ -103,6 +111,11 @@ class Intake:
         self.store_timeout_s = store_timeout_s
         self._replays = ReplayGuard(queue.redis, queue.keys.prefix, window_s=max_age_s)
         self._warned_unsigned = False
+        self._warned_unsigned_chatwoot = False
+        # Accounts this intake has seen in payloads that name theirs: conversation events
+        # of versions without a top-level `account` fall back to the only one (see
+        # _default_account).
+        self._accounts: set[int] = set()
         prefix = queue.keys.prefix
         self._rejected_key = f"{prefix}intake:rejected"
         self._delivery_prefix = f"{prefix}delivery:"
@@ -113,8 +126,15 @@ class Intake:
             try:
                 verify(self.secret, body, headers, now=self.clock(), max_age_s=self.max_age_s)
             except SignatureError as exc:
+                if exc.code == "missing_signature" and not self._warned_unsigned_chatwoot:
+                    # Not an attack, most likely: a Chatwoot too old to sign.
+                    self._warned_unsigned_chatwoot = True
+                    log.error("webhook unsigned while CHATWOOT_WEBHOOK_SECRET is set: %s", UNSIGNED)
                 log.warning("webhook rejected: %s", exc)
-                return Outcome(401, {"error": "invalid signature", "reason": str(exc)})
+                refusal = {"error": "invalid signature", "reason": str(exc)}
+                if exc.code == "missing_signature":
+                    refusal["hint"] = UNSIGNED
+                return Outcome(401, refusal)
         elif not self._warned_unsigned:
             self._warned_unsigned = True
             log.warning(
@@ -135,9 +155,12 @@ class Intake:
             return Outcome(400, {"error": "invalid JSON", "reason": reason})
         delivery = _delivery_id(headers)
         sent_ms = chatwoot_sent_ms(headers)
-        if self.spool is not None and self.spool.depth:
-            # Older webhooks wait in the spool: this one goes behind them (order).
-            return await self._spool(body, headers, received_ms, "spool not drained yet")
+        conversation = conversation_of(payload, self._default_account())
+        if self.spool is not None and self.spool.holds(conversation):
+            # Older webhooks of this conversation wait in the spool: behind them (order).
+            return await self._spool(
+                body, headers, received_ms, conversation, "its conversation is spooled"
+            )
         try:
             async with asyncio.timeout(self.store_timeout_s):
                 return await self._dispatch(
@@ -146,13 +169,21 @@ class Intake:
         except (RedisError, TimeoutError) as exc:
             reason = "Redis too slow" if isinstance(exc, TimeoutError) else f"Redis: {exc}"
             if self.spool is not None:
-                return await self._spool(body, headers, received_ms, reason)
+                return await self._spool(body, headers, received_ms, conversation, reason)
             log.error("cannot store webhook (%s): answering 429", reason)
             return Outcome(
                 429,
                 {"error": "temporarily unable to store the message; retry"},
                 {"Retry-After": str(RETRY_AFTER_S)},
             )
+
+    def _default_account(self) -> int | None:
+        """CHATWOOT_ACCOUNT_ID, else the one account this intake has seen: conversation
+        events carry a top-level ``account`` only in newer Chatwoot versions and, with an
+        empty ``messages[]``, name no account at all (docs/chatwoot-facts.md section 3)."""
+        if self.default_account_id is not None:
+            return self.default_account_id
+        return next(iter(self._accounts)) if len(self._accounts) == 1 else None
 
     async def _first_use(self, headers: Mapping[str, str]) -> bool:
         """Whether this signed request (its timestamp and signature) is new. A captured
@@ -166,11 +197,16 @@ class Intake:
         return await self._replays.first_use(timestamp, signature)
 
     async def _spool(
-        self, body: bytes, headers: Mapping[str, str], received_ms: float, reason: str
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        received_ms: float,
+        conversation: str,
+        reason: str,
     ) -> Outcome:
         assert self.spool is not None
         try:
-            seq = await self.spool.append(body, headers, received_ms)
+            seq = await self.spool.append(body, headers, received_ms, conversation)
         except SpoolFullError as exc:
             log.critical("webhook LOST unless the sender retries: %s (%s)", exc, reason)
             return Outcome(
@@ -182,25 +218,71 @@ class Intake:
         return Outcome(200, {"status": "spooled", "spooled": seq})
 
     async def replay_spool(self) -> None:
-        """Move spooled webhooks into the queue, oldest first, for as long as the process
-        runs; a Redis error or a slow Redis waits (capped back-off) and tries the same
-        webhook again, so nothing overtakes it."""
+        """Move spooled webhooks into the queue for as long as the process runs: each
+        conversation's webhooks one after another in arrival order, conversations side by
+        side (up to ``REPLAY_CONCURRENCY`` at once, as the direct path would take them), and
+        no batch waits for its slowest conversation. A Redis error or a slow Redis waits
+        (capped back-off) and tries the same webhook again, so nothing overtakes it."""
         assert self.spool is not None
+        queued: dict[str, collections.deque[SpooledWebhook]] = {}
+        draining: dict[str, asyncio.Task[None]] = {}
+        limit = asyncio.Semaphore(REPLAY_CONCURRENCY)
+        last_seq = 0
+        while True:
+            rows = await self.spool.after(last_seq, REPLAY_BATCH)
+            if not rows:
+                self.spool.clear_appended()
+                rows = await self.spool.after(last_seq, REPLAY_BATCH)
+                if not rows:
+                    await self.spool.wait_appended()
+                    continue
+            for row in rows:
+                last_seq = row.seq
+                # A webhook of no conversation is independent of every other one.
+                key = row.conversation or f"#{row.seq}"
+                queued.setdefault(key, collections.deque()).append(row)
+                if key not in draining:
+                    draining[key] = asyncio.create_task(
+                        self._drain_conversation(key, queued, draining, limit)
+                    )
+
+    async def _drain_conversation(
+        self,
+        key: str,
+        queued: dict[str, collections.deque[SpooledWebhook]],
+        draining: dict[str, asyncio.Task[None]],
+        limit: asyncio.Semaphore,
+    ) -> None:
+        assert self.spool is not None
+        try:
+            rows = queued[key]
+            while rows:
+                row = rows[0]
+                async with limit:
+                    await self._replay_until_stored(row)
+                rows.popleft()
+                await self.spool.remove(row)
+        finally:
+            queued.pop(key, None)
+            draining.pop(key, None)
+
+    async def _replay_until_stored(self, row: SpooledWebhook) -> None:
         failures = 0
         while True:
-            await self.spool.wait_nonempty()
-            for spooled in await self.spool.oldest(REPLAY_BATCH):
-                while True:
-                    try:
-                        await self._replay(spooled)
-                        failures = 0
-                        break
-                    except (RedisError, TimeoutError) as exc:
-                        failures += 1
-                        delay = min(1.0, 0.05 * 2 ** min(failures, 5))
-                        log.info("spool replay waits for Redis (%r); again in %.2f s", exc, delay)
-                        await asyncio.sleep(delay)
-                await self.spool.remove(spooled.seq)
+            try:
+                await self._replay(row)
+                return
+            except (RedisError, TimeoutError) as exc:
+                failures += 1
+                delay = min(1.0, 0.05 * 2 ** min(failures, 5))
+                log.info("spool replay waits for Redis (%r); again in %.2f s", exc, delay)
+            except Exception:
+                # A bug, not an outage: keep the webhook (never dropped), say so loudly,
+                # and let the conversation wait rather than answer out of order.
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.exception("cannot replay spooled webhook #%d; again in %.0f s", row.seq, delay)
+            await asyncio.sleep(delay)
 
     async def _replay(self, spooled: SpooledWebhook) -> None:
         payload = parse_json(spooled.body)  # it was parsed once already: it parses again
@@ -224,7 +306,7 @@ class Intake:
         if delivery and await self.queue.redis.exists(self._delivery_prefix + delivery):
             return Outcome(200, {"status": "duplicate", "delivery": delivery})
         try:
-            event = classify(payload, default_account_id=self.default_account_id)
+            event = classify(payload, default_account_id=self._default_account())
         except InvalidPayload as exc:
             await self._reject(str(exc), body, delivery)
             return Outcome(422, {"error": "invalid payload", "reason": str(exc)})
@@ -238,6 +320,9 @@ class Intake:
             # Chatwoot open the conversation, which is what a replay would want.
             log.warning("webhook refused: a replay of an earlier signed request")
             return Outcome(200, {"status": "ignored", "reason": "replay of an earlier request"})
+        account = getattr(event, "account_id", None)
+        if isinstance(account, int):
+            self._accounts.add(account)
         outcome = await self._apply(event, received_ms, _has_assignee(payload), sent_ms)
         if delivery:
             await self.queue.redis.set(
@@ -382,6 +467,18 @@ def _finite_float(text: str) -> float:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def conversation_of(payload: Any, default_account_id: int | None) -> str:
+    """The conversation a webhook is about (``"<account>:<conversation>"``), or "" when it
+    is about none or cannot be read (it then keeps no other webhook waiting)."""
+    try:
+        event = classify(payload, default_account_id=default_account_id)
+    except (InvalidPayload, ValueError):
+        return ""
+    account = getattr(event, "account_id", None)
+    conversation = getattr(event, "conversation_id", None)
+    return f"{account}:{conversation}" if account and conversation else ""
 
 
 def chatwoot_sent_ms(headers: Mapping[str, str]) -> float | None:

@@ -35,7 +35,8 @@ from sluice.app import Runtime, build_worker, open_runtime
 from sluice.config import Settings, load_settings
 from sluice.monitor.histogram import Histogram
 from sluice.monitor.windows import WindowReader
-from sluice.simulator import ChatwootSimulator, SimulatorConfig
+from sluice.simulator import ChatwootSimulator, Mode, SimulatorConfig, TokenKind, profile_for
+from sluice.simulator.versions import MODES
 from sluice.system import build_pipeline
 from sluice.worker.runtime import Worker
 
@@ -68,6 +69,31 @@ class LoadConfig:
     chatwoot_500_rate: float = 0.0
     duplicate_delivery_rate: float = 0.0
     simulator_secret: str | None = None  # tests: sign webhooks with another secret
+    # The fake Chatwoot: its version profile, who receives its webhooks, and whose token
+    # Sluice gets (see the module docstring).
+    chatwoot_version: str = "latest"
+    mode: Mode = "account_webhook"
+    api_token_kind: TokenKind = "user_admin"
+
+    def __post_init__(self) -> None:
+        parse_mode(self.mode)
+        profile_for(self.chatwoot_version)  # ValueError for a version without a profile
+        if self.api_token_kind not in ("user_admin", "user_agent", "bot"):
+            raise ValueError("api_token_kind must be 'user_admin', 'user_agent' or 'bot'")
+
+    @property
+    def replies_as_agent_bot(self) -> bool:
+        """Whether Sluice should post as the agent bot with its user token: an agent bot
+        receives the webhooks, and the token is not the bot's own."""
+        return self.mode == "agent_bot" and self.api_token_kind != "bot"
+
+
+def parse_mode(value: str) -> Mode:
+    """A receiver name from the command line: ``account_webhook`` or ``agent_bot``."""
+    for mode in MODES:
+        if value == mode:
+            return mode
+    raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
 
 
 @dataclass
@@ -170,17 +196,64 @@ def start_customers(
     ]
 
 
+AGENT_BOT_ID_VAR = "CHATWOOT_AGENT_BOT_ID"
+
+
+def simulator_config(
+    cfg: LoadConfig, *, api_token: str, webhook_secret: str, webhook_retry_delay_s: float = 1.0
+) -> SimulatorConfig:
+    """The fake Chatwoot of a load test or reliability scenario: ``cfg``'s version, receiver,
+    token owner and injected faults; the agent bot's 3 s retry delay shortened to
+    ``webhook_retry_delay_s``. Its webhook URL is set once Sluice's API listens."""
+    return SimulatorConfig(
+        api_token=api_token,
+        webhook_secret=webhook_secret,
+        seed=cfg.seed,
+        rate_429=cfg.chatwoot_429_rate,
+        rate_500=cfg.chatwoot_500_rate,
+        duplicate_delivery_rate=cfg.duplicate_delivery_rate,
+        webhook_retry_delay_s=webhook_retry_delay_s,
+        chatwoot_version=cfg.chatwoot_version,
+        mode=cfg.mode,
+        api_token_kind=cfg.api_token_kind,
+    )
+
+
 def system_env(
-    sim_url: str, token: str, secret: str, cfg: LoadConfig, queue: str
+    sim_url: str,
+    token: str,
+    secret: str,
+    cfg: LoadConfig,
+    queue: str,
+    *,
+    agent_bot_id: int | None = None,
 ) -> dict[str, str]:
-    """The environment that wires Sluice's processes to the simulator and to ``queue``."""
-    return {
+    """The environment that wires Sluice's processes to the simulator and to ``queue``.
+    With ``agent_bot_id`` (the simulator's bot) and a config whose replies go out as the
+    agent bot, ``CHATWOOT_AGENT_BOT_ID`` too; :func:`wired_env` drops an inherited one
+    otherwise."""
+    env = {
         "CHATWOOT_URL": sim_url,
         "CHATWOOT_API_TOKEN": token,
         "CHATWOOT_WEBHOOK_SECRET": secret,
         "SLUICE_TEMPLATE_LATENCY_MS": str(cfg.broker_latency_ms),
         "SLUICE_QUEUE": queue,
     }
+    if agent_bot_id is not None and cfg.replies_as_agent_bot:
+        env[AGENT_BOT_ID_VAR] = str(agent_bot_id)
+    return env
+
+
+def wired_env(
+    base: Mapping[str, str], extra: Mapping[str, str] | None, wiring: Mapping[str, str]
+) -> dict[str, str]:
+    """``base`` (the process environment), then ``extra``, then ``wiring`` (from
+    :func:`system_env`). An agent-bot id only ``base`` has is removed: it belongs to another
+    Chatwoot (or to an earlier agent-bot run in this process), not to this simulator."""
+    env = {**base, **(extra or {}), **wiring}
+    if AGENT_BOT_ID_VAR not in wiring and AGENT_BOT_ID_VAR not in (extra or {}):
+        env.pop(AGENT_BOT_ID_VAR, None)
+    return env
 
 
 def _rss_peak_mb() -> float:
@@ -203,32 +276,31 @@ async def run_system_with_simulator(
     api_port: int = 0,
     extra_env: Mapping[str, str] | None = None,
     chatwoot_via: Callable[[str], Awaitable[str]] | None = None,
+    webhook_log_size: int = 10_000,
 ) -> dict[str, Any]:
     """Start the simulator, the API (intake) and workers wired to each other, run ``body``,
     and stop everything. Used by the load test and by `sluice up --demo`.
 
     ``chatwoot_via`` gets the simulator's URL and returns the one Sluice should use instead
-    (the reliability tests put a fault proxy there)."""
+    (the reliability tests put a fault proxy there). ``webhook_log_size`` bounds the
+    simulator's delivery log (the reliability accounting needs every delivery of a run)."""
     token, secret = secrets.token_hex(16), secrets.token_hex(16)
     sim = ChatwootSimulator(
-        SimulatorConfig(
-            api_token=token,
-            webhook_secret=cfg.simulator_secret or secret,
-            seed=cfg.seed,
-            rate_429=cfg.chatwoot_429_rate,
-            rate_500=cfg.chatwoot_500_rate,
-            duplicate_delivery_rate=cfg.duplicate_delivery_rate,
-            webhook_retry_delay_s=1.0,
-        )
+        simulator_config(cfg, api_token=token, webhook_secret=cfg.simulator_secret or secret),
+        webhook_log_size=webhook_log_size,
     )
     sim_url = await sim.serve()
     if chatwoot_via is not None:
         sim_url = await chatwoot_via(sim_url)
     queue_name = queue or settings.queue
-    env = {**os.environ, **(extra_env or {}), **system_env(sim_url, token, secret, cfg, queue_name)}
+    wiring = system_env(sim_url, token, secret, cfg, queue_name, agent_bot_id=sim.config.bot_id)
+    env = wired_env(os.environ, extra_env, wiring)
     env["REDIS_URL"] = redis_url
     run_settings = load_settings(env)
-    os.environ.update(system_env(sim_url, token, secret, cfg, queue_name))  # handler settings
+    # Handler settings are read from the process environment.
+    os.environ.update(wiring)
+    if AGENT_BOT_ID_VAR not in env:
+        os.environ.pop(AGENT_BOT_ID_VAR, None)
     api = ApiServer(create_app(run_settings, redis_url), api_host, api_port)
     api_url = await api.start()
     sim.config.webhook_url = f"{api_url}/webhooks/chatwoot"
@@ -265,9 +337,15 @@ async def run_system_with_simulator(
 
 
 async def run_loadtest(
-    settings: Settings, redis_url: str, cfg: LoadConfig, console: Console
+    settings: Settings,
+    redis_url: str,
+    cfg: LoadConfig,
+    console: Console,
+    *,
+    queue: str | None = None,
 ) -> dict[str, Any]:
-    queue = f"loadtest-{int(time.time())}"
+    """Run the load test on a queue of its own (``queue``, default ``loadtest-<time>``)."""
+    queue = queue or f"loadtest-{int(time.time())}"
 
     async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
         tally = Tally()
@@ -364,6 +442,7 @@ def report_table(report: dict[str, Any]) -> Table:
             f"{report['sent']} / {report['replied']} / {report['missing']}",
         ),
         ("duplicate replies", str(report["duplicate_replies"])),
+        ("Chatwoot", f"{report['chatwoot']['chatwoot_version']} {report['chatwoot']['mode']}"),
         ("achieved rate", f"{report['achieved_rate']:.1f} msg/s"),
         ("SLA p50 / p95 / p99", f"{_ms(sla['p50'])} / {_ms(sla['p95'])} / {_ms(sla['p99'])}"),
         (

@@ -27,6 +27,7 @@ the arithmetic.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -55,6 +56,7 @@ HANDOFF_NOTE = "Handed off by Sluice: {reason}"
 RUN_ATTRIBUTE = "sluice_run"
 POST_BUDGET_S = 30.0  # the most a reply POST may take, retries included
 FENCE_SLACK_S = 2.0  # the fence holds the lease this much past the client's request timeout
+TYPING_AFTER_S = 0.5  # a broker slower than this shows the customer "typing..."
 
 
 class ReplyPipeline:
@@ -67,7 +69,9 @@ class ReplyPipeline:
         handlers: Mapping[str, Handler] | Callable[[str], Handler],
         sla_budget_ms: float,
         handoff_budget_ms: float,
+        agent_bot_id: int | None = None,
     ) -> None:
+        self.agent_bot_id = agent_bot_id
         self.client = client
         self.conversations = conversations
         self.assigner = assigner
@@ -134,7 +138,19 @@ class ReplyPipeline:
         elif turn.remaining_ms() < self.handoff_budget_ms:
             reply = Reply(content=None, handoff=True, reason="SLA budget nearly spent")
         else:
-            reply = await self._answer(broker, turn)
+            # The customer sees "typing..." while a broker that takes a while works (best
+            # effort): a template answer within TYPING_AFTER_S costs no calls at all.
+            typing = asyncio.create_task(self._typing_after(account_id, conversation_id))
+            try:
+                reply = await self._answer(broker, turn)
+            finally:
+                typing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    shown = await typing
+                    if shown:
+                        await self.client.set_typing(
+                            account_id, conversation_id, False, deadline=_soon()
+                        )
         job.mark("reply_generated")
         if not (await self.conversations.get(key)).bot_may_answer:
             job.mark("skipped")  # a human took over while we were thinking
@@ -150,6 +166,7 @@ class ReplyPipeline:
                 reply_id=reply_id,
                 deadline=await self._fence(job),
                 content_attributes={RUN_ATTRIBUTE: _run_marker(job)},
+                as_agent_bot=self.agent_bot_id,
             )
             job.mark("reply_sent")
             await self.conversations.remember(key, turn.text(), reply.content)
@@ -162,6 +179,35 @@ class ReplyPipeline:
         lease = job.lease
         budget = POST_BUDGET_S if lease is None else min(POST_BUDGET_S, lease.remaining_s)
         return time.time() + budget
+
+    async def _typing_after(self, account_id: int, conversation_id: int) -> bool:
+        await asyncio.sleep(TYPING_AFTER_S)
+        return await self.client.set_typing(account_id, conversation_id, True, deadline=_soon())
+
+    async def _available_human(self, key: str, account_id: int) -> int | None:
+        """The agent id of the human broker for ``key``: the least-loaded one, or, when
+        that agent is not online (Chatwoot: no live session), the least-loaded online one;
+        None when no configured human is online (Chatwoot's own routing decides). When the
+        token may not list agents (a bot token), availability is unknown and the
+        least-loaded human is taken."""
+        human = await self.assigner.assign(key, kind="human")
+        if human is None or human.kind != "human" or human.agent_id is None:
+            return None
+        online = await self.client.online_agents(account_id)
+        if online is None or human.agent_id in online:
+            return human.agent_id
+        loads = await self.assigner.loads()
+        candidates = [
+            b
+            for b in self.assigner.brokers
+            if b.kind == "human" and b.agent_id is not None and b.agent_id in online
+        ]
+        if not candidates:
+            log.info("no human broker is online for %s: Chatwoot's routing decides", key)
+            return None
+        best = min(candidates, key=lambda b: loads.get(b.name, 0) / max(1, b.capacity))
+        moved = await self.assigner.reassign(key, best.name)
+        return moved.agent_id
 
     async def _answer(self, broker: Broker, turn: Turn) -> Reply:
         """The handler's reply (a final failure already becomes a handoff); a handler still
@@ -239,19 +285,29 @@ class ReplyPipeline:
         return ranges
 
     async def _handoff(self, job: Job, account_id: int, conversation_id: int, reason: str) -> None:
-        """Assign a human (least-loaded human broker; else Chatwoot's own routing) and open
-        the conversation; the bot stays silent until it is `pending` again."""
+        """Open the conversation, then assign a human (the least-loaded human broker among
+        the agents who are online; else Chatwoot's own routing); the bot stays silent until
+        it is `pending` again.
+
+        The order follows Chatwoot (docs/chatwoot-facts.md, sections 4-5): with a bot token,
+        pending -> open is Chatwoot's own bot handoff (``bot_handoff!``); with a user token
+        whose role is agent, opening assigns the conversation to that token's user,
+        overwriting any assignee, so the chosen human is assigned after, not before."""
         key = job.key
         await job.guard()
-        human = await self.assigner.assign(key, kind="human")
-        agent_id = human.agent_id if human is not None and human.kind == "human" else None
-        if agent_id is not None:
-            await self.client.assign(account_id, conversation_id, assignee_id=agent_id)
-        await job.guard()
         await self.client.toggle_status(account_id, conversation_id, "open")
+        agent_id = await self._available_human(key, account_id)
+        if agent_id is not None:
+            await job.guard()
+            await self.client.assign(account_id, conversation_id, assignee_id=agent_id)
         await self.conversations.human_took_over(key, agent_id, reason)
         job.mark("handed_off")
         log.info("conversation %s handed off to %s: %s", key, agent_id or "Chatwoot", reason)
+
+
+def _soon() -> float:
+    """A short deadline for best-effort calls (the typing indicator)."""
+    return time.time() + 2.0
 
 
 def _run_marker(job: Job) -> str:

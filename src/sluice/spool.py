@@ -9,17 +9,22 @@ in arrival order, once Redis answers; dedupe on the message id makes a replay id
 
 SQLite in WAL mode with ``synchronous=FULL``: an append is on disk (fsync'd) before the
 webhook is answered, readers never block the writer, and a crash leaves either the whole
-row or none. One file per queue (``intake-spool-<queue>.sqlite3``) under ``SLUICE_DATA_DIR``
-(default ``$XDG_STATE_HOME/sluice``, else ``~/.local/state/sluice``: it must survive a
-reboot, so not a temporary directory); API processes of one host share it (SQLite locks it)
-and a restarted process replays what its predecessor left. Every SQLite call runs on a
-worker thread (it may wait for the disk), serialised by a lock, so the event loop never
-blocks on it.
+row or none. Order is kept per conversation: while a webhook of a conversation waits here,
+newer ones of that conversation are spooled behind it; other conversations go straight to
+Redis as soon as it answers.
+
+One file per queue, ``intake-spool-<queue>.sqlite3``, under ``SLUICE_DATA_DIR`` (default
+``$XDG_STATE_HOME/sluice``, else ``~/.local/state/sluice``: it must survive a reboot, so not
+a temporary directory). API processes of one host share it (SQLite locks it), and a
+restarted process replays what its predecessor left. Every SQLite call runs on a worker
+thread (it may wait for the disk), serialised by a lock, so the event loop never blocks on
+it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import sqlite3
@@ -38,6 +43,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     received_ms REAL NOT NULL,
+    conversation TEXT NOT NULL,
     headers TEXT NOT NULL,
     body BLOB NOT NULL
 )
@@ -61,6 +67,7 @@ class SpoolFullError(SluiceError):
 class SpooledWebhook:
     seq: int
     received_ms: float
+    conversation: str  # "<account>:<conversation>", or "" for a webhook of no conversation
     headers: dict[str, str]
     body: bytes
 
@@ -94,12 +101,15 @@ class Spool:
         self._replayed = 0
         self._last_error: str | None = None
         self._nonempty = asyncio.Event()
+        self._appended = asyncio.Event()
+        self._waiting: collections.Counter[str] = collections.Counter()
 
     async def open(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._db = await asyncio.to_thread(self._connect)
         depth, oldest = await asyncio.to_thread(self._scan)
         self._depth, self._oldest_ms = depth, oldest
+        self._waiting = collections.Counter(await asyncio.to_thread(self._conversations))
         if depth:
             self._nonempty.set()
 
@@ -115,6 +125,9 @@ class Spool:
         row = db.execute("SELECT COUNT(*), MIN(received_ms) FROM spool").fetchone()
         return int(row[0]), (float(row[1]) if row[1] is not None else None)
 
+    def _conversations(self) -> list[str]:
+        return [row[0] for row in self._conn().execute("SELECT conversation FROM spool")]
+
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("the spool is not open")
@@ -129,57 +142,90 @@ class Spool:
     def depth(self) -> int:
         return self._depth
 
+    def holds(self, conversation: str) -> bool:
+        """Whether a webhook of ``conversation`` waits here: a newer one of the same
+        conversation must go behind it (order); other conversations need not wait."""
+        return self._waiting[conversation] > 0
+
     def stats(self) -> SpoolStats:
         age = 0.0
         if self._depth and self._oldest_ms is not None:
             age = max(0.0, time.time() - self._oldest_ms / 1000)
         return SpoolStats(self._depth, age, self._failures, self._replayed, self._last_error)
 
-    async def append(self, body: bytes, headers: Mapping[str, str], received_ms: float) -> int:
+    async def append(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        received_ms: float,
+        conversation: str = "",
+    ) -> int:
         """Write one webhook durably; returns its sequence number. Raises
         :class:`SpoolFullError` when it could not be written."""
         kept = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
         async with self._lock:
             try:
-                seq = await asyncio.to_thread(self._insert, body, json.dumps(kept), received_ms)
+                seq = await asyncio.to_thread(
+                    self._insert, body, json.dumps(kept), received_ms, conversation
+                )
             except sqlite3.Error as exc:
                 self._failures += 1
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 raise SpoolFullError(f"cannot write the intake spool {self.path}: {exc}") from exc
             self._depth += 1
+            self._waiting[conversation] += 1
+            self._appended.set()
             if self._oldest_ms is None:
                 self._oldest_ms = received_ms
             self._last_error = None
             self._nonempty.set()
             return seq
 
-    def _insert(self, body: bytes, headers: str, received_ms: float) -> int:
+    def _insert(self, body: bytes, headers: str, received_ms: float, conversation: str) -> int:
         cursor = self._conn().execute(
-            "INSERT INTO spool (received_ms, headers, body) VALUES (?, ?, ?)",
-            (received_ms, headers, body),
+            "INSERT INTO spool (received_ms, conversation, headers, body) VALUES (?, ?, ?, ?)",
+            (received_ms, conversation, headers, body),
         )
         return int(cursor.lastrowid or 0)
 
     async def wait_nonempty(self) -> None:
         await self._nonempty.wait()
 
+    async def wait_appended(self) -> None:
+        """Until the next append (call :meth:`after` first and again after clearing)."""
+        await self._appended.wait()
+
+    def clear_appended(self) -> None:
+        self._appended.clear()
+
     async def oldest(self, limit: int = 100) -> list[SpooledWebhook]:
         """The oldest rows, in arrival order."""
-        async with self._lock:
-            rows = await asyncio.to_thread(self._select, limit)
-        return [SpooledWebhook(int(s), float(r), json.loads(h), bytes(b)) for s, r, h, b in rows]
+        return await self.after(0, limit)
 
-    def _select(self, limit: int) -> list[tuple[int, float, str, bytes]]:
+    async def after(self, seq: int, limit: int = 100) -> list[SpooledWebhook]:
+        """The rows written after row ``seq``, in arrival order."""
+        async with self._lock:
+            rows = await asyncio.to_thread(self._select, seq, limit)
+        return [
+            SpooledWebhook(int(s), float(r), c, json.loads(h), bytes(b)) for s, r, c, h, b in rows
+        ]
+
+    def _select(self, seq: int, limit: int) -> list[tuple[int, float, str, str, bytes]]:
         cursor = self._conn().execute(
-            "SELECT seq, received_ms, headers, body FROM spool ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, received_ms, conversation, headers, body FROM spool WHERE seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (seq, limit),
         )
         return list(cursor.fetchall())
 
-    async def remove(self, seq: int) -> None:
+    async def remove(self, row: SpooledWebhook) -> None:
         """Forget a row that is now in the queue (or was refused for good)."""
         async with self._lock:
-            await asyncio.to_thread(self._delete, seq)
+            await asyncio.to_thread(self._delete, row.seq)
             self._replayed += 1
+            self._waiting[row.conversation] -= 1
+            if self._waiting[row.conversation] <= 0:
+                del self._waiting[row.conversation]
             self._depth = max(0, self._depth - 1)
             self._oldest_ms = None
             if self._depth:

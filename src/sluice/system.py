@@ -38,5 +38,6 @@ def build_pipeline(runtime: Runtime) -> tuple[ReplyPipeline, ChatwootClient]:
         handlers=handlers,
         sla_budget_ms=s.sla_warning_threshold_ms,
         handoff_budget_ms=s.handoff_budget_ms,
+        agent_bot_id=s.chatwoot_agent_bot_id,
     )
     return pipeline, client

@@ -2,7 +2,8 @@
 
 Each check returns pass / warn / fail with a detail line; any fail makes the command exit
 non-zero. The live checks (canary, rate limit, pause) run on a temporary queue that is
-deleted afterwards, so validating a production Redis touches no real message.
+deleted afterwards, so validating a production Redis touches no real message. With
+CHATWOOT_URL set, Chatwoot is checked too (:mod:`sluice.chatwoot.checks`).
 """
 
 from __future__ import annotations
@@ -343,6 +344,20 @@ ChannelCheck = Callable[[], Awaitable[list[Check]]]
 
 async def run(settings: Settings, url: str, channels: ChannelCheck | None = None) -> list[Check]:
     checks = check_config(settings)
+    redis_checks, redis_ok = await _redis_checks(settings, url)
+    checks += redis_checks
+    if settings.chatwoot_url:
+        from sluice.chatwoot.checks import check_chatwoot
+
+        checks += await check_chatwoot(settings)
+    if channels is not None and redis_ok:
+        checks += await channels()
+    return checks
+
+
+async def _redis_checks(settings: Settings, url: str) -> tuple[list[Check], bool]:
+    """The Redis checks, and whether Redis could be reached at all."""
+    checks: list[Check] = []
     try:
         handle = await connect(
             url,
@@ -353,7 +368,7 @@ async def run(settings: Settings, url: str, channels: ChannelCheck | None = None
         )
     except (RedisUnavailableError, RedisError, OSError) as exc:
         checks.append(Check("redis reachable", "fail", str(exc)))
-        return checks
+        return checks, False
     try:
         checks += await check_redis(handle, settings)
         checks.append(await check_retention_memory(handle.client, settings))
@@ -364,6 +379,4 @@ async def run(settings: Settings, url: str, channels: ChannelCheck | None = None
         checks.append(Check("redis", "fail", f"{type(exc).__name__}: {exc}"))
     finally:
         await handle.close()
-    if channels is not None:
-        checks += await channels()
-    return checks
+    return checks, True

@@ -300,3 +300,28 @@ async def test_a_captured_signed_webhook_replayed_with_a_new_delivery_id_is_refu
     )
     assert again.status_code == 200
     assert again.json() == {"status": "ignored", "reason": "replay of an earlier request"}
+
+
+async def test_an_unsigned_webhook_while_a_secret_is_set_says_why(hook: Hook) -> None:
+    """A Chatwoot too old to sign (account webhooks sign from 4.11.2, bots from 4.13) would
+    see every delivery refused with no hint: the refusal says what to do."""
+    response = await hook.client.post(
+        "/webhooks/chatwoot", content=fixture("01"), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 401
+    assert (
+        "4.11.2" in response.json()["hint"] and "CHATWOOT_WEBHOOK_SECRET" in response.json()["hint"]
+    )
+
+
+async def test_a_conversation_event_without_an_account_uses_the_one_seen(hook: Hook) -> None:
+    """Older Chatwoot versions put no top-level `account` on conversation events; with an
+    empty messages[] the account comes from the messages this intake has seen."""
+    await hook.post(fixture("01"))  # account 7, conversation 418
+    payload = json.loads(fixture("07"))
+    payload.pop("account", None)
+    payload["messages"] = []
+    body = json.dumps(payload).encode()
+    response = await hook.post(body)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "conversation_resolved"

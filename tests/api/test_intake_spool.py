@@ -177,6 +177,6 @@ async def test_spool_survives_a_restart(tmp_path: Path) -> None:
     rows = await again.oldest()
     assert [r.body for r in rows] == [b'{"a":1}', b'{"a":2}']
     assert rows[0].headers == {"x-chatwoot-delivery": "d-1"}
-    await again.remove(rows[0].seq)
+    await again.remove(rows[0])
     assert again.depth == 1 and again.stats().oldest_age_s > 0
     await again.close()

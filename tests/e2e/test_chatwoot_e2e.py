@@ -200,3 +200,91 @@ async def test_wrongly_signed_webhooks_are_refused(redis_url: str, queue_name: s
         return {}
 
     await run(redis_url, queue_name, cfg, body)
+
+
+TWO_HUMANS = (
+    '[{"name": "bot", "kind": "ai", "handler": "template"},'
+    ' {"name": "tomas", "kind": "human", "agent_id": 23, "capacity": 5},'
+    ' {"name": "priya", "kind": "human", "agent_id": 24, "capacity": 5}]'
+)
+
+
+async def run_with_brokers(redis_url: str, queue_name: str, cfg: LoadConfig, body: Any) -> None:
+    """:func:`run` with TWO_HUMANS as the brokers (read from the environment by the
+    in-process workers too)."""
+    os.environ["SLUICE_BROKERS"] = TWO_HUMANS
+    try:
+        await run(redis_url, queue_name, cfg, body, SLUICE_BROKERS=TWO_HUMANS)
+    finally:
+        del os.environ["SLUICE_BROKERS"]
+
+
+async def _ask_for_a_human(sim: ChatwootSimulator) -> tuple[int, dict[str, Any]]:
+    conversation = await sim.create_conversation(ACCOUNT)
+    first = await sim.customer_message(ACCOUNT, conversation, "Where is my order?")
+    await sim.wait_for_reply(ACCOUNT, conversation, after_message_id=first["id"], timeout=30)
+    ask = await sim.customer_message(ACCOUNT, conversation, "I want to talk to a human")
+    await sim.wait_for_reply(ACCOUNT, conversation, after_message_id=ask["id"], timeout=30)
+    await sim.flush()
+    return conversation, sim.conversation(ACCOUNT, conversation)
+
+
+@pytest.mark.usefixtures("cleanup")
+@pytest.mark.parametrize("token", ["user_admin", "user_agent", "bot"])
+async def test_handoff_assigns_the_chosen_human_whatever_the_token(
+    redis_url: str, queue_name: str, token: str
+) -> None:
+    """Chatwoot assigns a conversation that an agent-role token opens to that token's user
+    (overwriting the assignee); a bot token's pending->open is its own bot handoff. Opening
+    first and assigning after leaves the chosen human as the assignee in every case."""
+    cfg = LoadConfig(broker_latency_ms=10, api_token_kind=token)  # type: ignore[arg-type]
+
+    async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
+        sim.set_agent_availability(24, connected=False)  # priya is away: tomas it is
+        _, state = await _ask_for_a_human(sim)
+        assert state["status"] == "open"
+        assert (state["meta"].get("assignee") or {}).get("id") == 23
+        return {}
+
+    await run_with_brokers(redis_url, queue_name, cfg, body)
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_handoff_skips_a_human_who_is_offline(redis_url: str, queue_name: str) -> None:
+    cfg = LoadConfig(broker_latency_ms=10)
+
+    async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
+        sim.set_agent_availability(23, connected=False)  # no dashboard session: offline
+        _, state = await _ask_for_a_human(sim)
+        assert (state["meta"].get("assignee") or {}).get("id") == 24
+        return {}
+
+    await run_with_brokers(redis_url, queue_name, cfg, body)
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_replies_are_the_bots_and_typing_shows_while_it_works(
+    redis_url: str, queue_name: str
+) -> None:
+    """In agent-bot mode with a user token the reply is posted as the agent bot (it must not
+    count as a person's first reply), and a broker slower than half a second shows the
+    customer typing on, then off (a quicker one costs no calls)."""
+    cfg = LoadConfig(broker_latency_ms=900, mode="agent_bot")
+
+    async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
+        conversation = await sim.create_conversation(ACCOUNT)
+        first = await sim.customer_message(ACCOUNT, conversation, "Where is my order?")
+        reply = await sim.wait_for_reply(
+            ACCOUNT, conversation, after_message_id=first["id"], timeout=30
+        )
+        sender = reply.get("sender") or {}
+        assert sender.get("type") in ("agent_bot", "AgentBot"), reply
+        typing = [
+            call.body.get("typing_status")
+            for call in list(sim.calls)
+            if call.route.endswith("toggle_typing_status") and isinstance(call.body, dict)
+        ]
+        assert typing[:2] == ["on", "off"]
+        return {}
+
+    await run(redis_url, queue_name, cfg, body)

@@ -221,6 +221,22 @@ async def test_3_a_started_prefetched_job_is_charged_once(queue: Queue) -> None:
     assert record is not None and record.attempt == 1
 
 
+class FirstBlocks:
+    """A handler whose first run waits until released: the worker's slot stays busy while
+    the test fills, pauses, drains or cancels the prefetch buffer behind it."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.first_running = asyncio.Event()
+        self.first_may_end = asyncio.Event()
+
+    async def __call__(self, job: Job) -> None:
+        self.started.append(job.key)
+        if len(self.started) == 1:
+            self.first_running.set()
+            await self.first_may_end.wait()
+
+
 def _prefetching_worker(queue: Queue, handler: object, **kw: object) -> Worker:
     options: dict[str, object] = {
         "concurrency": 1,
@@ -263,77 +279,50 @@ async def test_4_pause_stops_buffered_starts_and_hands_them_back(queue: Queue) -
 
 @pytest.mark.parametrize("how", ["drain", "cancel"])
 async def test_4_drained_or_cancelled_buffered_jobs_never_start(queue: Queue, how: str) -> None:
-    started: list[str] = []
-    first_running = asyncio.Event()
-    first_may_end = asyncio.Event()
-
-    async def handler(job: Job) -> None:
-        started.append(job.key)
-        if len(started) == 1:
-            first_running.set()
-            await first_may_end.wait()
-
+    handler = FirstBlocks()
     await queue.enqueue("a", {})
     await queue.enqueue("b", {})
     worker = _prefetching_worker(queue, handler, prefetch_hold_s=30)
     async with running(worker):
-        await asyncio.wait_for(first_running.wait(), 5)
+        await asyncio.wait_for(handler.first_running.wait(), 5)
         await until(lambda: _true(worker.buffered == 1))  # b waits in the buffer
         removed = await (queue.drain() if how == "drain" else queue.cancel("b"))
         await until(lambda: _true(worker.buffered == 0))  # heard on the control channel
-        first_may_end.set()
+        handler.first_may_end.set()
         await asyncio.sleep(0.5)  # an observation window: b must not start in it
     assert removed == 1
-    assert started == ["a"]
+    assert handler.started == ["a"]
     assert (await queue.counts())["waiting"] == 0
 
 
 async def test_4_an_urgent_arrival_is_not_kept_behind_buffered_low_jobs(queue: Queue) -> None:
     """Buffered jobs start at most prefetch_hold_s after their reservation: a more urgent
     job that arrives later is not overtaken by buffered ones held longer than that."""
-    started: list[str] = []
-    first_running = asyncio.Event()
-    first_may_end = asyncio.Event()
-
-    async def handler(job: Job) -> None:
-        started.append(job.key)
-        if len(started) == 1:
-            first_running.set()
-            await first_may_end.wait()
-
+    handler = FirstBlocks()
     for key in ("first", "low1", "low2"):
         await queue.enqueue(key, {}, priority="low")
     worker = _prefetching_worker(queue, handler, prefetch_hold_s=0.2)
     async with running(worker):
-        await asyncio.wait_for(first_running.wait(), 5)
+        await asyncio.wait_for(handler.first_running.wait(), 5)
         await queue.enqueue("urgent", {}, priority="urgent")
         await asyncio.sleep(0.3)  # longer than the hold: the buffered low jobs are stale
-        first_may_end.set()
-        await until(lambda: _true(len(started) == 4))
-    assert started[1] == "urgent"
+        handler.first_may_end.set()
+        await until(lambda: _true(len(handler.started) == 4))
+    assert handler.started[1] == "urgent"
 
 
 async def test_4_a_live_rate_limit_empties_the_buffer(queue: Queue) -> None:
-    first_running = asyncio.Event()
-    first_may_end = asyncio.Event()
-    started: list[str] = []
-
-    async def handler(job: Job) -> None:
-        started.append(job.key)
-        if len(started) == 1:
-            first_running.set()
-            await first_may_end.wait()
-
+    handler = FirstBlocks()
     for key in ("a", "b", "c"):
         await queue.enqueue(key, {})
     worker = _prefetching_worker(queue, handler, prefetch_hold_s=30)
     async with running(worker):
-        await asyncio.wait_for(first_running.wait(), 5)
+        await asyncio.wait_for(handler.first_running.wait(), 5)
         await until(lambda: _true(worker.buffered == 2))
         await queue.set_rate_limit(100)
         await until(lambda: _true(worker.buffered == 0))  # heard on the control channel
         await until(lambda: _equal(active(queue), 1))  # and handed back
-        first_may_end.set()
+        handler.first_may_end.set()
     await queue.set_rate_limit(None)
 
 

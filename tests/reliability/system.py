@@ -5,11 +5,15 @@ The fake Chatwoot runs in the test process; the API (``sluice serve``) and the w
 SIGKILL one of them, restart it on the same port, or read its resident memory from /proc
 without counting the simulator's own bookkeeping. The in-process harness
 (:func:`sluice.loadtest.run_system_with_simulator`) stays the tool for everything else.
+
+Both take the fake Chatwoot's receiver from ``LoadConfig.mode`` (``ProcessSystem(mode=...)``
+overrides it): an account webhook or the inbox's agent bot (docs/simulator.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import signal
@@ -21,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from sluice.loadtest import LoadConfig, system_env
-from sluice.simulator import ChatwootSimulator, SimulatorConfig
+from sluice.loadtest import LoadConfig, simulator_config, system_env, wired_env
+from sluice.simulator import ChatwootSimulator, Mode
 
 from ..servers import free_port
 
@@ -44,11 +48,14 @@ class ProcessSystem:
         cfg: LoadConfig | None = None,
         env: Mapping[str, str] | None = None,
         worker_processes: int = 1,
+        mode: Mode | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.queue = queue
         self.logs = logs
         self.cfg = cfg or LoadConfig(broker_latency_ms=50)
+        if mode is not None:
+            self.cfg = dataclasses.replace(self.cfg, mode=mode)
         self.extra_env = dict(env or {})
         self.worker_processes = worker_processes
         self.api_port = free_port()
@@ -122,15 +129,13 @@ class ProcessSystem:
 
 
 def new_simulator(cfg: LoadConfig) -> ChatwootSimulator:
-    """The fake Chatwoot of a process scenario: fresh credentials, webhook retries 1 s
-    apart (Chatwoot's agent-bot job, shortened), a webhook log big enough to account for
-    every delivery. Its webhook URL is set by :func:`serve_simulator`."""
+    """The fake Chatwoot of a process scenario: ``cfg``'s version and receiver (``mode``),
+    fresh credentials, agent-bot retries 1 s apart (Chatwoot's 3 s, shortened), a webhook
+    log big enough to account for every delivery. Its webhook URL is set by
+    :func:`serve_simulator`."""
     return ChatwootSimulator(
-        SimulatorConfig(
-            api_token=secrets.token_hex(16),
-            webhook_secret=secrets.token_hex(16),
-            seed=cfg.seed,
-            webhook_retry_delay_s=1.0,
+        simulator_config(
+            cfg, api_token=secrets.token_hex(16), webhook_secret=secrets.token_hex(16)
         ),
         webhook_log_size=WEBHOOK_LOG_SIZE,
     )
@@ -145,17 +150,14 @@ async def serve_simulator(
 ) -> dict[str, str]:
     """Start serving ``sim``, point its webhooks at the API at ``api_url``, and return the
     environment for Sluice's child processes (everything but ``REDIS_URL``): this one's,
-    ``extra_env``, then the wiring to the simulator and ``queue``."""
+    ``extra_env``, then the wiring to the simulator and ``queue`` (in agent-bot mode with a
+    user token, replies go out as the simulator's agent bot)."""
     sim_url = await sim.serve()
     sim.config.webhook_url = f"{api_url}/webhooks/chatwoot"
     token, secret = sim.config.api_token, sim.config.webhook_secret
     assert secret is not None  # new_simulator always signs
-    return {
-        **os.environ,
-        **(extra_env or {}),
-        **system_env(sim_url, token, secret, cfg, queue),
-        "SLUICE_LOG_FORMAT": "json",
-    }
+    wiring = system_env(sim_url, token, secret, cfg, queue, agent_bot_id=sim.config.bot_id)
+    return {**wired_env(os.environ, extra_env, wiring), "SLUICE_LOG_FORMAT": "json"}
 
 
 async def spawn_announced(

@@ -8,13 +8,19 @@
   and API resident memory and Redis ``used_memory`` stay flat (within 5 %) once retention
   has reached its steady state.
 
-Both are marked ``soak`` (and ``slow``): ``make test-soak`` runs them. Each prints a figures
-line per phase; docs/reliability.md has the last ones.
+Both are marked ``soak`` (and ``slow``): ``make test-soak`` runs them, with the fake
+Chatwoot's account webhook; ``SLUICE_LOAD_MODES=account,bot`` runs each with the agent bot
+too (another 50 minutes). Each prints a figures line per phase; docs/reliability.md has the
+last ones.
+
+* The load test itself (``sluice loadtest``, :func:`sluice.loadtest.run_loadtest`), short,
+  with each receiver and with a bot token: marked ``slow`` only (``make test-slow``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import random
 import statistics
@@ -26,18 +32,27 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from rich.console import Console
 
-from sluice.loadtest import LoadConfig, Tally, start_customers
+from sluice.config import load_settings
+from sluice.loadtest import LoadConfig, Tally, run_loadtest, start_customers
 from sluice.monitor.alert_store import AlertStore
 from sluice.queue.keys import QueueKeys
 from sluice.queue.queue import Queue
+from sluice.simulator import Mode, TokenKind
 
 from ..e2e.test_chatwoot_e2e import ACCOUNT
+from ..integration.conftest import delete_queue_keys
 from ..servers import RedisServer, rss_mb
+from .conftest import MODES
 from .system import ProcessSystem
-from .test_faults import assert_invariant, settle
+from .test_faults import MODE_IDS, assert_invariant, settle
 
-pytestmark = [pytest.mark.slow, pytest.mark.soak]
+# The overload and the soak take many minutes each: the agent bot only when asked for.
+LOAD_MODES = [m.strip() for m in os.environ.get("SLUICE_LOAD_MODES", "account").split(",")]
+load_modes = pytest.mark.parametrize(
+    "chatwoot_mode", [MODES[m] for m in LOAD_MODES], ids=LOAD_MODES
+)
 
 OVERLOAD_S = float(os.environ.get("SLUICE_OVERLOAD_S", "300"))
 SOAK_S = float(os.environ.get("SLUICE_SOAK_S", "1800"))
@@ -208,13 +223,20 @@ async def first_firing(store: AlertStore) -> dict[tuple[str, str], float]:
     return seen
 
 
+@pytest.mark.slow
+@pytest.mark.soak
+@load_modes
 @pytest.mark.timeout(OVERLOAD_S * 12 + 300)
 async def test_overload_three_times_capacity(
-    private_redis: RedisServer, client: aioredis.Redis, queue_name: str, tmp_path: Path
+    private_redis: RedisServer,
+    client: aioredis.Redis,
+    queue_name: str,
+    tmp_path: Path,
+    chatwoot_mode: Mode,
 ) -> None:
     queue = Queue(queue_name, redis=client)
     store = AlertStore(client, QueueKeys(queue_name))
-    cfg = LoadConfig(broker_latency_ms=OVERLOAD_LATENCY_MS)
+    cfg = LoadConfig(broker_latency_ms=OVERLOAD_LATENCY_MS, mode=chatwoot_mode)
     offered = OVERLOAD_CAPACITY * OVERLOAD_FACTOR
     async with ProcessSystem(
         private_redis.url, queue_name, tmp_path, cfg=cfg, env=OVERLOAD_ENV
@@ -282,8 +304,8 @@ async def test_overload_three_times_capacity(
         f"redis_mb={samples[0].redis_mb:.1f}->{overload_end.redis_mb:.1f}->{drained.redis_mb:.1f} "
         f"redis_kb_per_waiting={per_waiting_kb:.2f} alerts_first_fired_s={fired_at}"
     )
-    print(figures.line("overload") + f" settle={settle_s:.1f}s")
-    assert_invariant(figures)
+    print(figures.line(f"overload-{MODE_IDS[chatwoot_mode]}") + f" settle={settle_s:.1f}s")
+    assert_invariant(figures, chatwoot_mode)
     assert figures.sent == sent and figures.accepted == sent, "every webhook got its 2xx"
     # Capacity was saturated and the backlog drained at (at least) the same rate.
     assert overload_rate >= 0.9 * OVERLOAD_CAPACITY
@@ -305,12 +327,19 @@ def flat(values: list[float]) -> float:
     return (last - first) / first
 
 
+@pytest.mark.slow
+@pytest.mark.soak
+@load_modes
 @pytest.mark.timeout(SOAK_S + 300)
 async def test_soak_thirty_messages_per_second(
-    private_redis: RedisServer, client: aioredis.Redis, queue_name: str, tmp_path: Path
+    private_redis: RedisServer,
+    client: aioredis.Redis,
+    queue_name: str,
+    tmp_path: Path,
+    chatwoot_mode: Mode,
 ) -> None:
     queue = Queue(queue_name, redis=client)
-    cfg = LoadConfig(conversations=200, rate=SOAK_RATE, broker_latency_ms=200)
+    cfg = LoadConfig(conversations=200, rate=SOAK_RATE, broker_latency_ms=200, mode=chatwoot_mode)
     warmup_s = min(SOAK_RETENTION_S + 60.0, SOAK_S / 3)
     async with ProcessSystem(private_redis.url, queue_name, tmp_path, cfg=cfg, env=SOAK_ENV) as (
         system
@@ -338,7 +367,8 @@ async def test_soak_thirty_messages_per_second(
     series_kb_per_min = (steady[-1].series_mb - steady[0].series_mb) * 1024 / minutes
     elapsed = time.monotonic() - started
     print(
-        f"\n[soak] duration={SOAK_S:.0f}s rate={tally.sent / elapsed:.1f}/s sent={tally.sent} "
+        f"\n[soak-{MODE_IDS[chatwoot_mode]}] duration={SOAK_S:.0f}s "
+        f"rate={tally.sent / elapsed:.1f}/s sent={tally.sent} "
         f"replied={tally.replied} missing={tally.missing} "
         f"sla_p99_ms={tally.sla_ms.percentile(99) or 0:.0f} "
         f"within_10s={tally.within(10_000)} warmup={warmup_s:.0f}s "
@@ -355,3 +385,55 @@ async def test_soak_thirty_messages_per_second(
         assert abs(drift[name]) <= FLAT_TOLERANCE, f"{name} drifted {drift[name]:+.1%}"
     # The time series grow by time, not by traffic, until their retention caps them.
     assert series_kb_per_min < 64
+
+
+# The load test as `sluice loadtest` runs it, briefly: each receiver with a user token (in
+# agent-bot mode Sluice posts as the bot, CHATWOOT_AGENT_BOT_ID), and the agent bot with its
+# own token, which may not list messages (the reply guard falls back to the conversation).
+LOADTEST_S = 8.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "token_kind"),
+    [("account_webhook", "user_admin"), ("agent_bot", "user_admin"), ("agent_bot", "bot")],
+    ids=["account", "bot", "bot-token"],
+)
+async def test_loadtest_with_each_receiver(
+    redis_url: str,
+    redis_client: aioredis.Redis,
+    queue_name: str,
+    mode: Mode,
+    token_kind: TokenKind,
+) -> None:
+    cfg = LoadConfig(
+        conversations=30,
+        rate=10.0,
+        duration_s=LOADTEST_S,
+        broker_latency_ms=20,
+        reply_timeout_s=30,
+        mode=mode,
+        api_token_kind=token_kind,
+    )
+    settings = load_settings({"REDIS_URL": redis_url, "SLUICE_QUEUE": queue_name})
+    console = Console(file=io.StringIO(), width=120)
+    try:
+        report = await run_loadtest(settings, redis_url, cfg, console, queue=queue_name)
+    finally:
+        await delete_queue_keys(redis_client, queue_name)
+    chatwoot = report["chatwoot"]
+    webhooks = chatwoot["webhooks"]
+    name = "loadtest-bot-token" if token_kind == "bot" else f"loadtest-{MODE_IDS[mode]}"
+    print(
+        f"\n[{name}] sent={report['sent']} replied={report['replied']} "
+        f"missing={report['missing']} duplicates={report['duplicate_replies']} "
+        f"sla_p95_ms={report['sla_ms']['p95'] or 0:.0f} webhooks_sent={webhooks['sent']} "
+        f"failed={webhooks['failed']} retried={webhooks['retried']} "
+        f"by_event={webhooks['by_event']} requests={chatwoot['requests']}"
+    )
+    assert chatwoot["mode"] == mode
+    assert report["sent"] > 0 and report["replied"] == report["sent"]
+    assert report["missing"] == 0 and report["duplicate_replies"] == 0
+    assert webhooks["failed"] == 0
+    # Each receiver gets its own events: conversation_created reaches account webhooks only.
+    assert ("conversation_created" in webhooks["by_event"]) is (mode == "account_webhook")

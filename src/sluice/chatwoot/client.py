@@ -55,6 +55,7 @@ MAY_STILL_LAND: Final = "an earlier attempt may still land"
 _CUT_SHORT: Final = ("lease expired", "handed back mid-turn")
 _STATUSES: Final = frozenset({"open", "resolved", "pending", "snoozed"})
 _PAGE_SIZE: Final = 20  # Chatwoot's messages index returns the latest 20 per page
+ONLINE_AGENTS_TTL_S: Final = 30.0
 
 _MEANINGS: Final = {
     400: "bad request: Chatwoot could not parse the request",
@@ -246,6 +247,8 @@ class ChatwootClient:
         # Set once listing messages was refused (agent-bot token): find_reply then uses the
         # conversation's last message, which bots may read.
         self._listing_refused = False
+        self._typing_refused = False
+        self._online_cache: dict[int, tuple[float, set[int] | None]] = {}
 
     def __repr__(self) -> str:
         # CHATWOOT_URL may carry credentials (user:pw@, ?api_key=): never show them.
@@ -274,20 +277,28 @@ class ChatwootClient:
         reply_id: str | None = None,
         deadline: float | None = None,
         content_attributes: Mapping[str, Any] | None = None,
+        as_agent_bot: int | None = None,
     ) -> dict[str, Any]:
         """Post a reply (or a private note). With ``reply_id`` the message is stamped
         ``content_attributes.sluice_reply_id`` and retries after an ambiguous failure first
-        check whether it already landed, returning that message instead of posting again."""
+        check whether it already landed, returning that message instead of posting again.
+        ``as_agent_bot`` posts it as that agent bot (``sender_type: "AgentBot"``): with a
+        user token a reply would otherwise count as that user's (first reply time, reports);
+        Chatwoot's message builder takes the bot as sender for outgoing messages
+        (docs/chatwoot-facts.md, section 6). A bot token is the bot already."""
         attributes = dict(content_attributes or {})
         if reply_id is not None:
             attributes[REPLY_ID_ATTRIBUTE] = reply_id
-        body = {
+        body: dict[str, Any] = {
             "content": content,
             "message_type": "outgoing",
             "private": private,
             "content_type": "text",
             "content_attributes": attributes,
         }
+        if as_agent_bot is not None:
+            body["sender_type"] = "AgentBot"
+            body["sender_id"] = as_agent_bot
         guard: Guard | None = None
         if reply_id is not None:
 
@@ -412,23 +423,72 @@ class ChatwootClient:
         team_id: int | None = None,
         deadline: float | None = None,
     ) -> dict[str, Any] | None:
-        """Assign to an agent or a team (handoff). Chatwoot answers with the assignee or team,
-        or null when it unassigned (an unknown agent id unassigns)."""
+        """Assign to an agent and/or a team (handoff). Chatwoot reads one key per request
+        (``assignee_id`` wins and the team is ignored, docs/chatwoot-facts.md section 5), so
+        both take two requests: the team first, then the agent. Returns what the last one
+        answered: the assignee or team, or null when it unassigned (an unknown agent id
+        unassigns)."""
         if assignee_id is None and team_id is None:
             raise ValueError("assign needs assignee_id or team_id")
-        body: dict[str, Any] = {}
-        if assignee_id is not None:
-            body["assignee_id"] = assignee_id
-        if team_id is not None:
-            body["team_id"] = team_id
-        result = await self._call(
-            "POST",
-            account_id,
-            f"/conversations/{conversation_id}/assignments",
-            json_body=body,
-            deadline=deadline,
-        )
+        result: Any = None
+        for body in ({"team_id": team_id}, {"assignee_id": assignee_id}):
+            if next(iter(body.values())) is None:
+                continue
+            result = await self._call(
+                "POST",
+                account_id,
+                f"/conversations/{conversation_id}/assignments",
+                json_body=body,
+                deadline=deadline,
+            )
         return result if isinstance(result, dict) else None
+
+    async def set_typing(
+        self, account_id: int, conversation_id: int, on: bool, *, deadline: float | None = None
+    ) -> bool:
+        """Show (or stop showing) the typing indicator to the customer. Best effort: a
+        version or token that may not (bots only since Chatwoot 4.12, #13705) answers 401 /
+        404 once and is not asked again; any failure returns False, never raises."""
+        if self._typing_refused:
+            return False
+        try:
+            await self._call(
+                "POST",
+                account_id,
+                f"/conversations/{conversation_id}/toggle_typing_status",
+                json_body={"typing_status": "on" if on else "off"},
+                deadline=deadline,
+                retries=0,
+            )
+        except ChatwootError as exc:
+            if exc.status in (401, 403, 404):
+                self._typing_refused = True
+                log.info("typing indicator not available (%s); not asking again", exc.status)
+            return False
+        return True
+
+    async def online_agents(self, account_id: int) -> set[int] | None:
+        """Ids of the account's agents whose ``availability_status`` is online (Chatwoot
+        reports offline for anyone without a live session), cached briefly; None when the
+        token may not list agents (a bot token: GET /agents needs a user)."""
+        now = self._clock()
+        cached = self._online_cache.get(account_id)
+        if cached is not None and now - cached[0] < ONLINE_AGENTS_TTL_S:
+            return cached[1]
+        try:
+            agents = await self.list_agents(account_id, deadline=now + 5)
+        except ChatwootError as exc:
+            if exc.status in (401, 403):
+                self._online_cache[account_id] = (now, None)
+                return None
+            raise
+        online = {
+            int(a["id"])
+            for a in agents
+            if isinstance(a.get("id"), int) and a.get("availability_status") == "online"
+        }
+        self._online_cache[account_id] = (now, online)
+        return online
 
     async def toggle_status(
         self,

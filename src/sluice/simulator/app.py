@@ -8,7 +8,7 @@ can assert on exactly what Sluice called, including "nothing at all".
 
 Routes live in :mod:`sluice.simulator.routes`, one module per resource: conversations
 (show, status, priority, custom attributes, typing, labels), messages, assignments, agents,
-and the ``/_sim`` control API.
+setup (version, profile, inboxes, agent bots, webhooks) and the ``/_sim`` control API.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Match
 
 from sluice.simulator.core import ApiCall, ChatwootSimulator, Fault
-from sluice.simulator.routes import agents, assignments, control, conversations, messages
+from sluice.simulator.routes import agents, assignments, control, conversations, messages, setup
 from sluice.simulator.routes.common import Api, SimHTTPError
 
 __all__ = ["SimHTTPError", "build_app"]
@@ -36,7 +36,7 @@ def build_app(sim: ChatwootSimulator) -> FastAPI:
     """The FastAPI app bound to ``sim``'s state."""
     app = FastAPI(title="Chatwoot simulator", docs_url=None, redoc_url=None, openapi_url=None)
     api = Api(sim)
-    for module in (conversations, messages, assignments, agents, control):
+    for module in (conversations, messages, assignments, agents, setup, control):
         module.register(app, api)
 
     def route_of(request: Request) -> str:
@@ -68,7 +68,7 @@ def build_app(sim: ChatwootSimulator) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         path = request.url.path
-        if not path.startswith("/api/"):
+        if path != "/api" and not path.startswith("/api/"):
             return await call_next(request)
         method = request.method
         response: Response | None = None
