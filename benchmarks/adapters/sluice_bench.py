@@ -76,7 +76,13 @@ async def run_worker() -> None:
         if config.sleep_s:
             await asyncio.sleep(config.sleep_s)
 
-    await Worker(queue, handler, concurrency=config.concurrency).run()
+    prefetch = os.environ.get("SLUICE_BENCH_PREFETCH")
+    await Worker(
+        queue,
+        handler,
+        concurrency=config.concurrency,
+        prefetch=None if prefetch is None else int(prefetch),
+    ).run()
 
 
 def build(args: BenchArgs) -> Adapter:

@@ -206,6 +206,8 @@ async def test_controls_with_csrf(dash: Dash) -> None:
     assert legacy.json()["profile"] == "legacy"
     summary = (await dash.client.get("/dashboard/api/summary")).json()
     assert summary["profile"]["effective"] == "legacy" and summary["counts"]["paused"] is True
+    spool = summary["intake_spool"]  # this host's durable intake spool, empty here
+    assert spool["depth"] == 0 and spool["last_error"] is None
     assert (await dash.client.post("/dashboard/api/queue/resume", headers=headers)).json()[
         "changed"
     ] is True

@@ -406,9 +406,20 @@ class ChatwootClient:
                     raise
                 self._listing_refused = True
                 log.info("listing messages refused (bot token?); checking the last message only")
-        conversation = await self.get_conversation(
-            account_id, conversation_id, deadline=deadline, _retries=_retries
-        )
+        try:
+            conversation = await self.get_conversation(
+                account_id, conversation_id, deadline=deadline, _retries=_retries
+            )
+        except ChatwootError as exc:
+            if exc.status != 401:
+                raise
+            # A bot token on a Chatwoot before 4.15 (#14655) may not read a conversation
+            # either: nothing can be looked up. Posting anyway keeps the reply (at least
+            # once); the fence still keeps a stale runner from posting after its lease.
+            log.warning(
+                "bot token may not read conversations (Chatwoot < 4.15): no duplicate look-up"
+            )
+            return []
         carried = conversation.get("messages")
         if not isinstance(carried, list):
             return []

@@ -357,9 +357,22 @@ async def build_summary(st: AppState, *, record_depth: bool = False) -> dict[str
     overrides = await st.queue.live_settings()
     alerts = await st.alerts()
     w = snap["workers"]
+    spool = st.spool_stats()
     return {
         "generated_at": now,
         "queue": st.queue.name,
+        # This host's intake spool (sluice.spool): webhooks Redis could not take in time.
+        "intake_spool": (
+            {
+                "depth": spool.depth,
+                "oldest_age_s": round(spool.oldest_age_s, 3),
+                "replayed": spool.replayed,
+                "write_failures": spool.failures,
+                "last_error": spool.last_error,
+            }
+            if spool is not None
+            else None
+        ),
         "counts": counts,
         "windows": snap["windows"],
         "capacity": snap["capacity"],

@@ -12,7 +12,6 @@ host cannot make an expired lease look alive.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -36,7 +35,7 @@ def local_deadline(sent_at: float, lease_ms: float) -> float:
 class Lease:
     """The local view of one run's lease (a turn: its leader and members share it)."""
 
-    __slots__ = ("_timer", "deadline", "fencer", "lost_reason", "token", "until_ms", "worker_id")
+    __slots__ = ("deadline", "fencer", "lost_reason", "token", "until_ms", "worker_id")
 
     def __init__(self, *, token: str, worker_id: str, deadline: float, fencer: Fencer) -> None:
         self.token = token
@@ -45,7 +44,6 @@ class Lease:
         self.fencer = fencer
         self.lost_reason: str | None = None
         self.until_ms: float | None = None  # lease end in Redis as of the last fence
-        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def remaining_s(self) -> float:
@@ -80,13 +78,3 @@ class Lease:
         self.until_ms = until_ms
         self.check()
         return until_ms
-
-    def arm(self, loop: asyncio.AbstractEventLoop, on_expiry: Callable[[], None]) -> None:
-        """Call ``on_expiry`` when the deadline passes (re-armed after every extension)."""
-        self.disarm()
-        self._timer = loop.call_at(loop.time() + max(0.0, self.remaining_s), on_expiry)
-
-    def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None

@@ -54,15 +54,22 @@ class PrefetchBuffer:
 
     def pop_next(self) -> tuple[Buffered | None, list[Buffered]]:
         """The fresh job with the earliest deadline (None when there is none), and the
-        entries that may no longer start (held too long, or lease gone) to hand back."""
+        entries that may no longer start (held too long, or lease gone) to hand back. One
+        pass and one clock read: this runs for every job a freed slot starts."""
+        if not self._entries:
+            return None, []
         now = time.monotonic()
-        expired = [e for e in self._entries if self._stale(e, now)]
+        expired: list[Buffered] = []
+        best: Buffered | None = None
+        for entry in self._entries:
+            if self._stale(entry, now):
+                expired.append(entry)
+            elif best is None or entry.deadline < best.deadline:
+                best = entry
         if expired:
             self._entries = [e for e in self._entries if not self._stale(e, now)]
-        if not self._entries:
-            return None, expired
-        best = min(self._entries, key=lambda e: e.deadline)
-        self._entries.remove(best)
+        if best is not None:
+            self._entries.remove(best)
         return best, expired
 
     def take_all(self) -> list[Buffered]:
@@ -81,4 +88,9 @@ class PrefetchBuffer:
         ]
 
     def _stale(self, entry: Buffered, now: float) -> bool:
-        return now - entry.reserved_at >= self.hold_s or entry.lease.lost
+        lease = entry.lease
+        return (
+            now - entry.reserved_at >= self.hold_s
+            or lease.lost_reason is not None
+            or now >= lease.deadline
+        )

@@ -194,6 +194,7 @@ class Worker:
         subscribed = asyncio.Event()
         helpers = [
             asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat {self.id}"),
+            asyncio.create_task(self._watchdog_loop(), name=f"leases {self.id}"),
             asyncio.create_task(control.listen(self.queue, self._on_control, subscribed)),
         ]
         # Hear pause/drain/cancel before holding any job; a Redis that does not answer yet
@@ -521,21 +522,23 @@ class Worker:
         self._meter.started(f"{job.id}:{job.token}")
         run.task = asyncio.create_task(self._run(run), name=f"job {job.id}")
         self._running[key] = run
-        lease.arm(asyncio.get_running_loop(), functools.partial(self._lease_timer, run))
 
-    def _lease_timer(self, run: _Run) -> None:
-        """The local deadline passed without a renewal (Redis unreachable, the event loop
-        blocked, or a renewal refused): another runner may own the job now."""
-        if run.lease.lost:
-            self._lose(run, "lease expired before the worker could renew it")
-        else:  # renewed meanwhile: wait for the new deadline
-            run.lease.arm(asyncio.get_running_loop(), functools.partial(self._lease_timer, run))
+    async def _watchdog_loop(self) -> None:
+        """Cancel every run whose local deadline passed without a renewal (Redis
+        unreachable, the event loop blocked, a renewal refused): another runner may own the
+        job now. One sweep every eighth of a lease (at most 250 ms) instead of a timer per
+        job: the deadline already keeps a margin, and ``Job.guard`` checks the clock itself."""
+        interval = min(0.25, self.lease_ms / 8000)
+        while True:
+            await asyncio.sleep(interval)
+            for run in list(self._running.values()):
+                if run.lease.lost_reason is None and run.lease.lost:
+                    self._lose(run, "lease expired before the worker could renew it")
 
     def _lose(self, run: _Run, reason: str) -> None:
         if run.lease.lost_reason is None:
             log.warning("job %s: %s; cancelling its run", run.job.id, reason)
         run.lease.lose(reason)
-        run.lease.disarm()
         if run.task is not None and not run.task.done():
             run.task.cancel()
 
@@ -569,7 +572,6 @@ class Worker:
             took = time.monotonic() - run.started_at
             self._handler_s = 0.8 * self._handler_s + 0.2 * took
             self._runs_to_warm_up -= 1
-            run.lease.disarm()
             if self._running.get((job.id, job.token)) is run:
                 del self._running[(job.id, job.token)]
             self._start_buffered()

@@ -280,6 +280,15 @@ def _stale_reasons(
     return reasons
 
 
+def started_jobs(event: Event) -> list[str]:
+    """The jobs a ``started`` event charged: its job field, or (one event per script call)
+    the list in its info, ``worker|id:token,id:token,...``."""
+    if event.job:
+        return [event.job]
+    refs = event.info.partition("|")[2]
+    return [ref.partition(":")[0] for ref in refs.split(",") if ref]
+
+
 def check_dead_letters(
     history: Sequence[Event], observed: Observation, result: CheckResult
 ) -> None:
@@ -288,7 +297,9 @@ def check_dead_letters(
     for event in history:
         prefetch = event.type == "reserved" and parse_run(event.info).prefetch
         result.prefetched += prefetch
-        if event.type == "started" or (event.type == "reserved" and not prefetch):
+        if event.type == "started":
+            ran.update(started_jobs(event))
+        elif event.type == "reserved" and not prefetch:
             ran.add(event.job)
         elif event.type == "dead":
             dead.setdefault(event.job, event.key)

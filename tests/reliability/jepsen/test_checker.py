@@ -162,6 +162,9 @@ def test_a_dead_letter_that_never_ran_is_caught() -> None:
     # Started once from the buffer, it did run: a fair dead letter.
     started = [*history[:-1], Event(at(4.4), "started", "2", "7:7", "host:2:b|2"), history[-1]]
     assert check(started, observed([reply(901, (1, 1), 1.4, run_of(1))], jobs)).ok
+    # One event per script call lists every job it charged.
+    listed = [*history[:-1], Event(at(4.4), "started", "", "", "host:2:b|5:1,2:2"), history[-1]]
+    assert check(listed, observed([reply(901, (1, 1), 1.4, run_of(1))], jobs)).ok
     # The engine's old format (the worker id alone) counts as a run.
     old = [*answered_job(1), Event(at(2.1), "reserved", "2", "7:7", "host:1:a"), history[-1]]
     assert check(old, observed([reply(901, (1, 1), 1.4, run_of(1))], jobs)).ok

@@ -137,6 +137,16 @@
       level(w5.failure_rate, th.failure_rate.warning, th.failure_rate.critical));
     setTile("tile-paused", s.counts.paused ? "paused" : "running", s.counts.paused ? "no new jobs start" : "workers take jobs",
       s.counts.paused ? "warn" : "ok");
+    const sp = s.intake_spool;
+    if (sp) {
+      const failing = !!sp.last_error;
+      setTile("tile-spool", failing ? "failing" : String(sp.depth),
+        failing ? "cannot write: webhooks refused (503)" :
+          sp.depth ? "oldest " + dur(sp.oldest_age_s * 1000) + " · waiting for Redis" : sp.replayed + " replayed",
+        failing ? "crit" : sp.oldest_age_s > 120 ? "crit" : sp.depth ? "warn" : "ok");
+    } else {
+      setTile("tile-spool", "–", "no spool in this process", "none");
+    }
     const p = s.profile;
     setTile("tile-profile", p.effective, "concurrency " + s.effective.concurrency + " · rate " + (s.effective.rate_limit || "∞"),
       p.effective === "legacy" ? "warn" : "ok");

@@ -4,7 +4,7 @@
 -- round trip: under load a worker makes one call per batch of finished jobs, not two per job.
 -- Each completion also records the job's durations and SLA verdict (lib/monitor.lua). The
 -- call also charges the attempts of prefetched jobs that started since the worker's last
--- call (charge_start).
+-- call (charge_starts).
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once and gets the
@@ -80,9 +80,7 @@ local now = now_ms()
 local retention = tonumber(ARGV[3])
 local at = 15
 local nstarted = tonumber(ARGV[at])
-for i = 0, nstarted - 1 do
-  charge_start(ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i])
-end
+charge_starts(refs_at(at + 1, nstarted))
 at = at + 1 + 2 * nstarted
 local n = tonumber(ARGV[at])
 at = at + 1
@@ -103,16 +101,16 @@ if done > 0 and retention > 0 then
 end
 
 local want, prefetch = tonumber(ARGV[4]), tonumber(ARGV[5])
-local taken
+local taken, refs
 if want + prefetch > 0 then
   recover_expired(now, tonumber(ARGV[10]))
-  taken = reserve(want, prefetch, tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]),
+  taken, refs = reserve(want, prefetch, tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]),
     tonumber(ARGV[9]), now, tonumber(ARGV[14]))
 else
-  taken = {'ok', 0}
+  taken, refs = {'ok', 0}, {}
 end
 flush_monitor(now)
 if done > 0 or #taken > 2 then
-  remember(rid, cjson.encode({lost, reservation_record(taken)}))
+  remember(rid, cjson.encode({lost, reservation_record(taken, refs)}))
 end
 return {lost, taken, finished}

@@ -7,7 +7,7 @@
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 lease (ms), 3 n, then n x (job id, reservation token), then s, then
---       s x (job id, reservation token) of prefetched jobs that started (charge_start)
+--       s x (job id, reservation token) of prefetched jobs that started (charge_starts)
 -- Returns the ids whose reservation is no longer the caller's (lease expired, job
 -- recovered, drained or cancelled).
 --!include lib/core.lua
@@ -16,9 +16,7 @@ local now = now_ms()
 local until_ms = now + tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 local s_at = 4 + 2 * n
-for i = 0, tonumber(ARGV[s_at]) - 1 do
-  charge_start(ARGV[s_at + 1 + 2 * i], ARGV[s_at + 2 + 2 * i])
-end
+charge_starts(refs_at(s_at + 1, tonumber(ARGV[s_at])))
 local lost = {}
 for i = 0, n - 1 do
   local id, token = ARGV[4 + 2 * i], ARGV[5 + 2 * i]

@@ -40,9 +40,7 @@ for i = 0, n - 1 do
   end
   ids[#ids + 1] = id
 end
-for i = 0, n - 1 do
-  charge_start(ARGV[8 + 2 * i], ARGV[9 + 2 * i])
-end
+charge_starts(refs_at(8, n))
 local at = 8 + 2 * n
 local nmarks = tonumber(ARGV[at])
 local marks = {}

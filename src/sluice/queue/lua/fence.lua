@@ -31,10 +31,10 @@ for i = 0, n - 1 do
   leases[#leases + 1] = lease
 end
 local lease_end = hold_until
+charge_starts(refs_at(4, n)) -- a prefetched turn that acts has started, whatever came first
 for i = 0, n - 1 do
   local id, token = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
   if leases[i + 1] > lease_end then lease_end = leases[i + 1] end
-  charge_start(id, token) -- a prefetched turn that acts has started, whatever came first
   redis.call('HSET', job_key(id), 'fence', token)
 end
 for i = 0, n - 1 do

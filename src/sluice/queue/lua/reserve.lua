@@ -31,10 +31,10 @@ end
 if ARGV[10] ~= '1' then observe_outcome = nil end
 local now = now_ms()
 recover_expired(now, tonumber(ARGV[9]))
-local result = reserve(tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6],
+local result, refs = reserve(tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6],
   tonumber(ARGV[7]), tonumber(ARGV[8]), now, tonumber(ARGV[11]))
 flush_monitor(now)
 if #result > 2 then
-  remember(rid, reservation_record(result))
+  remember(rid, reservation_record(result, refs))
 end
 return result

@@ -148,19 +148,36 @@ local function announce(what)
 end
 
 -- A job reserved into a worker's prefetch buffer (`pf`) has not started: its attempt is
--- charged only when it does (charge_start), so a buffer lost in a crash or handed back
--- costs no attempt. Returns true when this call charged it.
-local function charge_start(id, token)
-  local jk = job_key(id)
-  local tok, state, pf, worker, key = unpack(redis.call('HMGET', jk, 'token', 'state', 'pf',
-    'worker', 'key'))
-  if state ~= 'active' or tok ~= token or pf ~= '1' then
-    return false
+-- charged only when it does, so a buffer lost in a crash or handed back costs no attempt.
+-- `refs` is a flat list of job id, token pairs; one `started` event lists the jobs charged
+-- ("worker|id:token,id:token,..."; one event per call, not per job: it is on the hot path
+-- of every prefetched job).
+local function charge_starts(refs)
+  local charged, worker = {}, nil
+  for i = 1, #refs, 2 do
+    local id, token = refs[i], refs[i + 1]
+    local jk = job_key(id)
+    local tok, state, pf, owner = unpack(redis.call('HMGET', jk, 'token', 'state', 'pf',
+      'worker'))
+    if state == 'active' and tok == token and pf == '1' then
+      redis.call('HINCRBY', jk, 'attempt', 1)
+      redis.call('HDEL', jk, 'pf')
+      charged[#charged + 1] = id .. ':' .. token
+      worker = worker or owner
+    end
   end
-  redis.call('HINCRBY', jk, 'attempt', 1)
-  redis.call('HDEL', jk, 'pf')
-  emit('started', id, key, (worker or '') .. '|' .. token)
-  return true
+  if #charged > 0 then
+    emit('started', nil, nil, (worker or '') .. '|' .. table.concat(charged, ','))
+  end
+end
+
+-- The refs of ARGV[first .. first + 2n - 1] (n job id, token pairs) as charge_starts takes them.
+local function refs_at(first, n)
+  local refs = {}
+  for i = 0, 2 * n - 1 do
+    refs[#refs + 1] = ARGV[first + i]
+  end
+  return refs
 end
 
 -- Put a reserved job back at the head of its lane (its deadline unchanged).
@@ -405,17 +422,18 @@ end
 -- `pf` and charged when they start (charge_start). Nothing is prefetched under a rate limit:
 -- the limiter counts reservations as starts. Returns {status, retry_after_ms, job...} where
 -- status is 'ok', 'paused' or 'rate' and each job is its HGETALL field list plus its
--- payload. The `reserved` event's info is "worker|token", with "|p" for a prefetched job.
+-- payload; and the "id:token" of each job reserved (lib/request.lua keeps them). The
+-- `reserved` event's info is "worker|token", with "|p" for a prefetched job.
 local function reserve(want, prefetch, lease_ms, worker, default_rate, guard_ms, now,
     batch_max)
   if redis.call('HGET', K_META, 'paused') == '1' then
-    return {'paused', 0}
+    return {'paused', 0}, {}
   end
   promote_delayed(now)
   local rate = tonumber(redis.call('HGET', K_META, 'rate_limit') or default_rate)
   if rate > 0 then prefetch = 0 end
   if want + prefetch <= 0 then
-    return {'ok', 0}
+    return {'ok', 0}, {}
   end
   local allow = want + prefetch
   local window = 1000 + guard_ms
@@ -424,12 +442,12 @@ local function reserve(want, prefetch, lease_ms, worker, default_rate, guard_ms,
     local used = redis.call('ZCARD', K_RATE)
     if used >= rate then
       local oldest = redis.call('ZRANGE', K_RATE, 0, 0, 'WITHSCORES')
-      return {'rate', math.max(1, math.ceil(tonumber(oldest[2]) + window - now))}
+      return {'rate', math.max(1, math.ceil(tonumber(oldest[2]) + window - now))}, {}
     end
     allow = math.min(want, rate - used)
   end
   local popped = redis.call('ZPOPMIN', K_READY, allow)
-  local out = {'ok', 0}
+  local out, refs = {'ok', 0}, {}
   local started = 0
   for i = 1, #popped, 2 do
     local key = popped[i]
@@ -441,6 +459,7 @@ local function reserve(want, prefetch, lease_ms, worker, default_rate, guard_ms,
       for n, member in ipairs(members) do
         local jk = job_key(member)
         local token = redis.call('HINCRBY', jk, 'rsv', 1)
+        refs[#refs + 1] = member .. ':' .. token
         redis.call('HDEL', jk, 'batch', 'members')
         if buffered then
           redis.call('HSET', jk, 'pf', '1')
@@ -476,5 +495,5 @@ local function reserve(want, prefetch, lease_ms, worker, default_rate, guard_ms,
   if started == 0 then
     out[2] = next_due(now)
   end
-  return out
+  return out, refs
 end

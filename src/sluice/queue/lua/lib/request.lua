@@ -29,19 +29,8 @@ local function remember(rid, value)
 end
 
 -- A reservation as stored: "status|retry_after|id:token,id:token,..." (jobs in the order
--- they were returned).
-local function reservation_record(result)
-  local refs = {}
-  for i = 3, #result do
-    local fields = result[i]
-    local id, token
-    for f = 1, #fields, 2 do
-      if fields[f] == 'id' then id = fields[f + 1] elseif fields[f] == 'token' then
-        token = fields[f + 1]
-      end
-    end
-    refs[#refs + 1] = id .. ':' .. token
-  end
+-- they were returned; `refs` as reserve() in lib/core.lua lists them).
+local function reservation_record(result, refs)
   return result[1] .. '|' .. result[2] .. '|' .. table.concat(refs, ',')
 end
 
