@@ -16,6 +16,7 @@ its jobs were still waiting there. The rules (docs/engine.md, "Prefetch"):
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass
 
@@ -36,6 +37,10 @@ class Buffered:
         return self.job.deadline_ms if self.job.deadline_ms is not None else float("inf")
 
 
+def _by_deadline(entry: Buffered) -> float:
+    return entry.deadline
+
+
 class PrefetchBuffer:
     def __init__(self, hold_s: float = DEFAULT_HOLD_S) -> None:
         if hold_s <= 0:
@@ -47,30 +52,36 @@ class PrefetchBuffer:
         return len(self._entries)
 
     def add(self, job: Job, lease: Lease, reserved_at: float) -> None:
-        self._entries.append(Buffered(job, lease, reserved_at))
+        # Kept in deadline order, so a freed slot takes the front (no scan per start).
+        bisect.insort(self._entries, Buffered(job, lease, reserved_at), key=_by_deadline)
 
     def entries(self) -> list[Buffered]:
         return list(self._entries)
 
     def pop_next(self) -> tuple[Buffered | None, list[Buffered]]:
         """The fresh job with the earliest deadline (None when there is none), and the
-        entries that may no longer start (held too long, or lease gone) to hand back. One
-        pass and one clock read: this runs for every job a freed slot starts."""
-        if not self._entries:
-            return None, []
-        now = time.monotonic()
+        entries passed over on the way that may no longer start (held too long, or lease
+        gone) to hand back. Runs for every job a freed slot starts: one clock read, and the
+        front of a list already in deadline order (stale entries further back are found by
+        :meth:`take_stale`, which the heartbeat calls)."""
         expired: list[Buffered] = []
-        best: Buffered | None = None
-        for entry in self._entries:
-            if self._stale(entry, now):
-                expired.append(entry)
-            elif best is None or entry.deadline < best.deadline:
-                best = entry
-        if expired:
+        if not self._entries:
+            return None, expired
+        now = time.monotonic()
+        while self._entries:
+            entry = self._entries.pop(0)
+            if not self._stale(entry, now):
+                return entry, expired
+            expired.append(entry)
+        return None, expired
+
+    def take_stale(self) -> list[Buffered]:
+        """Every entry that may no longer start, wherever it is in the buffer."""
+        now = time.monotonic()
+        stale = [e for e in self._entries if self._stale(e, now)]
+        if stale:
             self._entries = [e for e in self._entries if not self._stale(e, now)]
-        if best is not None:
-            self._entries.remove(best)
-        return best, expired
+        return stale
 
     def take_all(self) -> list[Buffered]:
         taken, self._entries = self._entries, []

@@ -674,6 +674,10 @@ class Worker:
             raise
         for entry in buffered:
             entry.lease.extended(sent_at, self.lease_ms)
+        stale = self._buffer.take_stale()
+        if stale:  # held too long behind fresher ones: back to their lanes
+            self._hand_back.extend(e.job for e in stale)
+            self._changed.set()
         for run in runs:
             if any(m.id in lost for m in run.job.members):
                 self._lose(run, "Redis no longer grants the lease; another runner may own it")
