@@ -38,6 +38,11 @@ T = TypeVar("T")
 
 HandlerOpt = Annotated[str, typer.Option(help="Job handler as package.module:function.")]
 ProcessesOpt = Annotated[int, typer.Option(min=1, help="Worker processes to run.")]
+# The fake Chatwoot's behaviour, for `simulate` and `loadtest` alike.
+ChatwootVersionOpt = Annotated[
+    str, typer.Option(help="Chatwoot version to behave as: 4.10 ... 4.16, or latest.")
+]
+ReceiverOpt = Annotated[str, typer.Option(help="Webhook receiver: account_webhook or agent_bot.")]
 
 
 def _settings(*, quiet: bool = False) -> Settings:
@@ -467,12 +472,8 @@ def simulate(
     ),
     rate_429: Annotated[float, typer.Option(min=0, max=1, help="Injected 429 share.")] = 0.0,
     rate_500: Annotated[float, typer.Option(min=0, max=1, help="Injected 500 share.")] = 0.0,
-    chatwoot_version: Annotated[
-        str, typer.Option(help="Chatwoot version to behave as: 4.10 ... 4.16, or latest.")
-    ] = "latest",
-    mode: Annotated[
-        str, typer.Option(help="Webhook receiver: account_webhook or agent_bot.")
-    ] = "account_webhook",
+    chatwoot_version: ChatwootVersionOpt = "latest",
+    mode: ReceiverOpt = "account_webhook",
 ) -> None:
     """Run the Chatwoot simulator (a faithful fake of the API subset Sluice uses)."""
     from sluice.simulator import SimulatorConfig, run_simulator
@@ -584,12 +585,8 @@ def loadtest(
     processes: ProcessesOpt = 1,
     chatwoot_429: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
     chatwoot_500: Annotated[float, typer.Option(min=0, max=1)] = 0.0,
-    chatwoot_version: Annotated[
-        str, typer.Option(help="Chatwoot version to behave as: 4.10 ... 4.16, or latest.")
-    ] = "latest",
-    mode: Annotated[
-        str, typer.Option(help="Webhook receiver: account_webhook or agent_bot.")
-    ] = "account_webhook",
+    chatwoot_version: ChatwootVersionOpt = "latest",
+    mode: ReceiverOpt = "account_webhook",
     bot_token: Annotated[
         bool, typer.Option("--bot-token", help="Give Sluice the agent bot's own token.")
     ] = False,

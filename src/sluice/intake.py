@@ -155,7 +155,8 @@ class Intake:
             return Outcome(400, {"error": "invalid JSON", "reason": reason})
         delivery = _delivery_id(headers)
         sent_ms = chatwoot_sent_ms(headers)
-        conversation = conversation_of(payload, self._default_account())
+        event = self._classify(payload)
+        conversation = conversation_of(event)
         if self.spool is not None and self.spool.holds(conversation):
             # Older webhooks of this conversation wait in the spool: behind them (order).
             return await self._spool(
@@ -164,7 +165,7 @@ class Intake:
         try:
             async with asyncio.timeout(self.store_timeout_s):
                 return await self._dispatch(
-                    payload, body, delivery, received_ms, sent_ms, signed=headers
+                    event, payload, body, delivery, received_ms, sent_ms, signed=headers
                 )
         except (RedisError, TimeoutError) as exc:
             reason = "Redis too slow" if isinstance(exc, TimeoutError) else f"Redis: {exc}"
@@ -290,12 +291,26 @@ class Intake:
         sent_ms = chatwoot_sent_ms(spooled.headers)
         async with asyncio.timeout(self.store_timeout_s * 4):
             outcome = await self._dispatch(
-                payload, spooled.body, delivery, spooled.received_ms, sent_ms
+                self._classify(payload),
+                payload,
+                spooled.body,
+                delivery,
+                spooled.received_ms,
+                sent_ms,
             )
         log.info("spooled webhook #%d replayed: %s", spooled.seq, outcome.body.get("status"))
 
+    def _classify(self, payload: Any) -> object:
+        """The event a payload stands for, or the InvalidPayload that says why it is none
+        (classified once per webhook: the spool's ordering and the dispatch both need it)."""
+        try:
+            return classify(payload, default_account_id=self._default_account())
+        except InvalidPayload as exc:
+            return exc
+
     async def _dispatch(
         self,
+        event: object,
         payload: Any,
         body: bytes,
         delivery: str | None,
@@ -305,11 +320,9 @@ class Intake:
     ) -> Outcome:
         if delivery and await self.queue.redis.exists(self._delivery_prefix + delivery):
             return Outcome(200, {"status": "duplicate", "delivery": delivery})
-        try:
-            event = classify(payload, default_account_id=self._default_account())
-        except InvalidPayload as exc:
-            await self._reject(str(exc), body, delivery)
-            return Outcome(422, {"error": "invalid payload", "reason": str(exc)})
+        if isinstance(event, InvalidPayload):
+            await self._reject(str(event), body, delivery)
+            return Outcome(422, {"error": "invalid payload", "reason": str(event)})
         if (
             signed is not None
             and self.secret
@@ -469,13 +482,9 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def conversation_of(payload: Any, default_account_id: int | None) -> str:
-    """The conversation a webhook is about (``"<account>:<conversation>"``), or "" when it
-    is about none or cannot be read (it then keeps no other webhook waiting)."""
-    try:
-        event = classify(payload, default_account_id=default_account_id)
-    except (InvalidPayload, ValueError):
-        return ""
+def conversation_of(event: object) -> str:
+    """The conversation a classified webhook is about (``"<account>:<conversation>"``), or
+    "" when it is about none or could not be read (it then keeps no other webhook waiting)."""
     account = getattr(event, "account_id", None)
     conversation = getattr(event, "conversation_id", None)
     return f"{account}:{conversation}" if account and conversation else ""
