@@ -120,15 +120,20 @@ async def test_2_a_worker_cut_off_from_redis_stops_before_its_effect(
     cut_client = aioredis.Redis.from_url(f"redis://{proxy.url_host}/{db}")
     queue_a = Queue(queue.name, redis=cut_client, max_attempts=3)
 
+    a_ended = asyncio.Event()
+
     async def handler_a(job: Job) -> None:
-        a_holds.set()
-        await a_may_go_on.wait()
         try:
-            await job.fence()
-        except LeaseLostError:
-            a_outcome.append("refused")
-            raise
-        effects.append(("A", job.payload["m"]))
+            a_holds.set()
+            await a_may_go_on.wait()
+            try:
+                await job.fence()
+            except LeaseLostError:
+                a_outcome.append("refused")
+                raise
+            effects.append(("A", job.payload["m"]))
+        finally:  # refused at its fence, or cancelled by its worker when the lease passed
+            a_ended.set()
 
     async def handler_b(job: Job) -> None:
         await job.fence()
@@ -147,7 +152,7 @@ async def test_2_a_worker_cut_off_from_redis_stops_before_its_effect(
         async with running(worker_for(queue, handler_b, lease_ms=1000, heartbeat_ms=250)):
             await asyncio.wait_for(b_done.wait(), 10)
             a_may_go_on.set()  # A comes back to life after B answered both
-            await asyncio.sleep(0.2)  # A's refused attempt: a phase, nothing to await in B
+            await asyncio.wait_for(a_ended.wait(), 10)
     finally:
         a_may_go_on.set()
         await proxy.refuse(False)
