@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from unittest.mock import patch
 
 import pytest
 import redis.asyncio as aioredis
 
 from sluice import Job, LeaseLostError, Queue, Worker
-from sluice.queue.queue import new_request_id
+from sluice.queue.queue import Completion, new_request_id
 from sluice.testing import FaultProxy
 
 from .test_worker import running, worker_for
@@ -224,6 +226,61 @@ async def test_3_a_started_prefetched_job_is_charged_once(queue: Queue) -> None:
     await queue.extend([job], started=[job])  # repeated: no second charge
     record = await queue.get_job(job.id)
     assert record is not None and record.attempt == 1
+
+
+@pytest.mark.parametrize("charged_first", [False, True])
+async def test_3_a_prefetched_job_finished_before_its_charge_is_charged_by_its_completion(
+    queue: Queue, charged_first: bool
+) -> None:
+    """A short prefetched job's start rides on its acknowledgement (the worker leaves it
+    out of the started list); sent both ways it is still charged once."""
+    await queue.enqueue("a", {})
+    job = (await queue.reserve(0, prefetch=1, worker_id="w")).jobs[0]
+    started = [job] if charged_first else []
+    lost, _, _ = await queue.complete(
+        [Completion(job.id, job.token, {})], started=started, worker_id="w"
+    )
+    assert lost == []
+    record = await queue.get_job(job.id)
+    assert record is not None and record.state == "completed" and record.attempt == 1
+
+
+async def test_a_run_that_ends_while_its_renewal_is_in_flight_is_not_reported_lost(
+    queue: Queue, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The heartbeat renews the leases of the runs it saw; a run that finished meanwhile
+    may be acknowledged before the renewal reaches Redis, which then calls it "no longer
+    ours". That is no lost lease: the worker must not warn that it cancels the run."""
+    renewal_sent = asyncio.Event()
+    acknowledged = asyncio.Event()
+    real_extend, real_complete = queue.extend, queue.complete
+
+    async def extend_after_the_ack(jobs: Any, lease_ms: int = 5000, **kw: Any) -> list[str]:
+        if jobs:
+            renewal_sent.set()
+            await acknowledged.wait()  # the renewal reaches Redis after the completion
+        return await real_extend(jobs, lease_ms, **kw)
+
+    async def complete_and_tell(*args: Any, **kw: Any) -> Any:
+        result = await real_complete(*args, **kw)
+        if args[0]:
+            acknowledged.set()
+        return result
+
+    async def handler(job: Job) -> None:
+        await renewal_sent.wait()  # the heartbeat has taken this run into its renewal
+
+    job_id = await queue.enqueue("c1", {})
+    worker = worker_for(queue, handler, heartbeat_ms=100, lease_ms=2000)
+    with (
+        patch.object(queue, "extend", extend_after_the_ack),
+        patch.object(queue, "complete", complete_and_tell),
+    ):
+        async with running(worker):
+            await until(lambda: completed(queue, job_id))
+            await worker.wait_heartbeat()  # the late renewal came back
+    assert worker.processed == 1
+    assert not [r for r in caplog.records if "cancelling its run" in r.getMessage()]
 
 
 class FirstBlocks:

@@ -23,7 +23,11 @@ from sluice.errors import LeaseLostError
 DRIFT = 0.01
 MARGIN_S = 0.05
 
-Fencer = Callable[[float], Awaitable[float]]
+Refs = list[tuple[str, str]]  # (job id, reservation token) of every job of a turn
+# Confirms a turn in Redis (Queue.fence_turn). A lease keeps the turn's refs, never the
+# job: a job refers to its lease, and a cycle between them would leave every job to the
+# cycle collector, which costs throughput.
+Fencer = Callable[[Refs, float], Awaitable[float]]
 
 
 def local_deadline(sent_at: float, lease_ms: float) -> float:
@@ -35,13 +39,16 @@ def local_deadline(sent_at: float, lease_ms: float) -> float:
 class Lease:
     """The local view of one run's lease (a turn: its leader and members share it)."""
 
-    __slots__ = ("deadline", "fencer", "lost_reason", "token", "until_ms", "worker_id")
+    __slots__ = ("deadline", "fencer", "lost_reason", "refs", "token", "until_ms", "worker_id")
 
-    def __init__(self, *, token: str, worker_id: str, deadline: float, fencer: Fencer) -> None:
+    def __init__(
+        self, *, token: str, worker_id: str, deadline: float, fencer: Fencer, refs: Refs
+    ) -> None:
         self.token = token
         self.worker_id = worker_id
         self.deadline = deadline
         self.fencer = fencer
+        self.refs = refs
         self.lost_reason: str | None = None
         self.until_ms: float | None = None  # lease end in Redis as of the last fence
 
@@ -73,7 +80,7 @@ class Lease:
         cover ``hold_ms``; returns the lease's end in Redis (epoch ms)."""
         self.check()
         sent_at = time.monotonic()
-        until_ms = await self.fencer(hold_ms)
+        until_ms = await self.fencer(self.refs, hold_ms)
         self.extended(sent_at, hold_ms)
         self.until_ms = until_ms
         self.check()

@@ -7,7 +7,10 @@ and results. Workers use the lower-level :meth:`Queue.reserve`, :meth:`Queue.com
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
+import os
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,11 +32,33 @@ RECOVER_PER_CALL = 50
 ReserveStatus = Literal["ok", "paused", "rate"]
 
 
+class _RequestIds:
+    """Request ids: a random 64-bit prefix per process and a counter. Unique across
+    processes and hosts for far longer than a record is kept (60 s), and cheaper than
+    reading the OS's randomness on every call of the hot path; a forked child draws a
+    prefix of its own."""
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self._prefix = secrets.token_hex(8) + "-"
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+_request_ids = _RequestIds()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_request_ids.reseed)
+
+
 def new_request_id() -> str:
     """A fresh id for one state-changing script call: a repeat of the call (redis-py
     re-sends a command whose reply was lost) is answered from the first one's record
     instead of acting twice (lua/lib/request.lua)."""
-    return secrets.token_hex(8)
+    return _request_ids.next()
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,21 +392,12 @@ class Queue:
         ``batch`` > 1 up to that many waiting jobs of a conversation come as one batch
         (``job.members``), to be answered in one turn. Re-sending a call with the same
         ``request_id`` returns the jobs the first one reserved (those still leased)."""
+        options = _reserve_options(
+            lease_ms, worker_id, rate_limit, rate_guard_ms, self._mon, max(1, batch)
+        )
         raw = await self.scripts.reserve(
             self._kv,
-            [
-                self._prefix,
-                request_id or new_request_id(),
-                count,
-                prefetch,
-                lease_ms,
-                worker_id,
-                rate_limit,
-                rate_guard_ms,
-                RECOVER_PER_CALL,
-                self._mon,
-                max(1, batch),
-            ],
+            [self._prefix, request_id or new_request_id(), count, prefetch, options],
         )
         return _reservation(raw)
 
@@ -407,31 +423,26 @@ class Queue:
         Returns the ids whose reservation had expired (not completed by us), the
         reservation, and the measured durations of the completed jobs.
         """
-        args: list[Any] = [
+        monitoring = (2 if report else 1) if self.monitoring else 0
+        args: list[str | int] = [
             self._prefix,
             request_id or new_request_id(),
-            self.completed_retention_ms,
             reserve,
             prefetch,
-            lease_ms,
-            worker_id,
-            rate_limit,
-            rate_guard_ms,
-            RECOVER_PER_CALL,
-            (2 if report else 1) if self.monitoring else 0,
-            self.sla_warning_ms,
-            self.sla_critical_ms,
-            max(1, batch),
+            _reserve_options(
+                lease_ms, worker_id, rate_limit, rate_guard_ms, self._mon, max(1, batch)
+            ),
+            _completion_options(
+                self.completed_retention_ms, monitoring, self.sla_warning_ms, self.sla_critical_ms
+            ),
+            json.dumps([x for job in started for m in job.members for x in (m.id, m.token)]),
+            json.dumps(
+                [
+                    [c.job_id, c.token, {name: f"{at:.3f}" for name, at in c.marks.items()}]
+                    for c in done
+                ]
+            ),
         ]
-        _add_refs(args, [m for job in started for m in job.members])
-        args.append(len(done))
-        for c in done:
-            args.append(c.job_id)
-            args.append(c.token)
-            args.append(len(c.marks))
-            for name, at in c.marks.items():
-                args.append(name)
-                args.append(f"{at:.3f}")
         lost, taken, flat = await self.scripts.complete(self._kv, args)
         finished = [
             Finished(
@@ -507,8 +518,17 @@ class Queue:
         from now; returns the lease's end (epoch ms, Redis clock). Raises
         :class:`~sluice.errors.LeaseLostError` otherwise. Safe to repeat. Handlers use
         :meth:`Job.fence`, which also moves the worker's local deadline."""
-        args: list[Any] = [self._prefix, int(hold_ms)]
-        _add_refs(args, job.members)
+        return await self.fence_turn([(m.id, m.token) for m in job.members], hold_ms)
+
+    async def fence_turn(self, refs: Sequence[tuple[str, str]], hold_ms: float) -> float:
+        """:meth:`fence` for a turn given as its (job id, token) pairs. A worker's lease
+        keeps these rather than the job: a job that refers to its lease and a lease that
+        refers back to the job would make every job garbage only the cycle collector can
+        free, which costs throughput."""
+        args: list[Any] = [self._prefix, int(hold_ms), len(refs)]
+        for job_id, token in refs:
+            args.append(job_id)
+            args.append(token)
         ok, detail = await self.scripts.fence(self._kv, args)
         if int(ok) != 1:
             raise LeaseLostError(_text(detail))
@@ -540,6 +560,24 @@ class Queue:
             connection_class=pool.connection_class, max_connections=1, **kwargs
         )
         return aioredis.Redis(connection_pool=dedicated)
+
+
+@functools.lru_cache(maxsize=256)
+def _reserve_options(
+    lease_ms: int, worker_id: str, rate_limit: int, rate_guard_ms: int, monitoring: int, batch: int
+) -> str:
+    """The reservation options as reserve.lua and complete.lua take them (one JSON
+    argument, see reserve_options in lua/lib/core.lua); a worker's rarely change, so the
+    encoded string is kept."""
+    return json.dumps(
+        [lease_ms, worker_id, rate_limit, rate_guard_ms, RECOVER_PER_CALL, monitoring, batch]
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _completion_options(retention_ms: int, monitoring: int, warn_ms: int, crit_ms: int) -> str:
+    """complete.lua's completion options (ARGV 6), kept like :func:`_reserve_options`."""
+    return json.dumps([retention_ms, monitoring, warn_ms, crit_ms])
 
 
 def _add_refs(args: list[Any], jobs: Sequence[Job]) -> None:

@@ -17,8 +17,9 @@ its jobs were still waiting there. The rules (docs/engine.md, "Prefetch"):
 from __future__ import annotations
 
 import bisect
+import operator
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sluice.queue.job import Job
 from sluice.queue.lease import Lease
@@ -31,14 +32,14 @@ class Buffered:
     job: Job
     lease: Lease
     reserved_at: float  # monotonic time the reservation was sent
+    deadline: float = field(init=False)  # the job's deadline (epoch ms), inf when it has none
 
-    @property
-    def deadline(self) -> float:
-        return self.job.deadline_ms if self.job.deadline_ms is not None else float("inf")
+    def __post_init__(self) -> None:
+        deadline = self.job.deadline_ms
+        self.deadline = deadline if deadline is not None else float("inf")
 
 
-def _by_deadline(entry: Buffered) -> float:
-    return entry.deadline
+_by_deadline = operator.attrgetter("deadline")
 
 
 class PrefetchBuffer:
@@ -50,6 +51,9 @@ class PrefetchBuffer:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
 
     def add(self, job: Job, lease: Lease, reserved_at: float) -> None:
         # Kept in deadline order, so a freed slot takes the front (no scan per start).

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import random
@@ -63,6 +62,12 @@ REDIS_DOWN = (RedisError, RedisConnectionError, RedisTimeoutError, ConnectionErr
 
 
 RunKey = tuple[str, str]  # (job id, reservation token)
+# A prefetched job's attempt is charged when it starts, but the worker tells Redis only
+# once it has run this long (with its next call, the heartbeat at the latest), or with its
+# acknowledgement if it finishes first: a short job's charge then costs nothing extra.
+# Until then a crash of the worker loses the charge (the job is retried as if it had not
+# started), so this is also the most a poison job can run uncharged per crash.
+CHARGE_AFTER_S = 0.1
 CONTROL_SUBSCRIBE_WAIT_S = 2.0
 
 
@@ -168,7 +173,10 @@ class Worker:
         self.throughput = 0.0
         self._running: dict[RunKey, _Run] = {}
         self._done: list[Completion] = []
-        self._started: list[Job] = []  # prefetched jobs that started: attempts to charge
+        # Prefetched jobs that started (and when), their attempts not charged yet: see
+        # CHARGE_AFTER_S. One that finishes first leaves it: its acknowledgement carries
+        # the charge (complete.lua).
+        self._started: dict[RunKey, tuple[Job, float]] = {}
         self._hand_back: list[Job] = []  # buffered jobs that may not start: release them
         self._pending: _Exchange | None = None
         self._unconfirmed: list[tuple[Job, Lease]] = []  # leases to renew before a start
@@ -264,8 +272,10 @@ class Worker:
                     # acknowledges them all and refills every freed slot (one loop turn).
                     await asyncio.sleep(0)
                 self._start_buffered()
-                await self._hand_back_revoked()
-                await self._confirm()
+                if self._hand_back:
+                    await self._hand_back_revoked()
+                if self._unconfirmed:
+                    await self._confirm()
                 call = self._pending or self._next_exchange()
                 if call is None:
                     await self._wait_changed()
@@ -296,10 +306,20 @@ class Worker:
         free = max(0, self.concurrency - len(self._running))
         prefetch = self._prefetch_room()
         done, self._done = self._done, []
-        started, self._started = self._started, []
+        started = self._take_started(CHARGE_AFTER_S)
         if free + prefetch <= 0 and not done and not started:
             return None
         return _Exchange(new_request_id(), done, started, free, prefetch)
+
+    def _take_started(self, running_for_s: float = 0.0) -> list[Job]:
+        """The started prefetched jobs whose charge is due: those running for at least
+        ``running_for_s`` (all by default)."""
+        if not running_for_s:
+            started, self._started = self._started, {}
+            return [job for job, _ in started.values()]
+        since = time.monotonic() - running_for_s
+        due = [key for key, (_, began) in self._started.items() if began <= since]
+        return [self._started.pop(key)[0] for key in due]
 
     def _prefetch_room(self) -> int:
         limited = self._live_rate_limit if self._live_rate_limit is not None else self.rate_limit
@@ -317,12 +337,14 @@ class Worker:
         self._paused = reservation.status == "paused"
         deadline = local_deadline(sent_at, self.lease_ms)
         slow = deadline - time.monotonic() < self.lease_ms / 2000
+        fencer = self.queue.fence_turn
         for job in reservation.jobs:
             lease = Lease(
                 token=job.token,
                 worker_id=self.id,
                 deadline=deadline,
-                fencer=functools.partial(self.queue.fence, job),
+                fencer=fencer,
+                refs=[(m.id, m.token) for m in job.members],
             )
             if slow and not self._stopping:
                 self._unconfirmed.append((job, lease))
@@ -361,9 +383,15 @@ class Worker:
 
     def _start_buffered(self) -> None:
         """Start buffered jobs on free slots (no round trip); called when a slot frees."""
-        while len(self._running) < self.concurrency and not self._stopping and not self._paused:
+        while (
+            self._buffer
+            and len(self._running) < self.concurrency
+            and not self._stopping
+            and not self._paused
+        ):
             entry, expired = self._buffer.pop_next()
-            self._hand_back.extend(e.job for e in expired)
+            if expired:
+                self._hand_back.extend(e.job for e in expired)
             if entry is None:
                 break
             job = entry.job
@@ -371,7 +399,7 @@ class Worker:
                 job.mark("started")  # waited in the buffer: queue wait counts until now
             for member in job.members:  # its attempt is charged now (sent with the next call)
                 member.attempt += 1
-            self._started.append(job)
+            self._started[job.id, job.token] = (job, time.monotonic())
             self._start(job, entry.lease)
         if self._hand_back:
             self._changed.set()
@@ -495,9 +523,9 @@ class Worker:
         attempt = 0
         while (self._pending or self._done or self._started) and time.monotonic() < deadline:
             call = self._pending or _Exchange(
-                new_request_id(), self._done, self._started, want=0, prefetch=0
+                new_request_id(), self._done, self._take_started(), want=0, prefetch=0
             )
-            self._pending, self._done, self._started = call, [], []
+            self._pending, self._done = call, []
             try:
                 async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
                     reservation = await self._exchange(call)
@@ -509,7 +537,7 @@ class Worker:
                 await asyncio.sleep(min(1.0, 0.1 * 2**attempt))
         if self._pending or self._done:
             log.error("gave up acknowledging jobs; their leases will expire")
-            self._pending, self._done, self._started = None, [], []
+            self._pending, self._done, self._started = None, [], {}
 
     # ------------------------------------------------------------------ running jobs
 
@@ -519,7 +547,7 @@ class Worker:
             member.lease = lease
         run = _Run(job, lease)
         key = (job.id, job.token)
-        self._meter.started(f"{job.id}:{job.token}")
+        self._meter.started(key)
         run.task = asyncio.create_task(self._run(run), name=f"job {job.id}")
         self._running[key] = run
 
@@ -544,7 +572,7 @@ class Worker:
 
     async def _run(self, run: _Run) -> None:
         job = run.job
-        meter_key = f"{job.id}:{job.token}"
+        meter_key = (job.id, job.token)
         try:
             await self.handler(job)
         except asyncio.CancelledError:
@@ -558,6 +586,7 @@ class Worker:
         except Exception as exc:  # the handler's failure is the job's outcome, not ours
             self._meter.finished(meter_key)
             self.failed += 1
+            self._started.pop((job.id, job.token), None)  # fail.lua charges it
             if not run.lease.lost:
                 retryable = not isinstance(exc, NonRetryableError)
                 error = f"{type(exc).__name__}: {exc}"
@@ -565,6 +594,7 @@ class Worker:
         else:
             self._meter.finished(meter_key)
             self.processed += 1
+            self._started.pop((job.id, job.token), None)  # charged with its completion
             for member in job.members:  # one turn answered them all: each keeps its hops
                 marks = job.marks if member is job else {**member.marks, **job.marks}
                 self._done.append(Completion(member.id, member.token, marks))
@@ -659,7 +689,7 @@ class Worker:
         longer grants is cancelled, a buffered one forgotten. Charges starts not sent yet."""
         runs = [run for run in self._running.values() if not run.lease.lost]
         buffered = [entry for entry in self._buffer.entries() if not entry.lease.lost]
-        started, self._started = self._started, []
+        started = self._take_started()
         sent_at = time.monotonic()
         try:
             lost = set(
@@ -670,7 +700,8 @@ class Worker:
                 )
             )
         except BaseException:
-            self._started[:0] = started
+            again = {(job.id, job.token): (job, sent_at) for job in started}
+            self._started = again | self._started
             raise
         for entry in buffered:
             entry.lease.extended(sent_at, self.lease_ms)
@@ -679,6 +710,8 @@ class Worker:
             self._hand_back.extend(e.job for e in stale)
             self._changed.set()
         for run in runs:
+            if self._running.get((run.job.id, run.job.token)) is not run:
+                continue  # finished meanwhile: its completion may have beaten the renewal
             if any(m.id in lost for m in run.job.members):
                 self._lose(run, "Redis no longer grants the lease; another runner may own it")
             else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -27,16 +27,16 @@ class UtilizationMeter:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._running: dict[str, float] = {}
+        self._running: dict[Hashable, float] = {}  # a run's key -> its start
         self._busy = 0.0
         self._last_sample = clock()
         self._completed_since = 0
 
-    def started(self, job_id: str) -> None:
-        self._running[job_id] = self._clock()
+    def started(self, run: Hashable) -> None:
+        self._running[run] = self._clock()
 
-    def finished(self, job_id: str) -> None:
-        began = self._running.pop(job_id, None)
+    def finished(self, run: Hashable) -> None:
+        began = self._running.pop(run, None)
         if began is not None:
             self._busy += self._clock() - max(began, self._last_sample)
             self._completed_since += 1

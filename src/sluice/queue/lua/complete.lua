@@ -4,18 +4,20 @@
 -- round trip: under load a worker makes one call per batch of finished jobs, not two per job.
 -- Each completion also records the job's durations and SLA verdict (lib/monitor.lua). The
 -- call also charges the attempts of prefetched jobs that started since the worker's last
--- call (charge_starts).
+-- call: those still running through charge_starts, those that already finished as they
+-- are completed (their `pf` mark says the charge is due).
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once and gets the
---       same reservation back), 3 completed-job retention (ms, 0 = delete at once), 4 N to
---       reserve to start (0 = none), 5 P to prefetch, 6 lease (ms), 7 worker id, 8 default
---       rate limit, 9 rate guard (ms), 10 max leases to recover, 11 monitoring (0 off, 1 on,
---       2 on and report each job's durations back for its log line), 12 SLA warning (ms),
---       13 SLA critical (ms), 14 batch (as reserve.lua: a job marked solo is reserved
---       alone), 15 s, then s x (job id, token) of prefetched jobs that started, then the
---       count of completions, then per completion: job id, reservation token, m, then
---       m x (hop name, epoch ms) marked by the handler
+--       same reservation back), 3 N to reserve to start (0 = none), 4 P to prefetch,
+--       5 reservation options (JSON, as reserve.lua: see reserve_options in lib/core.lua),
+--       6 completion options (JSON: [completed-job retention ms (0 = delete at once),
+--       monitoring (0 off, 1 on, 2 on and report each job's durations back for its log
+--       line), SLA warning ms, SLA critical ms]), 7 prefetched jobs that started (JSON: a
+--       flat list of job id, token pairs), 8 completions (JSON: a list of [job id, token,
+--       {hop name: "epoch ms"}] with the hops the handler marked).
+--       Lists travel as JSON (as BullMQ packs its options): the client encodes every
+--       argument of every call, and this is the hottest call there is.
 -- Returns {lost job ids, reserve result, finished} where lost jobs were not completed
 -- because their reservation had expired (another worker owns them now), and finished is
 -- a flat list of (id, key, wait ms, processing ms, SLA ms, verdict) per completed job
@@ -27,24 +29,43 @@
 local REPORT = false
 
 -- Complete one reserved job; false when the caller's reservation is no longer valid
--- (its lease expired and the job was handed to another worker). Marks are hop name /
--- time pairs read from ARGV starting at `at`.
-local function complete(id, token, at, nmarks, retention_ms, now, finished)
+-- (its lease expired and the job was handed to another worker). `marks` maps hop names to
+-- epoch ms (strings) marked by the handler.
+local function complete(id, token, marks, retention_ms, now, finished)
   local jk = job_key(id)
-  local key, tok, state = unpack(redis.call('HMGET', jk, 'key', 'token', 'state'))
+  -- One read for the check, the start charge and the durations (hot path: one call less
+  -- per job than reading the hops again after the write).
+  local f = redis.call('HMGET', jk, 'key', 'token', 'state', 'pf', 'attempt', 'solo',
+    unpack(COMPLETION_HOPS))
+  local key, tok, state, pf, attempt, solo = f[1], f[2], f[3], f[4], f[5], f[6]
   if state ~= 'active' or tok ~= token then
     return false
   end
   redis.call('ZREM', K_ACTIVE, id)
   local fields = {'state', 'completed', 'h:completed', fmt(now)}
-  for m = 0, nmarks - 1 do
-    fields[#fields + 1] = 'h:' .. ARGV[at + 2 * m]
-    fields[#fields + 1] = ARGV[at + 2 * m + 1]
+  if pf == '1' then
+    -- A prefetched job that started and finished since the worker's last call: its start
+    -- is charged here rather than by charge_starts (the worker leaves it out of the
+    -- started list). Its `completed` event tells that it ran.
+    fields[5], fields[6] = 'attempt', tonumber(attempt) + 1
   end
+  local hops = {f[7], f[8], f[9], f[10], f[11], f[12], f[13]}
+  for hop, value in pairs(marks) do
+    local name = 'h:' .. hop
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+    for i, known in ipairs(COMPLETION_HOPS) do
+      if known == name then hops[i] = value end
+    end
+  end
+  -- `token` and `pf` stay: every reader asks for an active job first, and a completed
+  -- job never becomes active again (one write less per job).
   redis.call('HSET', jk, unpack(fields))
-  redis.call('HDEL', jk, 'token', 'solo', 'pf')
+  if solo then
+    redis.call('HDEL', jk, 'solo') -- its turn is over: the mark was only for its retries
+  end
   if MONITOR then
-    local wait, processing, sla, verdict = observe_completion(jk, now, WARN_MS, CRIT_MS)
+    local wait, processing, sla, verdict = observe_completion(hops, now, WARN_MS, CRIT_MS)
     if REPORT then
       local n = #finished
       finished[n + 1], finished[n + 2], finished[n + 3] = id, key, math.floor(wait)
@@ -66,46 +87,40 @@ local function complete(id, token, at, nmarks, retention_ms, now, finished)
 end
 
 local rid = ARGV[2]
+local opts = reserve_options(ARGV[5])
 local earlier = replayed(rid)
 if earlier then
   local record = cjson.decode(earlier)
-  return {record[1], reservation_from_record(record[2], now_ms(), tonumber(ARGV[6])), {}}
+  return {record[1], reservation_from_record(record[2], now_ms(), opts.lease_ms), {}}
 end
 
-MONITOR = ARGV[11] ~= '0'
-REPORT = ARGV[11] == '2'
+local retention, monitoring, warn_ms, crit_ms = unpack(cjson.decode(ARGV[6]))
+retention, monitoring = tonumber(retention), tonumber(monitoring)
+MONITOR = monitoring ~= 0
+REPORT = monitoring == 2
 if not MONITOR then observe_outcome = nil end
-WARN_MS, CRIT_MS = tonumber(ARGV[12]), tonumber(ARGV[13])
+WARN_MS, CRIT_MS = tonumber(warn_ms), tonumber(crit_ms)
 local now = now_ms()
-local retention = tonumber(ARGV[3])
-local at = 15
-local nstarted = tonumber(ARGV[at])
-charge_starts(refs_at(at + 1, nstarted))
-at = at + 1 + 2 * nstarted
-local n = tonumber(ARGV[at])
-at = at + 1
+charge_starts(cjson.decode(ARGV[7]))
 local lost, finished = {}, {}
 local done = 0
-for _ = 1, n do
-  local id, token, nmarks = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
-  if complete(id, token, at + 3, nmarks, retention, now, finished) then
+for _, c in ipairs(cjson.decode(ARGV[8])) do
+  if complete(c[1], c[2], c[3], retention, now, finished) then
     done = done + 1
   else
-    lost[#lost + 1] = id
+    lost[#lost + 1] = c[1]
   end
-  at = at + 3 + 2 * nmarks
 end
 count('completed', done, now)
 if done > 0 and retention > 0 then
   redis.call('ZREMRANGEBYSCORE', K_COMPLETED, '-inf', now - retention)
 end
 
-local want, prefetch = tonumber(ARGV[4]), tonumber(ARGV[5])
+local want, prefetch = tonumber(ARGV[3]), tonumber(ARGV[4])
 local taken, refs
 if want + prefetch > 0 then
-  recover_expired(now, tonumber(ARGV[10]))
-  taken, refs = reserve(want, prefetch, tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]),
-    tonumber(ARGV[9]), now, tonumber(ARGV[14]))
+  recover_expired(now, opts.recover)
+  taken, refs = reserve(want, prefetch, opts, now)
 else
   taken, refs = {'ok', 0}, {}
 end

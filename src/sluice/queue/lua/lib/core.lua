@@ -128,12 +128,12 @@ local function advance_lane(key, id, now)
 end
 
 -- Move a job to the dead-letter set. Its lane does not move on here: the caller buries all
--- it has to, then calls advance_lane once. The `solo` mark goes: a dead letter retried by an
--- operator queues as a new arrival.
+-- it has to, then calls advance_lane once. The `solo` mark and its batch links go: a dead
+-- letter retried by an operator queues as a new arrival.
 local function entomb(id, key, err, now)
   local jk = job_key(id)
   redis.call('HSET', jk, 'state', 'dead', 'err', err, 'h:dead', fmt(now))
-  redis.call('HDEL', jk, 'token', 'solo')
+  redis.call('HDEL', jk, 'token', 'solo', 'pf', 'batch', 'members')
   redis.call('PERSIST', jk)
   redis.call('PERSIST', payload_key(id))
   redis.call('ZADD', K_DEAD, now, id)
@@ -157,11 +157,11 @@ local function charge_starts(refs)
   for i = 1, #refs, 2 do
     local id, token = refs[i], refs[i + 1]
     local jk = job_key(id)
-    local tok, state, pf, owner = unpack(redis.call('HMGET', jk, 'token', 'state', 'pf',
-      'worker'))
+    local tok, state, pf, owner, attempt = unpack(redis.call('HMGET', jk, 'token', 'state',
+      'pf', 'worker', 'attempt'))
     if state == 'active' and tok == token and pf == '1' then
-      redis.call('HINCRBY', jk, 'attempt', 1)
-      redis.call('HDEL', jk, 'pf')
+      -- One write: `pf` 0 means "prefetched, started" (every reader asks for '1').
+      redis.call('HSET', jk, 'attempt', tonumber(attempt) + 1, 'pf', '0')
       charged[#charged + 1] = id .. ':' .. token
       worker = worker or owner
     end
@@ -180,11 +180,12 @@ local function refs_at(first, n)
   return refs
 end
 
--- Put a reserved job back at the head of its lane (its deadline unchanged).
+-- Put a reserved job back at the head of its lane (its deadline unchanged). It leaves its
+-- batch: a job waiting in a lane never has `batch` or `members` (reserve relies on it).
 local function requeue_head(id, key, now)
   local jk = job_key(id)
   redis.call('HSET', jk, 'state', 'waiting')
-  redis.call('HDEL', jk, 'token', 'pf')
+  redis.call('HDEL', jk, 'token', 'pf', 'batch', 'members')
   redis.call('LPUSH', lane_key(key), id)
   if redis.call('HGET', K_INFLIGHT, key) == id then
     redis.call('HDEL', K_INFLIGHT, key)
@@ -424,8 +425,23 @@ end
 -- status is 'ok', 'paused' or 'rate' and each job is its HGETALL field list plus its
 -- payload; and the "id:token" of each job reserved (lib/request.lua keeps them). The
 -- `reserved` event's info is "worker|token", with "|p" for a prefetched job.
-local function reserve(want, prefetch, lease_ms, worker, default_rate, guard_ms, now,
-    batch_max)
+-- How a worker reserves, as its calls pass it: one JSON array (decoded by
+-- reserve_options), [lease ms, worker id, default rate limit (jobs/s, 0 = unlimited; the
+-- live value in meta.rate_limit wins), rate guard (ms added to the 1 s window to absorb
+-- dispatch jitter), max leases to recover per call, monitoring (0/1: dead letters from
+-- expired leases are counted), batch (the most jobs of one conversation to reserve
+-- together; a job marked solo is always reserved alone)]. One argument instead of seven:
+-- the client encodes each argument of every call, and these rarely change.
+local function reserve_options(json)
+  local o = cjson.decode(json)
+  return {lease_ms = tonumber(o[1]), worker = tostring(o[2]), default_rate = tonumber(o[3]),
+    guard_ms = tonumber(o[4]), recover = tonumber(o[5]), monitor = tonumber(o[6]) == 1,
+    batch = tonumber(o[7])}
+end
+
+local function reserve(want, prefetch, opts, now)
+  local lease_ms, worker, batch_max = opts.lease_ms, opts.worker, opts.batch
+  local default_rate, guard_ms = opts.default_rate, opts.guard_ms
   if redis.call('HGET', K_META, 'paused') == '1' then
     return {'paused', 0}, {}
   end
@@ -458,21 +474,32 @@ local function reserve(want, prefetch, lease_ms, worker, default_rate, guard_ms,
       redis.call('HSET', K_INFLIGHT, key, leader)
       for n, member in ipairs(members) do
         local jk = job_key(member)
-        local token = redis.call('HINCRBY', jk, 'rsv', 1)
+        -- Read once, write once (the hot path): the token is the reservation count, and
+        -- what changed is appended to the fields the worker gets (later entries win).
+        local fields = redis.call('HGETALL', jk)
+        local rsv, attempt = 0, 0
+        for f = 1, #fields, 2 do
+          local name = fields[f]
+          if name == 'rsv' then rsv = tonumber(fields[f + 1])
+          elseif name == 'attempt' then attempt = tonumber(fields[f + 1]) end
+        end
+        local token = tostring(rsv + 1)
         refs[#refs + 1] = member .. ':' .. token
-        redis.call('HDEL', jk, 'batch', 'members')
+        -- A waiting job has no batch links (requeue_head, entomb): only this
+        -- reservation's are set.
+        local changed = {'state', 'active', 'h:reserved', fmt(now), 'worker', worker,
+          'token', token, 'rsv', token}
         if buffered then
-          redis.call('HSET', jk, 'pf', '1')
+          changed[#changed + 1], changed[#changed + 2] = 'pf', '1'
         else
-          redis.call('HINCRBY', jk, 'attempt', 1)
+          changed[#changed + 1], changed[#changed + 2] = 'attempt', tostring(attempt + 1)
         end
-        redis.call('HSET', jk, 'state', 'active', 'h:reserved', fmt(now), 'worker', worker,
-          'token', token)
         if n > 1 then
-          redis.call('HSET', jk, 'batch', leader)
+          changed[#changed + 1], changed[#changed + 2] = 'batch', leader
         elseif #members > 1 then
-          redis.call('HSET', jk, 'members', table.concat(members, ','))
+          changed[#changed + 1], changed[#changed + 2] = 'members', table.concat(members, ',')
         end
+        redis.call('HSET', jk, unpack(changed))
         redis.call('ZADD', K_ACTIVE, now + lease_ms, member)
         redis.call('ZREM', K_WAITING, member)
         if rate > 0 and n == 1 then
@@ -483,7 +510,9 @@ local function reserve(want, prefetch, lease_ms, worker, default_rate, guard_ms,
         else
           emit('reserved', member, key, worker .. '|' .. token)
         end
-        local fields = redis.call('HGETALL', jk)
+        for c = 1, #changed do
+          fields[#fields + 1] = changed[c]
+        end
         fields[#fields + 1] = 'payload'
         fields[#fields + 1] = redis.call('GET', payload_key(member)) or 'null'
         out[#out + 1] = fields

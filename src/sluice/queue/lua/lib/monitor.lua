@@ -54,12 +54,16 @@ local function observe(kind, ms)
   add(Tot, 'h' .. kind .. ':' .. prom_bucket(ms), 1)
 end
 
--- Record a finished job's durations (and store them on the job). Returns wait, processing,
--- SLA duration (ms) and the verdict. Clock skew between the source and us never makes a
--- duration negative: the source time is clamped to our receive time.
-local function observe_completion(jk, now, warn_ms, crit_ms)
-  local h = redis.call('HMGET', jk, 'h:source_created', 'h:received', 'h:enqueued',
-    'h:reserved', 'h:reply_generated', 'h:reply_sent', 'h:started')
+-- The hops a completion's durations are computed from, in the order observe_completion
+-- takes them (the completing script reads them with the job's other fields in one HMGET).
+local COMPLETION_HOPS = {'h:source_created', 'h:received', 'h:enqueued', 'h:reserved',
+  'h:reply_generated', 'h:reply_sent', 'h:started'}
+
+-- Record a finished job's durations from its hops `h` (values in COMPLETION_HOPS order,
+-- strings or nil). Returns wait, processing, SLA duration (ms) and the verdict. Clock skew
+-- between the source and us never makes a duration negative: the source time is clamped
+-- to our receive time.
+local function observe_completion(h, now, warn_ms, crit_ms)
   local source, received = tonumber(h[1]), tonumber(h[2])
   -- A job that waited in a worker's prefetch buffer counts as waiting until it started.
   local enqueued, reserved = tonumber(h[3]), tonumber(h[7]) or tonumber(h[4]) or now
