@@ -51,6 +51,8 @@ async def test_hops_are_stamped(queue: Queue) -> None:
         ({"key": "", "payload": {}}, "conversation key"),
         ({"key": "7:1", "payload": {}, "priority": "asap"}, "unknown priority"),
         ({"key": "7:1", "payload": {}, "hops": {"a:b": 1.0}}, "hop name"),
+        ({"key": "7:1", "payload": {}, "hops": {"a=b;c": 1.0}}, "hop name"),
+        ({"key": "7:1", "payload": {}, "hops": {"": 1.0}}, "hop name"),
         ({"key": "7:1", "payload": {1, 2}}, "not JSON serializable"),
     ],
 )

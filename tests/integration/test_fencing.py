@@ -245,6 +245,25 @@ async def test_3_a_prefetched_job_finished_before_its_charge_is_charged_by_its_c
     assert record is not None and record.state == "completed" and record.attempt == 1
 
 
+async def test_handler_hops_travel_with_the_acknowledgement_and_bad_names_are_refused(
+    queue: Queue,
+) -> None:
+    """Hops ride packed in complete's arguments ("hop=ms;hop=ms"): they arrive intact, and
+    a name that could break the packing is refused before anything is sent."""
+    await queue.enqueue("a", {})
+    job = (await queue.reserve(1, worker_id="w")).jobs[0]
+    job.mark("reply-sent.v2", 1_700_000_000_123.5)
+    with pytest.raises(ValueError, match="hop name"):
+        job.mark("a=b")
+    with pytest.raises(ValueError, match="hop name"):
+        await queue.complete([Completion(job.id, job.token, {"x,y": 1.0})], worker_id="w")
+    assert (await queue.get_job(job.id)).state == "active"  # type: ignore[union-attr]
+    lost, _, _ = await queue.complete([Completion(job.id, job.token, job.marks)], worker_id="w")
+    record = await queue.get_job(job.id)
+    assert lost == [] and record is not None and record.state == "completed"
+    assert record.hops["reply-sent.v2"] == 1_700_000_000_123.5
+
+
 async def test_a_run_that_ends_while_its_renewal_is_in_flight_is_not_reported_lost(
     queue: Queue, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,17 @@ if TYPE_CHECKING:
 # How long a fence holds the lease by default: the Chatwoot client's 10 s request timeout
 # and a little more, so a POST can end before anyone else may run the turn.
 DEFAULT_FENCE_HOLD_MS = 12_000
+
+
+_HOP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_hop_name(hop: str) -> str:
+    """A hop name is letters, digits, '_', '.' and '-' (the scripts take hops packed as
+    ``name=ms;name=ms``); anything else is refused with a clear error."""
+    if not isinstance(hop, str) or not _HOP_NAME.fullmatch(hop):
+        raise ValueError(f"hop name {hop!r} must be letters, digits, '_', '.' or '-'")
+    return hop
 
 
 def now_ms() -> float:
@@ -60,8 +72,7 @@ class Job:
 
     def mark(self, hop: str, at_ms: float | None = None) -> float:
         """Record that this job reached ``hop`` now (or at ``at_ms``)."""
-        if not hop or ":" in hop:
-            raise ValueError(f"hop name {hop!r} must be non-empty and contain no ':'")
+        check_hop_name(hop)
         value = now_ms() if at_ms is None else at_ms
         self.marks[hop] = value
         self.hops[hop] = value

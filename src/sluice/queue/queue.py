@@ -19,7 +19,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 
 from sluice.errors import LeaseLostError
-from sluice.queue.job import Job, JobRecord
+from sluice.queue.job import Job, JobRecord, check_hop_name
 from sluice.queue.keys import QueueKeys
 from sluice.queue.priority import DEFAULT_TARGETS_MS, target_ms
 from sluice.queue.scripts import Scripts
@@ -204,8 +204,7 @@ class Queue:
         ]
         if hops:
             for name, at in hops.items():
-                if not name or ":" in name:
-                    raise ValueError(f"hop name {name!r} must be non-empty and contain no ':'")
+                check_hop_name(name)
                 args.append(name)
                 args.append(f"{at:.3f}")
         return args
@@ -392,12 +391,10 @@ class Queue:
         ``batch`` > 1 up to that many waiting jobs of a conversation come as one batch
         (``job.members``), to be answered in one turn. Re-sending a call with the same
         ``request_id`` returns the jobs the first one reserved (those still leased)."""
-        options = _reserve_options(
-            lease_ms, worker_id, rate_limit, rate_guard_ms, self._mon, max(1, batch)
-        )
+        options = _reserve_options(lease_ms, rate_limit, rate_guard_ms, self._mon, max(1, batch))
         raw = await self.scripts.reserve(
             self._kv,
-            [self._prefix, request_id or new_request_id(), count, prefetch, options],
+            [self._prefix, request_id or new_request_id(), count, prefetch, worker_id, options],
         )
         return _reservation(raw)
 
@@ -429,19 +426,13 @@ class Queue:
             request_id or new_request_id(),
             reserve,
             prefetch,
-            _reserve_options(
-                lease_ms, worker_id, rate_limit, rate_guard_ms, self._mon, max(1, batch)
-            ),
+            worker_id,
+            _reserve_options(lease_ms, rate_limit, rate_guard_ms, self._mon, max(1, batch)),
             _completion_options(
                 self.completed_retention_ms, monitoring, self.sla_warning_ms, self.sla_critical_ms
             ),
-            json.dumps([x for job in started for m in job.members for x in (m.id, m.token)]),
-            json.dumps(
-                [
-                    [c.job_id, c.token, {name: f"{at:.3f}" for name, at in c.marks.items()}]
-                    for c in done
-                ]
-            ),
+            ",".join([f"{m.id}:{m.token}" for job in started for m in job.members]),
+            ",".join([_packed_completion(c) for c in done]),
         ]
         lost, taken, flat = await self.scripts.complete(self._kv, args)
         finished = [
@@ -564,20 +555,26 @@ class Queue:
 
 @functools.lru_cache(maxsize=256)
 def _reserve_options(
-    lease_ms: int, worker_id: str, rate_limit: int, rate_guard_ms: int, monitoring: int, batch: int
+    lease_ms: int, rate_limit: int, rate_guard_ms: int, monitoring: int, batch: int
 ) -> str:
-    """The reservation options as reserve.lua and complete.lua take them (one JSON
-    argument, see reserve_options in lua/lib/core.lua); a worker's rarely change, so the
-    encoded string is kept."""
-    return json.dumps(
-        [lease_ms, worker_id, rate_limit, rate_guard_ms, RECOVER_PER_CALL, monitoring, batch]
-    )
+    """The reservation options as reserve.lua and complete.lua take them (one argument, see
+    reserve_options in lua/lib/core.lua); a worker's rarely change, so the string is kept."""
+    return f"{lease_ms}|{rate_limit}|{rate_guard_ms}|{RECOVER_PER_CALL}|{monitoring}|{batch}"
 
 
 @functools.lru_cache(maxsize=256)
 def _completion_options(retention_ms: int, monitoring: int, warn_ms: int, crit_ms: int) -> str:
-    """complete.lua's completion options (ARGV 6), kept like :func:`_reserve_options`."""
-    return json.dumps([retention_ms, monitoring, warn_ms, crit_ms])
+    """complete.lua's completion options (ARGV 7), kept like :func:`_reserve_options`."""
+    return f"{retention_ms}|{monitoring}|{warn_ms}|{crit_ms}"
+
+
+def _packed_completion(c: Completion) -> str:
+    """One completion as complete.lua reads it: "id:token" or "id:token:hop=ms;hop=ms"
+    (ids and tokens are numbers; hop names are checked by ``check_hop_name``)."""
+    if not c.marks:
+        return f"{c.job_id}:{c.token}"
+    hops = ";".join(f"{check_hop_name(n)}={at:.3f}" for n, at in c.marks.items())
+    return f"{c.job_id}:{c.token}:{hops}"
 
 
 def _add_refs(args: list[Any], jobs: Sequence[Job]) -> None:

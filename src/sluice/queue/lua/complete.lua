@@ -10,14 +10,14 @@
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once and gets the
 --       same reservation back), 3 N to reserve to start (0 = none), 4 P to prefetch,
---       5 reservation options (JSON, as reserve.lua: see reserve_options in lib/core.lua),
---       6 completion options (JSON: [completed-job retention ms (0 = delete at once),
---       monitoring (0 off, 1 on, 2 on and report each job's durations back for its log
---       line), SLA warning ms, SLA critical ms]), 7 prefetched jobs that started (JSON: a
---       flat list of job id, token pairs), 8 completions (JSON: a list of [job id, token,
---       {hop name: "epoch ms"}] with the hops the handler marked).
---       Lists travel as JSON (as BullMQ packs its options): the client encodes every
---       argument of every call, and this is the hottest call there is.
+--       5 worker id, 6 reservation options (as reserve.lua: see reserve_options in
+--       lib/core.lua), 7 completion options "retention ms|monitoring|SLA warning ms|SLA
+--       critical ms" (retention 0 = delete at once; monitoring 0 off, 1 on, 2 on and report
+--       each job's durations back for its log line), 8 prefetched jobs that started,
+--       "id:token,..." (parse_refs), 9 completions, "id:token[:hop=epoch ms;hop=...],..."
+--       with the hops the handler marked (hop names are letters, digits, '_', '.', '-').
+--       Lists travel packed in one argument each (as BullMQ packs its options): the client
+--       encodes every argument of every call, and this is the hottest call there is.
 -- Returns {lost job ids, reserve result, finished} where lost jobs were not completed
 -- because their reservation had expired (another worker owns them now), and finished is
 -- a flat list of (id, key, wait ms, processing ms, SLA ms, verdict) per completed job
@@ -87,28 +87,33 @@ local function complete(id, token, marks, retention_ms, now, finished)
 end
 
 local rid = ARGV[2]
-local opts = reserve_options(ARGV[5])
+local opts = reserve_options(ARGV[5], ARGV[6])
 local earlier = replayed(rid)
 if earlier then
   local record = cjson.decode(earlier)
   return {record[1], reservation_from_record(record[2], now_ms(), opts.lease_ms), {}}
 end
 
-local retention, monitoring, warn_ms, crit_ms = unpack(cjson.decode(ARGV[6]))
+local retention, monitoring, warn_ms, crit_ms = string.match(ARGV[7],
+  '^(%d+)|(%d)|(%d+)|(%d+)$')
 retention, monitoring = tonumber(retention), tonumber(monitoring)
 MONITOR = monitoring ~= 0
 REPORT = monitoring == 2
 if not MONITOR then observe_outcome = nil end
 WARN_MS, CRIT_MS = tonumber(warn_ms), tonumber(crit_ms)
 local now = now_ms()
-charge_starts(cjson.decode(ARGV[7]))
+charge_starts(parse_refs(ARGV[8]))
 local lost, finished = {}, {}
 local done = 0
-for _, c in ipairs(cjson.decode(ARGV[8])) do
-  if complete(c[1], c[2], c[3], retention, now, finished) then
+for id, token, hops in string.gmatch(ARGV[9], '([^:,]+):([^:,]+):?([^,]*)') do
+  local marks = {}
+  for hop, at in string.gmatch(hops, '([^=;]+)=([^;]+)') do
+    marks[hop] = at
+  end
+  if complete(id, token, marks, retention, now, finished) then
     done = done + 1
   else
-    lost[#lost + 1] = c[1]
+    lost[#lost + 1] = id
   end
 end
 count('completed', done, now)

@@ -11,9 +11,9 @@
 --
 -- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call returns the same jobs),
---       3 N to start, 4 P to prefetch, 5 reservation options (JSON, see reserve_options in
---       lib/core.lua: lease, worker id, rate limit, rate guard, leases to recover per call,
---       monitoring, batch)
+--       3 N to start, 4 P to prefetch, 5 worker id, 6 reservation options (see
+--       reserve_options in lib/core.lua: lease, rate limit, rate guard, leases to recover
+--       per call, monitoring, batch)
 -- Returns {status, retry_after_ms, job fields...}: status 'ok' | 'paused' | 'rate';
 -- retry_after is when the rate window frees a start, or the next delayed retry is due.
 --!include lib/core.lua
@@ -21,7 +21,7 @@
 --!include lib/request.lua
 
 local rid = ARGV[2]
-local opts = reserve_options(ARGV[5])
+local opts = reserve_options(ARGV[5], ARGV[6])
 local earlier = replayed(rid)
 if earlier then
   return reservation_from_record(earlier, now_ms(), opts.lease_ms)

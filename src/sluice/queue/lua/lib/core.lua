@@ -425,18 +425,33 @@ end
 -- status is 'ok', 'paused' or 'rate' and each job is its HGETALL field list plus its
 -- payload; and the "id:token" of each job reserved (lib/request.lua keeps them). The
 -- `reserved` event's info is "worker|token", with "|p" for a prefetched job.
--- How a worker reserves, as its calls pass it: one JSON array (decoded by
--- reserve_options), [lease ms, worker id, default rate limit (jobs/s, 0 = unlimited; the
--- live value in meta.rate_limit wins), rate guard (ms added to the 1 s window to absorb
--- dispatch jitter), max leases to recover per call, monitoring (0/1: dead letters from
--- expired leases are counted), batch (the most jobs of one conversation to reserve
--- together; a job marked solo is always reserved alone)]. One argument instead of seven:
--- the client encodes each argument of every call, and these rarely change.
-local function reserve_options(json)
-  local o = cjson.decode(json)
-  return {lease_ms = tonumber(o[1]), worker = tostring(o[2]), default_rate = tonumber(o[3]),
-    guard_ms = tonumber(o[4]), recover = tonumber(o[5]), monitor = tonumber(o[6]) == 1,
-    batch = tonumber(o[7])}
+-- How a worker reserves, as its calls pass it: the worker id, and one string
+-- "lease ms|default rate limit|rate guard ms|max leases to recover|monitoring|batch"
+-- (decoded by reserve_options): the default rate limit is in jobs/s, 0 = unlimited (the
+-- live value in meta.rate_limit wins); the rate guard is added to the 1 s window to absorb
+-- dispatch jitter; monitoring 0/1 (dead letters from expired leases are counted); batch is
+-- the most jobs of one conversation to reserve together (a job marked solo is always
+-- reserved alone). One argument instead of six: the client encodes every argument of every
+-- call, and these rarely change.
+local function reserve_options(worker, packed)
+  local lease, rate, guard, recover, monitor, batch = string.match(packed,
+    '^(%d+)|(%d+)|(%d+)|(%d+)|(%d)|(%d+)$')
+  if not lease then
+    error('reservation options must be "lease|rate|guard|recover|monitor|batch", got ' .. packed)
+  end
+  return {lease_ms = tonumber(lease), worker = worker, default_rate = tonumber(rate),
+    guard_ms = tonumber(guard), recover = tonumber(recover), monitor = monitor == '1',
+    batch = tonumber(batch)}
+end
+
+-- A list of job refs as the worker sends it, "id:token,id:token,...", as the flat list
+-- {id, token, id, token, ...} that charge_starts takes (ids and tokens are numbers).
+local function parse_refs(packed)
+  local refs = {}
+  for id, token in string.gmatch(packed, '([^:,]+):([^,]+)') do
+    refs[#refs + 1], refs[#refs + 2] = id, token
+  end
+  return refs
 end
 
 local function reserve(want, prefetch, opts, now)
@@ -475,14 +490,14 @@ local function reserve(want, prefetch, opts, now)
       for n, member in ipairs(members) do
         local jk = job_key(member)
         -- Read once, write once (the hot path): the token is the reservation count, and
-        -- what changed is appended to the fields the worker gets (later entries win).
+        -- what changed is written into the fields the worker gets as well.
         local fields = redis.call('HGETALL', jk)
-        local rsv, attempt = 0, 0
+        local at = {} -- field name -> index of its value in `fields`
         for f = 1, #fields, 2 do
-          local name = fields[f]
-          if name == 'rsv' then rsv = tonumber(fields[f + 1])
-          elseif name == 'attempt' then attempt = tonumber(fields[f + 1]) end
+          at[fields[f]] = f + 1
         end
+        local rsv = tonumber(fields[at.rsv or 0]) or 0
+        local attempt = tonumber(fields[at.attempt or 0]) or 0
         local token = tostring(rsv + 1)
         refs[#refs + 1] = member .. ':' .. token
         -- A waiting job has no batch links (requeue_head, entomb): only this
@@ -510,8 +525,13 @@ local function reserve(want, prefetch, opts, now)
         else
           emit('reserved', member, key, worker .. '|' .. token)
         end
-        for c = 1, #changed do
-          fields[#fields + 1] = changed[c]
+        for c = 1, #changed, 2 do
+          local i = at[changed[c]]
+          if i then
+            fields[i] = changed[c + 1]
+          else
+            fields[#fields + 1], fields[#fields + 2] = changed[c], changed[c + 1]
+          end
         end
         fields[#fields + 1] = 'payload'
         fields[#fields + 1] = redis.call('GET', payload_key(member)) or 'null'
