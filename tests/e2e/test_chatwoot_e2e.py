@@ -156,13 +156,7 @@ async def test_handoff_to_a_human_and_back(redis_url: str, queue_name: str) -> N
     cfg = LoadConfig(broker_latency_ms=10)
 
     async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
-        conversation = await sim.create_conversation(ACCOUNT)
-        first = await sim.customer_message(ACCOUNT, conversation, "Where is my order?")
-        await sim.wait_for_reply(ACCOUNT, conversation, after_message_id=first["id"], timeout=30)
-        ask = await sim.customer_message(ACCOUNT, conversation, "I want to talk to a human")
-        await sim.wait_for_reply(ACCOUNT, conversation, after_message_id=ask["id"], timeout=30)
-        await sim.flush()
-        state = sim.conversation(ACCOUNT, conversation)
+        conversation, state = await _ask_for_a_human(sim)
         assert state["status"] == "open"
         assert (state["meta"].get("assignee") or {}).get("id") == 23
         before = len(sim.replies(ACCOUNT, conversation))

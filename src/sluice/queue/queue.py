@@ -516,10 +516,7 @@ class Queue:
         keeps these rather than the job: a job that refers to its lease and a lease that
         refers back to the job would make every job garbage only the cycle collector can
         free, which costs throughput."""
-        args: list[Any] = [self._prefix, int(hold_ms), len(refs)]
-        for job_id, token in refs:
-            args.append(job_id)
-            args.append(token)
+        args: list[Any] = [self._prefix, int(hold_ms), len(refs), *itertools.chain(*refs)]
         ok, detail = await self.scripts.fence(self._kv, args)
         if int(ok) != 1:
             raise LeaseLostError(_text(detail))
