@@ -5,6 +5,7 @@ version that has them; the SSRF filter of 4.14."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 import types
@@ -63,6 +64,22 @@ async def test_account_webhook_timeout_and_refused_connection_are_lost(make_env:
     await env.sim.create_conversation(7)
     refused = env.sim.webhooks.log[-1]
     assert refused.attempts == ["ConnectError"] and not refused.delivered
+
+
+async def test_deliveries_run_on_sidekiq_threads_and_a_queued_job_does_not_time_out(
+    make_env: Factory,
+) -> None:
+    # Six messages at once on two "Sidekiq threads": two requests in flight at a time, and
+    # the last ones wait ~0.9 s for a thread, longer than the 0.5 s timeout, yet arrive.
+    env = await make_env(webhook_concurrency=2, webhook_timeout_s=0.5)
+    conversations = [await env.sim.create_conversation(7) for _ in range(6)]
+    env.receiver.delay_s = 0.3
+    env.receiver.peak_in_flight = 0
+    await asyncio.gather(*(env.sim.customer_message(7, c, "hello?") for c in conversations))
+    assert env.receiver.peak_in_flight == 2
+    created = [d for d in env.sim.webhooks.log if d.event == "message_created"]
+    assert len(created) == 6
+    assert all(d.outcome == "delivered" for d in created), [d.attempts for d in created]
 
 
 # --- rule 2: agent bots ------------------------------------------------------------------

@@ -46,6 +46,8 @@ class Receiver:
     script: list[int] = field(default_factory=list)  # statuses to answer, then 200
     headers: dict[str, str] = field(default_factory=dict)  # added to scripted answers
     delay_s: float = 0.0
+    in_flight: int = 0
+    peak_in_flight: int = 0
 
     def events(self, name: str) -> list[Hit]:
         return [h for h in self.hits if h.event == name]
@@ -60,11 +62,16 @@ def receiver_app(receiver: Receiver) -> FastAPI:
     @app.post("/hook")
     async def hook(request: Request) -> Response:
         receiver.hits.append(Hit(dict(request.headers), await request.body()))
-        if receiver.delay_s:
-            await asyncio.sleep(receiver.delay_s)
-        if receiver.script:
-            return Response(status_code=receiver.script.pop(0), headers=receiver.headers)
-        return Response(status_code=200)
+        receiver.in_flight += 1
+        receiver.peak_in_flight = max(receiver.peak_in_flight, receiver.in_flight)
+        try:
+            if receiver.delay_s:
+                await asyncio.sleep(receiver.delay_s)
+            if receiver.script:
+                return Response(status_code=receiver.script.pop(0), headers=receiver.headers)
+            return Response(status_code=200)
+        finally:
+            receiver.in_flight -= 1
 
     return app
 

@@ -75,7 +75,12 @@ class SimulatorConfig:
       role is administrator), ``"user_agent"`` (the first with role agent) or ``"bot"``
       (the agent bot). ``bot_token``: a second token, the bot's. ``user_tokens``: more user
       tokens, token -> agent id (the agent's role decides what toggle_status does).
-    - ``webhook_timeout_s``: ``WEBHOOK_TIMEOUT`` (5 s by default, PR #12777).
+    - ``webhook_timeout_s``: ``WEBHOOK_TIMEOUT`` (5 s by default, PR #12777): the open and
+      the read timeout of one attempt's request.
+    - ``webhook_concurrency``: how many delivery jobs run at once, Sidekiq's concurrency
+      (``SIDEKIQ_CONCURRENCY``, 10 in Chatwoot's ``config/sidekiq.yml``). A job beyond it
+      waits in the Sidekiq queue, and that wait is not part of any timeout; the agent bot's
+      ``retry_on ... wait: 3.seconds`` re-enqueues the job, so a waiting retry holds no slot.
     - ``keep_pending_on_bot_failure``: the account setting (PR #13512, 4.11+).
     - ``safe_fetch_allow_private_network``: ``SAFE_FETCH_ALLOW_PRIVATE_NETWORK`` (PR #14548);
       False makes 4.14+ refuse loopback and private webhook URLs as Chatwoot's SSRF filter
@@ -111,6 +116,7 @@ class SimulatorConfig:
     seed: int = 0
     webhook_kind: WebhookKind | None = None
     webhook_timeout_s: float = 5.0
+    webhook_concurrency: int = 10
     webhook_attempts: int | None = None
     webhook_retry_delay_s: float = 3.0
     duplicate_delivery_rate: float = 0.0
@@ -166,6 +172,8 @@ class SimulatorConfig:
             raise ValueError("rate_limit_per_min must be >= 1")
         if self.webhook_retry_delay_s < 0 or self.webhook_timeout_s <= 0:
             raise ValueError("webhook_retry_delay_s must be >= 0, webhook_timeout_s > 0")
+        if self.webhook_concurrency < 1:
+            raise ValueError("webhook_concurrency must be >= 1")
 
     def _check_tokens(self) -> None:
         if not self.api_token:

@@ -4,6 +4,10 @@
 - One POST of the compact JSON body, ``Content-Type``/``Accept: application/json``, with the
   ``WEBHOOK_TIMEOUT`` (5 s) as open and read timeout. Any non-2xx (3xx included) is a
   failure; so are timeouts and connection errors.
+- Delivery jobs run on Sidekiq's threads (``SIDEKIQ_CONCURRENCY``, 10 by default in
+  ``config/sidekiq.yml``): at most ``webhook_concurrency`` attempts are in flight, the
+  others wait their turn as queued jobs do, and the timeout starts when the request does
+  (it never counts a wait for a thread or a connection).
 - Account (and API-inbox) webhooks: exactly one attempt, whatever happened (WebhookJob has
   no ``retry_on`` and Trigger swallows errors; issue #15920). A failed delivery is lost.
 - Agent bots: retried only on HTTP 429 and 500 (``RETRYABLE_AGENT_BOT_STATUSES``), 3
@@ -95,14 +99,25 @@ class WebhookSender:
         # Bounded: a load test sends hundreds of thousands of events.
         self.log: deque[Delivery] = deque(maxlen=log_size)
         self._http: httpx.AsyncClient | None = None
+        self._threads: asyncio.Semaphore | None = None
+        self._thread_count = 0
 
     def _client(self) -> httpx.AsyncClient:
         # Created lazily so it binds to the loop that actually sends.
         if self._http is None:
             self._http = httpx.AsyncClient(
-                headers={"User-Agent": "rest-client/2.1.0 (chatwoot-simulator)"}
+                headers={"User-Agent": "rest-client/2.1.0 (chatwoot-simulator)"},
+                limits=httpx.Limits(max_connections=None),
             )
         return self._http
+
+    def _sidekiq_threads(self) -> asyncio.Semaphore:
+        """The delivery slots, rebuilt when ``webhook_concurrency`` changes (between runs;
+        attempts already holding an old slot finish on it)."""
+        wanted = self.config.webhook_concurrency
+        if self._threads is None or self._thread_count != wanted:
+            self._threads, self._thread_count = asyncio.Semaphore(wanted), wanted
+        return self._threads
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -142,14 +157,16 @@ class WebhookSender:
                 delivery.attempts.append(BLOCKED)  # not retryable: handled as a failure
                 delivery.outcome = "blocked"
                 return False
-            self.counters["sent"] += 1
             try:
-                response = await self._client().post(
-                    url,
-                    content=body,
-                    headers=self._headers(body, delivery),
-                    timeout=self.config.webhook_timeout_s,
-                )
+                async with self._sidekiq_threads():
+                    self.counters["sent"] += 1
+                    response = await self._client().post(
+                        url,
+                        content=body,
+                        headers=self._headers(body, delivery),
+                        # open_timeout and read_timeout; never a wait for a connection.
+                        timeout=httpx.Timeout(self.config.webhook_timeout_s, pool=None),
+                    )
             except httpx.TimeoutException:
                 delivery.attempts.append("timeout")  # FetchError: never retried
                 return False
