@@ -5,6 +5,7 @@ The engine's public API::
     from sluice import Queue, Worker, Job
 """
 
+from sluice import _moved
 from sluice.errors import JobLostError, LeaseLostError, NonRetryableError, SluiceError
 from sluice.queue.job import Job, JobRecord
 from sluice.queue.queue import Completion, Enqueued, EnqueueRequest, Queue, Reservation
@@ -26,3 +27,5 @@ __all__ = [
     "Worker",
 ]
 __version__ = "0.1.0"
+
+_moved.install()  # old module paths (before the reorganisation) keep importing

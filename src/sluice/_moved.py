@@ -1,0 +1,57 @@
+"""Old module paths that still import, for code written against an earlier layout.
+
+The package was reorganised so that its folders read as the architecture (see
+docs/architecture.md). Code outside this repository may still say ``from sluice.config
+import load_settings``; the finder below answers such an import with the module at its
+new place (the same module object, so ``mock.patch("sluice.config.x")`` patches the real
+one). Only this table names old paths; nothing inside the package uses them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+# old dotted path -> new dotted path
+MOVED: dict[str, str] = {}
+
+
+class _Alias(importlib.abc.Loader):
+    """Loads an old path by importing the new one and returning that module object."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._spec: importlib.machinery.ModuleSpec | None = None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        module = importlib.import_module(self.target)
+        self._spec = module.__spec__
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        """Nothing to run (the module ran when it was imported at its new place); the import
+        system has just stamped the old spec on it, so give it its own back."""
+        module.__spec__ = self._spec
+
+
+class _MovedFinder(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        new = MOVED.get(fullname)
+        if new is None:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, _Alias(new))
+
+
+def install() -> None:
+    """Put the finder in front of the path finders (once)."""
+    if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _MovedFinder())
