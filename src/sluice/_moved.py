@@ -17,7 +17,23 @@ from collections.abc import Sequence
 from types import ModuleType
 
 # old dotted path -> new dotted path
-MOVED: dict[str, str] = {}
+MOVED: dict[str, str] = {
+    # settings/: every variable, its defaults and checks
+    "sluice.config": "sluice.settings.config",
+    "sluice.settings_env": "sluice.settings.env",
+    "sluice.profiles": "sluice.settings.profiles",
+    "sluice.validate": "sluice.settings.validate",
+    # service/: the Chatwoot service, webhook to reply
+    "sluice.intake": "sluice.service.intake",
+    "sluice.spool": "sluice.service.spool",
+    "sluice.conversations": "sluice.service.conversations",
+    "sluice.pipeline": "sluice.service.pipeline",
+    "sluice.app": "sluice.service.wiring",
+    "sluice.system": "sluice.service.wiring",
+    # beside the engine
+    "sluice.retention": "sluice.monitor.retention",
+    "sluice.timing": "sluice.queue.hops",
+}
 
 
 class _Alias(importlib.abc.Loader):

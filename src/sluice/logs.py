@@ -3,7 +3,7 @@
 Every line goes through :class:`RedactUrls` on the way out: libraries print the URLs they
 talk to (httpx logs each request's full URL at INFO, exceptions quote it), and a URL setting
 may carry credentials (``https://user:pw@chat.example.com``, ``?api_key=``). Sluice's own
-lines redact at the source (:func:`sluice.config.redact_url`); this filter is the net under
+lines redact at the source (:func:`sluice.settings.config.redact_url`); this filter is the net under
 everyone else's.
 """
 
@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Literal
 
-from sluice.config import redact_urls_in
+from sluice.settings.config import redact_urls_in
 
 
 class RedactUrls(logging.Filter):

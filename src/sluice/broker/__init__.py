@@ -12,9 +12,9 @@ from __future__ import annotations
 from sluice.broker.assignment import Assigner, Assignment
 from sluice.broker.base import (
     CustomerLine,
-    Handler,
     HandlerError,
     Reply,
+    ReplyHandler,
     Turn,
     answer_or_handoff,
 )
@@ -26,9 +26,9 @@ __all__ = [
     "Assignment",
     "Broker",
     "CustomerLine",
-    "Handler",
     "HandlerError",
     "Reply",
+    "ReplyHandler",
     "Turn",
     "answer_or_handoff",
     "load_brokers",

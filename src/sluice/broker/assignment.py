@@ -24,8 +24,8 @@ Many conversations are never resolved (the customer just leaves, an agent forget
 close it), and a load freed only on ``resolved`` would then grow for ever until every broker
 looked full. So an assignment lives exactly as long as the conversation is alive: it was
 assigned or confirmed (each turn's sticky :meth:`Assigner.assign`) within ``idle_ttl_s``,
-or the conversation's state in :mod:`sluice.conversations` (which expires after the same
-TTL of silence, :data:`sluice.conversations.TTL_S`, a week) still exists. Expiry *with*
+or the conversation's state in :mod:`sluice.service.conversations` (which expires after the same
+TTL of silence, :data:`sluice.service.conversations.TTL_S`, a week) still exists. Expiry *with*
 the state rather than a TTL on hash fields: Redis cannot expire fields of a hash on the
 versions Sluice supports (6.2+), and a load counter cannot notice a key expiring, so the
 scripts expire assignments themselves and decrement the load in the same atomic step.
@@ -63,9 +63,9 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from sluice.broker.config import Broker, BrokerKind
-from sluice.conversations import TTL_S as CONVERSATION_TTL_S
-from sluice.conversations import state_key_prefix
 from sluice.queue.keys import QueueKeys
+from sluice.service.conversations import TTL_S as CONVERSATION_TTL_S
+from sluice.service.conversations import state_key_prefix
 
 __all__ = [
     "ASSIGNMENT_SCRIPTS",

@@ -21,9 +21,9 @@ __all__ = [
     "ATTACHMENT_PLACEHOLDER",
     "MAX_HISTORY_MESSAGES",
     "CustomerLine",
-    "Handler",
     "HandlerError",
     "Reply",
+    "ReplyHandler",
     "Turn",
     "answer_or_handoff",
     "now_ms",
@@ -143,8 +143,11 @@ class HandlerError(SluiceError):
 
 
 @runtime_checkable
-class Handler(Protocol):
-    """The one interface of every handler (built-in, entry point or import path)."""
+class ReplyHandler(Protocol):
+    """The one interface of every broker's reply handler (built-in, entry point or import
+    path): it answers a turn. Not to be confused with the engine's
+    :data:`sluice.Handler`, the ``async def handler(job)`` a worker runs; the reply
+    pipeline is such a job handler, and it calls a ReplyHandler for each turn."""
 
     name: str
 
@@ -153,7 +156,11 @@ class Handler(Protocol):
         ...
 
 
-async def answer_or_handoff(handler: Handler, turn: Turn) -> Reply:
+#: The name this protocol had before the engine's Handler took it (kept for plug-ins).
+Handler = ReplyHandler
+
+
+async def answer_or_handoff(handler: ReplyHandler, turn: Turn) -> Reply:
     """Run ``handler`` and turn a *final* failure into a handoff.
 
     A retryable error before the last attempt propagates, so the queue retries with

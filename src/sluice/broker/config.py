@@ -9,7 +9,7 @@ Sources, in this order of precedence: ``SLUICE_BROKERS_FILE`` (YAML or JSON), el
 ``SLUICE_BROKERS`` (JSON in the variable), else one default ``ai`` broker, so the demo
 works with nothing configured. Setting both is refused: silently ignoring one of them is
 how an operator ends up debugging the wrong file. Every error names the file or variable
-and the offending entry, and is a :class:`~sluice.config.ConfigError`.
+and the offending entry, and is a :class:`~sluice.settings.config.ConfigError`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sluice.config import ConfigError
+from sluice.settings.config import ConfigError
 
 __all__ = [
     "BROKERS_ENV",

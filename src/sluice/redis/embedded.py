@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sluice.config import Settings
+    from sluice.settings.config import Settings
 
 __all__ = [
     "EmbeddedRedis",

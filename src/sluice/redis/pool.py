@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
@@ -23,7 +23,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from sluice.config import redact_url
+from sluice.settings.redact import redact_url
+
+if TYPE_CHECKING:
+    from sluice.settings.config import Settings
 
 __all__ = [
     "MeteredConnectionPool",
@@ -281,6 +284,19 @@ async def connect(
         await pool.aclose()
         raise RedisUnavailableError(f"cannot connect to Redis at {redact_url(url)}: {exc}") from exc
     return RedisHandle(client=aioredis.Redis(connection_pool=pool), pool=pool)
+
+
+async def connect_from_settings(settings: Settings, url: str, *, warm: bool = True) -> RedisHandle:
+    """The process pool as the settings describe it (``REDIS_POOL_*``): the one way a Sluice
+    process connects. ``warm=False`` opens no connection up front (a process that must start
+    while Redis is down, such as the API serving its health document)."""
+    return await connect(
+        url,
+        pool_enabled=settings.redis_pool_enabled,
+        min_connections=settings.redis_pool_min_connections if warm else 0,
+        max_connections=settings.redis_pool_max_connections,
+        wait_timeout_s=settings.redis_pool_timeout_s,
+    )
 
 
 def dedicated_client(url: str, *, client_name: str | None = "sluice-blocking") -> aioredis.Redis:

@@ -8,9 +8,9 @@ A broker names its handler by one string:
 * an import path ``package.module:Factory``.
 
 Entry points and import paths name a *factory*: a callable taking :class:`HandlerSettings`
-and returning a :class:`~sluice.broker.base.Handler` (a class whose ``__init__`` takes the
+and returning a :class:`~sluice.broker.base.ReplyHandler` (a class whose ``__init__`` takes the
 settings works). Built-ins cannot be shadowed by plug-ins, so ``template`` always means the
-same thing. Every failure is a :class:`~sluice.config.ConfigError` naming the handler (and
+same thing. Every failure is a :class:`~sluice.settings.config.ConfigError` naming the handler (and
 the variable, for settings), raised at startup rather than on the first message.
 """
 
@@ -22,10 +22,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from sluice.broker.base import Handler
+from sluice.broker.base import ReplyHandler
 from sluice.broker.handlers.handoff import HandoffHandler
 from sluice.broker.handlers.llm import LlmHandler
 from sluice.broker.handlers.template import (
@@ -33,8 +33,9 @@ from sluice.broker.handlers.template import (
     TemplateHandler,
     TemplateRulesError,
 )
-from sluice.config import ConfigError, redact_url
-from sluice.settings_env import EnvSettings, reading
+from sluice.errors import ConfigError
+from sluice.settings.env import EnvSettings, reading
+from sluice.settings.redact import redact_url
 
 __all__ = [
     "BUILTIN_HANDLERS",
@@ -47,7 +48,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "sluice.handlers"
 
-HandlerFactory = Callable[["HandlerSettings"], Handler]
+HandlerFactory = Callable[["HandlerSettings"], ReplyHandler]
 
 
 class HandlerSettings(EnvSettings):
@@ -78,10 +79,6 @@ class HandlerSettings(EnvSettings):
     )
     handoff_message: str = Field(DEFAULT_HANDOFF_ANSWER, validation_alias="SLUICE_HANDOFF_MESSAGE")
 
-    @classmethod
-    def config_error(cls, exc: ValidationError) -> Exception:
-        return _to_config_error(exc)
-
     @field_validator("llm_base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
@@ -106,7 +103,7 @@ def load_handler_settings(env: Mapping[str, str] | None = None) -> HandlerSettin
         return HandlerSettings()
 
 
-def _template(settings: HandlerSettings) -> Handler:
+def _template(settings: HandlerSettings) -> ReplyHandler:
     try:
         return TemplateHandler(
             settings.template_rules_file, latency_ms=settings.template_latency_ms
@@ -117,7 +114,7 @@ def _template(settings: HandlerSettings) -> Handler:
         ) from None
 
 
-def _llm(settings: HandlerSettings) -> Handler:
+def _llm(settings: HandlerSettings) -> ReplyHandler:
     missing = [
         name
         for name, value in (
@@ -147,7 +144,7 @@ def _llm(settings: HandlerSettings) -> Handler:
         raise ConfigError(f"LLM_SYSTEM_PROMPT_FILE: {exc}", ("LLM_SYSTEM_PROMPT_FILE",)) from None
 
 
-def _handoff(settings: HandlerSettings) -> Handler:
+def _handoff(settings: HandlerSettings) -> ReplyHandler:
     return HandoffHandler(settings.handoff_message)
 
 
@@ -158,7 +155,7 @@ BUILTIN_HANDLERS: Mapping[str, HandlerFactory] = {
 }
 
 
-def get_handler(name_or_path: str, settings: HandlerSettings) -> Handler:
+def get_handler(name_or_path: str, settings: HandlerSettings) -> ReplyHandler:
     """Build the handler named ``name_or_path`` (built-in, entry point or import path)."""
     spec = name_or_path.strip()
     if not spec:
@@ -207,7 +204,7 @@ def _entry_point(name: str) -> Any:
         ) from None
 
 
-def _build(spec: str, target: Any, settings: HandlerSettings) -> Handler:
+def _build(spec: str, target: Any, settings: HandlerSettings) -> ReplyHandler:
     """Call the factory with the settings; accept a ready handler object as well."""
     if not isinstance(target, type) and _is_handler(target):
         return target  # type: ignore[no-any-return]
@@ -229,24 +226,3 @@ def _build(spec: str, target: Any, settings: HandlerSettings) -> Handler:
 
 def _is_handler(obj: Any) -> bool:
     return isinstance(getattr(obj, "name", None), str) and callable(getattr(obj, "answer", None))
-
-
-def _to_config_error(exc: ValidationError) -> ConfigError:
-    """pydantic's report in terms of environment variables (secrets masked)."""
-    messages: list[str] = []
-    variables: list[str] = []
-    for error in exc.errors(include_url=False):
-        cause = error.get("ctx", {}).get("error")
-        if isinstance(cause, ConfigError):
-            messages.append(str(cause))
-            variables.extend(cause.variables)
-            continue
-        loc = error["loc"]
-        variable = str(loc[0]) if loc else "configuration"
-        field = HandlerSettings.model_fields.get(variable)
-        if field is not None and isinstance(field.validation_alias, str):
-            variable = field.validation_alias
-        shown = "***" if "KEY" in variable else repr(error["input"])
-        messages.append(f"{variable} ({shown}): {error['msg']}")
-        variables.append(variable)
-    return ConfigError("; ".join(messages), tuple(dict.fromkeys(variables)))

@@ -32,7 +32,7 @@ from sluice.broker.handlers.template import (
     DEFAULT_HANDOFF_KEYWORDS,
     KeywordMatcher,
 )
-from sluice.config import redact_url, redact_urls_in
+from sluice.settings.config import redact_url, redact_urls_in
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "LlmHandler"]
 

@@ -6,7 +6,7 @@ bad input must change nothing. Chatwoot sends account and API-inbox webhooks onc
 opens the conversation for humans when they fail (docs/chatwoot-facts.md). So: limits and
 content type first, then the signature over the raw bytes, then JSON, then one atomic
 enqueue (idempotent on the message id) within ``store_timeout_s``; when Redis is slow or
-down the verified webhook goes to the durable spool (:mod:`sluice.spool`) instead and is
+down the verified webhook goes to the durable spool (:mod:`sluice.service.spool`) instead and is
 answered 200 all the same, and the replayer moves it into the queue in arrival order once
 Redis answers. While a webhook of a conversation is spooled, newer ones of that
 conversation are spooled behind it, so its messages never overtake each other; other
@@ -28,11 +28,9 @@ crash the parser (UTF-16, duplicate keys, NaN, absurd numbers, deep nesting) is 
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,9 +50,12 @@ from sluice.chatwoot.payloads import (
 )
 from sluice.chatwoot.replay import ReplayGuard
 from sluice.chatwoot.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
-from sluice.conversations import Conversations
 from sluice.queue.queue import Queue
-from sluice.spool import Spool, SpooledWebhook, SpoolFullError
+from sluice.service.conversations import Conversations
+from sluice.service.message import CustomerMessage
+from sluice.service.spool import Spool, SpooledWebhook, SpoolFullError
+from sluice.service.spool_replay import SpoolReplayer
+from sluice.service.strict_json import parse_json
 
 log = logging.getLogger("sluice.intake")
 
@@ -69,12 +70,7 @@ UNSIGNED = (
 # The whole answer must come well within Chatwoot's 5 s: Redis gets this long to store a
 # webhook before it goes to the spool (which itself must answer within the rest).
 STORE_TIMEOUT_S = 1.5
-REPLAY_BATCH = 200
-REPLAY_CONCURRENCY = 32
 AGENT_REPLIED = "agent replied"
-# A \uD800-\uDFFF escape: legal JSON only as a high-low pair (an emoji escaped by a
-# serializer); a lone one decodes to a string that cannot be encoded as UTF-8 again.
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @dataclass(frozen=True)
@@ -219,71 +215,10 @@ class Intake:
         return Outcome(200, {"status": "spooled", "spooled": seq})
 
     async def replay_spool(self) -> None:
-        """Move spooled webhooks into the queue for as long as the process runs: each
-        conversation's webhooks one after another in arrival order, conversations side by
-        side (up to ``REPLAY_CONCURRENCY`` at once, as the direct path would take them), and
-        no batch waits for its slowest conversation. A Redis error or a slow Redis waits
-        (capped back-off) and tries the same webhook again, so nothing overtakes it."""
+        """Move spooled webhooks into the queue for as long as the process runs
+        (:class:`~sluice.service.spool_replay.SpoolReplayer`)."""
         assert self.spool is not None
-        queued: dict[str, collections.deque[SpooledWebhook]] = {}
-        draining: dict[str, asyncio.Task[None]] = {}
-        limit = asyncio.Semaphore(REPLAY_CONCURRENCY)
-        last_seq = 0
-        while True:
-            rows = await self.spool.after(last_seq, REPLAY_BATCH)
-            if not rows:
-                self.spool.clear_appended()
-                rows = await self.spool.after(last_seq, REPLAY_BATCH)
-                if not rows:
-                    await self.spool.wait_appended()
-                    continue
-            for row in rows:
-                last_seq = row.seq
-                # A webhook of no conversation is independent of every other one.
-                key = row.conversation or f"#{row.seq}"
-                queued.setdefault(key, collections.deque()).append(row)
-                if key not in draining:
-                    draining[key] = asyncio.create_task(
-                        self._drain_conversation(key, queued, draining, limit)
-                    )
-
-    async def _drain_conversation(
-        self,
-        key: str,
-        queued: dict[str, collections.deque[SpooledWebhook]],
-        draining: dict[str, asyncio.Task[None]],
-        limit: asyncio.Semaphore,
-    ) -> None:
-        assert self.spool is not None
-        try:
-            rows = queued[key]
-            while rows:
-                row = rows[0]
-                async with limit:
-                    await self._replay_until_stored(row)
-                rows.popleft()
-                await self.spool.remove(row)
-        finally:
-            queued.pop(key, None)
-            draining.pop(key, None)
-
-    async def _replay_until_stored(self, row: SpooledWebhook) -> None:
-        failures = 0
-        while True:
-            try:
-                await self._replay(row)
-                return
-            except (RedisError, TimeoutError) as exc:
-                failures += 1
-                delay = min(1.0, 0.05 * 2 ** min(failures, 5))
-                log.info("spool replay waits for Redis (%r); again in %.2f s", exc, delay)
-            except Exception:
-                # A bug, not an outage: keep the webhook (never dropped), say so loudly,
-                # and let the conversation wait rather than answer out of order.
-                failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
-                log.exception("cannot replay spooled webhook #%d; again in %.0f s", row.seq, delay)
-            await asyncio.sleep(delay)
+        await SpoolReplayer(self.spool, self._replay).run()
 
     async def _replay(self, spooled: SpooledWebhook) -> None:
         payload = parse_json(spooled.body)  # it was parsed once already: it parses again
@@ -372,15 +307,7 @@ class Intake:
                 return Outcome(200, {"status": "ignored", "reason": reason})
             result = await self.queue.add(
                 event.key,
-                {
-                    "account_id": event.account_id,
-                    "conversation_id": event.conversation_id,
-                    "message_id": event.message_id,
-                    "content": event.content,
-                    "attachments": len(event.attachments),
-                    "sender_name": event.sender_name,
-                    "created_at_ms": written_ms,
-                },
+                CustomerMessage.of(event, written_ms).to_payload(),
                 id=f"cw-{event.message_id}",
                 hops={"source_created": written_ms, "received": received_ms},
             )
@@ -432,54 +359,6 @@ class Intake:
     async def rejected(self, limit: int = 100) -> list[dict[str, Any]]:
         raw = await self.queue.redis.lrange(self._rejected_key, 0, limit - 1)
         return [json.loads(item) for item in raw]
-
-
-def parse_json(body: bytes) -> Any:
-    """Decode a webhook body as strict UTF-8 JSON (RFC 8259 plus the I-JSON rules, RFC 7493).
-
-    ``json.loads`` alone is lenient in ways that matter at a trust boundary: it guesses
-    UTF-16/32 from the bytes (the signature covers the bytes, so another parser could read a
-    different document), keeps the last of duplicated keys (a proxy or an auditing tool may
-    keep the first), accepts ``NaN``/``Infinity`` (not JSON; they break ``json.dumps``
-    elsewhere with ``allow_nan=False``), turns ``1e999`` into ``inf``, and decodes a lone
-    surrogate escape (``"\\ud800"``) into a string that cannot be encoded as UTF-8: the
-    message would then fail in every handler that sends it anywhere, a poison message. All
-    of those raise ``ValueError`` here; nesting deeper than the stack raises
-    ``RecursionError``, which the caller turns into a 400 as well. Integers are not
-    bounded: integrators put long numbers in ``custom_attributes``, and Python refuses
-    integers of more than 4300 digits by itself.
-    """
-    text = body.decode("utf-8")  # strict: no guessing; a BOM is then refused by json
-    payload = json.loads(
-        text,
-        object_pairs_hook=_unique_keys,
-        parse_float=_finite_float,
-        parse_constant=_no_constant,
-    )
-    if _SURROGATE_ESCAPE.search(text):  # rare: only then pay for a second pass
-        try:
-            json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("lone surrogate escape in a JSON string") from None
-    return payload
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("duplicate key in a JSON object")
-    return obj
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("number out of range")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def conversation_of(event: object) -> str:

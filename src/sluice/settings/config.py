@@ -21,16 +21,17 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
 from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from sluice.settings_env import EnvSettings, reading
+from sluice.errors import ConfigError
+from sluice.settings.env import SECRET_VARIABLE, EnvSettings, reading
+from sluice.settings.redact import MASK, redact_url, redact_urls_in
 
 __all__ = [
     "LEGACY_PROFILE",
@@ -58,33 +59,12 @@ LEGACY_PROFILE: Mapping[str, int | bool] = {
     "REDIS_POOL_ENABLED": False,
 }
 
-_SECRET_NAME = re.compile(r"token|secret|key|password|passwd", re.IGNORECASE)
-# Query parameters that carry credentials (api_key, access_token, sig, X-Amz-Signature, ...).
-_SECRET_PARAM = re.compile(
-    r"token|secret|key|pass(?:word|wd)?|pwd|auth|credential|signature|^sig$|session",
-    re.IGNORECASE,
-)
-# A URL inside free text: a scheme, then everything up to whitespace or a quote / bracket.
-_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
-_MASK = "***"
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Queue names end up inside a Redis Cluster hash tag `{name}`: braces would break the tag.
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
 # The environment that the next Settings() reads; None means os.environ. A context variable
 # (not a global) so concurrent load_settings() calls in tests cannot see each other's maps.
-
-
-class ConfigError(ValueError):
-    """A configuration value that Sluice refuses to start with.
-
-    ``variables`` names the offending environment variables so callers (CLI, tests) need not
-    parse the message.
-    """
-
-    def __init__(self, message: str, variables: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.variables = variables
 
 
 def _profile_default(variable: str) -> Any:
@@ -195,10 +175,6 @@ class Settings(EnvSettings):
     burst_max: int = Field(10, ge=1, le=100, validation_alias="SLUICE_BURST_MAX")
     handoff_budget_ms: int = Field(3_000, ge=0, validation_alias="SLUICE_HANDOFF_BUDGET_MS")
 
-    @classmethod
-    def config_error(cls, exc: ValidationError) -> Exception:
-        return _to_config_error(exc)
-
     @field_validator("log_format", mode="before")
     @classmethod
     def _lowercase_log_format(cls, value: object) -> object:
@@ -294,64 +270,6 @@ def log_effective_profile(settings: Settings, logger: logging.Logger) -> None:
     logger.info("sluice config %s explicit=%s", values, explicit, extra={"sluice_config": summary})
 
 
-def redact_url(url: str) -> str:
-    """``url`` safe to log or print: credentials replaced by ``***``.
-
-    Operators put credentials into URL settings (``https://user:pw@chat.example.com``,
-    ``redis://:pw@host``, ``...?api_key=``), and every one of those settings ends up in a log
-    line, the health document or an error message somewhere. Masked: the password of the
-    userinfo (a userinfo without a password is masked whole, as it is usually a token), and
-    the values of query or fragment parameters named like credentials (``token``, ``key``,
-    ``api_key``, ``access_token``, ``secret``, ``password``, ``auth``, ``signature``...).
-    Host, port and path stay, so the line still says where Sluice connects.
-    """
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-        has_userinfo = "@" in parts.netloc
-    except ValueError:
-        return _MASK  # unparseable: we cannot tell where a password would be
-    query, secret_query = _mask_params(parts.query)
-    fragment, secret_fragment = _mask_params(parts.fragment)
-    if not has_userinfo and not secret_query and not secret_fragment:
-        return url
-    netloc = parts.netloc
-    if has_userinfo:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        if password is not None:
-            netloc = f"{userinfo.split(':', 1)[0]}:{_MASK}@{hostinfo}"
-        else:
-            netloc = f"{_MASK}@{hostinfo}"
-    # Built by hand: urlunsplit drops the empty authority of unix:///path URLs.
-    redacted = f"{parts.scheme}://{netloc}{parts.path}"
-    redacted += f"?{query}" if query else ""
-    return redacted + (f"#{fragment}" if fragment else "")
-
-
-def redact_urls_in(text: str) -> str:
-    """``text`` with every URL in it passed through :func:`redact_url`.
-
-    For free text that may quote a URL setting: exception messages of HTTP and Redis
-    libraries, and log lines of libraries that print the URL they request (httpx logs
-    ``HTTP Request: POST https://user:pw@host/...`` at INFO).
-    """
-    if "://" not in text:
-        return text
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
-
-
-def _mask_params(encoded: str) -> tuple[str, bool]:
-    """``encoded`` (a query or fragment) with credential-like parameter values masked, and
-    whether there was one; unchanged (byte for byte) when there was none."""
-    if "=" not in encoded:
-        return encoded, False
-    pairs = parse_qsl(encoded, keep_blank_values=True)
-    if not any(_SECRET_PARAM.search(key) for key, _ in pairs):
-        return encoded, False
-    masked = [(k, _MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs]
-    return urlencode(masked, safe="*"), True
-
-
 def _env_name(field_name: str, cls: type[Settings] | None = None) -> str:
     alias = (cls or Settings).model_fields[field_name].validation_alias
     return alias if isinstance(alias, str) else field_name.upper()
@@ -364,8 +282,8 @@ def _field_by_env() -> dict[str, FieldInfo]:
 def _loggable(variable: str, value: object) -> object:
     if value is None:
         return None
-    if _SECRET_NAME.search(variable):
-        return _MASK
+    if SECRET_VARIABLE.search(variable):
+        return MASK
     if isinstance(value, str) and "://" in value:
         # Every URL setting (REDIS_URL, CHATWOOT_URL, any added later), not a list of names.
         return redact_url(value)
@@ -380,42 +298,3 @@ def _format(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _to_config_error(exc: ValidationError) -> ConfigError:
-    """Rewrite pydantic's report in terms of environment variables."""
-    messages: list[str] = []
-    variables: list[str] = []
-    known = _field_by_env()
-    for error in exc.errors(include_url=False):
-        if error["type"] == "default_factory_not_called":
-            continue  # a profile default skipped because another variable is invalid: noise
-        cause = error.get("ctx", {}).get("error")
-        if isinstance(cause, ConfigError):
-            messages.append(str(cause))
-            variables.extend(cause.variables)
-            continue
-        loc = error["loc"]
-        variable = str(loc[0]) if loc else "configuration"
-        if variable not in known and variable in Settings.model_fields:
-            variable = _env_name(variable)
-        messages.append(_describe_error(variable, error))
-        variables.append(variable)
-    return ConfigError("; ".join(messages), tuple(dict.fromkeys(variables)))
-
-
-def _describe_error(variable: str, error: ErrorDetails) -> str:
-    shown = _MASK if _SECRET_NAME.search(variable) else repr(error["input"])
-    ctx = error.get("ctx", {})
-    kind = error["type"]
-    if kind == "greater_than_equal":
-        return f"{variable} ({shown}) must be at least {ctx['ge']}"
-    if kind == "greater_than":
-        return f"{variable} ({shown}) must be greater than {ctx['gt']}"
-    if kind in ("int_parsing", "int_from_float", "int_type"):
-        return f"{variable} ({shown}) must be a whole number"
-    if kind in ("float_parsing", "float_type", "finite_number"):
-        return f"{variable} ({shown}) must be a finite number"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"{variable} ({shown}) must be true or false"
-    return f"{variable} ({shown}): {error['msg']}"

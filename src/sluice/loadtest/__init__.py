@@ -31,13 +31,12 @@ from rich.table import Table
 
 from sluice.api.app import create_app
 from sluice.api.server import ApiServer
-from sluice.app import Runtime, build_worker, open_runtime
-from sluice.config import Settings, load_settings
 from sluice.monitor.histogram import Histogram
 from sluice.monitor.windows import WindowReader
+from sluice.service.wiring import Runtime, build_pipeline, build_worker, open_runtime
+from sluice.settings.config import Settings, load_settings
 from sluice.simulator import ChatwootSimulator, Mode, SimulatorConfig, TokenKind, profile_for
 from sluice.simulator.versions import MODES
-from sluice.system import build_pipeline
 from sluice.worker.runtime import Worker
 
 ACCOUNT = 7

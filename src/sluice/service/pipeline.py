@@ -36,16 +36,17 @@ from typing import Any
 from sluice.broker.assignment import Assigner
 from sluice.broker.base import (
     CustomerLine,
-    Handler,
     HandlerError,
     Reply,
+    ReplyHandler,
     Turn,
     answer_or_handoff,
 )
 from sluice.broker.config import Broker
 from sluice.chatwoot.client import ChatwootClient, may_still_land
-from sluice.conversations import Conversations
 from sluice.queue.job import Job
+from sluice.service.conversations import Conversations
+from sluice.service.message import CustomerMessage
 
 log = logging.getLogger("sluice.pipeline")
 
@@ -66,7 +67,7 @@ class ReplyPipeline:
         client: ChatwootClient,
         conversations: Conversations,
         assigner: Assigner,
-        handlers: Mapping[str, Handler] | Callable[[str], Handler],
+        handlers: Mapping[str, ReplyHandler] | Callable[[str], ReplyHandler],
         sla_budget_ms: float,
         handoff_budget_ms: float,
         agent_bot_id: int | None = None,
@@ -79,14 +80,14 @@ class ReplyPipeline:
         self.sla_budget_ms = sla_budget_ms
         self.handoff_budget_ms = handoff_budget_ms
 
-    def handler_for(self, broker: Broker) -> Handler:
+    def handler_for(self, broker: Broker) -> ReplyHandler:
         if callable(self._handlers):
             return self._handlers(broker.handler)
         return self._handlers[broker.handler]
 
     async def __call__(self, job: Job) -> None:
-        first: dict[str, Any] = job.members[0].payload
-        account_id, conversation_id = int(first["account_id"]), int(first["conversation_id"])
+        first = CustomerMessage.from_payload(job.members[0].payload)
+        account_id, conversation_id = first.account_id, first.conversation_id
         key = job.key
         state = await self.conversations.get(key)
         if not state.bot_may_answer:
@@ -110,16 +111,18 @@ class ReplyPipeline:
                 log.info("turn of %s was already answered by an earlier attempt", key)
                 return
         reply_id = f"sluice-{members[0].id}-{members[-1].id}"
+        received_ms = job.hops.get("received", 0.0)
+        messages = [
+            CustomerMessage.from_payload(m.payload, received_ms=received_ms) for m in members
+        ]
         lines = [
             CustomerLine(
-                message_id=int(m.payload["message_id"]),
-                content=m.payload.get("content"),
-                created_at_ms=float(
-                    m.payload.get("created_at_ms") or job.hops.get("received", 0.0)
-                ),
-                attachments=int(m.payload.get("attachments") or 0),
+                message_id=message.message_id,
+                content=message.content,
+                created_at_ms=message.created_at_ms,
+                attachments=message.attachments,
             )
-            for m in members
+            for message in messages
         ]
         oldest = min(line.created_at_ms for line in lines)
         turn = Turn(

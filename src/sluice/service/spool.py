@@ -4,7 +4,7 @@ Chatwoot sends account and API-inbox webhooks once and never retries them (a tim
 any non-2xx loses the event), and an agent-bot webhook that fails opens the conversation
 for humans. So the intake must answer 2xx within its deadline whatever Redis does, and a
 2xx must mean the message is safe. When Redis is slow or down, the verified webhook is
-appended here, and the replayer (:class:`sluice.intake.Intake`) moves it into the queue,
+appended here, and the replayer (:class:`sluice.service.intake.Intake`) moves it into the queue,
 in arrival order, once Redis answers; dedupe on the message id makes a replay idempotent.
 
 SQLite in WAL mode with ``synchronous=FULL``: an append is on disk (fsync'd) before the

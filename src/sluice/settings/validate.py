@@ -18,13 +18,13 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from sluice.config import Settings, redact_url
+from sluice.monitor.retention import COMPLETED_JOB_BYTES, projected_bytes
 from sluice.monitor.windows import WindowReader
 from sluice.queue.job import Job
 from sluice.queue.keys import QueueKeys
 from sluice.queue.queue import Queue
-from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect
-from sluice.retention import COMPLETED_JOB_BYTES, projected_bytes
+from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
+from sluice.settings.config import Settings, redact_url
 from sluice.worker.runtime import Worker
 
 Outcome = Literal["pass", "warn", "fail"]
@@ -359,13 +359,7 @@ async def _redis_checks(settings: Settings, url: str) -> tuple[list[Check], bool
     """The Redis checks, and whether Redis could be reached at all."""
     checks: list[Check] = []
     try:
-        handle = await connect(
-            url,
-            pool_enabled=settings.redis_pool_enabled,
-            min_connections=settings.redis_pool_min_connections,
-            max_connections=settings.redis_pool_max_connections,
-            wait_timeout_s=settings.redis_pool_timeout_s,
-        )
+        handle = await connect_from_settings(settings, url)
     except (RedisUnavailableError, RedisError, OSError) as exc:
         checks.append(Check("redis reachable", "fail", str(exc)))
         return checks, False
