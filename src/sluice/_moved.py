@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from types import ModuleType
 
 # old dotted path -> new dotted path
-MOVED: dict[str, str] = {}
+MOVED: dict[str, str] = {
+    # Alerting left sluice.monitor for a package of its own (issue 12).
+    "sluice.monitor.alert_config": "sluice.alerts.config",
+    "sluice.monitor.alert_store": "sluice.alerts.store",
+    "sluice.monitor.alerts": "sluice.alerts",  # split; the package re-exports its names
+    "sluice.monitor.channels": "sluice.alerts.channels",  # split; the package re-exports them
+    "sluice.monitor.evaluator": "sluice.alerts.evaluator",
+    "sluice.monitor.rules": "sluice.alerts.rules",
+    "sluice.monitor.service": "sluice.alerts.service",
+}
 
 
 class _Alias(importlib.abc.Loader):

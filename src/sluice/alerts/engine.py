@@ -1,7 +1,7 @@
 """The alert lifecycle: a pure state machine from signals and a clock to notifications.
 
-No I/O here: the evaluator (:mod:`sluice.monitor.evaluator`) feeds signals and the time,
-persists the state (:mod:`sluice.monitor.alert_store`) and hands notifications to the
+No I/O here: the evaluator (:mod:`sluice.alerts.evaluator`) feeds signals and the time,
+persists the state (:mod:`sluice.alerts.store`) and hands notifications to the
 channels. Keeping the machine pure is what lets the tests drive hours of flapping input
 with an injected clock in milliseconds, and lets a new leader continue exactly where the
 old one stopped (:meth:`AlertEngine.state_to_json` / :meth:`AlertEngine.restore`).
@@ -57,8 +57,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
-from sluice.monitor.alert_config import AlertSettings
-from sluice.monitor.rules import SEVERITIES, Rule, Severity, Unit, severity_rank
+from sluice.alerts.config import AlertSettings
+from sluice.alerts.rules import SEVERITIES, Rule, Severity, Unit, severity_rank
 from sluice.monitor.signals import Signals
 
 __all__ = [

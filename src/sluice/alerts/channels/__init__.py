@@ -24,9 +24,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
-from sluice.monitor.alert_config import AlertSettings, mask_url
-from sluice.monitor.alerts import Notification
-from sluice.monitor.rules import format_value
+from sluice.alerts.config import AlertSettings, mask_url
+from sluice.alerts.engine import Notification
+from sluice.alerts.rules import format_value
 
 __all__ = [
     "Channel",
