@@ -30,7 +30,8 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as aioredis
 
 from sluice.alerts.channels import Dispatcher
-from sluice.alerts.engine import AlertEngine, Notification
+from sluice.alerts.engine import AlertEngine
+from sluice.alerts.model import Notification
 from sluice.alerts.store import AlertCommand, AlertStore
 from sluice.monitor.leader import LeaderLease, default_holder
 from sluice.monitor.signals import Signals

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import httpx
 
 from sluice.alerts.config import AlertSettings, mask_url
-from sluice.alerts.engine import Notification
+from sluice.alerts.model import Notification
 from sluice.alerts.rules import format_value
 
 __all__ = [
