@@ -1,6 +1,10 @@
 """Alerting for one process: a leader-elected evaluator plus the reads and operator
 requests the API serves. Every Sluice process (API and workers) runs one; the lease makes
-exactly one of them evaluate, roll up monitoring minutes and notify."""
+exactly one of them evaluate, roll up monitoring minutes and notify.
+
+The one place that wires settings, rules, engine, store, channels and evaluator together,
+so the API and the CLI start alerting with one object instead of repeating the wiring.
+(:class:`MonitoringService` keeps the name the API and the CLI know it by.)"""
 
 from __future__ import annotations
 
