@@ -33,6 +33,14 @@ MOVED: dict[str, str] = {
     # beside the engine
     "sluice.retention": "sluice.monitor.retention",
     "sluice.timing": "sluice.queue.hops",
+    # alerts/: alerting left monitor/ for a package of its own
+    "sluice.monitor.alert_config": "sluice.alerts.config",
+    "sluice.monitor.alert_store": "sluice.alerts.store",
+    "sluice.monitor.alerts": "sluice.alerts",  # split; the package re-exports its names
+    "sluice.monitor.channels": "sluice.alerts.channels",  # split; the package re-exports them
+    "sluice.monitor.evaluator": "sluice.alerts.evaluator",
+    "sluice.monitor.rules": "sluice.alerts.rules",
+    "sluice.monitor.service": "sluice.alerts.service",
 }
 
 

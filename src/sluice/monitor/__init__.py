@@ -1,1 +1,4 @@
-"""Monitoring: hop timing aggregates, SLA windows, alerts, and the metrics they feed."""
+"""Monitoring: hop timing aggregates, SLA windows, the signals they yield, and /metrics names.
+
+Alerting on those signals (rules, lifecycle, channels) lives in :mod:`sluice.alerts`.
+"""

@@ -7,7 +7,7 @@ metrics code can change how it computes a number without touching the alerting c
 
 ``None`` means "no data" (an empty window, a ratio with no denominator). Rules treat it as
 "not beyond any threshold" rather than as zero, so an idle queue never looks healthy *or*
-broken by accident; see :mod:`sluice.monitor.rules`.
+broken by accident; see :mod:`sluice.alerts.rules`.
 """
 
 from __future__ import annotations

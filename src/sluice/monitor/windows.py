@@ -153,12 +153,6 @@ class WindowReader:
         self.clock = clock
         self.server_clock = server_clock or (lambda: server_time(redis))
 
-    def _fine_key(self, index: int) -> str:
-        return f"{self.keys.prefix}mon:10s:{index}"
-
-    def _coarse_key(self, index: int) -> str:
-        return f"{self.keys.prefix}mon:1m:{index}"
-
     async def window(self, name: str, seconds: int) -> WindowStats:
         return (await self.windows({name: seconds}))[name]
 
@@ -173,9 +167,9 @@ class WindowReader:
         coarse_ids = list(range(minute - coarse_needed // COARSE_S, minute))
         pipe = self.redis.pipeline(transaction=False)
         for index in fine_ids:
-            pipe.hgetall(self._fine_key(index))
+            pipe.hgetall(self.keys.mon_10s(index))
         for index in coarse_ids:
-            pipe.hgetall(self._coarse_key(index))
+            pipe.hgetall(self.keys.mon_1m(index))
         raw = await pipe.execute() if fine_ids or coarse_ids else []
         fine = dict(zip(fine_ids, (parse_bucket(r) for r in raw[: len(fine_ids)]), strict=True))
         coarse = [parse_bucket(r) for r in raw[len(fine_ids) :]]
@@ -194,7 +188,7 @@ class WindowReader:
         """Roll finished minutes (ended 15 s ago or more, within the fine buckets' two hours)
         into 1-minute buckets; idempotent, so any number of callers may race. Returns how
         many minutes were rolled now. The evaluator's leader calls it every step."""
-        marker = f"{self.keys.prefix}mon:rolled_until"
+        marker = self.keys.mon_rolled_until
         last_done = await self.redis.get(marker)
         # Finished by the clock that stamps the buckets (the scripts use Redis TIME): a host
         # clock running ahead would roll minutes up before their last buckets were written.
@@ -232,7 +226,7 @@ async def record_depth(
     ``_age`` oldest waiting ms, ``_qdn`` 1; the last sample of a bucket wins, the minute
     roll-up sums them). The alert leader samples every evaluation and the dashboard on
     every update, so depth charts have history whether or not anyone watches."""
-    bucket = f"{keys.prefix}mon:10s:{int(now // FINE_S)}"
+    bucket = keys.mon_10s(int(now // FINE_S))
     pipe = redis.pipeline(transaction=False)
     pipe.hset(
         bucket,

@@ -79,3 +79,25 @@ class QueueKeys:
     @property
     def workers(self) -> str:
         return self.prefix + "workers"
+
+    # Monitoring buckets: the Lua scripts write them (lua/lib/monitor.lua, rollup.lua) and
+    # sluice.monitor reads them. Spelled only here on the Python side, so a reader and the
+    # writers cannot drift apart on a key name.
+
+    def mon_10s(self, index: int) -> str:
+        """One 10-second bucket of monitoring counters; ``index`` is unix seconds // 10."""
+        return f"{self.prefix}mon:10s:{index}"
+
+    def mon_1m(self, index: int) -> str:
+        """The roll-up of one finished minute; ``index`` is unix seconds // 60."""
+        return f"{self.prefix}mon:1m:{index}"
+
+    @property
+    def mon_total(self) -> str:
+        """All-time counters and fixed histogram buckets (what /metrics exports)."""
+        return self.prefix + "mon:total"
+
+    @property
+    def mon_rolled_until(self) -> str:
+        """The last minute already rolled up into ``mon:1m:``, so roll-ups are idempotent."""
+        return self.prefix + "mon:rolled_until"

@@ -1,8 +1,9 @@
 """Alert rules: which signal, which direction, which thresholds, and how to leave them.
 
 A rule is data, not code: the lifecycle (pending, firing, resolved) lives in
-:mod:`sluice.monitor.alerts`, so every rule gets the same pending time, hysteresis and
-notification behaviour, and a rule can be unit-tested as a pure function of the signals.
+:mod:`sluice.alerts.lifecycle` and :mod:`sluice.alerts.engine`, so every rule gets the same
+pending time, hysteresis and notification behaviour, and a rule can be unit-tested as a
+pure function of the signals.
 
 A rule's *value* is usually one signal, but it may be any function of the signals: the
 multi-window burn-rate rules use the smaller of two windows (:class:`MinOf`), which is
@@ -17,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, TypedDict
 
+from sluice.alerts.config import AlertSettings
 from sluice.monitor import signals as sig
-from sluice.monitor.alert_config import AlertSettings
 from sluice.monitor.signals import Signals
 
 __all__ = [

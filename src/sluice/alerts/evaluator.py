@@ -6,7 +6,7 @@ Any number of processes run it; the lease makes exactly one of them act. Each it
 2. a process that has just become leader loads the state saved by the previous one (its
    own in-memory state may be arbitrarily stale), so a takeover neither forgets a firing
    alert nor announces it a second time;
-3. the leader applies pending acknowledgements and silences (:mod:`.alert_store` explains
+3. the leader applies pending acknowledgements and silences (:mod:`.store` explains
    why the API does not write the state itself), reads the signals and evaluates;
 4. it saves the state, the history and the consumed commands in one transaction fenced
    by the lease, and only then hands the notifications to the dispatcher, which never
@@ -29,9 +29,10 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
-from sluice.monitor.alert_store import AlertCommand, AlertStore
-from sluice.monitor.alerts import AlertEngine, Notification
-from sluice.monitor.channels import Dispatcher
+from sluice.alerts.channels import Dispatcher
+from sluice.alerts.engine import AlertEngine
+from sluice.alerts.model import Notification
+from sluice.alerts.store import AlertCommand, AlertStore
 from sluice.monitor.leader import LeaderLease, default_holder
 from sluice.monitor.signals import Signals
 from sluice.queue.keys import QueueKeys

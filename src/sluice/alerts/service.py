@@ -1,6 +1,10 @@
 """Alerting for one process: a leader-elected evaluator plus the reads and operator
 requests the API serves. Every Sluice process (API and workers) runs one; the lease makes
-exactly one of them evaluate, roll up monitoring minutes and notify."""
+exactly one of them evaluate, roll up monitoring minutes and notify.
+
+The one place that wires settings, rules, engine, store, channels and evaluator together,
+so the API and the CLI start alerting with one object instead of repeating the wiring.
+(:class:`MonitoringService` keeps the name the API and the CLI know it by.)"""
 
 from __future__ import annotations
 
@@ -10,12 +14,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sluice.monitor.alert_config import AlertSettings, load_alert_settings
-from sluice.monitor.alert_store import AlertStore
-from sluice.monitor.alerts import AlertEngine
-from sluice.monitor.channels import Dispatcher, channels_from_settings
-from sluice.monitor.evaluator import AlertEvaluator
-from sluice.monitor.rules import default_rules
+from sluice.alerts.channels import Dispatcher, channels_from_settings
+from sluice.alerts.config import AlertSettings, load_alert_settings
+from sluice.alerts.engine import AlertEngine
+from sluice.alerts.evaluator import AlertEvaluator
+from sluice.alerts.rules import default_rules
+from sluice.alerts.store import AlertStore
 from sluice.monitor.signals import Signals
 from sluice.monitor.snapshot import Monitor
 from sluice.monitor.windows import record_depth, server_time

@@ -3,7 +3,7 @@
 Keys (all under the queue's prefix, so a queue's alerts live in its hash slot):
 
 * ``alerts:state``    the engine's whole state as one JSON string (small: one entry per rule);
-* ``alerts:history``  a stream of :class:`~sluice.monitor.alerts.HistoryEntry`, capped with
+* ``alerts:history``  a stream of :class:`~sluice.alerts.model.HistoryEntry`, capped with
   ``XADD … MAXLEN ~ 1000`` so it never grows without bound;
 * ``alerts:commands`` a list of pending acknowledgements and silences;
 * ``alerts:leader``   the leader lease (:mod:`sluice.monitor.leader`).
@@ -31,7 +31,8 @@ from typing import Any, Literal, TypeAlias
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from sluice.monitor.alerts import AlertEngine, HistoryEntry
+from sluice.alerts.engine import AlertEngine
+from sluice.alerts.model import HistoryEntry
 from sluice.monitor.leader import LeaderLease
 from sluice.queue.keys import QueueKeys
 

@@ -1,0 +1,22 @@
+"""Which channels this process sends to: the log always, webhook and Slack when set."""
+
+from __future__ import annotations
+
+from sluice.alerts.channels.base import Channel
+from sluice.alerts.channels.log import LogChannel
+from sluice.alerts.channels.slack import SlackChannel
+from sluice.alerts.channels.webhook import WebhookChannel
+from sluice.alerts.config import AlertSettings
+
+__all__ = ["channels_from_settings"]
+
+
+def channels_from_settings(settings: AlertSettings) -> list[Channel]:
+    """The log channel, plus the webhook and Slack channels that are configured."""
+    channels: list[Channel] = [LogChannel()]
+    if settings.webhook_url:
+        channels.append(WebhookChannel(settings.webhook_url, timeout_s=settings.channel_timeout_s))
+    slack = settings.slack_url()
+    if slack:
+        channels.append(SlackChannel(slack, timeout_s=settings.channel_timeout_s))
+    return channels
