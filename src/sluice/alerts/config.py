@@ -22,7 +22,6 @@ from pydantic import (
     AliasChoices,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -30,8 +29,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from sluice.config import ConfigError
-from sluice.settings_env import EnvSettings, environment, reading
+from sluice.errors import ConfigError
+from sluice.settings.env import EnvSettings, environment, reading
 
 __all__ = [
     "ENV_PREFIX",
@@ -117,8 +116,13 @@ class AlertSettings(EnvSettings):
     lease_ttl_s: float = Field(15.0, gt=0, allow_inf_nan=False)
 
     @classmethod
-    def config_error(cls, exc: ValidationError) -> Exception:
-        return _to_config_error(exc)
+    def variable_of(cls, loc: tuple[int | str, ...]) -> str:
+        return _variable_of(loc)
+
+    @classmethod
+    def shown(cls, variable: str, value: object) -> str:
+        # Alert destinations are credentials whole (a Slack webhook's path is its secret).
+        return _MASK if "URL" in variable else super().shown(variable, value)
 
     @field_validator("webhook_url")
     @classmethod
@@ -264,36 +268,3 @@ def _variable_of(loc: tuple[int | str, ...]) -> str:
     if first in AlertSettings.model_fields:
         return env_name(first)
     return first
-
-
-def _to_config_error(exc: ValidationError) -> ConfigError:
-    """Rewrite pydantic's report in terms of environment variables."""
-    messages: list[str] = []
-    variables: list[str] = []
-    for error in exc.errors(include_url=False):
-        cause = error.get("ctx", {}).get("error")
-        if isinstance(cause, ConfigError):
-            messages.append(str(cause))
-            variables.extend(cause.variables)
-            continue
-        variable = _variable_of(error["loc"])
-        shown = _MASK if "URL" in variable else repr(error["input"])
-        ctx = error.get("ctx", {})
-        kind = error["type"]
-        if kind == "greater_than_equal":
-            detail = f"must be at least {ctx['ge']}"
-        elif kind == "greater_than":
-            detail = f"must be greater than {ctx['gt']}"
-        elif kind == "less_than_equal":
-            detail = f"must be at most {ctx['le']}"
-        elif kind == "less_than":
-            detail = f"must be lower than {ctx['lt']}"
-        elif kind in ("int_parsing", "int_from_float", "int_type"):
-            detail = "must be a whole number"
-        elif kind in ("float_parsing", "float_type", "finite_number"):
-            detail = "must be a finite number"
-        else:
-            detail = error["msg"]
-        messages.append(f"{variable} ({shown}) {detail}")
-        variables.append(variable)
-    return ConfigError("; ".join(messages), tuple(dict.fromkeys(variables)))

@@ -99,9 +99,19 @@ class EnvSettings(BaseSettings):
                 variables.extend(cause.variables)
                 continue
             variable = cls.variable_of(error["loc"])
-            messages.append(_describe(variable, error))
+            messages.append(_describe(variable, cls.shown(variable, error["input"]), error))
             variables.append(variable)
         return ConfigError("; ".join(messages), tuple(dict.fromkeys(variables)))
+
+    @classmethod
+    def shown(cls, variable: str, value: object) -> str:
+        """How a refused value appears in the message: never a credential (a variable named
+        like one is masked; a URL keeps where it points, not a password in it)."""
+        if SECRET_VARIABLE.search(variable):
+            return MASK
+        if isinstance(value, str) and "://" in value:
+            return repr(redact_url(value))
+        return repr(value)
 
     @classmethod
     def variable_of(cls, loc: tuple[int | str, ...]) -> str:
@@ -131,14 +141,7 @@ class EnvSettings(BaseSettings):
 SECRET_VARIABLE = re.compile(r"token|secret|key|password|passwd", re.IGNORECASE)
 
 
-def _describe(variable: str, error: ErrorDetails) -> str:
-    value = error["input"]
-    if SECRET_VARIABLE.search(variable):
-        shown = MASK
-    elif isinstance(value, str) and "://" in value:
-        shown = repr(redact_url(value))  # where it points stays; a password in it does not
-    else:
-        shown = repr(value)
+def _describe(variable: str, shown: str, error: ErrorDetails) -> str:
     ctx = error.get("ctx", {})
     kind = error["type"]
     if kind == "greater_than_equal":
