@@ -6,13 +6,23 @@ The engine's public API::
 """
 
 from sluice import _moved
-from sluice.errors import JobLostError, LeaseLostError, NonRetryableError, SluiceError
-from sluice.queue.job import Job, JobRecord
-from sluice.queue.queue import Completion, Enqueued, EnqueueRequest, Queue, Reservation
-from sluice.worker.runtime import Handler, Worker
+
+_moved.install()  # old module paths (before the reorganisation) keep importing
+
+from sluice.errors import (  # noqa: E402
+    ConfigError,
+    JobLostError,
+    LeaseLostError,
+    NonRetryableError,
+    SluiceError,
+)
+from sluice.queue.job import Job, JobRecord  # noqa: E402
+from sluice.queue.queue import Completion, Enqueued, EnqueueRequest, Queue, Reservation  # noqa: E402
+from sluice.worker.runtime import Handler, Worker  # noqa: E402
 
 __all__ = [
     "Completion",
+    "ConfigError",
     "EnqueueRequest",
     "Enqueued",
     "Handler",
@@ -27,5 +37,3 @@ __all__ = [
     "Worker",
 ]
 __version__ = "0.1.0"
-
-_moved.install()  # old module paths (before the reorganisation) keep importing

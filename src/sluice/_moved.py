@@ -33,6 +33,7 @@ MOVED: dict[str, str] = {
     # beside the engine
     "sluice.retention": "sluice.monitor.retention",
     "sluice.timing": "sluice.queue.hops",
+    "sluice.queue.keys": "sluice.keys",  # now every key family, not only the queue's
     # alerts/: alerting left monitor/ for a package of its own
     "sluice.monitor.alert_config": "sluice.alerts.config",
     "sluice.monitor.alert_store": "sluice.alerts.store",

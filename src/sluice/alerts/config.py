@@ -6,7 +6,7 @@ a fresh install warns at the same points the system it replaces did. One excepti
 oldest-waiting threshold defaults to ``SLA_CRITICAL_THRESHOLD`` (the age at which a message
 has breached its SLA anyway), and ``SLUICE_ALERT_OLDEST_WAITING_CRITICAL_MS`` overrides it.
 
-As in :mod:`sluice.config`, a bad value stops the process with a :class:`ConfigError` that
+As in :mod:`sluice.settings.config`, a bad value stops the process with a :class:`ConfigError` that
 names the environment variable, never a pydantic traceback naming a Python field. The Slack
 webhook URL is a credential (anyone holding it can post to the channel): it is a
 ``SecretStr`` and :meth:`AlertSettings.describe` shows it masked.

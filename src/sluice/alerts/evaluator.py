@@ -33,9 +33,9 @@ from sluice.alerts.channels import Dispatcher
 from sluice.alerts.engine import AlertEngine
 from sluice.alerts.model import Notification
 from sluice.alerts.store import AlertCommand, AlertStore
+from sluice.keys import QueueKeys
 from sluice.monitor.leader import LeaderLease, default_holder
 from sluice.monitor.signals import Signals
-from sluice.queue.keys import QueueKeys
 
 __all__ = ["AlertEvaluator"]
 

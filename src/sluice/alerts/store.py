@@ -33,8 +33,8 @@ from redis.exceptions import WatchError
 
 from sluice.alerts.engine import AlertEngine
 from sluice.alerts.model import HistoryEntry
+from sluice.keys import QueueKeys
 from sluice.monitor.leader import LeaderLease
-from sluice.queue.keys import QueueKeys
 
 __all__ = ["AlertCommand", "AlertStore", "CommandOp"]
 
@@ -92,10 +92,10 @@ class AlertStore:
         self.queue_keys = queue_keys
         self.history_maxlen = history_maxlen
         self.commands_cap = commands_cap
-        self.state_key = queue_keys.prefix + "alerts:state"
-        self.history_key = queue_keys.prefix + "alerts:history"
-        self.commands_key = queue_keys.prefix + "alerts:commands"
-        self.lease_key = queue_keys.prefix + "alerts:leader"
+        self.state_key = queue_keys.alerts_state
+        self.history_key = queue_keys.alerts_history
+        self.commands_key = queue_keys.alerts_commands
+        self.lease_key = queue_keys.alerts_leader
 
     # -- state and history (the leader) ------------------------------------------------
 

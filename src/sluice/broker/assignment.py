@@ -63,9 +63,8 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from sluice.broker.config import Broker, BrokerKind
-from sluice.queue.keys import QueueKeys
+from sluice.keys import QueueKeys
 from sluice.service.conversations import TTL_S as CONVERSATION_TTL_S
-from sluice.service.conversations import state_key_prefix
 
 __all__ = [
     "ASSIGNMENT_SCRIPTS",
@@ -142,13 +141,13 @@ class Assigner:
         self.brokers: tuple[Broker, ...] = tuple(brokers)
         self._by_name = {b.name: b for b in brokers}
         self._available = available
-        self.assignments_key = queue_keys.prefix + "broker:assignments"
-        self.loads_key = queue_keys.prefix + "broker:loads"
-        self.rr_key = queue_keys.prefix + "broker:rr"
-        self.seen_key = queue_keys.prefix + "broker:seen"
-        self.adopt_key = queue_keys.prefix + "broker:adopt"
+        self.assignments_key = queue_keys.broker_assignments
+        self.loads_key = queue_keys.broker_loads
+        self.rr_key = queue_keys.broker_round_robin
+        self.seen_key = queue_keys.broker_seen
+        self.adopt_key = queue_keys.broker_adopt
         self.idle_ttl_ms = max(1, round(idle_ttl_s * 1000))
-        self._state_prefix = state_key_prefix(queue_keys)
+        self._state_prefix = queue_keys.conversations
         # KEYS 1-4 of every assignment script (lua/lib/expire.lua).
         self._common_keys = [self.assignments_key, self.loads_key, self.seen_key, self.adopt_key]
         self._scripts: dict[str, AsyncScript] = {

@@ -15,8 +15,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from sluice.keys import QueueKeys
 from sluice.monitor.histogram import Histogram
-from sluice.queue.keys import QueueKeys
 from sluice.queue.scripts import Scripts
 
 FINE_S = 10

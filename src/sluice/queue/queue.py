@@ -19,8 +19,8 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 
 from sluice.errors import LeaseLostError
+from sluice.keys import QueueKeys
 from sluice.queue.job import Job, JobRecord, check_hop_name
-from sluice.queue.keys import QueueKeys
 from sluice.queue.priority import DEFAULT_TARGETS_MS, target_ms
 from sluice.queue.scripts import Scripts
 

@@ -5,8 +5,8 @@ and the recent turns the AI broker sees as history.
 One small hash per conversation under the queue's prefix, plus a capped history list;
 both expire after a week of silence (``TTL_S``). A conversation's broker assignment ends
 with them (:mod:`sluice.broker.assignment` checks these keys, named by
-:func:`state_key_prefix`), so a conversation that is never resolved does not hold its
-broker's capacity for ever.
+:attr:`sluice.keys.QueueKeys.conversations`), so a conversation that is never resolved
+does not hold its broker's capacity for ever.
 """
 
 from __future__ import annotations
@@ -18,18 +18,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from sluice.queue.keys import QueueKeys
+from sluice.keys import QueueKeys
 
 TTL_S = 7 * 86_400
 HISTORY_TURNS = 20
-HISTORY_SUFFIX = ":history"
-
-
-def state_key_prefix(keys: QueueKeys) -> str:
-    """What every conversation state key starts with: ``<prefix>conv:<key>`` is the state
-    hash, ``<prefix>conv:<key>:history`` the history. The broker assignment scripts derive
-    both from it to tell whether a conversation is still alive."""
-    return f"{keys.prefix}conv:"
 
 
 @dataclass(frozen=True)
@@ -71,13 +63,12 @@ class Conversations:
         self.redis = redis
         self.keys = keys
         self.ttl_ms = max(1, round(ttl_s * 1000))
-        self._prefix = state_key_prefix(keys)
 
     def _key(self, key: str) -> str:
-        return f"{self._prefix}{key}"
+        return self.keys.conversation(key)
 
     def _history_key(self, key: str) -> str:
-        return f"{self._prefix}{key}{HISTORY_SUFFIX}"
+        return self.keys.conversation_history(key)
 
     async def get(self, key: str) -> ConversationState:
         raw = await self.redis.hgetall(self._key(key))

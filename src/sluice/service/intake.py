@@ -112,9 +112,7 @@ class Intake:
         # of versions without a top-level `account` fall back to the only one (see
         # _default_account).
         self._accounts: set[int] = set()
-        prefix = queue.keys.prefix
-        self._rejected_key = f"{prefix}intake:rejected"
-        self._delivery_prefix = f"{prefix}delivery:"
+        self._rejected_key = queue.keys.intake_rejected
 
     async def handle(self, body: bytes, headers: Mapping[str, str]) -> Outcome:
         received_ms = self.clock() * 1000
@@ -253,7 +251,7 @@ class Intake:
         sent_ms: float | None = None,
         signed: Mapping[str, str] | None = None,
     ) -> Outcome:
-        if delivery and await self.queue.redis.exists(self._delivery_prefix + delivery):
+        if delivery and await self.queue.redis.exists(self.queue.keys.delivery(delivery)):
             return Outcome(200, {"status": "duplicate", "delivery": delivery})
         if isinstance(event, InvalidPayload):
             await self._reject(str(event), body, delivery)
@@ -274,7 +272,7 @@ class Intake:
         outcome = await self._apply(event, received_ms, _has_assignee(payload), sent_ms)
         if delivery:
             await self.queue.redis.set(
-                self._delivery_prefix + delivery, 1, px=self.queue.dedupe_ttl_ms
+                self.queue.keys.delivery(delivery), 1, px=self.queue.dedupe_ttl_ms
             )
         return outcome
 

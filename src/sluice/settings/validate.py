@@ -18,10 +18,10 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from sluice.keys import QueueKeys
 from sluice.monitor.retention import COMPLETED_JOB_BYTES, projected_bytes
 from sluice.monitor.windows import WindowReader
 from sluice.queue.job import Job
-from sluice.queue.keys import QueueKeys
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
 from sluice.settings.config import Settings, redact_url

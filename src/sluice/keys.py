@@ -1,0 +1,193 @@
+"""Every Redis key Sluice uses, named in one place.
+
+Every key of a queue starts with ``sluice:{name}:``; the braces are a Redis Cluster hash
+tag, so a whole queue lives in one slot and every Lua script may touch all of its keys.
+The families, each spelled only here on the Python side:
+
+- the engine: the fixed keys (passed to every script in one vector) and per-job, per-lane,
+  per-request keys (the Lua scripts derive these from the prefix; see queue/lua/);
+- workers: their heartbeat records;
+- monitoring: the 10-second and one-minute buckets, the all-time counters;
+- conversations: what the service remembers of each Chatwoot conversation;
+- brokers: assignments, loads, the round-robin cursor;
+- alerts: their state, history, commands and the evaluator's leader lease;
+- intake: delivery ids already seen, replayed signatures, refused payloads;
+- dashboard: sign-in sessions and failed sign-ins.
+
+Nothing else builds a key from the prefix, so renaming one is a change to this file (and,
+for keys that Lua writes, to the script that writes it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_VALID_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+FIXED_KEYS = (
+    "ready",
+    "delayed",
+    "inflight",
+    "active",
+    "waiting",
+    "dead",
+    "completed",
+    "meta",
+    "rate",
+    "wake",
+    "events",
+    "seq",
+    "control",
+)
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Names of one queue's keys, in the order the Lua scripts expect them."""
+
+    name: str
+    prefix: str = field(init=False)
+    vector: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not _VALID_NAME.match(self.name):
+            raise ValueError(
+                f"queue name {self.name!r} must be 1-100 characters of letters, digits, "
+                "'_', '.', ':' or '-'"
+            )
+        prefix = f"sluice:{{{self.name}}}:"
+        object.__setattr__(self, "prefix", prefix)
+        object.__setattr__(self, "vector", tuple(prefix + k for k in FIXED_KEYS))
+
+    def __getattr__(self, item: str) -> str:
+        # Only reached for names that are not real attributes: the fixed key names.
+        if item in FIXED_KEYS:
+            return self.prefix + item
+        raise AttributeError(item)
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def payload(self, job_id: str) -> str:
+        return f"{self.prefix}payload:{job_id}"
+
+    def lane(self, conversation: str) -> str:
+        return f"{self.prefix}lane:{conversation}"
+
+    def dedupe(self, message_id: str) -> str:
+        return f"{self.prefix}dedupe:{message_id}"
+
+    def request(self, request_id: str) -> str:
+        """Where a script keeps the answer of a call (see lua/lib/request.lua)."""
+        return f"{self.prefix}req:{request_id}"
+
+    def stats(self, unix_second: int) -> str:
+        return f"{self.prefix}stats:{unix_second}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}"
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + "workers"
+
+    # Monitoring buckets: the Lua scripts write them (lua/lib/monitor.lua, rollup.lua) and
+    # sluice.monitor reads them. Spelled only here on the Python side, so a reader and the
+    # writers cannot drift apart on a key name.
+
+    def mon_10s(self, index: int) -> str:
+        """One 10-second bucket of monitoring counters; ``index`` is unix seconds // 10."""
+        return f"{self.prefix}mon:10s:{index}"
+
+    def mon_1m(self, index: int) -> str:
+        """The roll-up of one finished minute; ``index`` is unix seconds // 60."""
+        return f"{self.prefix}mon:1m:{index}"
+
+    @property
+    def mon_total(self) -> str:
+        """All-time counters and fixed histogram buckets (what /metrics exports)."""
+        return self.prefix + "mon:total"
+
+    @property
+    def mon_rolled_until(self) -> str:
+        """The last minute already rolled up into ``mon:1m:``, so roll-ups are idempotent."""
+        return self.prefix + "mon:rolled_until"
+
+    # Conversations (sluice.service.conversations): a hash per conversation and a list of
+    # its recent turns; both expire after a week of silence.
+
+    @property
+    def conversations(self) -> str:
+        """The prefix of every conversation's keys (SCAN patterns, the broker's expiry)."""
+        return self.prefix + "conv:"
+
+    def conversation(self, key: str) -> str:
+        return f"{self.prefix}conv:{key}"
+
+    def conversation_history(self, key: str) -> str:
+        return f"{self.prefix}conv:{key}:history"
+
+    # Brokers (sluice.broker.assignment; the Lua in broker/lua/ takes them as KEYS).
+
+    @property
+    def broker_assignments(self) -> str:
+        return self.prefix + "broker:assignments"
+
+    @property
+    def broker_loads(self) -> str:
+        return self.prefix + "broker:loads"
+
+    @property
+    def broker_round_robin(self) -> str:
+        return self.prefix + "broker:rr"
+
+    @property
+    def broker_seen(self) -> str:
+        return self.prefix + "broker:seen"
+
+    @property
+    def broker_adopt(self) -> str:
+        return self.prefix + "broker:adopt"
+
+    # Alerts (sluice.alerts.store).
+
+    @property
+    def alerts_state(self) -> str:
+        return self.prefix + "alerts:state"
+
+    @property
+    def alerts_history(self) -> str:
+        return self.prefix + "alerts:history"
+
+    @property
+    def alerts_commands(self) -> str:
+        return self.prefix + "alerts:commands"
+
+    @property
+    def alerts_leader(self) -> str:
+        return self.prefix + "alerts:leader"
+
+    # Intake (sluice.service.intake, sluice.chatwoot.replay).
+
+    def delivery(self, delivery_id: str) -> str:
+        """A Chatwoot ``X-Chatwoot-Delivery`` id already taken (its retries are dropped)."""
+        return f"{self.prefix}delivery:{delivery_id}"
+
+    @property
+    def replays(self) -> str:
+        """The prefix of signed requests already used (timestamp and signature digest)."""
+        return self.prefix + "replay:"
+
+    @property
+    def intake_rejected(self) -> str:
+        """The last refused payloads, for an operator to look at."""
+        return self.prefix + "intake:rejected"
+
+    # Dashboard (sluice.api.dashboard).
+
+    def dashboard_session(self, digest: str) -> str:
+        return f"{self.prefix}dash:session:{digest}"
+
+    def dashboard_login_failures(self, client: str) -> str:
+        return f"{self.prefix}dash:loginfail:{client}"
