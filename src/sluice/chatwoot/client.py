@@ -29,7 +29,7 @@ from sluice.chatwoot.retry import (
     may_still_land,
     parse_retry_after,
 )
-from sluice.chatwoot.transport import Guard
+from sluice.chatwoot.transport import Guard, log
 
 __all__ = [
     "MAY_STILL_LAND",
@@ -40,6 +40,7 @@ __all__ = [
     "ChatwootDeadlineError",
     "ChatwootError",
     "Guard",
+    "log",
     "may_still_land",
     "parse_retry_after",
 ]
