@@ -27,6 +27,8 @@ BOT_DESCRIPTION: Final = "Sluice: answers customer messages within the SLA"
 
 @dataclass(frozen=True)
 class SetupOptions:
+    """The command line: which receiver, for which Chatwoot, account and inboxes."""
+
     mode: Mode
     chatwoot_url: str
     token: str | None

@@ -36,6 +36,7 @@ class SetupContext:
 
 
 async def _inboxes(ctx: SetupContext) -> dict[int, dict[str, Any]]:
+    """The account's inboxes by id, after checking every ``--inbox`` is one of them."""
     try:
         inboxes = await ctx.client.list_inboxes(ctx.account_id)
     except ChatwootError as exc:
@@ -53,6 +54,7 @@ async def _inboxes(ctx: SetupContext) -> dict[int, dict[str, Any]]:
 
 
 async def setup_agent_bot(ctx: SetupContext, out: Printer) -> None:
+    """``--mode agent-bot``: reuse or create the bot, link it to the chosen inboxes."""
     client, account_id, url = ctx.client, ctx.account_id, ctx.url
     inboxes = await _inboxes(ctx)
     try:
@@ -110,6 +112,7 @@ def _id_key(item: dict[str, Any]) -> int:
 
 
 async def setup_account_webhook(ctx: SetupContext, out: Printer) -> None:
+    """``--mode account-webhook``: reuse (subscribing it to missing events) or create it."""
     client, account_id, url = ctx.client, ctx.account_id, ctx.url
     if ctx.options.inboxes:
         out.warn("--inbox is ignored: an account webhook gets the events of every inbox")
