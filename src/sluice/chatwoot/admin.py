@@ -32,7 +32,8 @@ from typing import Any, Final, Literal, Self
 
 import httpx
 
-from sluice.chatwoot.client import ChatwootClient, ChatwootError, _server_detail
+from sluice.chatwoot.client import ChatwootClient
+from sluice.chatwoot.errors import ChatwootError, server_detail
 from sluice.config import redact_urls_in
 
 # Chatwoot's own texts for its 401s (AccessTokenAuthHelper, Accounts::BaseController,
@@ -102,7 +103,7 @@ class ChatwootAdminClient(ChatwootClient):
             base.message,
             base.retryable,
             retry_after=base.retry_after,
-            detail=_server_detail(response),
+            detail=server_detail(response),
         )
 
     async def _unscoped(self, path: str, *, token: bool = True) -> Any:
