@@ -31,7 +31,7 @@ BODY = json.dumps({"event": "message_created", "id": 1001, "content": "hi"}).enc
 @pytest.fixture
 async def guard(redis_client: aioredis.Redis, queue_name: str) -> AsyncIterator[ReplayGuard]:
     try:
-        yield ReplayGuard(redis_client, QueueKeys(queue_name).prefix, 300)
+        yield ReplayGuard(redis_client, QueueKeys(queue_name).replays, 300)
     finally:
         await delete_queue_keys(redis_client, queue_name)
 
@@ -116,7 +116,9 @@ async def test_the_key_lives_under_the_prefix_a_bit_longer_than_the_window(
 async def test_a_pair_is_forgotten_after_its_window(
     redis_client: aioredis.Redis, queue_name: str
 ) -> None:
-    short = ReplayGuard(redis_client, QueueKeys(queue_name).prefix, 0.2, max_future_s=0, margin_s=0)
+    short = ReplayGuard(
+        redis_client, QueueKeys(queue_name).replays, 0.2, max_future_s=0, margin_s=0
+    )
     try:
         assert await short.first_use("1700000000", "sha256=" + "ab" * 32)
         assert not await short.first_use("1700000000", "sha256=" + "ab" * 32)

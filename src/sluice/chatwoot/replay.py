@@ -62,9 +62,9 @@ return 0
 class ReplayGuard:
     """Records each verified (timestamp, signature) pair once; a second use is a replay.
 
-    ``key_prefix`` is prepended to every key, normally the queue's prefix
-    (``queue.keys.prefix``, ``sluice:{<queue>}:``) so the keys share the queue's Redis Cluster
-    slot like the intake's ``delivery:<id>`` keys; the guard adds ``replay:<timestamp>:<hex>``.
+    ``key_prefix`` is what every key starts with, normally :attr:`sluice.keys.QueueKeys.replays`
+    (``sluice:{<queue>}:replay:``) so the keys share the queue's Redis Cluster slot like the
+    intake's ``delivery:<id>`` keys; the guard adds ``<timestamp>:<hex>``.
     ``window_s`` is the signature's maximum age (the intake's ``max_age_s``, 300 s).
     """
 
@@ -89,7 +89,7 @@ class ReplayGuard:
 
     def key(self, timestamp: str, signature: str) -> str:
         """The Redis key of a pair, normalised (see the module docstring)."""
-        return f"{self.key_prefix}replay:{_timestamp(timestamp)}:{_digest(signature)}"
+        return f"{self.key_prefix}{_timestamp(timestamp)}:{_digest(signature)}"
 
     async def first_use(self, timestamp: str, signature: str) -> bool:
         """True the first time this pair is seen within its window (and records it); False

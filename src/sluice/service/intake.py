@@ -105,7 +105,7 @@ class Intake:
         self.on_resolved = on_resolved
         self.spool = spool
         self.store_timeout_s = store_timeout_s
-        self._replays = ReplayGuard(queue.redis, queue.keys.prefix, window_s=max_age_s)
+        self._replays = ReplayGuard(queue.redis, queue.keys.replays, window_s=max_age_s)
         self._warned_unsigned = False
         self._warned_unsigned_chatwoot = False
         # Accounts this intake has seen in payloads that name theirs: conversation events
