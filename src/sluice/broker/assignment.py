@@ -55,8 +55,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any, Literal, cast, overload
 
 import redis.asyncio as aioredis
@@ -66,6 +64,7 @@ from sluice.broker.config import Broker, BrokerKind
 from sluice.conversations import TTL_S as CONVERSATION_TTL_S
 from sluice.conversations import state_key_prefix
 from sluice.queue.keys import QueueKeys
+from sluice.redis import lua
 
 __all__ = [
     "ASSIGNMENT_SCRIPTS",
@@ -80,15 +79,12 @@ ASSIGNMENT_SCRIPTS = ("assign", "release", "loads")
 AssignmentRule = Literal["sticky", "least_loaded", "round_robin", "forced"]
 
 
-@cache
 def assignment_script_source(name: str) -> str:
-    """The source of one assignment script, from the ``sluice.broker`` package's ``lua/``,
-    with ``lua/lib/expire.lua`` included in front (textually, so it stays one atomic call)."""
+    """The source of one assignment script (``lua/<name>.lua`` of ``sluice.broker``), its
+    includes expanded by the package's one Lua loader, :mod:`sluice.redis.lua`."""
     if name not in ASSIGNMENT_SCRIPTS:
         raise KeyError(name)
-    lua = resources.files("sluice.broker") / "lua"
-    lib = (lua / "lib" / "expire.lua").read_text(encoding="utf-8")
-    return lib + "\n" + (lua / f"{name}.lua").read_text(encoding="utf-8")
+    return lua.script_source("sluice.broker", name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +147,9 @@ class Assigner:
         self._state_prefix = state_key_prefix(queue_keys)
         # KEYS 1-4 of every assignment script (lua/lib/expire.lua).
         self._common_keys = [self.assignments_key, self.loads_key, self.seen_key, self.adopt_key]
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(assignment_script_source(name))
-            for name in ASSIGNMENT_SCRIPTS
-        }
+        self._scripts: dict[str, AsyncScript] = lua.register_scripts(
+            redis, "sluice.broker", ASSIGNMENT_SCRIPTS
+        )
 
     def broker(self, name: str) -> Broker:
         """The configured broker called ``name`` (KeyError if none)."""

@@ -24,6 +24,7 @@
 --       then the conversation state key prefix ('<queue prefix>conv:') and the idle TTL (ms)
 -- Returns {broker name, rule, previous broker name or '', degraded 0/1};
 -- {'', 'none', previous, 0} when no configured broker is of the kind.
+--!include lib/expire.lua
 local K_RR = KEYS[5]
 local key, kind, forced = ARGV[1], ARGV[2], ARGV[3]
 local n = tonumber(ARGV[4])

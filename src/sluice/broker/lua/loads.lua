@@ -4,5 +4,6 @@
 -- KEYS: 1-4 assignments, loads, seen, adopt: see lib/expire.lua
 -- ARGV: 1 conversation state key prefix ('<queue prefix>conv:'), 2 idle TTL (ms)
 -- Returns HGETALL of loads (broker name, load, ...).
+--!include lib/expire.lua
 expire_idle(ARGV[1], tonumber(ARGV[2]), now_ms())
 return redis.call('HGETALL', K_LOAD)

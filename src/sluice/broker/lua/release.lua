@@ -5,4 +5,5 @@
 -- ARGV: 1 conversation key
 -- Returns the broker the conversation was assigned to, or '' when it had none (releasing
 -- twice is harmless: the load is decremented once).
+--!include lib/expire.lua
 return drop_assignment(ARGV[1]) or ''
