@@ -33,7 +33,7 @@ scripts expire assignments themselves and decrement the load in the same atomic 
 ``broker:seen`` (ZSET conversation -> last known alive, Redis clock) indexes assignments by
 age, so finding idle ones never scans them all. Every assignment script first forgets up
 to 100 assignments idle past the TTL whose conversation state is gone (``lua/lib/
-expire.lua``); one whose state still exists is looked at again when that state would
+expire_idle.lua``); one whose state still exists is looked at again when that state would
 expire. :meth:`Assigner.loads` runs the same step, so a reader never sees stale load.
 Assignments written before ``broker:seen`` existed are indexed a page per call (an HSCAN
 cursor in ``broker:adopt``) and then age like the others. We chose this over recounting
@@ -145,7 +145,7 @@ class Assigner:
         self.adopt_key = queue_keys.prefix + "broker:adopt"
         self.idle_ttl_ms = max(1, round(idle_ttl_s * 1000))
         self._state_prefix = state_key_prefix(queue_keys)
-        # KEYS 1-4 of every assignment script (lua/lib/expire.lua).
+        # KEYS 1-4 of every assignment script (lua/lib/keys.lua).
         self._common_keys = [self.assignments_key, self.loads_key, self.seen_key, self.adopt_key]
         self._scripts: dict[str, AsyncScript] = lua.register_scripts(
             redis, "sluice.broker", ASSIGNMENT_SCRIPTS
