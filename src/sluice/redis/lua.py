@@ -7,9 +7,11 @@ helpers at run time: a line ``--!include lib/x.lua`` is replaced by the text of 
 when the script is loaded. Paths are relative to the package's ``lua/`` folder.
 
 Include files declare their own includes the same way, and the expansion is recursive and
-deduplicated: each file's text appears once, before its first user, so a helper is always
-defined (as a ``local``) above the code that calls it, whichever script or helper asked for
-it first. A cycle is an error, not an endless expansion.
+deduplicated: each file's text appears once, in one piece, after the files it includes and
+before its first user, so a helper is always defined (as a ``local``) above the code that
+calls it, whichever script or helper asked for it first. The assembled script is therefore
+its includes in dependency order, then the script's own text. A cycle is an error, not an
+endless expansion.
 
 redis-py's ``Script`` objects (:func:`register_scripts`) run the assembled text by SHA and
 load it again transparently after a ``SCRIPT FLUSH`` or a Redis restart.
@@ -51,7 +53,8 @@ def _normal(path: str, user: str) -> str:
 
 
 def _expand(root: Traversable, path: str, stack: list[str], done: set[str], out: list[str]) -> None:
-    # Depth first: an include is written out where it is first met, after its own includes.
+    # Depth first: a file's includes (those not written out yet) go out before its own
+    # text, which stays in one piece, header comment included.
     stack.append(path)
     file = root
     for part in path.split("/"):
@@ -59,9 +62,10 @@ def _expand(root: Traversable, path: str, stack: list[str], done: set[str], out:
     if not file.is_file():
         chain = " -> ".join(stack)
         raise LuaIncludeError(f"{path} does not exist (include chain: {chain})")
+    own: list[str] = []
     for line in file.read_text(encoding="utf-8").splitlines():
         if not line.startswith(INCLUDE):
-            out.append(line)
+            own.append(line)
             continue
         included = _normal(line[len(INCLUDE) :], path)
         if included in stack:
@@ -69,6 +73,7 @@ def _expand(root: Traversable, path: str, stack: list[str], done: set[str], out:
             raise LuaIncludeError(f"include cycle: {cycle}")
         if included not in done:
             _expand(root, included, stack, done, out)
+    out.extend(own)
     stack.pop()
     done.add(path)
 
