@@ -5,6 +5,8 @@
 -- catches the repeat and the job's `rq` (the request id that created it) tells that it is
 -- the same call, not a duplicate delivery; without one the answer is kept under the
 -- request id (lib/request_key.lua).
+-- Over 80 lines with its header and includes; the code is one straight path: the repeat
+-- checks, then the job's fields, then its lane.
 --
 -- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 request id ('' = none), 3 message id ('' = none), 4 conversation key,
@@ -82,6 +84,8 @@ if ready then
   wake(1)
 end
 count('enqueued', 1, now)
+-- The monitoring `enq` counters (lib/monitor.lua), written directly rather than through a
+-- tally: enqueue observes nothing else.
 redis.call('HINCRBY', PREFIX .. 'mon:total', 'enq', 1)
 local fine = PREFIX .. 'mon:10s:' .. math.floor(now / 10000)
 if redis.call('HINCRBY', fine, 'enq', 1) == 1 then
