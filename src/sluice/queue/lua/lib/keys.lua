@@ -21,8 +21,8 @@
 -- ARGV[1] is always the key prefix "sluice:{queue}:". Per-job and per-lane keys are built
 -- from it (job:<id> by job_key, payload:<id> by payload_key, lane:<key> by lane_key,
 -- dedupe:<message id>, req:<request id> by request_key, stats:<unix second> by count,
--- mon:... by flush_monitor); the prefix carries the queue's hash tag, so every key lives in
--- the same cluster slot.
+-- mon:... as lib/monitor.lua lays them out); the prefix carries the queue's hash tag, so
+-- every key lives in the same cluster slot.
 --
 -- These are constants: no script or helper assigns them.
 
