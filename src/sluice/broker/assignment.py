@@ -33,7 +33,7 @@ scripts expire assignments themselves and decrement the load in the same atomic 
 ``broker:seen`` (ZSET conversation -> last known alive, Redis clock) indexes assignments by
 age, so finding idle ones never scans them all. Every assignment script first forgets up
 to 100 assignments idle past the TTL whose conversation state is gone (``lua/lib/
-expire.lua``); one whose state still exists is looked at again when that state would
+expire_idle.lua``); one whose state still exists is looked at again when that state would
 expire. :meth:`Assigner.loads` runs the same step, so a reader never sees stale load.
 Assignments written before ``broker:seen`` existed are indexed a page per call (an HSCAN
 cursor in ``broker:adopt``) and then age like the others. We chose this over recounting
@@ -55,8 +55,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any, Literal, cast, overload
 
 import redis.asyncio as aioredis
@@ -64,6 +62,7 @@ from redis.commands.core import AsyncScript
 
 from sluice.broker.config import Broker, BrokerKind
 from sluice.keys import QueueKeys
+from sluice.redis import lua
 from sluice.service.conversations import TTL_S as CONVERSATION_TTL_S
 
 __all__ = [
@@ -79,15 +78,12 @@ ASSIGNMENT_SCRIPTS = ("assign", "release", "loads")
 AssignmentRule = Literal["sticky", "least_loaded", "round_robin", "forced"]
 
 
-@cache
 def assignment_script_source(name: str) -> str:
-    """The source of one assignment script, from the ``sluice.broker`` package's ``lua/``,
-    with ``lua/lib/expire.lua`` included in front (textually, so it stays one atomic call)."""
+    """The source of one assignment script (``lua/<name>.lua`` of ``sluice.broker``), its
+    includes expanded by the package's one Lua loader, :mod:`sluice.redis.lua`."""
     if name not in ASSIGNMENT_SCRIPTS:
         raise KeyError(name)
-    lua = resources.files("sluice.broker") / "lua"
-    lib = (lua / "lib" / "expire.lua").read_text(encoding="utf-8")
-    return lib + "\n" + (lua / f"{name}.lua").read_text(encoding="utf-8")
+    return lua.script_source("sluice.broker", name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +144,11 @@ class Assigner:
         self.adopt_key = queue_keys.broker_adopt
         self.idle_ttl_ms = max(1, round(idle_ttl_s * 1000))
         self._state_prefix = queue_keys.conversations
-        # KEYS 1-4 of every assignment script (lua/lib/expire.lua).
+        # KEYS 1-4 of every assignment script (lua/lib/keys.lua).
         self._common_keys = [self.assignments_key, self.loads_key, self.seen_key, self.adopt_key]
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(assignment_script_source(name))
-            for name in ASSIGNMENT_SCRIPTS
-        }
+        self._scripts: dict[str, AsyncScript] = lua.register_scripts(
+            redis, "sluice.broker", ASSIGNMENT_SCRIPTS
+        )
 
     def broker(self, name: str) -> Broker:
         """The configured broker called ``name`` (KeyError if none)."""

@@ -19,24 +19,24 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+
+from sluice.redis import lua
 
 __all__ = ["LEASE_SCRIPTS", "LeaderLease", "default_holder", "lease_script_source"]
 
 LEASE_SCRIPTS = ("lease_acquire", "lease_renew", "lease_release")
 
 
-@cache
 def lease_script_source(name: str) -> str:
-    """The source of one of the lease scripts, from the package's ``lua/`` directory."""
+    """The source of one of the lease scripts (``lua/<name>.lua`` of ``sluice.monitor``), as
+    the package's one Lua loader, :mod:`sluice.redis.lua`, assembles it."""
     if name not in LEASE_SCRIPTS:
         raise KeyError(name)
-    return (resources.files("sluice.monitor") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    return lua.script_source("sluice.monitor", name)
 
 
 def default_holder() -> str:
@@ -70,9 +70,9 @@ class LeaderLease:
         self.ttl_ms = ttl_ms
         self._clock = clock
         self._valid_until = 0.0
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(lease_script_source(name)) for name in LEASE_SCRIPTS
-        }
+        self._scripts: dict[str, AsyncScript] = lua.register_scripts(
+            redis, "sluice.monitor", LEASE_SCRIPTS
+        )
 
     @property
     def held(self) -> bool:

@@ -1,18 +1,18 @@
-"""Loading the Lua scripts: one file per state change, shared helpers included textually.
+"""The queue's Lua scripts: one file per state change in ``lua/``, helpers in ``lua/lib/``.
 
-A line ``--!include lib/x.lua`` is replaced by that file, so each script stays a single
-atomic EVALSHA while the helpers are written once. redis-py's ``Script`` objects run them
-by SHA and reload them transparently after a ``SCRIPT FLUSH`` or a Redis restart.
+Assembled by the package's one Lua loader, :mod:`sluice.redis.lua` (``--!include`` lines,
+expanded recursively), so each script stays a single atomic EVALSHA while the helpers are
+written once.
 """
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+
+from sluice.redis import lua
 
 SCRIPT_NAMES = (
     "enqueue",
@@ -31,29 +31,19 @@ SCRIPT_NAMES = (
     "rollup",
 )
 
-_INCLUDE = "--!include "
+PACKAGE = "sluice.queue"
 
 
-@cache
 def script_source(name: str) -> str:
     """The full source of one script with its includes expanded."""
-    root = resources.files("sluice.queue") / "lua"
-    lines: list[str] = []
-    for line in (root / f"{name}.lua").read_text(encoding="utf-8").splitlines():
-        if line.startswith(_INCLUDE):
-            lines.append((root / line[len(_INCLUDE) :].strip()).read_text(encoding="utf-8"))
-        else:
-            lines.append(line)
-    return "\n".join(lines) + "\n"
+    return lua.script_source(PACKAGE, name)
 
 
 class Scripts:
     """The registered scripts of one client, callable as ``scripts.enqueue(keys, args)``."""
 
     def __init__(self, client: aioredis.Redis) -> None:
-        self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(script_source(name)) for name in SCRIPT_NAMES
-        }
+        self._scripts: dict[str, AsyncScript] = lua.register_scripts(client, PACKAGE, SCRIPT_NAMES)
 
     def __getattr__(self, name: str) -> AsyncScript:
         try:

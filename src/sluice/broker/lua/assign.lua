@@ -11,19 +11,28 @@
 --                 (a per-kind counter), over capacity rather than leaving a customer unassigned
 -- When no broker of the kind is available, the same two rules run over every broker of the
 -- kind, and the reply says so (degraded = 1). Moving a conversation off a broker frees one
--- unit of that broker's load.
+-- unit of that broker's load. Over 80 lines because the rules are one decision: the code
+-- below takes them in the order above, each ending the script with its answer.
 --
--- First, assignments of conversations idle past the TTL are forgotten (lib/expire.lua), so
--- the loads compared below count live conversations only; the conversation's own
+-- First, assignments of conversations idle past the TTL are forgotten (lib/expire_idle.lua),
+-- so the loads compared below count live conversations only; the conversation's own
 -- assignment is then marked alive (now) in the seen index.
 --
--- KEYS: 1-4 assignments, loads, seen, adopt: see lib/expire.lua
+-- KEYS: 1-4 assignments, loads, seen, adopt: see lib/keys.lua
 --       5 rr          HASH kind filter ('*' = any kind) -> round-robin counter
 -- ARGV: 1 conversation key, 2 kind filter ('' = any kind), 3 forced broker name ('' = none),
 --       4 n brokers, then n x (name, kind, capacity, available 1/0), in configuration order,
 --       then the conversation state key prefix ('<queue prefix>conv:') and the idle TTL (ms)
 -- Returns {broker name, rule, previous broker name or '', degraded 0/1};
 -- {'', 'none', previous, 0} when no configured broker is of the kind.
+-- Events: none (the caller tells Chatwoot when the broker changed).
+--!include lib/keys.lua
+--!include lib/now_ms.lua
+--!include lib/expire_idle.lua
+--!include lib/decrement_load.lua
+--!include lib/brokers_of_kind.lua
+--!include lib/least_loaded.lua
+
 local K_RR = KEYS[5]
 local key, kind, forced = ARGV[1], ARGV[2], ARGV[3]
 local n = tonumber(ARGV[4])
@@ -53,9 +62,7 @@ end
 local function move(name, rule, degraded)
   if current ~= name then
     if current then
-      if redis.call('HINCRBY', K_LOAD, current, -1) <= 0 then
-        redis.call('HDEL', K_LOAD, current)
-      end
+      decrement_load(current)
     end
     redis.call('HSET', K_ASSIGN, key, name)
     redis.call('HINCRBY', K_LOAD, name, 1)
@@ -78,19 +85,9 @@ if current then
   end
 end
 
-local function pool(only_available)
-  local out = {}
-  for _, b in ipairs(brokers) do
-    if (kind == '' or b.kind == kind) and (b.available or not only_available) then
-      out[#out + 1] = b
-    end
-  end
-  return out
-end
-
-local candidates, degraded = pool(true), 0
+local candidates, degraded = brokers_of_kind(brokers, kind, true), 0
 if #candidates == 0 then
-  candidates, degraded = pool(false), 1
+  candidates, degraded = brokers_of_kind(brokers, kind, false), 1
 end
 if #candidates == 0 then
   return {'', 'none', previous, 0}
@@ -98,13 +95,7 @@ end
 
 -- The current broker (if any) is never a candidate here: it was either removed from the
 -- configuration or is of another kind, so its load needs no adjustment for this comparison.
-local best, best_load = nil, nil
-for _, b in ipairs(candidates) do
-  local load = tonumber(redis.call('HGET', K_LOAD, b.name) or '0')
-  if load < b.capacity and (best == nil or load < best_load) then
-    best, best_load = b, load
-  end
-end
+local best = least_loaded(candidates)
 if best then
   return move(best.name, 'least_loaded', degraded)
 end

@@ -4,6 +4,8 @@
 -- ARGV: 1 holder id (unique per process and start), 2 TTL (ms)
 -- Returns 1 when the caller holds the lease afterwards (with a fresh TTL), 0 when another
 -- holder has it.
+-- Events: none.
+
 local key, holder, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
 
 local current = redis.call('GET', key)

@@ -4,6 +4,8 @@
 -- ARGV: 1 holder id
 -- Returns 1 when deleted, 0 when the caller did not hold it (expired, or another holder
 -- has it now: deleting theirs would create two leaders).
+-- Events: none.
+
 local key, holder = KEYS[1], ARGV[1]
 
 if redis.call('GET', key) == holder then

@@ -5,6 +5,8 @@
 -- Returns 1 when renewed, 0 when the lease expired or another holder took it: the caller
 -- must stop acting as leader at once. Never takes a free lease (that is acquire's job, so a
 -- leader that lost its lease notices it instead of silently re-taking it).
+-- Events: none.
+
 local key, holder, ttl = KEYS[1], ARGV[1], tonumber(ARGV[2])
 
 if redis.call('GET', key) == holder then

@@ -2,12 +2,22 @@
 -- resolved, and its turn if that sits unstarted in a worker's prefetch buffer (workers hear
 -- it on the control channel). Its running job, if any, finishes.
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once),
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
+-- ARGV: 1 prefix, 2 request id (lib/request_key.lua: a repeated call acts once),
 --       3 conversation key, 4 reason
 -- Returns how many jobs were removed.
---!include lib/core.lua
---!include lib/request.lua
+-- Events: cancelled per job removed; `cancel:<key>` on the control channel.
+--!include lib/keys.lua
+--!include lib/job_key.lua
+--!include lib/payload_key.lua
+--!include lib/lane_key.lua
+--!include lib/now_ms.lua
+--!include lib/emit.lua
+--!include lib/count.lua
+--!include lib/announce.lua
+--!include lib/discard_prefetched.lua
+--!include lib/replayed.lua
+--!include lib/remember.lua
 
 local rid = ARGV[2]
 local earlier = replayed(rid)

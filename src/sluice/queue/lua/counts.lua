@@ -1,10 +1,12 @@
 -- counts.lua: one consistent snapshot of the queue's sizes.
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 completed-job retention (ms)
 -- Returns {waiting, active, delayed, dead, completed, paused, oldest waiting age (ms),
 -- ready lanes}.
---!include lib/core.lua
+-- Events: none (it reads only).
+--!include lib/keys.lua
+--!include lib/now_ms.lua
 
 local now = now_ms()
 local delayed = redis.call('ZCARD', K_DELAYED)

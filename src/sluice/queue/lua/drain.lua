@@ -3,11 +3,22 @@
 -- emergency action, not a hot path. Workers hear it on the control channel and drop their
 -- buffers at once.
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once)
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
+-- ARGV: 1 prefix, 2 request id (lib/request_key.lua: a repeated call acts once)
 -- Returns how many jobs were removed.
---!include lib/core.lua
---!include lib/request.lua
+-- Events: cancelled per prefetched job removed, then one drained (info: how many);
+-- `drain` on the control channel.
+--!include lib/keys.lua
+--!include lib/job_key.lua
+--!include lib/payload_key.lua
+--!include lib/lane_key.lua
+--!include lib/now_ms.lua
+--!include lib/emit.lua
+--!include lib/count.lua
+--!include lib/announce.lua
+--!include lib/discard_prefetched.lua
+--!include lib/replayed.lua
+--!include lib/remember.lua
 
 local rid = ARGV[2]
 local earlier = replayed(rid)

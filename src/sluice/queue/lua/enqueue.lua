@@ -4,15 +4,27 @@
 -- message once and answers the same both times: with a message id the dedupe record
 -- catches the repeat and the job's `rq` (the request id that created it) tells that it is
 -- the same call, not a duplicate delivery; without one the answer is kept under the
--- request id (lib/request.lua).
+-- request id (lib/request_key.lua).
+-- Over 80 lines with its header and includes; the code is one straight path: the repeat
+-- checks, then the job's fields, then its lane.
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 request id ('' = none), 3 message id ('' = none), 4 conversation key,
 --       5 payload (JSON), 6 priority class, 7 SLA target of the class (ms), 8 max attempts,
 --       9 dedupe record TTL (ms), 10 n hop pairs, then n x (hop name, epoch ms)
 -- Returns {job id, 1} for a new job, {first job id, 0} for a duplicate message id.
---!include lib/core.lua
---!include lib/request.lua
+-- Events: enqueued (not for a repeat or a duplicate).
+--!include lib/keys.lua
+--!include lib/job_key.lua
+--!include lib/payload_key.lua
+--!include lib/lane_key.lua
+--!include lib/now_ms.lua
+--!include lib/fmt.lua
+--!include lib/emit.lua
+--!include lib/count.lua
+--!include lib/wake.lua
+--!include lib/replayed.lua
+--!include lib/remember.lua
 
 local rid, msg_id, key, payload = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local dedupe_key = PREFIX .. 'dedupe:' .. msg_id
@@ -72,6 +84,8 @@ if ready then
   wake(1)
 end
 count('enqueued', 1, now)
+-- The monitoring `enq` counters (lib/monitor.lua), written directly rather than through a
+-- tally: enqueue observes nothing else.
 redis.call('HINCRBY', PREFIX .. 'mon:total', 'enq', 1)
 local fine = PREFIX .. 'mon:10s:' .. math.floor(now / 10000)
 if redis.call('HINCRBY', fine, 'enq', 1) == 1 then

@@ -5,12 +5,17 @@
 -- and one that has already run out is not revived: its job may be recovered by any reserve
 -- now, and the worker has stopped it locally (its own deadline is earlier than this one).
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 lease (ms), 3 n, then n x (job id, reservation token), then s, then
 --       s x (job id, reservation token) of prefetched jobs that started (charge_starts)
 -- Returns the ids whose reservation is no longer the caller's (lease expired, job
 -- recovered, drained or cancelled).
---!include lib/core.lua
+-- Events: started (charge_starts).
+--!include lib/keys.lua
+--!include lib/job_key.lua
+--!include lib/now_ms.lua
+--!include lib/refs_at.lua
+--!include lib/charge_starts.lua
 
 local now = now_ms()
 local until_ms = now + tonumber(ARGV[2])

@@ -8,11 +8,19 @@
 -- successful fence a runner must not act: its lease is gone and another runner may own the
 -- turn.
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 hold (ms), 3 n, then n x (job id, reservation token): every job of the
 --       turn, leader first
 -- Returns {1, lease end (epoch ms, Redis clock)} or {0, why}.
---!include lib/core.lua
+-- Events: started (charge_starts), then fenced for the leader (info:
+-- "worker|token|lease end").
+--!include lib/keys.lua
+--!include lib/job_key.lua
+--!include lib/now_ms.lua
+--!include lib/fmt.lua
+--!include lib/emit.lua
+--!include lib/refs_at.lua
+--!include lib/charge_starts.lua
 
 local now = now_ms()
 local hold_until = now + tonumber(ARGV[2])

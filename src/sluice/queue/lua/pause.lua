@@ -2,10 +2,15 @@
 -- Running jobs finish; workers hand back their prefetch buffers when they hear it on the
 -- control channel. Resuming wakes idle workers at once. Repeating a call changes nothing.
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 '1' pause | '0' resume
 -- Returns 1 when the state changed, 0 when it already was so.
---!include lib/core.lua
+-- Events: paused / resumed when the state changed; `pause` on the control channel on every
+-- pause call.
+--!include lib/keys.lua
+--!include lib/emit.lua
+--!include lib/announce.lua
+--!include lib/wake.lua
 
 local was = redis.call('HGET', K_META, 'paused') == '1'
 local want = ARGV[2] == '1'

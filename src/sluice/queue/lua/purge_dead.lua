@@ -1,11 +1,16 @@
 -- purge_dead.lua: delete dead letters for good: the ids given, or all when none are given.
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once), then job ids
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
+-- ARGV: 1 prefix, 2 request id (lib/request_key.lua: a repeated call acts once), then job ids
 --       (none = every dead letter)
 -- Returns how many were deleted.
---!include lib/core.lua
---!include lib/request.lua
+-- Events: dead_purged (info: how many), when any were.
+--!include lib/keys.lua
+--!include lib/job_key.lua
+--!include lib/payload_key.lua
+--!include lib/emit.lua
+--!include lib/replayed.lua
+--!include lib/remember.lua
 
 local rid = ARGV[2]
 local earlier = replayed(rid)

@@ -9,13 +9,21 @@
 --
 -- A prefetched job that never started was never charged an attempt, so none is given back.
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once), 3 n,
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
+-- ARGV: 1 prefix, 2 request id (lib/request_key.lua: a repeated call acts once), 3 n,
 --       4 reason ('' for none), then n x (job id, reservation token), jobs of one lane in
 --       lane order (they are pushed back last to first, so the order holds)
 -- Returns how many were handed back.
---!include lib/core.lua
---!include lib/request.lua
+-- Events: released per job handed back.
+--!include lib/keys.lua
+--!include lib/job_key.lua
+--!include lib/now_ms.lua
+--!include lib/emit.lua
+--!include lib/wake.lua
+--!include lib/requeue_head.lua
+--!include lib/ready_again.lua
+--!include lib/replayed.lua
+--!include lib/remember.lua
 
 local rid = ARGV[2]
 local earlier = replayed(rid)

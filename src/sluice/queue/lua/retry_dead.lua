@@ -1,11 +1,20 @@
 -- retry_dead.lua: give a dead-lettered job a fresh set of attempts at the tail of its lane
 -- (its conversation has moved on meanwhile, so it queues as a new arrival).
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
--- ARGV: 1 prefix, 2 request id (lib/request.lua: a repeated call acts once), 3 job id
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
+-- ARGV: 1 prefix, 2 request id (lib/request_key.lua: a repeated call acts once), 3 job id
 -- Returns 1 when the job was requeued, 0 when it is not a dead letter.
---!include lib/core.lua
---!include lib/request.lua
+-- Events: dead_retried.
+--!include lib/keys.lua
+--!include lib/job_key.lua
+--!include lib/lane_key.lua
+--!include lib/now_ms.lua
+--!include lib/fmt.lua
+--!include lib/emit.lua
+--!include lib/wake.lua
+--!include lib/make_ready.lua
+--!include lib/replayed.lua
+--!include lib/remember.lua
 
 local rid, id = ARGV[2], ARGV[3]
 local earlier = replayed(rid)

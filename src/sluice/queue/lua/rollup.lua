@@ -1,10 +1,11 @@
 -- rollup.lua: fold the six 10-second monitoring buckets of one finished minute into its
 -- 1-minute bucket (kept 7 days). Idempotent: a minute is rolled up once, whoever asks.
 --
--- KEYS: 1 the queue's meta key (see lib/core.lua; the other keys derive from the prefix).
+-- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 the minute (unix seconds / 60)
 -- Returns 1 when the minute was rolled up now, 0 when it already had been.
---!include lib/core.lua
+-- Events: none.
+--!include lib/keys.lua
 
 local minute = tonumber(ARGV[2])
 local coarse = PREFIX .. 'mon:1m:' .. minute

@@ -1,0 +1,17 @@
+-- lib/keys.lua: the keys every assignment script takes, KEYS 1-4 in this order.
+--
+-- An assignment counts toward its broker's load only while its conversation is alive: it
+-- was assigned (or confirmed sticky) within the idle TTL, or the conversation's state
+-- (conv:<key> or conv:<key>:history, which expire after the same TTL of silence) still
+-- exists. A conversation that is never resolved therefore stops holding its broker's
+-- capacity when its state expires, instead of for ever (expire_idle).
+--
+--   1 assignments HASH conversation key -> broker name
+--   2 loads       HASH broker name -> conversations currently assigned
+--   3 seen        ZSET conversation key -> when (Redis clock, ms) its assignment was last
+--                 known alive: the index that finds idle ones without scanning them all
+--   4 adopt       STRING HSCAN cursor over assignments, for those written before `seen`
+--                 existed (an upgrade): they are indexed a page per call until none is missing
+--
+-- These are constants: no script or helper assigns them.
+local K_ASSIGN, K_LOAD, K_SEEN, K_ADOPT = KEYS[1], KEYS[2], KEYS[3], KEYS[4]

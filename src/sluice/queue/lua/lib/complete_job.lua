@@ -1,0 +1,70 @@
+-- lib/complete_job.lua: acknowledge one finished job (complete.lua, once per job).
+--!include lib/keys.lua
+--!include lib/job_key.lua
+--!include lib/payload_key.lua
+--!include lib/fmt.lua
+--!include lib/emit.lua
+--!include lib/advance_lane.lua
+--!include lib/observe_completion.lua
+
+-- Returns false when the caller's reservation is no longer valid (its lease expired and
+-- the job was handed to another worker). `marks` maps hop names to epoch ms (strings) marked
+-- by the handler. A completed job keeps its hash for `retention_ms` (0 = deleted at once).
+-- With a `tally` (monitoring on) its durations and SLA verdict are observed, judged by
+-- warn_ms / crit_ms; with `finished` as well they are appended to it for the worker's log
+-- line (id, key, wait, processing, SLA ms, verdict).
+local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms, crit_ms,
+    finished)
+  local jk = job_key(id)
+  -- One read for the check, the start charge and the durations (hot path: one call less
+  -- per job than reading the hops again after the write).
+  local f = redis.call('HMGET', jk, 'key', 'token', 'state', 'pf', 'attempt', 'solo',
+    unpack(COMPLETION_HOPS))
+  local key, tok, state, pf, attempt, solo = f[1], f[2], f[3], f[4], f[5], f[6]
+  if state ~= 'active' or tok ~= token then
+    return false
+  end
+  redis.call('ZREM', K_ACTIVE, id)
+  local fields = {'state', 'completed', 'h:completed', fmt(now)}
+  if pf == '1' then
+    -- A prefetched job that started and finished since the worker's last call: its start
+    -- is charged here rather than by charge_starts (the worker leaves it out of the
+    -- started list). Its `completed` event tells that it ran.
+    fields[5], fields[6] = 'attempt', tonumber(attempt) + 1
+  end
+  local hops = {f[7], f[8], f[9], f[10], f[11], f[12], f[13]}
+  for hop, value in pairs(marks) do
+    local name = 'h:' .. hop
+    fields[#fields + 1] = name
+    fields[#fields + 1] = value
+    for i, known in ipairs(COMPLETION_HOPS) do
+      if known == name then hops[i] = value end
+    end
+  end
+  -- `token` and `pf` stay: every reader asks for an active job first, and a completed
+  -- job never becomes active again (one write less per job).
+  redis.call('HSET', jk, unpack(fields))
+  if solo then
+    redis.call('HDEL', jk, 'solo') -- its turn is over: the mark was only for its retries
+  end
+  if tally then
+    local wait, processing, sla, verdict = observe_completion(tally, hops, now, warn_ms, crit_ms)
+    if finished then
+      local n = #finished
+      finished[n + 1], finished[n + 2], finished[n + 3] = id, key, math.floor(wait)
+      finished[n + 4], finished[n + 5], finished[n + 6] = math.floor(processing),
+        math.floor(sla), verdict
+    end
+  end
+  -- A completed job keeps its timeline for the retention, not its payload.
+  redis.call('DEL', payload_key(id))
+  if retention_ms > 0 then
+    redis.call('PEXPIRE', jk, retention_ms)
+    redis.call('ZADD', K_COMPLETED, now, id)
+  else
+    redis.call('DEL', jk)
+  end
+  emit('completed', id, key)
+  advance_lane(key, id, now)
+  return true
+end

@@ -1,0 +1,11 @@
+-- lib/remember.lua: keep `value` (a string) as this call's answer, for a repeat of the call
+-- with the same request id (replayed). See lib/request_key.lua.
+--!include lib/request_key.lua
+
+local REQUEST_TTL_MS = 60000 -- longer than any client retry chain (3 x 10 s socket timeout)
+
+local function remember(rid, value)
+  if rid ~= '' then
+    redis.call('SET', request_key(rid), value, 'PX', REQUEST_TTL_MS)
+  end
+end

@@ -1,0 +1,119 @@
+-- lib/reserve.lua: the reservation itself, shared by reserve.lua and complete.lua (which
+-- reserves the next jobs in the same call as it acknowledges the finished ones).
+--!include lib/keys.lua
+--!include lib/job_key.lua
+--!include lib/lane_key.lua
+--!include lib/payload_key.lua
+--!include lib/fmt.lua
+--!include lib/emit.lua
+--!include lib/count.lua
+--!include lib/promote_delayed.lua
+--!include lib/take_batch.lua
+--!include lib/next_due.lua
+
+-- Reserve up to `want` lanes to start now and up to `prefetch` more for the worker's
+-- prefetch buffer, earliest deadline first, within the global rate limit: from each, its
+-- head job, or with batch_max > 1 up to that many of its waiting jobs as one batch (a burst
+-- answered in one turn; one start for the rate limit; take_batch: a job of a turn that
+-- failed goes alone). Jobs to start now are charged an attempt; prefetched ones are marked
+-- `pf` and charged when they start (charge_starts). Nothing is prefetched under a rate
+-- limit: the limiter counts reservations as starts. `opts` are the worker's
+-- reserve_options. Returns {status, retry_after_ms, job...} where status is 'ok', 'paused'
+-- or 'rate' and each job is its HGETALL field list plus its payload; and the "id:token" of
+-- each job reserved (reservation_record keeps them). The `reserved` event's info is
+-- "worker|token", with "|p" for a prefetched job.
+--
+-- One function on purpose: this is the hottest path there is, and each job is read once and
+-- written once; what changed is written into the fields the worker gets as well.
+local function reserve(want, prefetch, opts, now)
+  local lease_ms, worker, batch_max = opts.lease_ms, opts.worker, opts.batch
+  local default_rate, guard_ms = opts.default_rate, opts.guard_ms
+  if redis.call('HGET', K_META, 'paused') == '1' then
+    return {'paused', 0}, {}
+  end
+  promote_delayed(now)
+  local rate = tonumber(redis.call('HGET', K_META, 'rate_limit') or default_rate)
+  if rate > 0 then prefetch = 0 end
+  if want + prefetch <= 0 then
+    return {'ok', 0}, {}
+  end
+  local allow = want + prefetch
+  local window = 1000 + guard_ms
+  if rate > 0 then
+    redis.call('ZREMRANGEBYSCORE', K_RATE, '-inf', now - window)
+    local used = redis.call('ZCARD', K_RATE)
+    if used >= rate then
+      local oldest = redis.call('ZRANGE', K_RATE, 0, 0, 'WITHSCORES')
+      return {'rate', math.max(1, math.ceil(tonumber(oldest[2]) + window - now))}, {}
+    end
+    allow = math.min(want, rate - used)
+  end
+  local popped = redis.call('ZPOPMIN', K_READY, allow)
+  local out, refs = {'ok', 0}, {}
+  local started = 0
+  for i = 1, #popped, 2 do
+    local key = popped[i]
+    local members = take_batch(lane_key(key), batch_max)
+    if #members > 0 then
+      local leader = members[1]
+      local buffered = started >= want
+      redis.call('HSET', K_INFLIGHT, key, leader)
+      for n, member in ipairs(members) do
+        local jk = job_key(member)
+        -- Read once, write once (the hot path): the token is the reservation count, and
+        -- what changed is written into the fields the worker gets as well.
+        local fields = redis.call('HGETALL', jk)
+        local at = {} -- field name -> index of its value in `fields`
+        for f = 1, #fields, 2 do
+          at[fields[f]] = f + 1
+        end
+        local rsv = tonumber(fields[at.rsv or 0]) or 0
+        local attempt = tonumber(fields[at.attempt or 0]) or 0
+        local token = tostring(rsv + 1)
+        refs[#refs + 1] = member .. ':' .. token
+        -- A waiting job has no batch links (requeue_head, entomb): only this
+        -- reservation's are set.
+        local changed = {'state', 'active', 'h:reserved', fmt(now), 'worker', worker,
+          'token', token, 'rsv', token}
+        if buffered then
+          changed[#changed + 1], changed[#changed + 2] = 'pf', '1'
+        else
+          changed[#changed + 1], changed[#changed + 2] = 'attempt', tostring(attempt + 1)
+        end
+        if n > 1 then
+          changed[#changed + 1], changed[#changed + 2] = 'batch', leader
+        elseif #members > 1 then
+          changed[#changed + 1], changed[#changed + 2] = 'members', table.concat(members, ',')
+        end
+        redis.call('HSET', jk, unpack(changed))
+        redis.call('ZADD', K_ACTIVE, now + lease_ms, member)
+        redis.call('ZREM', K_WAITING, member)
+        if rate > 0 and n == 1 then
+          redis.call('ZADD', K_RATE, now, member .. ':' .. token)
+        end
+        if buffered then
+          emit('reserved', member, key, worker .. '|' .. token .. '|p')
+        else
+          emit('reserved', member, key, worker .. '|' .. token)
+        end
+        for c = 1, #changed, 2 do
+          local i = at[changed[c]]
+          if i then
+            fields[i] = changed[c + 1]
+          else
+            fields[#fields + 1], fields[#fields + 2] = changed[c], changed[c + 1]
+          end
+        end
+        fields[#fields + 1] = 'payload'
+        fields[#fields + 1] = redis.call('GET', payload_key(member)) or 'null'
+        out[#out + 1] = fields
+      end
+      started = started + 1
+    end
+  end
+  count('reserved', started, now)
+  if started == 0 then
+    out[2] = next_due(now)
+  end
+  return out, refs
+end
