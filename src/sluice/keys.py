@@ -79,7 +79,7 @@ class QueueKeys:
         return f"{self.prefix}dedupe:{message_id}"
 
     def request(self, request_id: str) -> str:
-        """Where a script keeps the answer of a call (see lua/lib/request.lua)."""
+        """Where a script keeps the answer of a call (see lua/lib/request_key.lua)."""
         return f"{self.prefix}req:{request_id}"
 
     def stats(self, unix_second: int) -> str:
@@ -92,7 +92,7 @@ class QueueKeys:
     def workers(self) -> str:
         return self.prefix + "workers"
 
-    # Monitoring buckets: the Lua scripts write them (lua/lib/monitor.lua, rollup.lua) and
+    # Monitoring buckets: the Lua scripts write them (lua/lib/flush_monitor.lua, rollup.lua) and
     # sluice.monitor reads them. Spelled only here on the Python side, so a reader and the
     # writers cannot drift apart on a key name.
 

@@ -17,7 +17,7 @@ _LN_BASE = math.log(BASE)
 
 
 def bucket_of(ms: float) -> int:
-    """The bucket the Lua side puts ``ms`` in (kept identical; see lib/monitor.lua)."""
+    """The bucket the Lua side puts ``ms`` in (kept identical; see lua/lib/log_bucket.lua)."""
     if ms < 1:
         return 0
     return math.floor(math.log(ms) / _LN_BASE) + 1

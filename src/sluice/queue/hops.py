@@ -4,7 +4,7 @@ Hop names are public vocabulary: ``source_created`` (Chatwoot's created_at), ``r
 (webhook hit), ``enqueued``, ``reserved`` (a worker slot took it), handler marks such as
 ``broker_assigned``, ``reply_generated``, ``reply_sent``, then ``completed`` / ``failed`` /
 ``dead``. The completing Lua script computes the same figures for the aggregates
-(lib/monitor.lua); a test keeps the two in agreement.
+(lib/observe_completion.lua); a test keeps the two in agreement.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ if hasattr(os, "register_at_fork"):  # POSIX
 def new_request_id() -> str:
     """A fresh id for one state-changing script call: a repeat of the call (redis-py
     re-sends a command whose reply was lost) is answered from the first one's record
-    instead of acting twice (lua/lib/request.lua)."""
+    instead of acting twice (lua/lib/request_key.lua, replayed.lua, remember.lua)."""
     return _request_ids.next()
 
 
@@ -555,7 +555,7 @@ def _reserve_options(
     lease_ms: int, rate_limit: int, rate_guard_ms: int, monitoring: int, batch: int
 ) -> str:
     """The reservation options as reserve.lua and complete.lua take them (one argument, see
-    reserve_options in lua/lib/core.lua); a worker's rarely change, so the string is kept."""
+    lua/lib/reserve_options.lua); a worker's rarely change, so the string is kept."""
     return f"{lease_ms}|{rate_limit}|{rate_guard_ms}|{RECOVER_PER_CALL}|{monitoring}|{batch}"
 
 
