@@ -17,7 +17,11 @@ from collections.abc import Sequence
 from types import ModuleType
 
 # old dotted path -> new dotted path
-MOVED: dict[str, str] = {}
+MOVED: dict[str, str] = {
+    # the dashboard became a sub-package of the API, which mounts it
+    "sluice.dashboard": "sluice.api.dashboard",
+    "sluice.dashboard.routes": "sluice.api.dashboard.routes",
+}
 
 
 class _Alias(importlib.abc.Loader):

@@ -17,8 +17,8 @@ from fastapi import Depends, FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from sluice import __version__, dashboard
-from sluice.api import admin, metrics, webhooks
+from sluice import __version__
+from sluice.api import admin, dashboard, metrics, webhooks
 from sluice.api.auth import require_admin
 from sluice.api.body_limit import BodyLimit
 from sluice.api.state import AppState, app_state

@@ -2,11 +2,11 @@
 
 Static assets ship in the package (``static/``, no build step); the page reads JSON from
 ``/dashboard/api/...`` and a server-sent event stream at ``/dashboard/events``. Mount it with
-``app.include_router(sluice.dashboard.router)``.
+``app.include_router(sluice.api.dashboard.router)``.
 """
 
 from __future__ import annotations
 
-from sluice.dashboard.routes import router
+from sluice.api.dashboard.routes import router
 
 __all__ = ["router"]
