@@ -21,6 +21,8 @@ MOVED: dict[str, str] = {
     # the dashboard became a sub-package of the API, which mounts it
     "sluice.dashboard": "sluice.api.dashboard",
     "sluice.dashboard.routes": "sluice.api.dashboard.routes",
+    # the module that assembles the API, named for what it does (one app.py fewer)
+    "sluice.api.app": "sluice.api.factory",
 }
 
 
