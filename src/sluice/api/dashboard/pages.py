@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from sluice.api.auth import token_matches
+from sluice.api.dashboard.assets import read_static
 from sluice.api.dashboard.sessions import (
     COOKIE,
     COOKIE_PATH,
@@ -30,7 +31,6 @@ from sluice.api.dashboard.sessions import (
     same_origin,
     session_key,
 )
-from sluice.api.dashboard.static import read_static
 from sluice.api.state import app_state
 
 log = logging.getLogger("sluice.dashboard")

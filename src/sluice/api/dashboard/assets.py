@@ -1,9 +1,10 @@
-"""The dashboard's files: the HTML shells, script, style sheet and vendored chart library.
+"""The dashboard's files (``static/``): the HTML shells, script, style sheet and vendored
+chart library.
 
-They ship inside the package (``static/`` next to this module, no build step), so an
-installed Sluice serves its dashboard with nothing else to deploy. The route serves only
-from that directory: the requested path is resolved and must stay inside it, with a known
-extension; anything else is 404, so no path trick reaches the package's source.
+They ship inside the package, next to this module, with no build step, so an installed
+Sluice serves its dashboard with nothing else to deploy. The route serves only from that
+directory: the requested path is resolved and must stay inside it, with a known extension;
+anything else is 404, so no path trick reaches the package's source.
 """
 
 from __future__ import annotations
