@@ -1,6 +1,6 @@
 """What the API process opens when it starts and closes when it stops.
 
-The app object is built without touching Redis or the disk (:func:`sluice.api.factory.create_app`);
+:func:`sluice.api.factory.create_app` builds the app without touching Redis or the disk;
 everything with a connection or a file behind it is opened here, in the ASGI lifespan, and
 put in :class:`~sluice.api.state.AppState` for the routes. So the same app serves
 `sluice serve`, `sluice up` and the tests, each of which runs the lifespan in its own event
