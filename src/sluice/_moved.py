@@ -42,6 +42,11 @@ MOVED: dict[str, str] = {
     "sluice.monitor.evaluator": "sluice.alerts.evaluator",
     "sluice.monitor.rules": "sluice.alerts.rules",
     "sluice.monitor.service": "sluice.alerts.service",
+    # the dashboard became a sub-package of the API, which mounts it
+    "sluice.dashboard": "sluice.api.dashboard",
+    "sluice.dashboard.routes": "sluice.api.dashboard.routes",
+    # the module that assembles the API, named for what it does (one app.py fewer)
+    "sluice.api.app": "sluice.api.factory",
 }
 
 

@@ -1,0 +1,124 @@
+"""What the API process opens when it starts and closes when it stops.
+
+:func:`sluice.api.factory.create_app` builds the app without touching Redis or the disk;
+everything with a connection or a file behind it is opened here, in the ASGI lifespan, and
+put in :class:`~sluice.api.state.AppState` for the routes. So the same app serves
+`sluice serve`, `sluice up` and the tests, each of which runs the lifespan in its own event
+loop, and nothing is left open when the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from sluice.api.state import AppState
+from sluice.app import queue_for
+from sluice.broker.assignment import Assigner
+from sluice.broker.config import load_brokers_from_env
+from sluice.config import Settings
+from sluice.conversations import Conversations
+from sluice.intake import Intake
+from sluice.monitor.alert_config import AlertSettings
+from sluice.monitor.service import MonitoringService
+from sluice.monitor.snapshot import Monitor
+from sluice.queue.queue import Queue
+from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect
+from sluice.spool import Spool, spool_path
+
+log = logging.getLogger("sluice.api")
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+async def _connect(settings: Settings, url: str) -> RedisHandle:
+    kwargs: dict[str, Any] = {
+        "pool_enabled": settings.redis_pool_enabled,
+        "max_connections": settings.redis_pool_max_connections,
+        "wait_timeout_s": settings.redis_pool_timeout_s,
+    }
+    try:
+        return await connect(url, min_connections=settings.redis_pool_min_connections, **kwargs)
+    except RedisUnavailableError as exc:
+        # Still serve: the health document is most needed exactly when Redis is down.
+        log.error("Redis unavailable at startup (%s); serving health as critical", exc)
+        return await connect(url, min_connections=0, **kwargs)
+
+
+def _intake(settings: Settings, queue: Queue, spool: Spool) -> Intake:
+    """The webhook intake: Chatwoot's messages into the queue, or into the spool while Redis
+    cannot take them; a resolved conversation frees its broker."""
+    return Intake(
+        queue,
+        Conversations(queue.redis, queue.keys, answer_open=settings.chatwoot_answer_open),
+        secret=(
+            settings.chatwoot_webhook_secret.get_secret_value()
+            if settings.chatwoot_webhook_secret
+            else None
+        ),
+        max_body_bytes=settings.webhook_max_bytes,
+        default_account_id=settings.chatwoot_account_id,
+        on_resolved=Assigner(queue.redis, queue.keys, load_brokers_from_env()).release,
+        spool=spool,
+    )
+
+
+def lifespan(
+    settings: Settings,
+    redis_url: str,
+    *,
+    alert_settings: AlertSettings | None,
+    run_evaluator: bool,
+) -> Lifespan:
+    """The app's lifespan: open Redis (serving even when it is down), the intake spool and
+    the monitoring; replay what the spool holds; close all of it on shutdown.
+    ``run_evaluator`` makes this process a candidate for the alert leader."""
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        handle = await _connect(settings, redis_url)
+        queue = queue_for(settings, handle.client)
+        monitor = Monitor(
+            queue, sla_objective=settings.sla_objective, rate_limit=settings.queue_rate_limit
+        )
+        spool = Spool(spool_path(settings.data_dir, settings.queue))
+        service = MonitoringService(
+            monitor, alert_settings, local_signals=lambda: spool.stats().signals()
+        )
+        await spool.open()
+        if spool.depth:
+            log.warning("%d webhooks wait in the intake spool %s", spool.depth, spool.path)
+        intake = _intake(settings, queue, spool)
+        app.state.sluice = AppState(
+            settings=settings,
+            redis=handle,
+            queue=queue,
+            monitor=monitor,
+            alerts=service.alerts,
+            alert_history=service.history,
+            request_ack=service.request_ack,
+            request_silence=service.request_silence,
+            rules=service.rule_table(),
+            intake=intake,
+        )
+        replayer = asyncio.create_task(intake.replay_spool(), name="spool")
+        if run_evaluator:
+            service.start()
+        try:
+            yield
+        finally:
+            replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replayer
+            if run_evaluator:
+                await service.stop()
+            await spool.close()
+            await handle.close()
+
+    return run
