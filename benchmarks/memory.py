@@ -7,7 +7,7 @@ SLUICE_COMPLETED_RETENTION_S keeps; docs/engine.md, Memory).
 
 Uses its own Redis database (FLUSHDB at start and end; never db 0). Prints a table and
 one JSON line. ``--completed-only`` measures only the completed jobs (a few seconds, on a
-temporary queue that it deletes), e.g. to check ``sluice.retention.COMPLETED_JOB_BYTES``
+temporary queue that it deletes), e.g. to check ``sluice.monitor.retention.COMPLETED_JOB_BYTES``
 against another Redis version.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from sluice import EnqueueRequest, Queue
-from sluice.retention import COMPLETED_JOB_BYTES, measure_completed_job_bytes
+from sluice.monitor.retention import COMPLETED_JOB_BYTES, measure_completed_job_bytes
 
 QUEUE = "memory"
 WORKER_CODE = """

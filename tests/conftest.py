@@ -27,7 +27,7 @@ def _local_redis_answers(host: str = "127.0.0.1", port: int = 6379) -> bool:
 
 @pytest.fixture(scope="session", autouse=True)
 def private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Intake spools (sluice.spool) default to $XDG_STATE_HOME/sluice: keep the suite's
+    """Intake spools (sluice.service.spool) default to $XDG_STATE_HOME/sluice: keep the suite's
     out of the user's home. Child processes inherit it."""
     os.environ.setdefault("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 

@@ -9,10 +9,10 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from sluice.api.app import create_app
+from sluice.api.factory import create_app
 from sluice.api.server import ApiServer
-from sluice.config import load_settings
 from sluice.queue.queue import Queue
+from sluice.settings.config import load_settings
 
 from ..integration.conftest import delete_queue_keys
 

@@ -21,11 +21,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from sluice.api.app import create_app
 from sluice.api.body_limit import DEFAULT_MAX_BYTES, DRAIN_BYTES, BodyLimit, declared_length
+from sluice.api.factory import create_app
 from sluice.api.webhooks import WEBHOOK_PATH
-from sluice.config import load_settings
 from sluice.queue.queue import Queue
+from sluice.settings.config import load_settings
 
 from ..integration.conftest import delete_queue_keys
 from .conftest import TOKEN, Api, start_api

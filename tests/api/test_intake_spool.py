@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from sluice.api.server import ApiServer
 from sluice.queue.queue import Queue
-from sluice.spool import Spool
+from sluice.service.spool import Spool
 from sluice.testing import FaultProxy
 
 from ..integration.conftest import delete_queue_keys

@@ -16,11 +16,11 @@ import pytest
 import redis.asyncio as aioredis
 from starlette.requests import Request
 
-from sluice.api.app import create_app
 from sluice.api.auth import PROXY_HEADERS, is_loopback, tokenless_refusal
+from sluice.api.factory import create_app
 from sluice.api.server import ApiServer
-from sluice.config import load_settings
 from sluice.queue.queue import Queue
+from sluice.settings.config import load_settings
 
 from ..integration.conftest import delete_queue_keys
 

@@ -14,11 +14,11 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from sluice.api.app import create_app
+from sluice.alerts.config import AlertSettings
+from sluice.api.factory import create_app
 from sluice.api.server import ApiServer
-from sluice.config import load_settings
-from sluice.monitor.alert_config import AlertSettings
 from sluice.queue.queue import Queue
+from sluice.settings.config import load_settings
 
 from ..api.conftest import TOKEN
 from ..integration.conftest import delete_queue_keys

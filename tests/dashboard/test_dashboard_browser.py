@@ -24,8 +24,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from sluice import Job, NonRetryableError, Queue, Worker
+from sluice.alerts.config import load_alert_settings
 from sluice.api.server import ApiServer
-from sluice.monitor.alert_config import load_alert_settings
 
 from ..api.conftest import TOKEN
 from ..integration.conftest import delete_queue_keys

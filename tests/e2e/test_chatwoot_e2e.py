@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from sluice.app import Runtime
-from sluice.config import load_settings
 from sluice.loadtest import LoadConfig, run_system_with_simulator
+from sluice.service.wiring import Runtime
+from sluice.settings.config import load_settings
 from sluice.simulator import ChatwootSimulator
 from sluice.worker import registry
 

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from sluice.alerts import AlertEngine, HistoryEntry
+from sluice.alerts.config import AlertSettings, load_alert_settings
+from sluice.alerts.rules import default_rules
+from sluice.alerts.store import AlertCommand, AlertStore
+from sluice.keys import QueueKeys
 from sluice.monitor import signals as sig
-from sluice.monitor.alert_config import AlertSettings, load_alert_settings
-from sluice.monitor.alert_store import AlertCommand, AlertStore
-from sluice.monitor.alerts import AlertEngine, HistoryEntry
 from sluice.monitor.leader import LeaderLease
-from sluice.monitor.rules import default_rules
-from sluice.queue.keys import QueueKeys
 
 WAIT = "queue_wait_high"
 

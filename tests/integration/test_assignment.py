@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 
 from sluice.broker.assignment import Assigner, Assignment
 from sluice.broker.config import Broker, BrokerKind
-from sluice.conversations import Conversations
-from sluice.queue.keys import QueueKeys
+from sluice.keys import QueueKeys
+from sluice.service.conversations import Conversations
 from tests.integration.conftest import delete_queue_keys
 
 

@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sluice.monitor import signals as sig
-from sluice.monitor.alert_config import load_alert_settings
-from sluice.monitor.alerts import AlertEngine, Notification
-from sluice.monitor.channels import (
+from sluice.alerts import AlertEngine, Notification
+from sluice.alerts.channels import (
     Channel,
     Dispatcher,
     LogChannel,
@@ -25,7 +23,9 @@ from sluice.monitor.channels import (
     WebhookChannel,
     alertmanager_payload,
 )
-from sluice.monitor.rules import default_rules
+from sluice.alerts.config import load_alert_settings
+from sluice.alerts.rules import default_rules
+from sluice.monitor import signals as sig
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 QUEUE = "inbound"

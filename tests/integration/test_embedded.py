@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from sluice.config import load_settings
 from sluice.redis import embedded
 from sluice.redis.embedded import (
     EmbeddedRedis,
@@ -26,6 +25,7 @@ from sluice.redis.embedded import (
     find_server_binary,
     resolve_redis_url,
 )
+from sluice.settings.config import load_settings
 
 
 def pid_running(pid: int) -> bool:

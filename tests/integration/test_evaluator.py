@@ -10,16 +10,16 @@ from dataclasses import dataclass, field
 import pytest
 import redis.asyncio as aioredis
 
+from sluice.alerts import AlertEngine, Notification
+from sluice.alerts.channels import Dispatcher
+from sluice.alerts.config import load_alert_settings
+from sluice.alerts.evaluator import AlertEvaluator
+from sluice.alerts.rules import default_rules
+from sluice.alerts.store import AlertStore
+from sluice.keys import QueueKeys
 from sluice.monitor import signals as sig
-from sluice.monitor.alert_config import load_alert_settings
-from sluice.monitor.alert_store import AlertStore
-from sluice.monitor.alerts import AlertEngine, Notification
-from sluice.monitor.channels import Dispatcher
-from sluice.monitor.evaluator import AlertEvaluator
 from sluice.monitor.leader import LeaderLease
-from sluice.monitor.rules import default_rules
 from sluice.monitor.signals import Signals
-from sluice.queue.keys import QueueKeys
 
 TTL_MS = 300
 WAIT = "queue_wait_high"

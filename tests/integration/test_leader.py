@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from sluice.keys import QueueKeys
 from sluice.monitor.leader import LEASE_SCRIPTS, LeaderLease, default_holder, lease_script_source
-from sluice.queue.keys import QueueKeys
 
 TTL_MS = 300
 

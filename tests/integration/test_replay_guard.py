@@ -21,7 +21,7 @@ from sluice.chatwoot.signature import (
     sign,
     verify,
 )
-from sluice.queue.keys import QueueKeys
+from sluice.keys import QueueKeys
 from tests.integration.conftest import delete_queue_keys
 
 SECRET = "whsec-test-0123456789"

@@ -13,8 +13,8 @@ from sluice.broker.assignment import Assigner
 from sluice.broker.config import DEFAULT_BROKER
 from sluice.broker.handlers import get_handler, load_handler_settings
 from sluice.chatwoot.client import ChatwootClient
-from sluice.conversations import Conversations
-from sluice.pipeline import ReplyPipeline
+from sluice.service.conversations import Conversations
+from sluice.service.pipeline import ReplyPipeline
 from sluice.simulator import ChatwootSimulator, SimulatorConfig
 
 from .test_recovery import expire_lease

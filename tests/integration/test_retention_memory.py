@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from sluice.retention import COMPLETED_JOB_BYTES, measure_completed_job_bytes
+from sluice.monitor.retention import COMPLETED_JOB_BYTES, measure_completed_job_bytes
 
 
 async def test_completed_job_bytes_match_the_assumed_figure(redis_client: aioredis.Redis) -> None:

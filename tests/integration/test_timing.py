@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sluice import Completion, Queue
 from sluice.logs import JsonFormatter
-from sluice.timing import durations
+from sluice.queue.hops import durations
 
 
 @settings(

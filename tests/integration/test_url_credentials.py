@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from sluice import logs
-from sluice.app import open_runtime
 from sluice.broker.handlers import load_handler_settings
 from sluice.broker.handlers.llm import LlmHandler
 from sluice.chatwoot.client import ChatwootClient
-from sluice.config import ConfigError, load_settings, redact_url, redact_urls_in
+from sluice.service.wiring import open_runtime
+from sluice.settings.config import ConfigError, load_settings, redact_url, redact_urls_in
 
 CHATWOOT_URL = "https://user:s3cret@chat.example.com/?api_key=abc"
 SECRETS = ("s3cret", "abc")

@@ -33,11 +33,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from sluice.app import Runtime
 from sluice.chatwoot.payloads import human_assignee
-from sluice.config import load_settings
 from sluice.loadtest import LoadConfig, run_system_with_simulator
 from sluice.queue.queue import Queue
+from sluice.service.wiring import Runtime
+from sluice.settings.config import load_settings
 from sluice.simulator import ChatwootSimulator, Mode
 from sluice.simulator.engine import BOT_FAILURE_ACTIVITY
 from sluice.testing import FaultProxy

@@ -48,10 +48,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-import sluice.system
+import sluice.service.wiring
 from sluice import EnqueueRequest, Job, Queue, Worker
 from sluice.api.server import ApiServer
-from sluice.app import Runtime
 from sluice.broker.assignment import Assigner
 from sluice.broker.base import Handler, HandlerError, Reply, Turn
 from sluice.broker.config import DEFAULT_BROKER, load_brokers
@@ -62,10 +61,11 @@ from sluice.chatwoot.client import (
     ChatwootError,
     may_still_land,
 )
-from sluice.config import load_settings
-from sluice.conversations import Conversations
 from sluice.loadtest import LoadConfig, run_system_with_simulator
-from sluice.pipeline import ReplyPipeline
+from sluice.service.conversations import Conversations
+from sluice.service.pipeline import ReplyPipeline
+from sluice.service.wiring import Runtime
+from sluice.settings.config import load_settings
 from sluice.simulator import ChatwootSimulator, Mode
 from sluice.testing import FaultProxy
 from sluice.worker import registry
@@ -322,7 +322,7 @@ async def test_chatwoot_api_timeouts_never_post_twice(
     the long stall) the queue must retry, and no reply may be posted twice — neither the
     ones that landed while their answers stalled, nor the POSTs held up by the stall."""
     monkeypatch.setattr(
-        sluice.system,
+        sluice.service.wiring,
         "ChatwootClient",
         functools.partial(ChatwootClient, timeout_s=CLIENT_TIMEOUT_S),
     )

@@ -34,11 +34,11 @@ import pytest
 import redis.asyncio as aioredis
 from rich.console import Console
 
-from sluice.config import load_settings
+from sluice.alerts.store import AlertStore
+from sluice.keys import QueueKeys
 from sluice.loadtest import LoadConfig, Tally, run_loadtest, start_customers
-from sluice.monitor.alert_store import AlertStore
-from sluice.queue.keys import QueueKeys
 from sluice.queue.queue import Queue
+from sluice.settings.config import load_settings
 from sluice.simulator import Mode, TokenKind
 
 from ..e2e.test_chatwoot_e2e import ACCOUNT

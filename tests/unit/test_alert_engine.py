@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sluice.alerts import AlertEngine, Notification, fingerprint
+from sluice.alerts.config import AlertSettings, load_alert_settings
+from sluice.alerts.rules import default_rules, severity_rank
 from sluice.monitor import signals as sig
-from sluice.monitor.alert_config import AlertSettings, load_alert_settings
-from sluice.monitor.alerts import AlertEngine, Notification, fingerprint
-from sluice.monitor.rules import default_rules, severity_rank
 
 QUEUE = "inbound"
 WAIT = "queue_wait_high"

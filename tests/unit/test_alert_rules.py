@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from sluice.config import ConfigError
+from sluice.alerts.config import AlertSettings, load_alert_settings, mask_url
+from sluice.alerts.rules import MinOf, Rule, default_rules, format_value
 from sluice.monitor import signals as sig
-from sluice.monitor.alert_config import AlertSettings, load_alert_settings, mask_url
-from sluice.monitor.rules import MinOf, Rule, default_rules, format_value
+from sluice.settings.config import ConfigError
 
 
 def rules_by_name(settings: AlertSettings | None = None) -> dict[str, Rule]:

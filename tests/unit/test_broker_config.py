@@ -13,7 +13,7 @@ from sluice.broker.config import (
     load_brokers,
     load_brokers_from_env,
 )
-from sluice.config import ConfigError
+from sluice.settings.config import ConfigError
 
 
 def test_nothing_configured_gives_the_template_bot() -> None:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from sluice.config import ConfigError, Settings, load_settings, log_effective_profile, redact_url
+from sluice.settings.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    log_effective_profile,
+    redact_url,
+)
 
 
 def test_defaults_are_the_origin_notes() -> None:

@@ -3,9 +3,9 @@ CLI tests in tests/cli/test_validate.py run the same check against a real server
 
 from __future__ import annotations
 
-from sluice.config import load_settings
-from sluice.retention import COMPLETED_JOB_BYTES, projected_bytes
-from sluice.validate import Check, retention_memory_check
+from sluice.monitor.retention import COMPLETED_JOB_BYTES, projected_bytes
+from sluice.settings.config import load_settings
+from sluice.settings.validate import Check, retention_memory_check
 
 GIB = 1 << 30
 

@@ -22,7 +22,7 @@ from sluice.broker.handlers.template import (
     TemplateRulesError,
     load_rules,
 )
-from sluice.config import ConfigError
+from sluice.settings.config import ConfigError
 
 BOT = Broker(name="bot", kind="ai")
 

@@ -15,7 +15,7 @@ wake someone and tells them. One module per job:
 * ``channels``   log, webhook and Slack receivers, and the dispatcher that feeds them;
 * ``service``    one process's alerting, wired together for the API and the CLI.
 
-The engine's public names are re-exported here (they were ``sluice.monitor.alerts``), so
+The engine's public names are re-exported here (they were ``sluice.alerts``), so
 ``from sluice.alerts import AlertEngine, Notification`` works without knowing which module
 defines them.
 """

@@ -13,11 +13,11 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from sluice import __version__
+from sluice.alerts.config import AlertSettings
 from sluice.api import admin, dashboard, probes, webhooks
 from sluice.api.body_limit import BodyLimit
 from sluice.api.lifespan import lifespan
-from sluice.config import Settings
-from sluice.monitor.alert_config import AlertSettings
+from sluice.settings.config import Settings
 
 
 def create_app(

@@ -17,12 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
-from sluice.config import Settings
 from sluice.monitor.snapshot import Monitor
-from sluice.profiles import live_profile
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle
-from sluice.spool import SpoolStats
+from sluice.service.spool import SpoolStats
+from sluice.settings.config import Settings
+from sluice.settings.profiles import live_profile
 
 Status = Literal["ok", "degraded", "critical"]
 
@@ -111,7 +111,7 @@ class AlertBrief(BaseModel):
 
 
 class IntakeSpool(BaseModel):
-    """The intake's durable spool on this host (sluice.spool)."""
+    """The intake's durable spool on this host (sluice.service.spool)."""
 
     depth: int = Field(description="webhooks waiting for Redis, safe on disk")
     oldest_age_s: float

@@ -18,19 +18,19 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from sluice.alerts.config import AlertSettings
+from sluice.alerts.service import MonitoringService
 from sluice.api.state import AppState
-from sluice.app import queue_for
 from sluice.broker.assignment import Assigner
 from sluice.broker.config import load_brokers_from_env
-from sluice.config import Settings
-from sluice.conversations import Conversations
-from sluice.intake import Intake
-from sluice.monitor.alert_config import AlertSettings
-from sluice.monitor.service import MonitoringService
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect
-from sluice.spool import Spool, spool_path
+from sluice.service.conversations import Conversations
+from sluice.service.intake import Intake
+from sluice.service.spool import Spool, spool_path
+from sluice.service.wiring import queue_for
+from sluice.settings.config import Settings
 
 log = logging.getLogger("sluice.api")
 

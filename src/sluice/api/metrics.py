@@ -24,7 +24,7 @@ from sluice.monitor.metric_names import DURATION_BUCKETS_S, METRICS, MetricSpec
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle
-from sluice.spool import SpoolStats
+from sluice.service.spool import SpoolStats
 
 _SPECS: dict[str, MetricSpec] = {m.name: m for m in METRICS}
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -65,7 +65,7 @@ def _histogram(name: str, queue: str, totals: Mapping[str, int], kind: str) -> M
 
 
 def _spool_families(spool: SpoolStats | None) -> list[Metric]:
-    """This host's intake spool (sluice.spool), labelled with the process that serves it."""
+    """This host's intake spool (sluice.service.spool), labelled with the process that serves it."""
     if spool is None:
         return []
     p = {"process": str(os.getpid())}

@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from sluice.config import Settings
-from sluice.intake import Intake
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle
-from sluice.spool import SpoolStats
+from sluice.service.intake import Intake
+from sluice.service.spool import SpoolStats
+from sluice.settings.config import Settings
 
 AlertsFn = Callable[[], Awaitable[list[dict[str, Any]]]]
 

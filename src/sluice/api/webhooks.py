@@ -1,5 +1,5 @@
 """POST /webhooks/chatwoot: the HTTP edge of the intake (limits, content type), the rest
-is sluice.intake."""
+is sluice.service.intake."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ import httpx
 
 from sluice.chatwoot.client import ChatwootClient
 from sluice.chatwoot.errors import ChatwootError, server_detail
-from sluice.config import redact_urls_in
+from sluice.settings.config import redact_urls_in
 
 # Chatwoot's own texts for its 401s (AccessTokenAuthHelper, Accounts::BaseController,
 # RequestExceptionHandler), by what they mean for the caller.

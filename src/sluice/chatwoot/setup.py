@@ -53,7 +53,7 @@ from sluice.chatwoot.setup_receivers import (
     setup_account_webhook,
     setup_agent_bot,
 )
-from sluice.config import redact_url
+from sluice.settings.config import redact_url
 
 __all__ = [
     "ADMIN_TOKEN_FIX",

@@ -19,7 +19,7 @@ from rich.table import Table
 from sluice.chatwoot.receivers import NEEDED_EVENTS, RECEIVER_PATH
 from sluice.chatwoot.setup_errors import SetupError
 from sluice.chatwoot.setup_output import Printer
-from sluice.config import redact_url
+from sluice.settings.config import redact_url
 
 Mode = Literal["agent-bot", "account-webhook"]
 BOT_DESCRIPTION: Final = "Sluice: answers customer messages within the SLA"

@@ -21,7 +21,7 @@ from sluice.chatwoot.setup_advice import answer_open_advice, bot_next_steps, sec
 from sluice.chatwoot.setup_errors import SetupError, explain
 from sluice.chatwoot.setup_output import Printer, named, next_steps
 from sluice.chatwoot.setup_plan import BOT_DESCRIPTION, Mode, SetupOptions
-from sluice.config import redact_url
+from sluice.settings.config import redact_url
 
 
 @dataclass

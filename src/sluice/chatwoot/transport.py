@@ -42,7 +42,7 @@ from sluice.chatwoot.retry import (
     noting_unanswered,
     parse_retry_after,
 )
-from sluice.config import redact_url, redact_urls_in
+from sluice.settings.config import redact_url, redact_urls_in
 
 log = logging.getLogger("sluice.chatwoot")
 

@@ -20,9 +20,9 @@ import typer
 from rich.console import Console
 
 from sluice import logs
-from sluice.app import Runtime, open_runtime
-from sluice.config import ConfigError, Settings, load_settings
 from sluice.redis.embedded import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
+from sluice.service.wiring import Runtime, open_runtime
+from sluice.settings.config import ConfigError, Settings, load_settings
 
 console = Console()
 err = Console(stderr=True)

@@ -15,11 +15,11 @@ from typing import Any
 
 from rich.live import Live
 
-from sluice.app import Runtime
 from sluice.cli.common import console, err, stop_event
 from sluice.cli.queue import status_table
 from sluice.cli.serve import announce
-from sluice.config import Settings
+from sluice.service.wiring import Runtime
+from sluice.settings.config import Settings
 from sluice.worker import registry
 
 
@@ -36,7 +36,7 @@ async def run_demo(
     from sluice.loadtest import LoadConfig, Tally, run_system_with_simulator, start_customers
 
     # The live table is the demo's output: per-job and access lines would tear it.
-    for noisy in ("sluice.jobs", "uvicorn.error", "sluice.pipeline"):
+    for noisy in ("sluice.jobs", "uvicorn.error", "sluice.service.pipeline"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = LoadConfig(
         conversations=conversations,

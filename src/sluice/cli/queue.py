@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sluice.app import Runtime
 from sluice.cli.common import console, load_settings_or_exit, require_redis_url, with_runtime
+from sluice.service.wiring import Runtime
 from sluice.worker import registry
 
 

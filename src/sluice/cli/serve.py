@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from sluice.cli.common import err, load_settings_or_exit, redis_for, run_async, stop_event
-from sluice.config import Settings
+from sluice.settings.config import Settings
 
 HostOpt = Annotated[str | None, typer.Option(help="API address (default SLUICE_API_HOST).")]
 PortOpt = Annotated[int | None, typer.Option(help="API port (default SLUICE_API_PORT).")]

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import typer
 
-from sluice.app import DEFAULT_HANDLER, Runtime, build_worker
 from sluice.cli.common import (
     HandlerOpt,
     ProcessesOpt,
@@ -30,6 +29,7 @@ from sluice.cli.common import (
 from sluice.cli.demo import run_demo
 from sluice.cli.serve import HostOpt, PortOpt, announce, api_address
 from sluice.cli.worker import batch_size, check_handler, open_handler
+from sluice.service.wiring import DEFAULT_HANDLER, Runtime, build_worker
 from sluice.worker.supervisor import child_env
 
 

@@ -2,8 +2,9 @@
 
 Configuration, Redis, scripts, pool, a canary round trip, the rate limit, pause/resume and
 the alert channels, each reported pass/warn/fail; exit 1 on any failure, so a deploy
-script can stop there. The checks live in :mod:`sluice.validate`, except the alert channels'
-dry run, which comes from the monitoring (:func:`sluice.monitor.service.check_channels`).
+script can stop there. The checks live in :mod:`sluice.settings.validate`, except the
+alert channels' dry run, which comes from the alerting
+(:func:`sluice.alerts.service.check_channels`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import typer
 from rich.table import Table
 
 from sluice.cli.common import console, load_settings_or_exit, redis_for, run_async
-from sluice.config import Settings
+from sluice.settings.config import Settings
 
 
 def validate(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Check configuration, Redis, scripts, pool, a canary round trip, the rate limit,
     pause/resume and alert channels; exit 1 on any failure."""
-    from sluice import validate as checks
+    from sluice.settings import validate as checks
 
     settings = load_settings_or_exit(quiet=True)
     with redis_for(settings) as (url, _):
@@ -45,8 +46,8 @@ def validate(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 
 def _channel_checks(settings: Settings) -> Any:
     """Dry-run reachability of the configured alert channels."""
-    from sluice.monitor.service import check_channels
-    from sluice.validate import Check
+    from sluice.alerts.service import check_channels
+    from sluice.settings.validate import Check
 
     async def run() -> list[Check]:
         return [

@@ -12,7 +12,6 @@ from typing import Any
 
 import typer
 
-from sluice.app import DEFAULT_HANDLER, Runtime, build_worker, import_handler
 from sluice.cli.common import (
     HandlerOpt,
     ProcessesOpt,
@@ -21,7 +20,8 @@ from sluice.cli.common import (
     redis_for,
     with_runtime,
 )
-from sluice.config import ConfigError
+from sluice.service.wiring import DEFAULT_HANDLER, Runtime, build_worker, import_handler
+from sluice.settings.config import ConfigError
 from sluice.worker.runtime import Handler
 from sluice.worker.supervisor import Supervisor, child_env
 
@@ -67,7 +67,7 @@ def open_handler(runtime: Runtime, spec: str) -> tuple[Handler, Callable[[], Awa
     """The job handler and what closes it: the reply pipeline, or an imported function."""
     if spec != DEFAULT_HANDLER:
         return import_handler(spec), _noop
-    from sluice.system import build_pipeline
+    from sluice.service.wiring import build_pipeline
 
     try:
         pipeline, client = build_pipeline(runtime)
@@ -89,7 +89,7 @@ def batch_size(runtime: Runtime, handler: str) -> int:
 
 def _start_monitoring(runtime: Runtime) -> Any:
     """Every worker process is a candidate alert evaluator (one leads, by lease)."""
-    from sluice.monitor.service import MonitoringService
+    from sluice.alerts.service import MonitoringService
     from sluice.monitor.snapshot import Monitor
 
     monitor = Monitor(

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from sluice.api.app import create_app
+from sluice.api.factory import create_app
 from sluice.api.server import ApiServer
 from sluice.loadtest.config import LoadConfig
 from sluice.service.wiring import Runtime, build_pipeline, build_worker, open_runtime

@@ -24,7 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from sluice.queue.keys import QueueKeys
+from sluice.keys import QueueKeys
 from sluice.queue.queue import Queue
 from sluice.simulator import ChatwootSimulator
 

@@ -2,7 +2,7 @@
 acknowledgement or silence.
 
 The dashboard only *requests* an ack or a silence; the leading alert evaluator applies it
-(:mod:`sluice.monitor.alert_store`), so every process and every channel agrees on an alert's
+(:mod:`sluice.alerts.store`), so every process and every channel agrees on an alert's
 state.
 """
 

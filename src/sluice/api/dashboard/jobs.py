@@ -17,8 +17,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from sluice.api.dashboard.sessions import Csrf, Session
 from sluice.api.state import AppState, app_state
+from sluice.queue.hops import durations
 from sluice.queue.job import JobRecord
-from sluice.timing import durations
 
 COMPLETED_SCAN = 2000
 DEAD_SCAN = 500

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from sluice.api.dashboard.sessions import Session
 from sluice.api.state import AppState, app_state
 from sluice.monitor.windows import record_depth as sample_depth
-from sluice.profiles import live_profile
+from sluice.settings.profiles import live_profile
 
 router = APIRouter()
 
@@ -97,7 +97,7 @@ async def build_summary(st: AppState, *, record_depth: bool = False) -> dict[str
     return {
         "generated_at": now,
         "queue": st.queue.name,
-        # This host's intake spool (sluice.spool): webhooks Redis could not take in time.
+        # This host's intake spool (sluice.service.spool): webhooks Redis could not take in time.
         "intake_spool": (
             {
                 "depth": spool.depth,
