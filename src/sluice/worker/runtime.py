@@ -25,14 +25,10 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sluice.errors import LeaseLostError, NonRetryableError
 from sluice.queue.job import Job, now_ms
@@ -47,18 +43,15 @@ from sluice.queue.queue import (
 )
 from sluice.worker import control, registry
 from sluice.worker.prefetch import DEFAULT_HOLD_S, PrefetchBuffer
+from sluice.worker.types import REDIS_DOWN
+from sluice.worker.types import Handler as Handler  # re-exported: imported from here
 from sluice.worker.utilization import UtilizationMeter
 
-Handler = Callable[[Job], Awaitable[Any]]
 log = logging.getLogger("sluice.worker")
 # The recorded error of a job whose handler was cancelled at shutdown: whatever the turn
 # was sending may still land (see sluice.chatwoot.client.may_still_land).
 HANDED_BACK_MID_TURN = "handed back mid-turn at shutdown"
 job_log = logging.getLogger("sluice.jobs")
-
-# Anything Redis may answer while unreachable, restarting or failing over (READONLY): the
-# worker backs off and carries on rather than dying with jobs in hand.
-REDIS_DOWN = (RedisError, RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 RunKey = tuple[str, str]  # (job id, reservation token)
