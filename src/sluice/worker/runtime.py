@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
 import socket
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from sluice.errors import LeaseLostError, NonRetryableError
+from sluice.errors import LeaseLostError
 from sluice.queue.job import Job, now_ms
 from sluice.queue.lease import Lease, local_deadline
 from sluice.queue.queue import (
@@ -43,6 +42,8 @@ from sluice.queue.queue import (
 )
 from sluice.worker import control, registry
 from sluice.worker.prefetch import DEFAULT_HOLD_S, PrefetchBuffer
+from sluice.worker.retry import RetryPolicy
+from sluice.worker.retry import backoff_ms as backoff_ms  # re-exported
 from sluice.worker.types import REDIS_DOWN
 from sluice.worker.types import Handler as Handler  # re-exported: imported from here
 from sluice.worker.utilization import UtilizationMeter
@@ -85,13 +86,6 @@ class _Exchange:
     started: list[Job]
     want: int
     prefetch: int
-
-
-def backoff_ms(attempt: int, base_ms: int, cap_ms: int) -> int:
-    """Exponential backoff with "equal jitter": half fixed, half random, so retries of
-    many conversations spread out but never retry sooner than half the nominal delay."""
-    nominal = min(cap_ms, base_ms * 2 ** max(0, attempt - 1))
-    return int(nominal / 2 + random.uniform(0, nominal / 2))
 
 
 class Worker:
@@ -147,6 +141,7 @@ class Worker:
         self.shutdown_grace_s = shutdown_grace_s
         self.retry_base_ms = retry_base_ms
         self.retry_max_ms = retry_max_ms
+        self._retry = RetryPolicy(queue, base_ms=retry_base_ms, max_ms=retry_max_ms)
         self.idle_poll_s = idle_poll_s
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.handle_signals = handle_signals
@@ -581,9 +576,7 @@ class Worker:
             self.failed += 1
             self._started.pop((job.id, job.token), None)  # fail.lua charges it
             if not run.lease.lost:
-                retryable = not isinstance(exc, NonRetryableError)
-                error = f"{type(exc).__name__}: {exc}"
-                await self._record_failure(job, error, retryable)
+                await self._retry.record_failure(job, exc)
         else:
             self._meter.finished(meter_key)
             self.processed += 1
@@ -599,31 +592,6 @@ class Worker:
                 del self._running[(job.id, job.token)]
             self._start_buffered()
             self._changed.set()
-
-    async def _record_failure(self, job: Job, error: str, retryable: bool) -> None:
-        delay = backoff_ms(job.attempt, self.retry_base_ms, self.retry_max_ms)
-        for attempt in range(20):
-            if job.lease is not None and job.lease.lost:
-                return  # no longer ours: its recovery decides
-            try:
-                outcome = await self.queue.fail(job, error, backoff_ms=delay, retryable=retryable)
-            except REDIS_DOWN as exc:
-                log.warning("cannot record failure of job %s yet (%s)", job.id, exc)
-                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
-                continue
-            level = logging.WARNING if outcome == "retry" else logging.ERROR
-            log.log(
-                level,
-                "job %s (%s) attempt %d/%d failed: %s -> %s",
-                job.id,
-                job.key,
-                job.attempt,
-                job.max_attempts,
-                error,
-                outcome,
-            )
-            return
-        log.error("gave up recording failure of job %s; its lease will expire", job.id)
 
     async def _finish_or_release(self) -> None:
         """Give running jobs the grace period, acknowledging as they finish; hand the rest
