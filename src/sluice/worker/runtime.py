@@ -25,9 +25,6 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
-
-import redis.asyncio as aioredis
 
 from sluice.errors import LeaseLostError
 from sluice.queue.job import Job, now_ms
@@ -47,6 +44,7 @@ from sluice.worker.retry import backoff_ms as backoff_ms  # re-exported
 from sluice.worker.types import REDIS_DOWN
 from sluice.worker.types import Handler as Handler  # re-exported: imported from here
 from sluice.worker.utilization import UtilizationMeter
+from sluice.worker.wake import Waker
 
 log = logging.getLogger("sluice.worker")
 # The recorded error of a job whose handler was cancelled at shutdown: whatever the turn
@@ -169,12 +167,11 @@ class Worker:
         self._pending: _Exchange | None = None
         self._unconfirmed: list[tuple[Job, Lease]] = []  # leases to renew before a start
         self._changed = asyncio.Event()
+        self._waker = Waker(queue, self._changed, idle_poll_s=idle_poll_s)
         self._stopping = False
         self._stopped = asyncio.Event()
         self._meter = UtilizationMeter()
         self._started_at = time.time()
-        self._blocker: aioredis.Redis | None = None
-        self._blpop: asyncio.Task[Any] | None = None
         self._heartbeat_done = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -182,7 +179,7 @@ class Worker:
     async def run(self) -> None:
         """Work until :meth:`stop`, SIGTERM or SIGINT; then shut down gracefully."""
         self._stopped.clear()
-        self._blocker = self.queue.blocking_client(read_timeout_s=self.idle_poll_s + 5)
+        self._waker.open()
         loop = asyncio.get_running_loop()
         signals = (signal.SIGTERM, signal.SIGINT) if self.handle_signals else ()
         for sig in signals:
@@ -214,7 +211,7 @@ class Worker:
                     await helper
             for sig in signals:
                 loop.remove_signal_handler(sig)
-            await self._close_blocker()
+            await self._waker.close()
             with contextlib.suppress(*REDIS_DOWN):
                 await registry.withdraw(self.queue.redis, self.queue.keys, self.id)
             self._stopped.set()
@@ -266,7 +263,7 @@ class Worker:
                     await self._confirm()
                 call = self._pending or self._next_exchange()
                 if call is None:
-                    await self._wait_changed()
+                    await self._waker.wait_changed()
                     continue
                 self._pending = call
                 sent_at = time.monotonic()
@@ -285,9 +282,8 @@ class Worker:
                 # Capped at 1 s so work resumes within about a second of Redis returning.
                 delay = min(1.0, 0.1 * 2 ** min(failures, 4))
                 log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
-                await self._close_blocker()
-                self._blocker = self.queue.blocking_client(read_timeout_s=self.idle_poll_s + 5)
-                await self._sleep_unless_changed(delay)
+                await self._waker.reopen()
+                await self._waker.sleep_unless_changed(delay)
         await self._flush_done()
 
     def _next_exchange(self) -> _Exchange | None:
@@ -453,54 +449,12 @@ class Worker:
         if reservation.status == "rate" or free <= 0:
             # A wake token would not help before the rate window frees a start.
             timeout = reservation.retry_after_ms / 1000 if reservation.status == "rate" else None
-            await self._sleep_unless_changed(timeout)
+            await self._waker.sleep_unless_changed(timeout)
             return
         timeout = self.idle_poll_s
         if reservation.retry_after_ms:
             timeout = min(timeout, reservation.retry_after_ms / 1000)
-        await self._wait_for_wake(timeout)
-
-    async def _wait_for_wake(self, block_s: float) -> None:
-        """BLPOP a wake token on the dedicated connection, or return early when a job of
-        ours finishes (its ack must go out now), the worker stops, or ``block_s`` passes.
-
-        The BLPOP outlives a wait that ended for another reason (cancelling a blocked read
-        would break its connection); a token it received meanwhile counts as a wake-up at
-        the next wait, so none is lost."""
-        assert self._blocker is not None
-        if self._blpop is not None and self._blpop.done():
-            self._consume_blpop()
-            return
-        if self._blpop is None:
-            self._blpop = asyncio.ensure_future(
-                self._blocker.blpop([self.queue.keys.wake], timeout=max(0.01, block_s))
-            )
-        changed = asyncio.create_task(self._changed.wait())
-        try:
-            await asyncio.wait(
-                {self._blpop, changed}, timeout=block_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            changed.cancel()
-        self._changed.clear()
-        if self._blpop.done():
-            self._consume_blpop()
-
-    def _consume_blpop(self) -> None:
-        blpop, self._blpop = self._blpop, None
-        if blpop is not None and not blpop.cancelled() and (exc := blpop.exception()):
-            if isinstance(exc, REDIS_DOWN):
-                raise exc
-            log.error("wake-up read failed: %r", exc)
-
-    async def _sleep_unless_changed(self, at_most_s: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), at_most_s)
-        self._changed.clear()
-
-    async def _wait_changed(self) -> None:
-        await self._changed.wait()
-        self._changed.clear()
+        await self._waker.wait_for_wake(timeout)
 
     async def _flush_done(self, within_s: float = 10.0) -> None:
         """Acknowledge what finished, retrying while Redis is unreachable, for at most
@@ -722,18 +676,6 @@ class Worker:
             busy_ms=int(sample.busy_s * 1000) if self.queue.monitoring else None,
             capacity_ms=int(sample.capacity_s * 1000) if self.queue.monitoring else None,
         )
-
-    async def _close_blocker(self) -> None:
-        if self._blpop is not None and not self._blpop.done():
-            self._blpop.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *REDIS_DOWN):
-                await self._blpop
-        self._blpop = None
-        if self._blocker is not None:
-            with contextlib.suppress(*REDIS_DOWN):
-                await self._blocker.aclose()
-                await self._blocker.connection_pool.disconnect()
-            self._blocker = None
 
 
 def _log_finished(f: Finished) -> None:
