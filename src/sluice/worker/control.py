@@ -1,12 +1,14 @@
-"""The worker's ear on the queue's control channel.
+"""The queue's controls as a worker obeys them: pause, drain, cancel, live rate limit and
+live concurrency.
 
 Pause, drain, cancel and a live rate limit change what a worker may start *now*, but a
 worker that is busy does not ask Redis until a slot frees, and by then its prefetch buffer
 would already have started jobs the queue no longer wants. The scripts that change these
-PUBLISH on ``sluice:{queue}:control``; this listener hears it on a connection of its own
-(never one of the shared pool) and tells the worker, within a round trip. The heartbeat
-reads the same state every beat, so a message lost while the listener reconnects delays
-the reaction by at most one heartbeat.
+PUBLISH on ``sluice:{queue}:control``; :func:`listen` hears it on a connection of its own
+(never one of the shared pool) and :class:`Controls` acts on it within a round trip: it
+hands the buffered jobs concerned back. The heartbeat reads the same state every beat
+(:meth:`Controls.reload`), so a message lost while the listener reconnects delays the
+reaction by at most one heartbeat.
 """
 
 from __future__ import annotations
@@ -19,8 +21,50 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from sluice.queue.queue import Queue
+from sluice.worker.slots import Slots
 
 log = logging.getLogger("sluice.worker")
+
+
+class Controls:
+    """Applies the queue's controls and live settings to the worker's slots."""
+
+    def __init__(self, queue: Queue, slots: Slots, *, configured_concurrency: int) -> None:
+        self.queue = queue
+        self._slots = slots
+        self._configured_concurrency = configured_concurrency
+
+    def on_message(self, message: str) -> None:
+        """A control message heard on the channel (see :func:`listen`)."""
+        slots = self._slots
+        if message in ("pause", "drain"):
+            slots.paused = slots.paused or message == "pause"
+            revoked = slots.buffer.take_all()
+        elif message.startswith("cancel:"):
+            revoked = slots.buffer.take_conversation(message.removeprefix("cancel:"))
+        elif message == "rate":
+            asyncio.get_running_loop().create_task(self.reload())
+            revoked = slots.buffer.take_all()
+        else:
+            return
+        slots.hand_back.extend(e.job for e in revoked)
+        slots.changed.set()
+
+    async def reload(self) -> dict[str, int | None]:
+        """Read the queue's live settings and pause, and apply them; returns the settings."""
+        slots = self._slots
+        live = await self.queue.live_settings()
+        slots.live_rate_limit = live["rate_limit"]
+        paused = await self.queue.is_paused()
+        if paused and not slots.paused:
+            self.on_message("pause")  # the control message was missed: act on it now
+        slots.paused = paused
+        wanted = live["concurrency"] or self._configured_concurrency
+        if wanted != slots.concurrency:
+            log.info("concurrency %d -> %d (live setting)", slots.concurrency, wanted)
+            slots.concurrency = wanted
+            slots.changed.set()
+        return live
 
 
 async def listen(
