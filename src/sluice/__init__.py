@@ -18,7 +18,7 @@ from sluice.errors import (  # noqa: E402
 )
 from sluice.queue.job import Job, JobRecord  # noqa: E402
 from sluice.queue.queue import Completion, Enqueued, EnqueueRequest, Queue, Reservation  # noqa: E402
-from sluice.worker.runtime import Handler, Worker  # noqa: E402
+from sluice.worker import Handler, Worker  # noqa: E402
 
 __all__ = [
     "Completion",

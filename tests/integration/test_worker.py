@@ -10,7 +10,7 @@ from typing import Any
 from sluice import EnqueueRequest, Job, Queue, Worker
 from sluice.chatwoot.client import may_still_land
 from sluice.worker import registry
-from sluice.worker.runtime import HANDED_BACK_MID_TURN
+from sluice.worker.shutdown import HANDED_BACK_MID_TURN
 
 
 @contextlib.asynccontextmanager

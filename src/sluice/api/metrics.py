@@ -94,7 +94,7 @@ async def render(
     firing: Mapping[str, int],
     spool: SpoolStats | None = None,
 ) -> bytes:
-    raw = await queue.redis.hgetall(f"{queue.keys.prefix}mon:total")
+    raw = await queue.redis.hgetall(queue.keys.mon_total)
     totals = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
     snapshot = await monitor.snapshot()
     windows = await monitor.windows()

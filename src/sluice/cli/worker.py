@@ -22,7 +22,7 @@ from sluice.cli.common import (
 )
 from sluice.service.wiring import DEFAULT_HANDLER, Runtime, build_worker, import_handler
 from sluice.settings.config import ConfigError
-from sluice.worker.runtime import Handler
+from sluice.worker import Handler
 from sluice.worker.supervisor import Supervisor, child_env
 
 

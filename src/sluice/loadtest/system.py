@@ -17,7 +17,7 @@ from sluice.loadtest.config import LoadConfig
 from sluice.service.wiring import Runtime, build_pipeline, build_worker, open_runtime
 from sluice.settings.config import Settings, load_settings
 from sluice.simulator import ChatwootSimulator, SimulatorConfig
-from sluice.worker.runtime import Worker
+from sluice.worker import Worker
 
 AGENT_BOT_ID_VAR = "CHATWOOT_AGENT_BOT_ID"
 

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 
 from sluice.queue.job import Job
 from sluice.queue.queue import Queue
-from sluice.worker.runtime import Worker
+from sluice.worker import Worker
 
 __all__ = [
     "COMPLETED_JOB_BYTES",

@@ -23,7 +23,7 @@ from sluice.errors import ConfigError
 from sluice.service.conversations import Conversations
 from sluice.service.pipeline import ReplyPipeline
 from sluice.service.runtime import Runtime, open_runtime, queue_for
-from sluice.worker.runtime import Handler, Worker
+from sluice.worker import Handler, Worker
 
 __all__ = [
     "DEFAULT_HANDLER",

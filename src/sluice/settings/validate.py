@@ -25,7 +25,7 @@ from sluice.queue.job import Job
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
 from sluice.settings.config import Settings, redact_url
-from sluice.worker.runtime import Worker
+from sluice.worker import Worker
 
 Outcome = Literal["pass", "warn", "fail"]
 MIN_REDIS = (6, 2)

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from sluice.queue.keys import QueueKeys
+from sluice.keys import QueueKeys
 
 STALE_AFTER_S = 60.0
 
@@ -62,7 +62,7 @@ async def publish(
     pipe.zadd(keys.workers, {info.id: now})
     pipe.zremrangebyscore(keys.workers, "-inf", now - STALE_AFTER_S)
     if busy_ms is not None and capacity_ms is not None:
-        bucket = f"{keys.prefix}mon:10s:{int(now // 10)}"
+        bucket = keys.mon_10s(int(now // 10))
         pipe.hincrby(bucket, "busy", busy_ms)
         pipe.hincrby(bucket, "cap", capacity_ms)
         pipe.expire(bucket, 7200)

@@ -58,7 +58,6 @@ async def build_series(st: AppState, span: Literal["1h", "24h"]) -> dict[str, An
     5 minutes from the 1-minute roll-ups (minutes not rolled up yet come from the 10 s
     buckets). Rates are per second; the current, partial step is scaled to its length."""
     now = time.time()
-    prefix = st.queue.keys.prefix
     minute_now = int(now // COARSE_S)
     if span == "1h":
         minutes = list(range(minute_now - 59, minute_now + 1))
@@ -74,10 +73,10 @@ async def build_series(st: AppState, span: Literal["1h", "24h"]) -> dict[str, An
         step_min = 5
     pipe = st.queue.redis.pipeline(transaction=False)
     for m in coarse_ids:
-        pipe.hgetall(f"{prefix}mon:1m:{m}")
+        pipe.hgetall(st.queue.keys.mon_1m(m))
     fine_ids = [m * 6 + i for m in fine_minutes for i in range(6)]
     for index in fine_ids:
-        pipe.hgetall(f"{prefix}mon:10s:{index}")
+        pipe.hgetall(st.queue.keys.mon_10s(index))
     raw = await pipe.execute() if coarse_ids or fine_ids else []
     coarse = {m: _parse(r) for m, r in zip(coarse_ids, raw[: len(coarse_ids)], strict=True)}
     fine: dict[int, list[dict[str, int]]] = {}

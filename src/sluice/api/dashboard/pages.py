@@ -107,7 +107,7 @@ async def login(request: Request) -> Response:
     st = app_state(request.app)
     if not same_origin(request):
         return _login_page(request, "Cross-origin login refused.", status.HTTP_403_FORBIDDEN)
-    fail_key = f"{st.queue.keys.prefix}dash:loginfail:{_client_addr(request)}"
+    fail_key = st.queue.keys.dashboard_login_failures(_client_addr(request))
     failures = await st.queue.redis.get(fail_key)
     if failures is not None and int(failures) >= LOGIN_FAILURES_PER_MINUTE:
         return _login_page(request, "Too many attempts; wait a minute.", 429)

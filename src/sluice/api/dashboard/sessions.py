@@ -37,7 +37,7 @@ SESSION_TTL_S = 8 * 3600
 def session_key(st: AppState, session_id: str) -> str:
     """The Redis key of a session: the id's digest, never the id itself."""
     digest = hashlib.sha256(session_id.encode()).hexdigest()
-    return f"{st.queue.keys.prefix}dash:session:{digest}"
+    return st.queue.keys.dashboard_session(digest)
 
 
 async def open_session(st: AppState) -> str:
