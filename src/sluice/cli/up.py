@@ -28,7 +28,7 @@ from sluice.cli.common import (
 )
 from sluice.cli.demo import run_demo
 from sluice.cli.serve import HostOpt, PortOpt, announce, api_address
-from sluice.cli.worker import batch_size, check_handler, open_handler
+from sluice.cli.worker import check_handler, open_handler
 from sluice.service.wiring import DEFAULT_HANDLER, Runtime, build_worker
 from sluice.worker.supervisor import child_env
 
@@ -69,8 +69,9 @@ def up(
             worker = close = None
             task = None
             if supervisor is None:
-                job_handler, close = open_handler(runtime, handler)
-                worker = build_worker(runtime, job_handler, batch_size=batch_size(runtime, handler))
+                chosen = open_handler(runtime, handler)
+                close = chosen.close
+                worker = build_worker(runtime, chosen.handler, batch_size=chosen.batch_size)
                 worker.handle_signals = False
                 task = asyncio.create_task(worker.run())
             err.print("running; Ctrl-C to stop")

@@ -1,5 +1,5 @@
 """`sluice worker`: run worker processes for the queue, and the pieces `sluice up` shares
-with it (which handler, what closes it, how many jobs per reservation).
+with it (checking ``--handler`` early, opening the handler with a one-line error).
 
 The default handler is the Chatwoot reply pipeline; ``--handler package.module:function``
 runs any other coroutine function instead, which is how the engine serves other work.
@@ -7,7 +7,6 @@ runs any other coroutine function instead, which is how the engine serves other 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import typer
@@ -20,9 +19,15 @@ from sluice.cli.common import (
     redis_for,
     with_runtime,
 )
-from sluice.service.wiring import DEFAULT_HANDLER, Runtime, build_worker, import_handler
-from sluice.settings.config import ConfigError
-from sluice.worker import Handler
+from sluice.errors import ConfigError
+from sluice.service.wiring import (
+    DEFAULT_HANDLER,
+    Runtime,
+    WorkerHandler,
+    build_worker,
+    import_handler,
+    worker_handler,
+)
 from sluice.worker.supervisor import Supervisor, child_env
 
 
@@ -40,13 +45,11 @@ def worker(
 
         async def work(runtime: Runtime) -> None:
             service = _start_monitoring(runtime)
-            job_handler, close = open_handler(runtime, handler)
+            chosen = open_handler(runtime, handler)
             try:
-                await build_worker(
-                    runtime, job_handler, batch_size=batch_size(runtime, handler)
-                ).run()
+                await build_worker(runtime, chosen.handler, batch_size=chosen.batch_size).run()
             finally:
-                await close()
+                await chosen.close()
                 await service.stop()
 
         with_runtime(settings, url, work)
@@ -63,28 +66,14 @@ def check_handler(handler: str) -> None:
         raise typer.Exit(2) from None
 
 
-def open_handler(runtime: Runtime, spec: str) -> tuple[Handler, Callable[[], Awaitable[None]]]:
-    """The job handler and what closes it: the reply pipeline, or an imported function."""
-    if spec != DEFAULT_HANDLER:
-        return import_handler(spec), _noop
-    from sluice.service.wiring import build_pipeline
-
+def open_handler(runtime: Runtime, spec: str) -> WorkerHandler:
+    """The worker's handler (:func:`sluice.service.wiring.worker_handler`); a configuration
+    error exits 2 with its one-line message."""
     try:
-        pipeline, client = build_pipeline(runtime)
+        return worker_handler(runtime, spec)
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
-    return pipeline, client.aclose
-
-
-async def _noop() -> None:
-    return None
-
-
-def batch_size(runtime: Runtime, handler: str) -> int:
-    """Jobs per reservation: the reply pipeline answers a burst of a conversation's messages
-    at once (up to SLUICE_BURST_MAX); any other handler takes one job at a time."""
-    return runtime.settings.burst_max if handler == DEFAULT_HANDLER else 1
 
 
 def _start_monitoring(runtime: Runtime) -> Any:

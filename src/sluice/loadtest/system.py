@@ -14,7 +14,7 @@ from typing import Any
 from sluice.api.factory import create_app
 from sluice.api.server import ApiServer
 from sluice.loadtest.config import LoadConfig
-from sluice.service.wiring import Runtime, build_pipeline, build_worker, open_runtime
+from sluice.service.wiring import Runtime, build_worker, open_runtime, worker_handler
 from sluice.settings.config import Settings, load_settings
 from sluice.simulator import ChatwootSimulator, SimulatorConfig
 from sluice.worker import Worker
@@ -129,8 +129,8 @@ async def run_system_with_simulator(
                     env=env,
                 )
             else:
-                pipeline, client = build_pipeline(runtime)
-                worker = build_worker(runtime, pipeline, batch_size=run_settings.burst_max)
+                chosen = worker_handler(runtime)  # the reply pipeline
+                worker = build_worker(runtime, chosen.handler, batch_size=chosen.batch_size)
                 worker.handle_signals = False
                 worker_task = asyncio.create_task(worker.run())
             try:
@@ -139,7 +139,7 @@ async def run_system_with_simulator(
                 if worker is not None and worker_task is not None:
                     await worker.stop()
                     await worker_task
-                    await client.aclose()
+                    await chosen.close()
             result["pool_peak_in_use"] = runtime.redis.metrics().as_dict().get("in_use_peak")
             return result
     finally:
