@@ -4,7 +4,9 @@ The package was reorganised so that its folders read as the architecture (see
 docs/architecture.md). Code outside this repository may still say ``from sluice.config
 import load_settings``; the finder below answers such an import with the module at its
 new place (the same module object, so ``mock.patch("sluice.config.x")`` patches the real
-one). Only this table names old paths; nothing inside the package uses them.
+one; where an old module was split, its path names a module that re-exports its names, and
+patching there patches only that re-export). Only this table names old paths; nothing
+inside the package uses them.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ MOVED: dict[str, str] = {
     # settings/: every variable, its defaults and checks
     "sluice.config": "sluice.settings.config",
     "sluice.settings_env": "sluice.settings.env",
-    "sluice.profiles": "sluice.settings.profiles",
-    "sluice.validate": "sluice.settings.validate",
+    "sluice.profiles": "sluice.service.profiles",
+    "sluice.validate": "sluice.service.validate",
+    "sluice.settings.profiles": "sluice.service.profiles",
+    "sluice.settings.validate": "sluice.service.validate",
     # service/: the Chatwoot service, webhook to reply
     "sluice.intake": "sluice.service.intake",
     "sluice.spool": "sluice.service.spool",

@@ -23,6 +23,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+#: Conversation keys (and, through them, a conversation's broker assignment) expire after a
+#: week of silence.
+CONVERSATION_TTL_S = 7 * 86_400
+
 _VALID_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 FIXED_KEYS = (

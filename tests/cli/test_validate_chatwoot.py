@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from sluice.chatwoot.checks import Receiver, check_chatwoot, signing_check, version_check
 from sluice.cli import app
+from sluice.settings.check import Check
 from sluice.settings.config import load_settings
-from sluice.settings.validate import Check
 
 from ..servers import free_port
 from .chatwoot_sim import ADMIN_TOKEN, AGENT_TOKEN, BOT_TOKEN, SECRET, SimThread

@@ -4,8 +4,9 @@ CLI tests in tests/cli/test_validate.py run the same check against a real server
 from __future__ import annotations
 
 from sluice.monitor.retention import COMPLETED_JOB_BYTES, projected_bytes
+from sluice.service.validate import retention_memory_check
+from sluice.settings.check import Check
 from sluice.settings.config import load_settings
-from sluice.settings.validate import Check, retention_memory_check
 
 GIB = 1 << 30
 

@@ -13,7 +13,7 @@ from sluice.api import health
 from sluice.api.auth import AdminOnly
 from sluice.api.state import AppState, app_state
 from sluice.queue.hops import durations
-from sluice.settings.profiles import switch_profile
+from sluice.service.profiles import switch_profile
 
 router = APIRouter(prefix="/api/admin", dependencies=[AdminOnly], tags=["admin"])
 JobId = Annotated[str, Path(pattern=r"^[0-9]{1,20}$", description="job id")]

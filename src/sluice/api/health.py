@@ -20,9 +20,9 @@ from redis.exceptions import RedisError
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle
+from sluice.service.profiles import live_profile
 from sluice.service.spool import SpoolStats
 from sluice.settings.config import Settings
-from sluice.settings.profiles import live_profile
 
 Status = Literal["ok", "degraded", "critical"]
 

@@ -14,7 +14,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -25,7 +24,7 @@ from sluice.broker.assignment import Assigner
 from sluice.broker.config import load_brokers_from_env
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
-from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect
+from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
 from sluice.service.conversations import Conversations
 from sluice.service.intake import Intake
 from sluice.service.spool import Spool, spool_path
@@ -38,17 +37,12 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 async def _connect(settings: Settings, url: str) -> RedisHandle:
-    kwargs: dict[str, Any] = {
-        "pool_enabled": settings.redis_pool_enabled,
-        "max_connections": settings.redis_pool_max_connections,
-        "wait_timeout_s": settings.redis_pool_timeout_s,
-    }
     try:
-        return await connect(url, min_connections=settings.redis_pool_min_connections, **kwargs)
+        return await connect_from_settings(settings, url)
     except RedisUnavailableError as exc:
         # Still serve: the health document is most needed exactly when Redis is down.
         log.error("Redis unavailable at startup (%s); serving health as critical", exc)
-        return await connect(url, min_connections=0, **kwargs)
+        return await connect_from_settings(settings, url, warm=False)
 
 
 def _intake(settings: Settings, queue: Queue, spool: Spool) -> Intake:

@@ -18,6 +18,9 @@ from sluice.broker.base import (
     Turn,
     answer_or_handoff,
 )
+from sluice.broker.base import (
+    Handler as Handler,  # the old name of ReplyHandler, for plug-ins that import it
+)
 from sluice.broker.config import DEFAULT_BROKER, Broker, load_brokers, load_brokers_from_env
 
 __all__ = [

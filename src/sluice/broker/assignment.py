@@ -25,7 +25,7 @@ close it), and a load freed only on ``resolved`` would then grow for ever until 
 looked full. So an assignment lives exactly as long as the conversation is alive: it was
 assigned or confirmed (each turn's sticky :meth:`Assigner.assign`) within ``idle_ttl_s``,
 or the conversation's state in :mod:`sluice.service.conversations` (which expires after the same
-TTL of silence, :data:`sluice.service.conversations.TTL_S`, a week) still exists. Expiry *with*
+TTL of silence, :data:`sluice.keys.CONVERSATION_TTL_S`, a week) still exists. Expiry *with*
 the state rather than a TTL on hash fields: Redis cannot expire fields of a hash on the
 versions Sluice supports (6.2+), and a load counter cannot notice a key expiring, so the
 scripts expire assignments themselves and decrement the load in the same atomic step.
@@ -61,9 +61,8 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from sluice.broker.config import Broker, BrokerKind
-from sluice.keys import QueueKeys
+from sluice.keys import CONVERSATION_TTL_S, QueueKeys
 from sluice.redis import lua
-from sluice.service.conversations import TTL_S as CONVERSATION_TTL_S
 
 __all__ = [
     "ASSIGNMENT_SCRIPTS",

@@ -36,8 +36,8 @@ from sluice.chatwoot.checks_receivers import (
 from sluice.chatwoot.checks_signing import signing_check
 from sluice.chatwoot.errors import ChatwootError
 from sluice.chatwoot.features import Version, features_of, parse_version
+from sluice.settings.check import Check
 from sluice.settings.config import Settings, redact_url
-from sluice.settings.validate import Check
 
 __all__ = [
     "KIND_NAME",

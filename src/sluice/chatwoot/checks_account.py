@@ -22,8 +22,8 @@ from sluice.chatwoot.checks_receivers import (
 )
 from sluice.chatwoot.errors import ChatwootError
 from sluice.chatwoot.features import Version
+from sluice.settings.check import Check, Outcome
 from sluice.settings.config import ConfigError, Settings
-from sluice.settings.validate import Check, Outcome
 
 
 async def token_and_account_checks(

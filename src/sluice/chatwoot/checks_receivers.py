@@ -18,8 +18,8 @@ from sluice.chatwoot.admin import ChatwootAdminClient, refusal
 from sluice.chatwoot.errors import ChatwootError
 from sluice.chatwoot.features import PRIVATE_URLS_REFUSED, Version, format_version
 from sluice.chatwoot.receivers import NEEDED_EVENTS, is_receiver_url, private_destination
+from sluice.settings.check import Check, Outcome
 from sluice.settings.config import Settings, redact_url
-from sluice.settings.validate import Check, Outcome
 
 ReceiverKind = Literal["agent_bot", "account_webhook", "api_inbox"]
 MAX_INBOXES = 50  # inboxes whose linked bot is looked up, one request each

@@ -20,7 +20,7 @@ from sluice.chatwoot.features import (
     format_version,
     signs,
 )
-from sluice.settings.validate import Check
+from sluice.settings.check import Check
 
 
 def _signing_kind(kind: ReceiverKind) -> str:

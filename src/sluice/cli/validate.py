@@ -2,7 +2,7 @@
 
 Configuration, Redis, scripts, pool, a canary round trip, the rate limit, pause/resume and
 the alert channels, each reported pass/warn/fail; exit 1 on any failure, so a deploy
-script can stop there. The checks live in :mod:`sluice.settings.validate`, except the
+script can stop there. The checks live in :mod:`sluice.service.validate`, except the
 alert channels' dry run, which comes from the alerting
 (:func:`sluice.alerts.service.check_channels`).
 """
@@ -22,7 +22,7 @@ from sluice.settings.config import Settings
 def validate(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Check configuration, Redis, scripts, pool, a canary round trip, the rate limit,
     pause/resume and alert channels; exit 1 on any failure."""
-    from sluice.settings import validate as checks
+    from sluice.service import validate as checks
 
     settings = load_settings_or_exit(quiet=True)
     with redis_for(settings) as (url, _):
@@ -47,7 +47,7 @@ def validate(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 def _channel_checks(settings: Settings) -> Any:
     """Dry-run reachability of the configured alert channels."""
     from sluice.alerts.service import check_channels
-    from sluice.settings.validate import Check
+    from sluice.settings.check import Check
 
     async def run() -> list[Check]:
         return [

@@ -100,7 +100,7 @@ async def measure_completed_job_bytes(
         zset = int(await redis.memory_usage(queue.keys.completed, samples=0) or 0)
         return CompletedJobMemory(jobs, sum(sizes) / jobs, zset / jobs)
     finally:  # also after a failed run: the temporary queue never outlives the call
-        keys = [k async for k in redis.scan_iter(match=f"sluice:{{{queue.name}}}:*", count=1000)]
+        keys = [k async for k in redis.scan_iter(match=queue.keys.prefix + "*", count=1000)]
         for begin in range(0, len(keys), 500):
             await redis.delete(*keys[begin : begin + 500])
 

@@ -310,5 +310,3 @@ class Queue(Leasing):
         """Delete dead letters for good (all of them when no ids are given)."""
         args = [self._prefix, new_request_id(), *(job_ids or ())]
         return int(await self.scripts.purge_dead(self._kv, args))
-
-    # ---------------------------------------------------------------- worker side

@@ -18,9 +18,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from sluice.keys import QueueKeys
+from sluice.keys import CONVERSATION_TTL_S, QueueKeys
 
-TTL_S = 7 * 86_400
+TTL_S = CONVERSATION_TTL_S
 HISTORY_TURNS = 20
 
 

@@ -86,8 +86,8 @@ class ReplyPipeline:
         return self._handlers[broker.handler]
 
     async def __call__(self, job: Job) -> None:
-        first = CustomerMessage.from_payload(job.members[0].payload)
-        account_id, conversation_id = first.account_id, first.conversation_id
+        first = job.members[0].payload  # only the conversation is needed before the check
+        account_id, conversation_id = int(first["account_id"]), int(first["conversation_id"])
         key = job.key
         state = await self.conversations.get(key)
         if not state.bot_may_answer:

@@ -145,13 +145,13 @@ def _describe(variable: str, shown: str, error: ErrorDetails) -> str:
     ctx = error.get("ctx", {})
     kind = error["type"]
     if kind == "greater_than_equal":
-        return f"{variable} ({shown}) must be at least {ctx['ge']}"
+        return f"{variable} ({shown}) must be at least {_bound(ctx['ge'])}"
     if kind == "greater_than":
-        return f"{variable} ({shown}) must be greater than {ctx['gt']}"
+        return f"{variable} ({shown}) must be greater than {_bound(ctx['gt'])}"
     if kind == "less_than_equal":
-        return f"{variable} ({shown}) must be at most {ctx['le']}"
+        return f"{variable} ({shown}) must be at most {_bound(ctx['le'])}"
     if kind == "less_than":
-        return f"{variable} ({shown}) must be lower than {ctx['lt']}"
+        return f"{variable} ({shown}) must be lower than {_bound(ctx['lt'])}"
     if kind in ("int_parsing", "int_from_float", "int_type"):
         return f"{variable} ({shown}) must be a whole number"
     if kind in ("float_parsing", "float_type", "finite_number"):
@@ -159,3 +159,8 @@ def _describe(variable: str, shown: str, error: ErrorDetails) -> str:
     if kind in ("bool_parsing", "bool_type"):
         return f"{variable} ({shown}) must be true or false"
     return f"{variable} ({shown}): {error['msg']}"
+
+
+def _bound(value: object) -> str:
+    """A limit as an operator writes it: 1 rather than 1.0."""
+    return f"{value:g}" if isinstance(value, float) else str(value)

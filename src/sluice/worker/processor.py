@@ -45,7 +45,7 @@ class Processor:
         self.failed = 0
         self.meter = UtilizationMeter()
         # Handler durations (EWMA, s): prefetch only pays for short handlers; for long ones
-        # it would only hold jobs back from other workers (see Fetcher.prefetch_room).
+        # it would only hold jobs back from other workers (see Fetcher._prefetch_room).
         self.handler_s = 0.0
         self.runs_to_warm_up = prefetch_warmup
         self._slots = slots

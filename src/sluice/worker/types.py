@@ -2,7 +2,7 @@
 looks like.
 
 :data:`Handler` is the engine's handler: an async callable that runs one turn (a job and
-the members of its batch). It is not :class:`sluice.broker.base.Handler`, the reply
+the members of its batch). It is not :class:`sluice.broker.base.ReplyHandler`, the reply
 pipeline's per-broker protocol that answers a conversation's turn; the pipeline itself is
 one of these.
 """

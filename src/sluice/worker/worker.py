@@ -57,9 +57,28 @@ class Worker:
     (:mod:`sluice.worker.prefetch`). For long handlers the round trip a buffer saves is
     noise, and a buffer would only hold jobs back from other workers and from a pause.
 
-    The settings are taken when the worker is created: changing these attributes afterwards
-    has no effect, except ``handle_signals`` (read by :meth:`run`) and ``concurrency``.
+    The settings are taken when the worker is created (each part gets its own): assigning
+    one of them afterwards raises ``AttributeError`` rather than silently doing nothing.
+    ``handle_signals`` (read by :meth:`run`) and ``concurrency`` may still be changed.
     """
+
+    _FIXED_AFTER_INIT = frozenset(
+        {
+            "queue",
+            "handler",
+            "configured_concurrency",
+            "rate_limit",
+            "lease_ms",
+            "heartbeat_ms",
+            "shutdown_grace_s",
+            "retry_base_ms",
+            "retry_max_ms",
+            "idle_poll_s",
+            "id",
+            "batch_size",
+            "prefetch",
+        }
+    )
 
     def __init__(
         self,
@@ -134,6 +153,14 @@ class Worker:
             rate_limit=rate_limit,
         )
         self._stopped = asyncio.Event()
+        self._built = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in Worker._FIXED_AFTER_INIT and self.__dict__.get("_built"):
+            raise AttributeError(
+                f"Worker.{name} is read when the worker is created; pass {name}= to Worker()"
+            )
+        object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------ lifecycle
 

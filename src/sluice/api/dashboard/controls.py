@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from sluice.api.dashboard.sessions import Csrf, Session
 from sluice.api.state import app_state
-from sluice.settings.profiles import switch_profile
+from sluice.service.profiles import switch_profile
 
 log = logging.getLogger("sluice.dashboard")
 

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from sluice.api.dashboard.sessions import Session
 from sluice.api.state import AppState, app_state
 from sluice.monitor.windows import record_depth as sample_depth
-from sluice.settings.profiles import live_profile
+from sluice.service.profiles import live_profile
 
 router = APIRouter()
 

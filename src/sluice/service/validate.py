@@ -12,8 +12,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -24,10 +22,10 @@ from sluice.monitor.windows import WindowReader
 from sluice.queue.job import Job
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
+from sluice.settings.check import Check
 from sluice.settings.config import Settings, redact_url
 from sluice.worker import Worker
 
-Outcome = Literal["pass", "warn", "fail"]
 MIN_REDIS = (6, 2)
 CANARY_DEADLINE_S = 5.0
 # Completed jobs may take at most this share of maxmemory: the rest is for waiting jobs
@@ -35,16 +33,6 @@ CANARY_DEADLINE_S = 5.0
 RETENTION_SHARE = 0.5
 # Windows whose measured throughput counts as "recent" (the larger one wins).
 THROUGHPUT_WINDOWS = {"5m": 300, "1h": 3600}
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    outcome: Outcome
-    detail: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def check_config(settings: Settings) -> list[Check]:
@@ -334,7 +322,7 @@ async def _temporary(
     try:
         return await body(queue)
     finally:
-        keys = [k async for k in handle.client.scan_iter(match=f"sluice:{{{name}}}:*")]
+        keys = [k async for k in handle.client.scan_iter(match=QueueKeys(name).prefix + "*")]
         if keys:
             await handle.client.delete(*keys)
 
