@@ -67,6 +67,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+#: Libraries whose per-request INFO lines are hidden unless the level is DEBUG.
+QUIET_LIBRARIES = ("httpx", "httpcore")
+
+
 def configure(fmt: Literal["text", "json"] = "text", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactUrls())
@@ -79,3 +83,10 @@ def configure(fmt: Literal["text", "json"] = "text", level: int = logging.INFO) 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx and httpcore log every request at INFO: one line per Chatwoot call and, in the
+    # demo, per webhook, which buries Sluice's own lines (the demo printed 1,884 of them in
+    # its first 1,991). Sluice logs the requests that fail itself; DEBUG shows them all.
+    for chatty in QUIET_LIBRARIES:
+        logging.getLogger(chatty).setLevel(
+            logging.NOTSET if level <= logging.DEBUG else logging.WARNING
+        )

@@ -124,3 +124,27 @@ def test_worker_processes_register_and_stop_on_sigterm(env: dict[str, str]) -> N
         if proc.poll() is None:
             proc.kill()
         client.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["pause"], ["resume"], ["drain", "--yes"], ["dlq", "list"], ["dlq", "retry", "1"]],
+)
+def test_an_unreachable_redis_is_one_line_not_a_traceback(command: list[str]) -> None:
+    # Nothing listens on port 1; the password must not be printed.
+    env = {**os.environ, "REDIS_URL": "redis://ops:hunter2@127.0.0.1:1/0"}
+    env.pop("SLUICE_DATA_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "sluice", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output and "╭" not in output
+    assert "Redis unavailable" in output and "127.0.0.1:1" in output
+    assert "hunter2" not in output
+    assert len(output.strip().splitlines()) == 1, output

@@ -126,6 +126,24 @@ async def _shot(target: Any, name: str, **options: Any) -> Path:
 
 
 @pytest.mark.timeout(240)
+async def _overlapping(page: Any, *selectors: str) -> list[tuple[str, str]]:
+    """Pairs of the given elements whose boxes intersect on screen (text drawn over text)."""
+    boxes = {sel: await page.locator(sel).first.bounding_box() for sel in selectors}
+    hits = []
+    for i, a in enumerate(selectors):
+        for b in selectors[i + 1 :]:
+            p, q = boxes[a], boxes[b]
+            assert p is not None and q is not None, (a, b)
+            if (
+                p["x"] < q["x"] + q["width"]
+                and q["x"] < p["x"] + p["width"]
+                and p["y"] < q["y"] + q["height"]
+                and q["y"] < p["y"] + p["height"]
+            ):
+                hits.append((a, b))
+    return hits
+
+
 async def test_dashboard_in_chromium(stack: Stack) -> None:
     async with playwright_api.async_playwright() as pw:
         browser = await pw.chromium.launch(
@@ -159,6 +177,9 @@ async def _run(browser: Any, stack: Stack) -> None:
     await page.click("#login-submit")
     await expect(page.locator(".error")).to_have_text("Wrong token.")
     await _shot(page, "login-desktop")
+    assert (
+        await _overlapping(page, ".login-box h1", ".login-box > .muted", "#token", ".error") == []
+    )
     await page.fill("#token", TOKEN)
     await page.click("#login-submit")
     await expect(page).to_have_url(stack.url + "/dashboard")

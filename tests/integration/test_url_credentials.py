@@ -129,3 +129,15 @@ async def test_objects_holding_url_settings_print_without_credentials() -> None:
     with pytest.raises(ConfigError) as bad:
         load_handler_settings({"LLM_BASE_URL": "ftp://user:s3cret@llm.example.com/?key=abc"})
     assert clean(str(bad.value)) and "LLM_BASE_URL" in str(bad.value)
+
+
+def test_library_request_lines_are_hidden_unless_debug() -> None:
+    logs.configure("text", logging.INFO)
+    try:
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+        assert logging.getLogger("sluice.chatwoot").isEnabledFor(logging.INFO)
+        logs.configure("text", logging.DEBUG)
+        assert logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    finally:
+        logs.configure("text", logging.DEBUG)

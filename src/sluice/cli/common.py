@@ -17,12 +17,16 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, TypeVar
 
 import typer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 
 from sluice import logs
 from sluice.redis.embedded import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
+from sluice.redis.pool import RedisUnavailableError
 from sluice.service.wiring import Runtime, open_runtime
 from sluice.settings.config import ConfigError, Settings, load_settings
+from sluice.settings.redact import redact_urls_in
 
 console = Console()
 err = Console(stderr=True)
@@ -88,13 +92,24 @@ def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
 
 
 def with_runtime(settings: Settings, url: str, fn: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Run ``fn`` with the queue runtime open (and closed afterwards, whatever happens)."""
+    """Run ``fn`` with the queue runtime open (and closed afterwards, whatever happens).
+
+    A Redis that cannot be reached is an operator's situation, not a bug: one line that says
+    where and why (credentials redacted), exit 1, no traceback."""
 
     async def go() -> T:
         async with open_runtime(settings, url) as runtime:
             return await fn(runtime)
 
-    return run_async(go)
+    try:
+        return run_async(go)
+    except (RedisUnavailableError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        err.print(
+            f"[red]Redis unavailable:[/red] {redact_urls_in(str(exc))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
 
 
 def stop_event() -> asyncio.Event:
