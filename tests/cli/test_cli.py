@@ -85,6 +85,11 @@ def test_bad_configuration_names_the_variable(env: dict[str, str]) -> None:
     assert "WORKER_CONCURRENCY" in result.output
 
 
+def test_an_empty_dlq_says_so_instead_of_an_empty_table(env: dict[str, str]) -> None:
+    code, out = invoke(env, "dlq", "list")
+    assert code == 0 and "no dead letters" in out and "┃" not in out
+
+
 def test_dlq_retry_unknown_job_fails(env: dict[str, str]) -> None:
     code, out = invoke(env, "dlq", "retry", "999999")
     assert code == 1 and "not a dead letter" in out

@@ -59,6 +59,8 @@ def redis_for(settings: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
         raise typer.Exit(2) from None
     if server is not None:
         err.print(f"embedded Redis at [bold]{url}[/bold] (set REDIS_URL to use your own)")
+        # Operating commands (status, pause, dlq ...) in another shell need this Redis too.
+        err.print(f"  other shells: [bold]export REDIS_URL={url}[/bold]", highlight=False)
     try:
         yield url, server
     finally:

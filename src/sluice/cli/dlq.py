@@ -33,6 +33,9 @@ def dlq_list(
     if as_json:
         console.print_json(json.dumps([r.as_dict() for r in records]))
         return
+    if not records:
+        console.print(f"no dead letters in {settings.queue!r}")
+        return
     table = Table(title=f"Dead letters of {settings.queue!r}", header_style="bold")
     for col in ("job", "conversation", "attempts", "error"):
         table.add_column(col)

@@ -39,7 +39,15 @@ def validate(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
         for c in results:
             table.add_row(marks[c.outcome], c.name, c.detail)
         console.print(table)
-        console.print("[red]FAILED[/red]" if failed else "[green]all checks passed[/green]")
+        warned = sum(c.outcome == "warn" for c in results)
+        if failed:
+            console.print("[red]FAILED[/red]")
+        elif warned:
+            console.print(
+                f"[yellow]passed with {warned} warning{'s' if warned > 1 else ''}[/yellow]"
+            )
+        else:
+            console.print("[green]all checks passed[/green]")
     if failed:
         raise typer.Exit(1)
 
