@@ -272,6 +272,8 @@ async def test_secrets_never_reach_the_logs(
     receivers: Callable[..., Receiver], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # httpx's request lines are shown at DEBUG (sluice.logs hides them below): show them.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     broken = receivers(reply=lambda n: 500)
     base = (await broken.start()).removeprefix("http://")
     slack = SlackChannel(f"http://{base}/services/T000/B000/SLACKSECRET123")
