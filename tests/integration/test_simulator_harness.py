@@ -45,7 +45,7 @@ class Receiver:
     hits: list[Hit] = field(default_factory=list)
     script: list[int] = field(default_factory=list)  # statuses to answer, then 200
     headers: dict[str, str] = field(default_factory=dict)  # added to scripted answers
-    delay_s: float = 0.0
+    delay_s: float = 0.0  # a slow receiver: the latency being simulated, not a wait for an event
     in_flight: int = 0
     peak_in_flight: int = 0
 

@@ -107,12 +107,16 @@ class WebhookSender:
         if self._http is None:
             self._http = httpx.AsyncClient(
                 headers={"User-Agent": "rest-client/2.1.0 (chatwoot-simulator)"},
+                # Each Sidekiq thread opens its own Net::HTTP connection: no shared pool to
+                # wait for (the thread bound is _sidekiq_threads).
                 limits=httpx.Limits(max_connections=None),
             )
         return self._http
 
     def _sidekiq_threads(self) -> asyncio.Semaphore:
-        """The delivery slots, rebuilt when ``webhook_concurrency`` changes (between runs;
+        """Sidekiq's worker threads (chatwoot/chatwoot config/sidekiq.yml: ``:concurrency:
+        <%= ENV.fetch("SIDEKIQ_CONCURRENCY", 10) %>``); WebhookJob and AgentBots::WebhookJob
+        run on them. The delivery slots, rebuilt when ``webhook_concurrency`` changes (between runs;
         attempts already holding an old slot finish on it)."""
         wanted = self.config.webhook_concurrency
         if self._threads is None or self._thread_count != wanted:
@@ -164,7 +168,9 @@ class WebhookSender:
                         url,
                         content=body,
                         headers=self._headers(body, delivery),
-                        # open_timeout and read_timeout; never a wait for a connection.
+                        # Net::HTTP open_timeout and read_timeout = WEBHOOK_TIMEOUT
+                        # (lib/webhooks/trigger.rb, PR #12777; docs/chatwoot-facts.md §1):
+                        # they time the request, never a wait for a thread or connection.
                         timeout=httpx.Timeout(self.config.webhook_timeout_s, pool=None),
                     )
             except httpx.TimeoutException:
