@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sluice.loadtest import LoadConfig, run_system_with_simulator
-from sluice.service.wiring import Runtime
+from sluice.service.runtime import Runtime
 from sluice.settings.config import load_settings
 from sluice.simulator import ChatwootSimulator
 from sluice.worker import registry

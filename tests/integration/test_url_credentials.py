@@ -15,7 +15,7 @@ from sluice import logs
 from sluice.broker.handlers import load_handler_settings
 from sluice.broker.handlers.llm import LlmHandler
 from sluice.chatwoot.client import ChatwootClient
-from sluice.service.wiring import open_runtime
+from sluice.service.runtime import open_runtime
 from sluice.settings.config import ConfigError, load_settings, redact_url, redact_urls_in
 
 CHATWOOT_URL = "https://user:s3cret@chat.example.com/?api_key=abc"

@@ -36,7 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sluice.chatwoot.payloads import human_assignee
 from sluice.loadtest import LoadConfig, run_system_with_simulator
 from sluice.queue.queue import Queue
-from sluice.service.wiring import Runtime
+from sluice.service.runtime import Runtime
 from sluice.settings.config import load_settings
 from sluice.simulator import ChatwootSimulator, Mode
 from sluice.simulator.engine import BOT_FAILURE_ACTIVITY

@@ -64,7 +64,7 @@ from sluice.chatwoot.client import (
 from sluice.loadtest import LoadConfig, run_system_with_simulator
 from sluice.service.conversations import Conversations
 from sluice.service.pipeline import ReplyPipeline
-from sluice.service.wiring import Runtime
+from sluice.service.runtime import Runtime
 from sluice.settings.config import load_settings
 from sluice.simulator import ChatwootSimulator, Mode
 from sluice.testing import FaultProxy

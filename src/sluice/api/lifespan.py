@@ -27,8 +27,8 @@ from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
 from sluice.service.conversations import Conversations
 from sluice.service.intake import Intake
+from sluice.service.runtime import queue_for
 from sluice.service.spool import Spool, spool_path
-from sluice.service.wiring import queue_for
 from sluice.settings.config import Settings
 
 log = logging.getLogger("sluice.api")

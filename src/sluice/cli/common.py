@@ -24,7 +24,7 @@ from rich.console import Console
 from sluice import logs
 from sluice.redis.embedded import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
 from sluice.redis.pool import RedisUnavailableError
-from sluice.service.wiring import Runtime, open_runtime
+from sluice.service.runtime import Runtime, open_runtime
 from sluice.settings.config import ConfigError, Settings, load_settings
 from sluice.settings.redact import redact_urls_in
 

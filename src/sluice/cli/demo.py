@@ -18,7 +18,7 @@ from rich.live import Live
 from sluice.cli.common import console, err, stop_event
 from sluice.cli.queue import status_table
 from sluice.cli.serve import announce
-from sluice.service.wiring import Runtime
+from sluice.service.runtime import Runtime
 from sluice.settings.config import Settings
 from sluice.worker import registry
 

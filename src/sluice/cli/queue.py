@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from sluice.cli.common import console, load_settings_or_exit, require_redis_url, with_runtime
-from sluice.service.wiring import Runtime
+from sluice.service.runtime import Runtime
 from sluice.worker import registry
 
 

@@ -29,7 +29,8 @@ from sluice.cli.common import (
 from sluice.cli.demo import run_demo
 from sluice.cli.serve import HostOpt, PortOpt, announce, api_address
 from sluice.cli.worker import check_handler, open_handler
-from sluice.service.wiring import DEFAULT_HANDLER, Runtime, build_worker
+from sluice.service.runtime import Runtime
+from sluice.service.wiring import DEFAULT_HANDLER, build_worker
 from sluice.worker.supervisor import child_env
 
 

@@ -19,7 +19,7 @@ from sluice.loadtest.customers import Tally, start_customers
 from sluice.loadtest.report import format_ms
 from sluice.loadtest.system import run_system_with_simulator
 from sluice.monitor.windows import WindowReader
-from sluice.service.wiring import Runtime
+from sluice.service.runtime import Runtime
 from sluice.settings.config import Settings
 from sluice.simulator import ChatwootSimulator
 

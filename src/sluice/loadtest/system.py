@@ -14,7 +14,8 @@ from typing import Any
 from sluice.api.factory import create_app
 from sluice.api.server import ApiServer
 from sluice.loadtest.config import LoadConfig
-from sluice.service.wiring import Runtime, build_worker, open_runtime, worker_handler
+from sluice.service.runtime import Runtime, open_runtime
+from sluice.service.wiring import build_worker, worker_handler
 from sluice.settings.config import Settings, load_settings
 from sluice.simulator import ChatwootSimulator, SimulatorConfig
 from sluice.worker import Worker

@@ -22,6 +22,9 @@ from sluice.chatwoot.client import ChatwootClient
 from sluice.errors import ConfigError
 from sluice.service.conversations import Conversations
 from sluice.service.pipeline import ReplyPipeline
+
+# Runtime, open_runtime and queue_for live in service.runtime; they are re-exported here only
+# because the old module path ``sluice.app`` (see _moved.py) named them with this module's.
 from sluice.service.runtime import Runtime, open_runtime, queue_for
 from sluice.worker import Handler, Worker
 
