@@ -10,7 +10,8 @@ script's entry point (``sluice = "sluice.cli:app"``) and what ``python -m sluice
   :mod:`~sluice.cli.dlq`
 * trying and checking: :mod:`~sluice.cli.simulate`, :mod:`~sluice.cli.loadtest`,
   :mod:`~sluice.cli.validate`, :mod:`~sluice.cli.chatwoot` (setup)
-* shared by all: :mod:`~sluice.cli.common` (settings, Redis, event loop, consoles)
+* shared by all: :mod:`~sluice.cli.common` (settings, Redis, event loop, consoles) and
+  :mod:`~sluice.cli.help` (how ``--help`` shows options)
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import logging
 import typer
 
 from sluice.cli import chatwoot, dlq, loadtest, queue, serve, simulate, up, validate, worker
+from sluice.cli.help import SluiceCommand, SluiceGroup
 
 app = typer.Typer(
+    cls=SluiceGroup,
     help="Sluice: every customer chat message answered within its SLA.",
     no_args_is_help=True,
     add_completion=False,
@@ -39,7 +42,7 @@ for command in (
     loadtest.loadtest,
     validate.validate,
 ):
-    app.command()(command)
+    app.command(cls=SluiceCommand)(command)
 app.add_typer(chatwoot.group, name="chatwoot")
 app.add_typer(dlq.group, name="dlq")
 

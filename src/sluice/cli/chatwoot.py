@@ -14,9 +14,12 @@ from typing import Annotated
 import typer
 
 from sluice.cli.common import console, err, run_async
+from sluice.cli.help import SluiceCommand, SluiceGroup
 
 group = typer.Typer(
-    help="Chatwoot: register Sluice with a Chatwoot instance.", no_args_is_help=True
+    cls=SluiceGroup,
+    help="Chatwoot: register Sluice with a Chatwoot instance.",
+    no_args_is_help=True,
 )
 
 
@@ -25,7 +28,7 @@ class SetupMode(StrEnum):
     account_webhook = "account-webhook"
 
 
-@group.command("setup")
+@group.command("setup", cls=SluiceCommand)
 def chatwoot_setup(
     mode: Annotated[
         SetupMode,

@@ -14,12 +14,13 @@ import typer
 from rich.table import Table
 
 from sluice.cli.common import console, load_settings_or_exit, require_redis_url, with_runtime
+from sluice.cli.help import SluiceCommand, SluiceGroup
 from sluice.service.runtime import Runtime
 
-group = typer.Typer(help="Dead letters: list, retry, purge.", no_args_is_help=True)
+group = typer.Typer(cls=SluiceGroup, help="Dead letters: list, retry, purge.", no_args_is_help=True)
 
 
-@group.command("list")
+@group.command("list", cls=SluiceCommand)
 def dlq_list(
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -44,7 +45,7 @@ def dlq_list(
     console.print(table)
 
 
-@group.command("retry")
+@group.command("retry", cls=SluiceCommand)
 def dlq_retry(job_ids: Annotated[list[str], typer.Argument(help="Job ids to requeue.")]) -> None:
     """Requeue dead letters with fresh attempts."""
     settings = load_settings_or_exit(quiet=True)
@@ -60,7 +61,7 @@ def dlq_retry(job_ids: Annotated[list[str], typer.Argument(help="Job ids to requ
         raise typer.Exit(1)
 
 
-@group.command("purge")
+@group.command("purge", cls=SluiceCommand)
 def dlq_purge(
     job_ids: Annotated[list[str] | None, typer.Argument(help="Ids (none = all).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
