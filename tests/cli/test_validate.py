@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,11 +14,12 @@ from typer.testing import CliRunner
 
 from sluice import EnqueueRequest, Job, Queue, Worker
 from sluice.cli import app
+from sluice.redis.embedded import EmbeddedRedis
 
 from ..servers import RedisServer
 
 
-def validate(env: dict[str, str]) -> tuple[int, dict[str, object]]:
+def validate(env: Mapping[str, str | None]) -> tuple[int, dict[str, object]]:
     result = CliRunner().invoke(app, ["validate", "--json"], env=env)
     return result.exit_code, json.loads(result.stdout)
 
@@ -87,6 +89,54 @@ def test_persistence_is_reported(redis_url: str) -> None:
         assert code == 0  # a warning is not a failure
     else:
         assert persistence["outcome"] in ("pass", "warn")
+
+
+def persistence_check(env: Mapping[str, str | None]) -> dict[str, str]:
+    _, report = validate(env)
+    checks = {c["name"]: c for c in report["checks"]}  # type: ignore[union-attr]
+    return checks["persistence"]  # type: ignore[no-any-return]
+
+
+def test_a_redis_of_ones_own_without_persistence_is_told_appendonly_yes() -> None:
+    server = RedisServer()  # appendonly no
+    server.start()
+    try:
+        server.wait_ready()
+        check = persistence_check({"REDIS_URL": server.url})
+    finally:
+        server.stop()
+    assert check["outcome"] == "warn", check
+    assert "appendonly yes" in check["detail"]
+    assert "SLUICE_DATA_DIR" not in check["detail"]
+
+
+def test_the_embedded_server_without_a_data_dir_is_told_sluice_data_dir() -> None:
+    """Without REDIS_URL validate runs on an embedded server, whose configuration Sluice
+    writes: `appendonly yes` is no switch an operator has there, SLUICE_DATA_DIR is."""
+    check = persistence_check({"REDIS_URL": None, "SLUICE_DATA_DIR": None})  # unset
+    assert check["outcome"] == "warn", check
+    assert "embedded Redis without SLUICE_DATA_DIR" in check["detail"]
+    assert "set SLUICE_DATA_DIR to a directory" in check["detail"]
+    assert "appendonly" not in check["detail"]
+
+
+def test_the_embedded_server_with_a_data_dir_has_an_append_only_file(tmp_path: Path) -> None:
+    check = persistence_check({"REDIS_URL": None, "SLUICE_DATA_DIR": str(tmp_path / "data")})
+    assert check["outcome"] == "warn", check  # everysec: a host crash can lose a second
+    assert check["detail"].startswith(
+        "embedded Redis with SLUICE_DATA_DIR, append-only file, appendfsync everysec"
+    )
+    assert "set REDIS_URL to a Redis of your own" in check["detail"]
+    assert "appendonly yes" not in check["detail"]
+    assert (tmp_path / "data" / "sluice.lock").exists()
+
+
+def test_a_redis_url_naming_an_embedded_server_is_recognised() -> None:
+    """`sluice up` prints its embedded server's address for other shells; validate run
+    there with REDIS_URL set to it still gives the embedded server's advice."""
+    with EmbeddedRedis() as server:
+        check = persistence_check({"REDIS_URL": server.url})
+    assert "embedded Redis without SLUICE_DATA_DIR" in check["detail"], check
 
 
 # -- credentials in URL settings never reach the output --------------------------------------

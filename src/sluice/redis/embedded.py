@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -41,10 +41,13 @@ __all__ = [
     "EmbeddedRedisError",
     "EmbeddedRedisUnavailable",
     "find_server_binary",
+    "is_embedded_server",
     "resolve_redis_url",
 ]
 
 _SOCKET_NAME = "valkey.sock"
+_CONFIG_NAME = "server.conf"
+_DIRECTORY_PREFIX = "sluice-valkey-"
 # sockaddr_un.sun_path is 108 bytes on Linux, 104 on macOS; keep the stricter bound.
 _MAX_SOCKET_PATH = 103
 _PR_SET_PDEATHSIG = 1
@@ -199,7 +202,7 @@ class EmbeddedRedis:
                 "when that thread exits"
             )
         binary = self._binary or find_server_binary()
-        directory = Path(tempfile.mkdtemp(prefix="sluice-valkey-"))  # created with mode 0700
+        directory = Path(tempfile.mkdtemp(prefix=_DIRECTORY_PREFIX))  # created with mode 0700
         self._directory = directory
         try:
             socket_path = directory / _SOCKET_NAME
@@ -290,7 +293,7 @@ class EmbeddedRedis:
             'logfile ""',  # stdout, which start() sends to the log file
             *persistence,
         ]
-        config = directory / "server.conf"
+        config = directory / _CONFIG_NAME
         config.write_text("\n".join(lines) + "\n")
         return config
 
@@ -344,6 +347,15 @@ def _answers_ping(socket_path: Path) -> bool:
             return sock.recv(64).startswith(b"+PONG")  # "-LOADING ..." while replaying the AOF
     except OSError:
         return False
+
+
+def is_embedded_server(server_info: Mapping[str, object]) -> bool:
+    """Whether ``INFO server`` comes from a server this module started (in this process or
+    another: ``sluice up`` prints its URL for other shells), judged by its config file."""
+    config_file = Path(str(server_info.get("config_file") or ""))
+    return config_file.name == _CONFIG_NAME and config_file.parent.name.startswith(
+        _DIRECTORY_PREFIX
+    )
 
 
 def resolve_redis_url(settings: Settings) -> tuple[str, EmbeddedRedis | None]:

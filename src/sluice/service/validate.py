@@ -21,6 +21,7 @@ from sluice.monitor.retention import COMPLETED_JOB_BYTES, projected_bytes
 from sluice.monitor.windows import WindowReader
 from sluice.queue.job import Job
 from sluice.queue.queue import Queue
+from sluice.redis.embedded import is_embedded_server
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
 from sluice.settings.check import Check
 from sluice.settings.config import Settings, redact_url
@@ -194,7 +195,9 @@ async def check_redis(handle: RedisHandle, settings: Settings) -> list[Check]:
     version_text = str(server.get("valkey_version") or server.get("redis_version"))
     version = tuple(int(p) for p in version_text.split(".")[:2])
     policy = str(memory.get("maxmemory_policy"))
-    persistence = await check_persistence(client)
+    # Without REDIS_URL validate runs on an embedded server of its own, and a REDIS_URL may
+    # name one as well (`sluice up` prints its address for other shells): ask the server.
+    persistence = await check_persistence(client, embedded=is_embedded_server(server))
     pool = handle.metrics()
     expected = settings.redis_pool_min_connections if settings.redis_pool_enabled else 1
     return [
@@ -219,16 +222,30 @@ async def check_redis(handle: RedisHandle, settings: Settings) -> list[Check]:
     ]
 
 
-async def check_persistence(client: aioredis.Redis) -> Check:
+async def check_persistence(client: aioredis.Redis, *, embedded: bool = False) -> Check:
     """How much a Redis restart or crash can lose (docs/reliability.md, scenario e). A warning,
-    not a failure: a scratch or demo queue may run without persistence on purpose."""
+    not a failure: a scratch or demo queue may run without persistence on purpose.
+
+    The advice names the switch that exists: ``appendonly`` / ``appendfsync`` in the
+    configuration of an operator's Redis, but SLUICE_DATA_DIR for Sluice's ``embedded``
+    server, whose configuration Sluice writes (an append-only file with ``appendfsync
+    everysec`` in that directory, nothing persisted without it)."""
     info = await client.info("persistence")
     if not int(info.get("aof_enabled", 0)):
+        if embedded:
+            return Check(
+                "persistence",
+                "warn",
+                "embedded Redis without SLUICE_DATA_DIR: queued messages live in memory "
+                "only and are lost when Sluice stops; set SLUICE_DATA_DIR to a directory to "
+                "keep them (an append-only file), or set REDIS_URL to a Redis of your own",
+            )
         return Check(
             "persistence",
             "warn",
             "no append-only file: a Redis restart loses the queued messages "
-            "(since the last RDB snapshot, if any); set appendonly yes",
+            "(since the last RDB snapshot, if any); set appendonly yes in the Redis "
+            "configuration",
         )
     try:
         fsync = str((await client.config_get("appendfsync")).get("appendfsync", "unknown"))
@@ -236,12 +253,19 @@ async def check_persistence(client: aioredis.Redis) -> Check:
         fsync = "unknown"
     if fsync == "always":
         return Check("persistence", "pass", "append-only file, appendfsync always")
-    return Check(
-        "persistence",
-        "warn",
+    window = (
         f"append-only file, appendfsync {fsync}: a crash of the Redis host can lose the last "
-        "second of accepted messages (a clean restart loses nothing); appendfsync always "
-        "or a replica closes that window",
+        "second of accepted messages (a clean restart loses nothing); "
+    )
+    if embedded:
+        return Check(
+            "persistence",
+            "warn",
+            f"embedded Redis with SLUICE_DATA_DIR, {window}to close that window, set "
+            "REDIS_URL to a Redis of your own with appendfsync always or a replica",
+        )
+    return Check(
+        "persistence", "warn", f"{window}appendfsync always or a replica closes that window"
     )
 
 
