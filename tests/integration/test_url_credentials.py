@@ -35,10 +35,12 @@ async def test_startup_configuration_line_hides_url_credentials(
     caplog.set_level(logging.DEBUG)
     async with open_runtime(settings, redis_url):
         pass
-    config_lines = [r for r in caplog.records if r.getMessage().startswith("sluice config")]
-    assert len(config_lines) == 1
-    line = config_lines[0].getMessage()
-    assert "CHATWOOT_URL=https://user:***@chat.example.com/?api_key=***" in line
+    summary = [r for r in caplog.records if r.getMessage().startswith("sluice config: ")]
+    assert len(summary) == 1
+    assert "chatwoot chat.example.com;" in summary[0].getMessage()
+    full = [r for r in caplog.records if r.getMessage().startswith("sluice effective config")]
+    assert len(full) == 1
+    assert "CHATWOOT_URL=https://user:***@chat.example.com/?api_key=***" in full[0].getMessage()
     for record in caplog.records:
         assert clean(record.getMessage()), record.getMessage()
         assert clean(repr(record.__dict__)), "a secret is in a record's extra fields"

@@ -269,23 +269,113 @@ def test_describe_masks_variables_named_like_secrets() -> None:
     assert "pw-456" not in repr(summary)
 
 
-def test_log_effective_profile_is_one_line_without_secrets(
+SECRET_ENV = {
+    "QUEUE_OPTIMIZATION_ENABLED": "false",
+    "REDIS_URL": "redis://default:hunter2@redis.internal:6379/0",
+    "CHATWOOT_URL": "https://user:s3cret@chat.example.com/?api_key=k3y",
+    "CHATWOOT_API_TOKEN": "tok-123",
+    "CHATWOOT_WEBHOOK_SECRET": "whsec-456",
+    "SLUICE_ADMIN_TOKEN": "adm-789",
+}
+SECRETS = ("hunter2", "s3cret", "k3y", "tok-123", "whsec-456", "adm-789")
+
+
+def test_startup_config_is_one_short_line_at_info_without_secrets(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = load_settings(
-        {"QUEUE_OPTIMIZATION_ENABLED": "false", "REDIS_URL": "redis://:hunter2@h:6379/0"}
-    )
+    """The INFO line is what an operator reads at startup: short, one line, no credentials
+    (it used to be every variable, about 1,000 characters)."""
+    settings = load_settings(SECRET_ENV)
     logger = logging.getLogger("sluice.test.config")
 
     with caplog.at_level(logging.INFO, logger=logger.name):
         log_effective_profile(settings, logger)
 
     assert len(caplog.records) == 1
-    line = caplog.records[0].getMessage()
+    record = caplog.records[0]
+    line = record.getMessage()
+    assert record.levelno == logging.INFO
     assert "\n" not in line
-    assert "profile=legacy" in line
+    assert len(line) <= 250, (len(line), line)
+    assert line == (
+        "sluice config: profile legacy, queue inbound, redis redis.internal:6379/0, 3 slots, "
+        "10 jobs/s, no pool, SLA 10/30 s, chatwoot chat.example.com; set: CHATWOOT_API_TOKEN, "
+        "CHATWOOT_URL, CHATWOOT_WEBHOOK_SECRET and 3 more"
+    )
+    for secret in SECRETS:
+        assert secret not in line
+        assert secret not in repr(record.__dict__)
+
+
+def test_startup_config_stays_short_with_many_variables_set(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = {
+        **SECRET_ENV,
+        "REDIS_URL": "rediss://default:hunter2@redis-primary.eu-west-1.example.com:6380/3",
+        "WORKER_CONCURRENCY": "25",
+        "QUEUE_RATE_LIMIT": "0",
+        "SLA_WARNING_THRESHOLD": "2500",
+        "SLUICE_QUEUE": "support-inbound",
+        "SLUICE_LEASE_MS": "8000",
+        "SLUICE_MAX_ATTEMPTS": "7",
+        "SLUICE_BURST_MAX": "5",
+        "CHATWOOT_ACCOUNT_ID": "3",
+    }
+    logger = logging.getLogger("sluice.test.config")
+
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        log_effective_profile(load_settings(env), logger)
+
+    line = caplog.records[0].getMessage()
+    assert len(line) <= 300, (len(line), line)
+    assert "redis redis-primary.eu-west-1.example.com:6380/3 (TLS)" in line
+    assert "25 slots, no rate limit" in line
+    assert "SLA 2.5/30 s" in line
+    assert line.endswith(" more")  # the variables set are named as far as room allows
+    for secret in SECRETS:
+        assert secret not in line
+
+
+@pytest.mark.parametrize(
+    ("env", "where"),
+    [
+        ({}, "redis embedded (in memory)"),
+        ({"SLUICE_DATA_DIR": "/var/lib/sluice"}, "redis embedded (persistent)"),
+        ({"REDIS_URL": "unix:///run/redis/redis.sock"}, "redis /run/redis/redis.sock"),
+        ({"REDIS_URL": "redis://:hunter2@10.0.0.5:6379"}, "redis 10.0.0.5:6379,"),
+    ],
+)
+def test_startup_config_says_where_redis_is(env: dict[str, str], where: str) -> None:
+    summary = load_settings(env).summary()
+    assert where in summary
+    assert "hunter2" not in summary
+
+
+def test_startup_config_names_the_variables_set() -> None:
+    assert load_settings({}).summary().endswith("; set: none")
+    assert load_settings({"REDIS_URL": "redis://h:6379"}).summary().endswith("; set: REDIS_URL")
+
+
+def test_full_config_is_logged_at_debug_with_secrets_masked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = load_settings(SECRET_ENV)
+    logger = logging.getLogger("sluice.test.config")
+
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        log_effective_profile(settings, logger)
+
+    assert [r.levelno for r in caplog.records] == [logging.INFO, logging.DEBUG]
+    full = caplog.records[1]
+    line = full.getMessage()
+    assert line.startswith("sluice effective configuration: profile=legacy ")
     assert "WORKER_CONCURRENCY=3" in line
     assert "QUEUE_RATE_LIMIT=10" in line
     assert "REDIS_POOL_ENABLED=false" in line
-    assert "hunter2" not in line
-    assert "hunter2" not in repr(caplog.records[0].__dict__)
+    assert "REDIS_URL=redis://default:***@redis.internal:6379/0" in line
+    assert "CHATWOOT_API_TOKEN=***" in line
+    assert full.fields["config"]["WORKER_CONCURRENCY"] == 3  # type: ignore[attr-defined]
+    for secret in SECRETS:
+        assert secret not in line
+        assert secret not in repr(full.__dict__)

@@ -60,6 +60,9 @@ LEGACY_PROFILE: Mapping[str, int | bool] = {
 }
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Characters the startup summary spends naming the variables that were set (the rest are
+# counted), so that the line stays short however many there are.
+_SUMMARY_NAMES_CHARS = 80
 # Queue names end up inside a Redis Cluster hash tag `{name}`: braces would break the tag.
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
@@ -249,6 +252,40 @@ class Settings(EnvSettings):
         summary["explicit"] = list(self.explicit_variables)
         return summary
 
+    def summary(self) -> str:
+        """The configuration an operator scans a log for, in one short line: profile, queue,
+        where Redis is (host and port only, never credentials), slots, rate, pool, SLA
+        thresholds, Chatwoot's host, and which variables were set. :meth:`describe` has
+        every value."""
+        rate = f"{self.queue_rate_limit} jobs/s" if self.queue_rate_limit else "no rate limit"
+        pool = (
+            f"pool {self.redis_pool_min_connections}-{self.redis_pool_max_connections}"
+            if self.redis_pool_enabled
+            else "no pool"
+        )
+        warn, crit = self.sla_warning_threshold_ms / 1000, self.sla_critical_threshold_ms / 1000
+        parts = [
+            f"profile {self.profile}",
+            f"queue {self.queue}",
+            f"redis {self._redis_where()}",
+            f"{self.worker_concurrency} slots",
+            rate,
+            pool,
+            f"SLA {warn:g}/{crit:g} s",
+        ]
+        if self.chatwoot_url:
+            parts.append(f"chatwoot {_host_of(self.chatwoot_url)}")
+        return f"{', '.join(parts)}; set: {_names_within(self.explicit_variables)}"
+
+    def _redis_where(self) -> str:
+        if not self.redis_url:
+            return "embedded (" + ("persistent" if self.data_dir else "in memory") + ")"
+        parts = urlsplit(self.redis_url)
+        if parts.scheme == "unix":
+            return parts.path
+        where = _host_of(self.redis_url) + (parts.path if parts.path not in ("", "/") else "")
+        return where + (" (TLS)" if parts.scheme == "rediss" else "")
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (None: the process environment).
@@ -261,13 +298,48 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def log_effective_profile(settings: Settings, logger: logging.Logger) -> None:
-    """Log one line with the profile and effective values, so a rollback shows in the logs."""
-    summary = settings.describe()
+    """Log the configuration at startup, so a rollback or a wrong value shows in the logs:
+    one short line at INFO (:meth:`Settings.summary`), and every effective value (secrets
+    masked) at DEBUG, as text and, for JSON logs, as the ``config`` field."""
+    logger.info("sluice config: %s", settings.summary())
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    described = settings.describe()
     values = " ".join(
-        f"{key}={_format(value)}" for key, value in summary.items() if key != "explicit"
+        f"{key}={_format(value)}" for key, value in described.items() if key != "explicit"
     )
     explicit = ",".join(settings.explicit_variables) or "-"
-    logger.info("sluice config %s explicit=%s", values, explicit, extra={"sluice_config": summary})
+    logger.debug(
+        "sluice effective configuration: %s explicit=%s",
+        values,
+        explicit,
+        extra={"fields": {"config": described}},
+    )
+
+
+def _names_within(names: tuple[str, ...], budget: int = _SUMMARY_NAMES_CHARS) -> str:
+    """``A, B and 3 more``: as many names as fit in ``budget`` characters, the rest counted."""
+    if not names:
+        return "none"
+    shown: list[str] = []
+    for name in names:
+        if shown and len(", ".join([*shown, name])) > budget:
+            break
+        shown.append(name)
+    rest = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {rest} more" if rest else "")
+
+
+def _host_of(url: str) -> str:
+    """``host:port`` of a URL, without userinfo, path or query (so without credentials)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return MASK
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
 
 
 def _env_name(field_name: str, cls: type[Settings] | None = None) -> str:
