@@ -1,4 +1,5 @@
-# One command runs the system, one runs every test. Both create .venv on first use.
+# One command runs the system (demo), one checks it: lint, types, the dependency audit and the
+# fast test suite (test); the long runs have targets of their own. All create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
