@@ -1,7 +1,7 @@
 """Alert settings: every threshold of the origin note, each overridable by one variable.
 
 Every field is read from ``SLUICE_ALERT_<FIELD NAME IN CAPITALS>``; the defaults are the
-origin note's thresholds (docs/origin-queue-optimization.md, "Alert Thresholds") so that
+origin note's thresholds (the "Alert Thresholds" of the system Sluice replaces) so that
 a fresh install warns at the same points the system it replaces did. One exception: the
 oldest-waiting threshold defaults to ``SLA_CRITICAL_THRESHOLD`` (the age at which a message
 has breached its SLA anyway), and ``SLUICE_ALERT_OLDEST_WAITING_CRITICAL_MS`` overrides it.

@@ -2,8 +2,8 @@
 
 Everything Chatwoot-specific lives here so the queue and the brokers only ever see typed
 events (``payloads.classify``) and one retrying, deadline-aware client
-(``client.ChatwootClient``). The contract these follow is
-``shared/docs/chatwoot-contract.md``.
+(``client.ChatwootClient``). What they rely on about Chatwoot is in
+``docs/chatwoot-facts.md``.
 
 The modules, by job:
 

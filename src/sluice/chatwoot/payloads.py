@@ -10,8 +10,8 @@ on: a payload without a usable ``(account id, conversation display id, message i
 conversation.
 
 Shapes follow ``Message#webhook_data`` and ``Conversations::EventDataPresenter#push_data``
-(see ``shared/docs/chatwoot-contract.md`` and the fixtures). The events themselves are in
-:mod:`sluice.chatwoot.events`, the readers of single fields in
+(see ``docs/chatwoot-facts.md``, section 3, and ``tests/fixtures/chatwoot``). The events
+themselves are in :mod:`sluice.chatwoot.events`, the readers of single fields in
 :mod:`sluice.chatwoot.payload_fields`; this module keeps the names callers import
 (``from sluice.chatwoot.payloads import classify, IncomingMessage, ...``).
 """

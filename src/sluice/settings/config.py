@@ -1,7 +1,8 @@
 """Settings and profiles.
 
-Every knob of the origin note (docs/origin-queue-optimization.md) keeps its variable name and
-its default, so an operator's existing environment works unchanged. Two profiles exist:
+Every knob of the origin note (the configuration of the system Sluice replaces, README.md)
+keeps its variable name and its default, so an operator's existing environment works
+unchanged. Two profiles exist:
 
 * ``optimized`` (QUEUE_OPTIMIZATION_ENABLED=true, the default): 10 slots, 30 jobs/s, pool on;
 * ``legacy`` (QUEUE_OPTIMIZATION_ENABLED=false): 3 slots, 10 jobs/s, no pool — the one-switch
