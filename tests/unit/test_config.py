@@ -343,6 +343,10 @@ def test_startup_config_stays_short_with_many_variables_set(
         ({}, "redis embedded (in memory)"),
         ({"SLUICE_DATA_DIR": "/var/lib/sluice"}, "redis embedded (persistent)"),
         ({"REDIS_URL": "unix:///run/redis/redis.sock"}, "redis /run/redis/redis.sock"),
+        (
+            {"REDIS_URL": "unix:///tmp/sluice-valkey-d8_u4z7n/valkey.sock"},
+            "redis embedded (in memory)",  # `sluice up`'s server, passed on to its children
+        ),
         ({"REDIS_URL": "redis://:hunter2@10.0.0.5:6379"}, "redis 10.0.0.5:6379,"),
     ],
 )

@@ -42,6 +42,7 @@ __all__ = [
     "EmbeddedRedisUnavailable",
     "find_server_binary",
     "is_embedded_server",
+    "is_embedded_socket",
     "resolve_redis_url",
 ]
 
@@ -354,6 +355,14 @@ def is_embedded_server(server_info: Mapping[str, object]) -> bool:
     another: ``sluice up`` prints its URL for other shells), judged by its config file."""
     config_file = Path(str(server_info.get("config_file") or ""))
     return config_file.name == _CONFIG_NAME and config_file.parent.name.startswith(
+        _DIRECTORY_PREFIX
+    )
+
+
+def is_embedded_socket(path: str) -> bool:
+    """Whether ``path`` (of a ``unix://`` URL) is the socket of a server this module started."""
+    socket_path = Path(path)
+    return socket_path.name == _SOCKET_NAME and socket_path.parent.name.startswith(
         _DIRECTORY_PREFIX
     )
 

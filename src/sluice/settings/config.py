@@ -279,9 +279,12 @@ class Settings(EnvSettings):
         return f"{', '.join(parts)}; set: {_names_within(self.explicit_variables)}"
 
     def _redis_where(self) -> str:
-        if not self.redis_url:
+        from sluice.redis.embedded import is_embedded_socket
+
+        parts = urlsplit(self.redis_url or "")
+        # Unset, or the embedded server of a parent process (`sluice up` passes its URL on).
+        if not self.redis_url or (parts.scheme == "unix" and is_embedded_socket(parts.path)):
             return "embedded (" + ("persistent" if self.data_dir else "in memory") + ")"
-        parts = urlsplit(self.redis_url)
         if parts.scheme == "unix":
             return parts.path
         where = _host_of(self.redis_url) + (parts.path if parts.path not in ("", "/") else "")
