@@ -59,6 +59,7 @@ class Job:
     prefetched: bool = False  # reserved into a prefetch buffer; its attempt is charged at start
     fenced_by: str | None = None  # token of an earlier run that fenced an effect (see fence)
     lease: Lease | None = None  # set by the worker while the job runs
+    traceparent: str | None = None  # its creation context, when enqueued with tracing on
 
     @property
     def members(self) -> list[Job]:
@@ -121,6 +122,7 @@ class Job:
         leader = data.get(b"batch")
         token = data.get(b"token", b"").decode()
         fence = data.get(b"fence", b"").decode()
+        tp = data.get(b"tp")
         return cls(
             id=data[b"id"].decode(),
             key=data[b"key"].decode(),
@@ -137,6 +139,7 @@ class Job:
             reservations=int(data.get(b"rsv", b"1")),
             prefetched=data.get(b"pf") == b"1",
             fenced_by=fence if fence and fence != token else None,
+            traceparent=tp.decode() if tp else None,
         )
 
 

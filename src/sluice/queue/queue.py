@@ -14,6 +14,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from sluice import tracing
 from sluice.keys import QueueKeys
 from sluice.queue.job import JobRecord, check_hop_name
 from sluice.queue.leasing import Leasing
@@ -33,6 +34,7 @@ from sluice.queue.types import (
     as_text,
     new_request_id,
 )
+from sluice.tracing import messaging
 
 __all__ = [
     "DAY_S",
@@ -161,8 +163,18 @@ class Queue(Leasing):
     ) -> Enqueued:
         """Enqueue and say whether the message id was a duplicate (intake needs to know)."""
         args = self._enqueue_args(key, payload, id, priority, hops, max_attempts)
+        if tracing.enabled:
+            return await self._add_traced(key, id, args)
         job_id, created = await self.scripts.enqueue(self._kv, args)
         return Enqueued(job_id.decode(), duplicate=not created)
+
+    async def _add_traced(self, key: str, message_id: str | None, args: list[Any]) -> Enqueued:
+        """:meth:`add` in a ``send`` span whose context the job carries (docs/tracing.md)."""
+        with messaging.sending(self.name, key, message_id, len(args[4]), args) as sent:
+            job_id, created = await self.scripts.enqueue(self._kv, args)
+            result = Enqueued(job_id.decode(), duplicate=not created)
+            sent.message(result.job_id, duplicate=result.duplicate)
+        return result
 
     async def enqueue(
         self,
@@ -191,6 +203,15 @@ class Queue(Leasing):
         ]
         if not arg_lists:
             return []
+        if tracing.enabled:
+            # A create span per message (its context goes with it) and one send span.
+            with messaging.sending_batch(self.name, [a[3] for a in arg_lists]) as parents:
+                for args, parent in zip(arg_lists, parents, strict=True):
+                    args.append(parent)
+                return await self._enqueue_pipelined(arg_lists)
+        return await self._enqueue_pipelined(arg_lists)
+
+    async def _enqueue_pipelined(self, arg_lists: list[list[Any]]) -> list[str]:
         script = self.scripts.enqueue
         await self.redis.script_load(script.script)
         pipe = self.redis.pipeline(transaction=False)

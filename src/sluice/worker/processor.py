@@ -22,10 +22,12 @@ import asyncio
 import logging
 import time
 
+from sluice import tracing
 from sluice.errors import LeaseLostError
 from sluice.queue.job import Job, now_ms
 from sluice.queue.lease import Lease
 from sluice.queue.queue import Completion
+from sluice.tracing import messaging
 from sluice.worker.retry import RetryPolicy
 from sluice.worker.slots import Run, Slots
 from sluice.worker.types import Handler
@@ -98,22 +100,28 @@ class Processor:
         job = run.job
         slots = self._slots
         meter_key = (job.id, job.token)
+        # The turn's process span (docs/tracing.md), current for the handler; none when off.
+        span = messaging.start_process(job, self._retry.queue.name) if tracing.enabled else None
+        outcome, error = "completed", None
         try:
             await self.handler(job)
         except asyncio.CancelledError:
             self.meter.finished(meter_key)
+            outcome = "lost" if run.lease.lost_reason is not None else "handed_back"
             if run.lease.lost_reason is None:
                 raise  # shutdown: the worker hands the job back
         except LeaseLostError as exc:
             self.meter.finished(meter_key)
             run.lease.lose(str(exc))
+            outcome = "lost"
             log.warning("job %s stopped before an effect: %s", job.id, exc)
         except Exception as exc:  # the handler's failure is the job's outcome, not ours
             self.meter.finished(meter_key)
             self.failed += 1
             slots.started.pop((job.id, job.token), None)  # fail.lua charges it
+            outcome, error = "lost", exc
             if not run.lease.lost:
-                await self._retry.record_failure(job, exc)
+                outcome = await self._retry.record_failure(job, exc)
         else:
             self.meter.finished(meter_key)
             self.processed += 1
@@ -122,6 +130,8 @@ class Processor:
                 marks = job.marks if member is job else {**member.marks, **job.marks}
                 slots.done.append(Completion(member.id, member.token, marks))
         finally:
+            if span is not None:
+                messaging.end_process(span, outcome, error)
             took = time.monotonic() - run.started_at
             self.handler_s = 0.8 * self.handler_s + 0.2 * took
             self.runs_to_warm_up -= 1

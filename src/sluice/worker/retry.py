@@ -60,14 +60,16 @@ class RetryPolicy:
         self.base_ms = base_ms
         self.max_ms = max_ms
 
-    async def record_failure(self, job: Job, exc: Exception) -> None:
-        """Tell Redis the turn failed: fail.lua retries it after the back-off or buries it."""
+    async def record_failure(self, job: Job, exc: Exception) -> str:
+        """Tell Redis the turn failed: fail.lua retries it after the back-off or buries it.
+        Returns what became of it: ``retry``, ``dead``, or ``lost`` (no longer ours, or
+        Redis could not be told)."""
         retryable = is_retryable(exc)
         error = describe(exc)
         delay = backoff_ms(job.attempt, self.base_ms, self.max_ms)
         for attempt in range(20):
             if job.lease is not None and job.lease.lost:
-                return  # no longer ours: its recovery decides
+                return "lost"  # no longer ours: its recovery decides
             try:
                 outcome = await self.queue.fail(job, error, backoff_ms=delay, retryable=retryable)
             except REDIS_DOWN as down:
@@ -85,5 +87,6 @@ class RetryPolicy:
                 error,
                 outcome,
             )
-            return
+            return outcome
         log.error("gave up recording failure of job %s; its lease will expire", job.id)
+        return "lost"

@@ -11,7 +11,9 @@
 -- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 request id ('' = none), 3 message id ('' = none), 4 conversation key,
 --       5 payload (JSON), 6 priority class, 7 SLA target of the class (ms), 8 max attempts,
---       9 dedupe record TTL (ms), 10 n hop pairs, then n x (hop name, epoch ms)
+--       9 dedupe record TTL (ms), 10 n hop pairs, then n x (hop name, epoch ms), then
+--       optionally the message's trace context (W3C traceparent, stored as `tp`; sent only
+--       while tracing is on, see sluice/tracing)
 -- Returns {job id, 1} for a new job, {first job id, 0} for a duplicate message id.
 -- Events: enqueued (not for a repeat or a duplicate).
 --!include lib/keys.lua
@@ -74,6 +76,11 @@ local nhops = tonumber(ARGV[10])
 for h = 0, nhops - 1 do
   fields[#fields + 1] = 'h:' .. ARGV[11 + 2 * h]
   fields[#fields + 1] = ARGV[12 + 2 * h]
+end
+local tp = ARGV[11 + 2 * nhops]
+if tp and tp ~= '' then
+  fields[#fields + 1] = 'tp'
+  fields[#fields + 1] = tp
 end
 redis.call('HSET', job_key(id), unpack(fields))
 redis.call('SET', payload_key(id), payload)
