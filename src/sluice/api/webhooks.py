@@ -9,9 +9,11 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from sluice import tracing
 from sluice.api.body_limit import DRAIN_BYTES, declared_length, discard
 from sluice.api.state import app_state
 from sluice.chatwoot.signature import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from sluice.tracing import service as traced
 
 router = APIRouter(tags=["intake"])
 WEBHOOK_PATH: Final = "/webhooks/chatwoot"
@@ -149,7 +151,13 @@ async def chatwoot_webhook(request: Request) -> JSONResponse:
         if len(body) > limit:  # chunked: no length was declared
             return await _refuse(413, f"body over {limit} bytes", chunks, None, DRAIN_BYTES)
     assert st.intake is not None
-    outcome = await st.intake.handle(bytes(body), request.headers)
+    if tracing.enabled:
+        # The root of the message's trace (docs/tracing.md); its send span is a child.
+        with traced.webhook(WEBHOOK_PATH, str(request.url), request.headers, len(body)) as span:
+            outcome = await st.intake.handle(bytes(body), request.headers)
+            traced.answered(span, outcome.status, outcome.body)
+    else:
+        outcome = await st.intake.handle(bytes(body), request.headers)
     return JSONResponse(outcome.body, outcome.status, headers=outcome.headers)
 
 

@@ -29,6 +29,7 @@ from typing import Any, Self
 
 import httpx
 
+from sluice import tracing
 from sluice.chatwoot.errors import (
     STATUS_MEANINGS,
     ChatwootDeadlineError,
@@ -43,6 +44,7 @@ from sluice.chatwoot.retry import (
     parse_retry_after,
 )
 from sluice.settings.config import redact_url, redact_urls_in
+from sluice.tracing import service as traced
 
 log = logging.getLogger("sluice.chatwoot")
 
@@ -184,6 +186,28 @@ class ChatwootTransport:
         await asyncio.sleep(self.landing_grace_s)
         return await guard(deadline)
 
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        json_body: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+        timeout_s: float,
+        attempt: int,
+    ) -> httpx.Response:
+        """One HTTP request; a CLIENT span of its own while tracing is on (docs/tracing.md:
+        the URL redacted, the token in a header no span records)."""
+        if not tracing.enabled:
+            return await self._http.request(
+                method, url, json=json_body, params=params, headers=self._headers, timeout=timeout_s
+            )
+        with traced.http_client(method, redact_url(url), attempt) as span:
+            response = await self._http.request(
+                method, url, json=json_body, params=params, headers=self._headers, timeout=timeout_s
+            )
+            traced.http_status(span, response.status_code)
+            return response
+
     async def _call(
         self,
         method: str,
@@ -245,14 +269,7 @@ class ChatwootTransport:
             timeout = self._remaining(deadline, last)
             timeout = self.timeout_s if timeout is None else min(self.timeout_s, timeout)
             try:
-                response = await self._http.request(
-                    method,
-                    url,
-                    json=json_body,
-                    params=params,
-                    headers=self._headers,
-                    timeout=timeout,
-                )
+                response = await self._send(method, url, json_body, params, timeout, attempt)
             except httpx.TimeoutException as exc:
                 last = ChatwootError(
                     None, f"timed out after {timeout:.2f}s ({type(exc).__name__})", True

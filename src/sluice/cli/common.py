@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 
-from sluice import logs
+from sluice import logs, tracing
 from sluice.redis.embedded import EmbeddedRedis, EmbeddedRedisError, resolve_redis_url
 from sluice.redis.pool import RedisUnavailableError
 from sluice.service.runtime import Runtime, open_runtime
@@ -66,6 +66,23 @@ def redis_for(settings: Settings) -> Iterator[tuple[str, EmbeddedRedis | None]]:
     finally:
         if server is not None:
             server.stop()
+
+
+@contextlib.contextmanager
+def traced(service_name: str) -> Iterator[None]:
+    """Traces for this process when the standard OTEL_* variables ask for them
+    (docs/tracing.md; ``service_name`` unless OTEL_SERVICE_NAME says otherwise), flushed on
+    the way out. A value Sluice cannot honour is exit 2 like any bad setting."""
+    try:
+        on = tracing.configure_tracing(service_name)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        yield
+    finally:
+        if on:
+            tracing.shutdown_tracing()
 
 
 def require_redis_url(settings: Settings) -> None:

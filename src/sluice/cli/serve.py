@@ -11,7 +11,14 @@ from typing import Annotated
 
 import typer
 
-from sluice.cli.common import err, load_settings_or_exit, redis_for, run_async, stop_event
+from sluice.cli.common import (
+    err,
+    load_settings_or_exit,
+    redis_for,
+    run_async,
+    stop_event,
+    traced,
+)
 from sluice.settings.config import Settings
 
 HostOpt = Annotated[str | None, typer.Option(help="API address (default SLUICE_API_HOST).")]
@@ -44,7 +51,7 @@ def serve(host: HostOpt = None, port: PortOpt = None) -> None:
     """Run the HTTP API: health document, admin controls, metrics."""
     settings = load_settings_or_exit()
     address = api_address(settings, host, port)
-    with redis_for(settings) as (url, _):
+    with traced("sluice-api"), redis_for(settings) as (url, _):
 
         async def run_api() -> None:
             from sluice.api.factory import create_app

@@ -24,6 +24,7 @@ from sluice.cli.common import (
     redis_for,
     run_async,
     stop_event,
+    traced,
     with_runtime,
 )
 from sluice.cli.demo import run_demo
@@ -51,7 +52,9 @@ def up(
     settings = load_settings_or_exit()
     address = api_address(settings, host, port)
     check_handler(handler)
-    with redis_for(settings) as (url, _):
+    # The API and a worker in this process: one service (workers in child processes, when
+    # --processes asks for them, trace as sluice-worker).
+    with traced("sluice"), redis_for(settings) as (url, _):
         if demo:
             run_async(
                 lambda: run_demo(settings, url, address, conversations, rate, duration, processes)

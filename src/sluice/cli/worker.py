@@ -17,6 +17,7 @@ from sluice.cli.common import (
     err,
     load_settings_or_exit,
     redis_for,
+    traced,
     with_runtime,
 )
 from sluice.errors import ConfigError
@@ -52,7 +53,8 @@ def worker(
                 await chosen.close()
                 await service.stop()
 
-        with_runtime(settings, url, work)
+        with traced("sluice-worker"):
+            with_runtime(settings, url, work)
 
 
 def check_handler(handler: str) -> None:

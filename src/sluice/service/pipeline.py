@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sluice import tracing
 from sluice.broker.assignment import Assigner
 from sluice.broker.base import (
     CustomerLine,
@@ -47,6 +48,7 @@ from sluice.chatwoot.client import ChatwootClient, may_still_land
 from sluice.queue.job import Job
 from sluice.service.conversations import Conversations
 from sluice.service.message import CustomerMessage
+from sluice.tracing import service as traced
 
 log = logging.getLogger("sluice.pipeline")
 
@@ -86,6 +88,13 @@ class ReplyPipeline:
         return self._handlers[broker.handler]
 
     async def __call__(self, job: Job) -> None:
+        if tracing.enabled:
+            with traced.turn(job):  # docs/tracing.md: a child of the worker's process span
+                await self._turn(job)
+        else:
+            await self._turn(job)
+
+    async def _turn(self, job: Job) -> None:
         first = job.members[0].payload  # only the conversation is needed before the check
         account_id, conversation_id = int(first["account_id"]), int(first["conversation_id"])
         key = job.key
@@ -226,6 +235,11 @@ class ReplyPipeline:
             # (a hung socket without a timeout) would otherwise hold its slot, and the
             # conversation's lane, for ever while the heartbeat keeps its lease alive.
             async with budget:
+                if tracing.enabled:
+                    with traced.broker_call(broker.name, broker.kind, handler.name) as span:
+                        reply = await answer_or_handoff(handler, turn)
+                        traced.replied(span, reply.handoff)
+                    return reply
                 return await answer_or_handoff(handler, turn)
         except TimeoutError:
             if not budget.expired():

@@ -33,7 +33,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sluice import tracing
 from sluice.errors import SluiceError
+from sluice.tracing import spans
 
 # Headers a replay needs: the delivery id (dedupe) and the signed timestamp (Chatwoot's
 # own delay, for the SLA clock). The signature itself was verified on arrival.
@@ -163,6 +165,8 @@ class Spool:
         """Write one webhook durably; returns its sequence number. Raises
         :class:`SpoolFullError` when it could not be written."""
         kept = {name: headers[name] for name in KEPT_HEADERS if headers.get(name)}
+        if tracing.enabled:  # the webhook's trace goes on when it is replayed
+            kept["traceparent"] = spans.traceparent()
         async with self._lock:
             try:
                 seq = await asyncio.to_thread(

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
+from sluice import tracing
 from sluice.service.spool import Spool, SpooledWebhook
+from sluice.tracing import service as traced
 
 log = logging.getLogger("sluice.intake")
 
@@ -82,7 +84,11 @@ class SpoolReplayer:
         failures = 0
         while True:
             try:
-                await self._replay(row)
+                if tracing.enabled:  # in the trace of the webhook it was (docs/tracing.md)
+                    with traced.spool_replay(row.headers.get("traceparent"), row.seq):
+                        await self._replay(row)
+                else:
+                    await self._replay(row)
                 return
             except (RedisError, TimeoutError) as exc:
                 failures += 1
