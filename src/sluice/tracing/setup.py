@@ -14,6 +14,14 @@ resource; Sluice's default service name applies only when neither names one),
 ``OTEL_EXPORTER_OTLP_*`` (endpoint, headers, timeout, compression, certificates). The
 exporter is OTLP over HTTP with protobuf; a protocol set to anything else (``grpc``,
 ``http/json``) is a configuration error rather than spans silently sent the wrong way.
+
+The provider is Sluice's own, not the OpenTelemetry API's global one. FastAPI's built-in
+telemetry (``fastapi.telemetry`` in the pinned FastAPI) starts tracing every route, with
+spans for dependencies and serialization, and recording validation failures and unhandled
+exceptions with their messages, as soon as a global provider exists: the dashboard's polling
+and the probes would flood the traces, and a refused webhook's content could be recorded. So only the webhook intake is traced
+on the HTTP side; an operator who wants FastAPI's own telemetry too sets it up the FastAPI
+way (``FASTAPI_OTEL_AUTO_CONFIGURE=true``), and its spans and Sluice's share the context.
 """
 
 from __future__ import annotations
@@ -38,7 +46,6 @@ PROTOCOL = "http/protobuf"
 INSTRUMENTATION = "sluice"
 
 _provider: TracerProvider | None = None
-_global_set = False  # the API's global provider can be set once per process
 
 
 def exporters_wanted(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
@@ -86,7 +93,6 @@ def configure_tracing(default_service_name: str) -> bool:
     exporters = exporters_wanted()
     if not exporters:
         return False
-    from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (
         BatchSpanProcessor,
@@ -94,7 +100,6 @@ def configure_tracing(default_service_name: str) -> bool:
         SpanExporter,
     )
 
-    global _global_set
     provider = TracerProvider(resource=_resource(default_service_name))
     for name in exporters:
         exporter: SpanExporter
@@ -105,10 +110,6 @@ def configure_tracing(default_service_name: str) -> bool:
         else:
             exporter = ConsoleSpanExporter()
         provider.add_span_processor(BatchSpanProcessor(exporter))
-    if not _global_set:
-        # Other instrumentation in the process (an embedder's) joins the same provider.
-        trace.set_tracer_provider(provider)
-        _global_set = True
     install(provider)
     service = provider.resource.attributes.get("service.name")
     log.info("tracing on: service %s, exporting with %s", service, ", ".join(exporters))
