@@ -1,5 +1,6 @@
 """What the tracing tests share: the SDK's in-memory exporter installed through
-``sluice.tracing.install``, and ways to read the finished spans as a tree."""
+``sluice.tracing.install``, ways to read the finished spans as a tree, and an OTLP/HTTP
+receiver for spans exported by other processes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -99,3 +108,117 @@ def linked_ids(span: ReadableSpan) -> list[int]:
 
 def in_trace(spans: Sequence[ReadableSpan], trace: int) -> list[ReadableSpan]:
     return [s for s in spans if trace_id(s) == trace]
+
+
+# --------------------------------------------------------------------------- OTLP/HTTP
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """A span as an OTLP exporter sent it (ids in hex), with its process's service name."""
+
+    service: str
+    name: str
+    kind: str  # SERVER, CLIENT, PRODUCER, CONSUMER, INTERNAL
+    trace_id: str
+    span_id: str
+    parent_id: str  # "" for a root
+    attributes: dict[str, Any]
+    links: list[str]  # linked span ids
+
+
+class OtlpReceiver:
+    """A tiny OTLP/HTTP trace receiver on loopback (``POST /v1/traces``, protobuf), for
+    tests that run Sluice in other processes: it decodes each ExportTraceServiceRequest and
+    wakes :meth:`wait_until` waiters."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._changed: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver._received(self.path, body)
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OtlpReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _received(self, path: str, body: bytes) -> None:
+        assert path == "/v1/traces", path
+        request = ExportTraceServiceRequest.FromString(body)
+        received = []
+        for resource_spans in request.resource_spans:
+            resource = _attributes(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    received.append(
+                        ReceivedSpan(
+                            service=str(resource.get("service.name")),
+                            name=span.name,
+                            kind=_KINDS[span.kind],
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_id=span.parent_span_id.hex(),
+                            attributes=_attributes(span.attributes),
+                            links=[link.span_id.hex() for link in span.links],
+                        )
+                    )
+        with self._lock:
+            self.requests += 1
+            self.spans.extend(received)
+            waiters = list(self._changed)
+        for loop, event in waiters:
+            loop.call_soon_threadsafe(event.set)
+
+    async def wait_until(
+        self, satisfied: Callable[[list[ReceivedSpan]], bool], timeout_s: float = 30
+    ) -> list[ReceivedSpan]:
+        """Until the spans received so far satisfy ``satisfied``; returns them."""
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._changed.append(entry)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    entry[1].clear()
+                    with self._lock:
+                        spans = list(self.spans)
+                    if satisfied(spans):
+                        return spans
+                    await entry[1].wait()
+        finally:
+            with self._lock:
+                self._changed.remove(entry)
+
+
+_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+
+
+def _attributes(values: Iterable[KeyValue]) -> dict[str, Any]:
+    decoded: dict[str, Any] = {}
+    for item in values:
+        kind = item.value.WhichOneof("value")
+        decoded[item.key] = getattr(item.value, kind) if kind else None
+    return decoded
