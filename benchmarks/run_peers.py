@@ -2,17 +2,24 @@
 
     python benchmarks/run_peers.py [--libs arq,saq,...] [--scenarios A,B,C,D] [--repeat 3]
                                    [--out benchmarks/results/peers.json] [--update-readme]
+    python benchmarks/run_peers.py --libs sluice,sluice-otel --scenarios A   # tracing off/on
 
 Stdlib only. Each (library, scenario) run is a separate adapter process
 (``adapters/<lib>_bench.py`` in ``.venvs/<lib>``, ``adapters/bullmq_bench.mjs`` under node,
 ``adapters/sluice_bench.py`` in the project's ``.venv``) that prints one JSON line; see
 README.md for the contract. Runs are strictly sequential (never two benchmarks at once) and
 each is killed after ``--timeout``.
+
+``sluice-otel`` is sluice with tracing on (docs/tracing.md): the same adapter, run with
+OTEL_EXPORTER_OTLP_ENDPOINT pointing at a sink this runner serves on loopback, which accepts
+every OTLP/HTTP export and discards it; each run records what the sink received
+(``otlp_requests``, ``otlp_bytes``). Plain ``sluice`` runs without any OTEL_* variable.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -23,10 +30,12 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +54,8 @@ from _common import DEFAULT_JOBS, DEFAULT_REDIS_URL, Resp, redis_location  # noq
 
 PYTHON_PEERS = ("celery", "dramatiq", "arq", "saq", "taskiq", "streaq", "rq")
 PEERS = (*PYTHON_PEERS, "bullmq")
-ALL_LIBS = (*PEERS, "sluice")
+SLUICE_TRACED = "sluice-otel"  # sluice with tracing on, exporting to the runner's sink
+ALL_LIBS = (*PEERS, "sluice", SLUICE_TRACED)
 SCENARIOS = ("A", "B", "C", "D")
 
 # Headline metrics per scenario: (JSON field, column title, number format).
@@ -136,7 +146,7 @@ def adapter_command(lib: str) -> list[str]:
     if lib == "bullmq":
         ensure_node_modules()
         return ["node", str(ADAPTERS_DIR / "bullmq_bench.mjs")]
-    if lib == "sluice":
+    if lib in ("sluice", SLUICE_TRACED):
         adapter = ADAPTERS_DIR / "sluice_bench.py"
         if not adapter.exists():
             raise EnvError("adapters/sluice_bench.py does not exist yet")
@@ -220,11 +230,14 @@ def parse_record(stdout: str) -> dict[str, Any] | None:
     return None
 
 
-def run_adapter(command: list[str], timeout_s: float) -> dict[str, Any]:
+def run_adapter(
+    command: list[str], timeout_s: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     started = time.monotonic()
     proc = subprocess.Popen(
         command,
         cwd=BENCH_DIR,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -243,12 +256,64 @@ def run_adapter(command: list[str], timeout_s: float) -> dict[str, Any]:
     return record
 
 
+class OtlpSink:
+    """An OTLP/HTTP endpoint on loopback that accepts every export and discards it (an
+    empty protobuf answer is a valid ExportTraceServiceResponse), counting requests and
+    bytes: the collector of ``sluice-otel`` runs, as cheap as a collector can be."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real collector would
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                self.rfile.read(length)
+                sink.requests += 1
+                sink.bytes += length
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[OtlpSink]:
+        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str
     timeout_s: float
     quiet_wait_s: float
     jobs_scale: float
+    otlp_sink: OtlpSink | None = None
+
+
+def adapter_env(lib: str, settings: Settings) -> dict[str, str]:
+    """The adapter's environment: no OTEL_* variable from this shell, except for
+    ``sluice-otel``, whose spans go to the sink."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if lib == SLUICE_TRACED:
+        assert settings.otlp_sink is not None
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = settings.otlp_sink.url
+    return env
 
 
 def run_once(lib: str, prefix: list[str], variant: Variant, settings: Settings) -> dict[str, Any]:
@@ -261,8 +326,13 @@ def run_once(lib: str, prefix: list[str], variant: Variant, settings: Settings) 
         *("--timeout", str(max(10.0, settings.timeout_s - 30.0))),
     ]
     ambient = wait_for_quiet(settings.redis_url, settings.quiet_wait_s)
-    record = run_adapter(command, settings.timeout_s)
+    sink = settings.otlp_sink
+    before = (sink.requests, sink.bytes) if sink is not None else (0, 0)
+    record = run_adapter(command, settings.timeout_s, adapter_env(lib, settings))
     record.update(ambient)
+    if lib == SLUICE_TRACED and sink is not None:
+        record["otlp_requests"] = sink.requests - before[0]
+        record["otlp_bytes"] = sink.bytes - before[1]
     if record.get("lib", lib) != lib:
         record["adapter_lib"] = record["lib"]
     record.update({"lib": lib, "variant": variant.label, "scenario": variant.scenario})
@@ -498,7 +568,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_list(args.scenarios, SCENARIOS, "scenario"),
         [int(x) for x in args.b_concurrency.split(",")],
     )
-    settings = Settings(args.redis_url, args.timeout, args.quiet_wait, args.jobs_scale)
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(OtlpSink().serving()) if SLUICE_TRACED in libs else None
+        settings = Settings(args.redis_url, args.timeout, args.quiet_wait, args.jobs_scale, sink)
+        return run_all(args, argv, libs, variants, settings)
+
+
+def run_all(
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+    libs: Sequence[str],
+    variants: Sequence[Variant],
+    settings: Settings,
+) -> int:
     command = "python benchmarks/run_peers.py " + " ".join(
         arg for arg in (argv if argv is not None else sys.argv[1:])
     )

@@ -5,6 +5,11 @@ SLUICE_BENCH_CONVERSATIONS is set (then jobs are spread round-robin over that ma
 conversations, so lanes serialise them). The worker is Sluice's Worker with the default
 monitoring (event stream, per-second counters, registry) on, uvloop as `sluice worker` uses,
 and no rate limit (none of the peers has one either).
+
+Tracing follows the standard OTEL_* variables as `sluice worker` does (docs/tracing.md): with
+OTEL_EXPORTER_OTLP_ENDPOINT set (run_peers.py's ``sluice-otel`` sets it to a sink that
+discards what it gets), the producer and the worker make and export their spans, and the
+library is reported as ``sluice-otel``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from importlib.metadata import version
 import redis.asyncio as aioredis
 from _common import Adapter, BenchArgs, main, stamp, worker_config
 
-from sluice import EnqueueRequest, Job, Queue, Worker
+from sluice import EnqueueRequest, Job, Queue, Worker, tracing
 
 QUEUE = "bench"
 CONVERSATIONS = int(os.environ.get("SLUICE_BENCH_CONVERSATIONS", "0"))
@@ -43,10 +48,12 @@ class SluiceProducer:
         return self._queue
 
     async def open(self) -> None:
+        tracing.configure_tracing("sluice-bench-producer")
         self._queue = Queue(QUEUE, url=self._url)
 
     async def close(self) -> None:
         await self.queue.close()
+        tracing.shutdown_tracing()
 
     async def enqueue_one(self, enqueue_ts: float) -> None:
         await self.queue.enqueue(conversation(self._count), {"ts": enqueue_ts})
@@ -66,6 +73,14 @@ class SluiceProducer:
 
 
 async def run_worker() -> None:
+    tracing.configure_tracing("sluice-bench-worker")
+    try:
+        await _work()
+    finally:
+        tracing.shutdown_tracing()  # the spans still buffered go out (after the measurement)
+
+
+async def _work() -> None:
     config = worker_config()
     client = aioredis.Redis.from_url(config.redis_url)
     queue = Queue(QUEUE, redis=client, monitoring=MONITORING)
@@ -94,10 +109,14 @@ def build(args: BenchArgs) -> Adapter:
     shape = f"{CONVERSATIONS} conversations" if CONVERSATIONS else "one conversation per job"
     if not MONITORING:
         shape += ", monitoring off"
+    traced = bool(tracing.exporters_wanted())
+    if traced:
+        shape += ", tracing on (OTLP/HTTP, batch processor)"
     return Adapter(
         lib="sluice"
         + (f"-{CONVERSATIONS}conv" if CONVERSATIONS else "")
-        + ("" if MONITORING else "-nomon"),
+        + ("" if MONITORING else "-nomon")
+        + ("-otel" if traced else ""),
         version=version("sluice"),
         producer=SluiceProducer(args.redis_url),
         worker_command=[sys.executable, "-c", code],

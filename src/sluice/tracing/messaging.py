@@ -157,12 +157,11 @@ def start_process(job: Job, queue: str) -> Processing:
     ``queue wait``."""
     members = job.members
     now = spans.now_ns()
-    parent = spans.context_of(job.traceparent)
-    links = [
-        link
-        for m in members
-        if (link := spans.link_to(m.traceparent, {MESSAGE_ID: m.id})) is not None
-    ]
+    # Each message's creation context, parsed once: the parent, the links, the waits.
+    created = [(m, spans.span_context_of(m.traceparent)) for m in members]
+    first = created[0][1]
+    parent = spans.parent_context(first) if first is not None else Context()
+    links = [Link(sc, {MESSAGE_ID: m.id}) for m, sc in created if sc is not None]
     attributes = _base(queue, "process")
     attributes[CONVERSATION] = job.key
     attributes[ATTEMPT] = job.attempt
@@ -175,20 +174,19 @@ def start_process(job: Job, queue: str) -> Processing:
         attributes[CLIENT_ID] = job.lease.worker_id
     span = spans.TRACER.start_span(
         f"process {queue}",
-        # No creation context: a trace of its own (never a child of whatever the worker's
-        # loop happens to run in).
-        context=parent if parent is not None else Context(),
+        # No creation context: a trace of its own (an empty context, never whatever the
+        # worker's loop happens to run in).
+        context=parent,
         kind=SpanKind.CONSUMER,
         attributes=attributes,
         links=links,
         start_time=now,
     )
-    for member in members:
-        waited_in = spans.context_of(member.traceparent)
-        if waited_in is None and member is job:
-            waited_in = trace.set_span_in_context(span)  # no creation context: under the run
-        if waited_in is not None:
-            _queue_wait(member, queue, waited_in, now)
+    for member, span_context in created:
+        if span_context is not None:
+            _queue_wait(member, queue, spans.parent_context(span_context), now)
+        elif member is job:  # no creation context: the wait goes under the run
+            _queue_wait(member, queue, trace.set_span_in_context(span), now)
     token = context_api.attach(trace.set_span_in_context(span))
     return Processing(span, token)
 

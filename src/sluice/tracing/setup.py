@@ -19,9 +19,10 @@ The provider is Sluice's own, not the OpenTelemetry API's global one. FastAPI's 
 telemetry (``fastapi.telemetry`` in the pinned FastAPI) starts tracing every route, with
 spans for dependencies and serialization, and recording validation failures and unhandled
 exceptions with their messages, as soon as a global provider exists: the dashboard's polling
-and the probes would flood the traces, and a refused webhook's content could be recorded. So only the webhook intake is traced
-on the HTTP side; an operator who wants FastAPI's own telemetry too sets it up the FastAPI
-way (``FASTAPI_OTEL_AUTO_CONFIGURE=true``), and its spans and Sluice's share the context.
+and the probes would flood the traces, and a refused webhook's content could be recorded.
+So only the webhook intake is traced on the HTTP side; an operator who wants FastAPI's own
+telemetry too sets it up the FastAPI way (``FASTAPI_OTEL_AUTO_CONFIGURE=true``), and its
+spans and Sluice's share the context.
 """
 
 from __future__ import annotations
