@@ -102,7 +102,9 @@ async def test_one_message_is_one_trace_send_wait_process(
 
     # The wait runs on Redis's clock, from the enqueue to the reservation (the job's hops).
     record = await queue.get_job(job_id)
-    assert record is not None
+    assert record is not None and record.state == "completed"
+    # Its trace context served its runs: the completed job keeps its timeline without it.
+    assert await redis_client.hget(queue.keys.job(job_id), "tp") is None
     assert wait.start_time == int(record.hops["enqueued"] * 1_000_000)
     assert wait.end_time == int(record.hops["reserved"] * 1_000_000)
     assert wait.attributes is not None and wait.attributes["messaging.message.id"] == job_id

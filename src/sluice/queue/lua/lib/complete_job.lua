@@ -18,9 +18,9 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
   local jk = job_key(id)
   -- One read for the check, the start charge and the durations (hot path: one call less
   -- per job than reading the hops again after the write).
-  local f = redis.call('HMGET', jk, 'key', 'token', 'state', 'pf', 'attempt', 'solo',
+  local f = redis.call('HMGET', jk, 'key', 'token', 'state', 'pf', 'attempt', 'solo', 'tp',
     unpack(COMPLETION_HOPS))
-  local key, tok, state, pf, attempt, solo = f[1], f[2], f[3], f[4], f[5], f[6]
+  local key, tok, state, pf, attempt, solo, tp = f[1], f[2], f[3], f[4], f[5], f[6], f[7]
   if state ~= 'active' or tok ~= token then
     return false
   end
@@ -32,7 +32,7 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
     -- started list). Its `completed` event tells that it ran.
     fields[5], fields[6] = 'attempt', tonumber(attempt) + 1
   end
-  local hops = {f[7], f[8], f[9], f[10], f[11], f[12], f[13]}
+  local hops = {f[8], f[9], f[10], f[11], f[12], f[13], f[14]}
   for hop, value in pairs(marks) do
     local name = 'h:' .. hop
     fields[#fields + 1] = name
@@ -44,8 +44,11 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
   -- `token` and `pf` stay: every reader asks for an active job first, and a completed
   -- job never becomes active again (one write less per job).
   redis.call('HSET', jk, unpack(fields))
-  if solo then
-    redis.call('HDEL', jk, 'solo') -- its turn is over: the mark was only for its retries
+  if solo or tp then
+    -- Its turn is over: `solo` was only for its retries, and `tp` (its trace context, set
+    -- while tracing is on) only for the runs that join its trace; a completed job keeps
+    -- its timeline at the size it has without tracing.
+    redis.call('HDEL', jk, 'solo', 'tp')
   end
   if tally then
     local wait, processing, sla, verdict = observe_completion(tally, hops, now, warn_ms, crit_ms)
