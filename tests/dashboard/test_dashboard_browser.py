@@ -361,6 +361,13 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
     await expect(alert.locator(".alert-state")).to_contain_text("not acknowledged")
     await alert.locator("button.ack").click()
     await expect(alert.locator(".alert-state")).to_contain_text("acknowledged by dashboard")
+    # A silence duration being typed survives the live updates (the card is not rebuilt).
+    minutes = alert.locator("input.minutes")
+    await minutes.fill("90")
+    updated = page.locator("#updated")
+    for _ in range(2):  # two more snapshots
+        await expect(updated).not_to_have_text(await updated.text_content() or "")
+    await expect(minutes).to_have_value("90")
     await page.locator("#alerts details").first.evaluate("d => d.open = true")
     await expect(page.locator("#alerts-history")).to_contain_text("acknowledged")
     await page.locator("#alerts details").nth(1).evaluate("d => d.open = true")

@@ -309,27 +309,50 @@
 
   // ------------------------------------------------------------ alerts
 
+  // An alert's card is rebuilt only when what it says changes (state, acknowledgement,
+  // silence); each snapshot otherwise only refreshes its value line, so a silence duration
+  // being typed, or the focus on a button, survives the 1.5 s updates.
+  function alertValue(a) {
+    const fmt = (v) => (a.unit === "ms" ? dur(v) : a.unit === "ratio" ? pct(v) : isNum(v) ? v.toFixed(1) + "×" : "–");
+    return "value " + fmt(a.value) + " · threshold " + fmt(a.threshold) + (isNum(a.started_at) ? " · since " + clock(a.started_at) : "");
+  }
+
+  function alertCard(a, shape, silenced) {
+    const minutes = el("input", { type: "number", min: "1", max: "10080", value: "60", class: "minutes", "aria-label": "silence minutes" });
+    return el("div", { class: "alert", "data-level": a.severity === "critical" ? "crit" : "warn", "data-fp": a.fingerprint, "data-rule": a.rule, "data-shape": shape },
+      el("div", { class: "alert-head" },
+        el("strong", {}, a.rule), el("span", { class: "badge " + (a.severity === "critical" ? "crit" : "warn") }, a.severity || "–"),
+        el("span", { class: "badge" }, a.status)),
+      el("p", {}, a.summary),
+      el("p", { class: "muted small alert-value" }, alertValue(a)),
+      el("p", { class: "small alert-state" },
+        a.acked_by ? "acknowledged by " + a.acked_by : "not acknowledged",
+        silenced ? " · silenced until " + clock(a.silenced_until) : ""),
+      el("div", { class: "row" },
+        el("button", { type: "button", class: "small ack", disabled: !!a.acked_by, onclick: () => control("alerts/" + a.fingerprint + "/ack", undefined, () => "Acknowledgement sent (applied at the next evaluation)") }, "Acknowledge"),
+        minutes, el("span", { class: "small muted" }, "min"),
+        el("button", { type: "button", class: "small", onclick: () => control("alerts/" + a.fingerprint + "/silence", { minutes: Number(minutes.value) }, () => "Silence sent") }, "Silence")));
+  }
+
   function renderAlerts(s) {
     const box = $("#alerts-active");
-    box.replaceChildren(...(s.alerts.length ? s.alerts.map((a) => {
-      const fmt = (v) => (a.unit === "ms" ? dur(v) : a.unit === "ratio" ? pct(v) : isNum(v) ? v.toFixed(1) + "×" : "–");
+    const existing = new Map($$(".alert", box).map((node) => [node.dataset.fp, node]));
+    const cards = s.alerts.map((a) => {
       const silenced = isNum(a.silenced_until) && a.silenced_until * 1000 > Date.now();
-      const minutes = el("input", { type: "number", min: "1", max: "10080", value: "60", class: "minutes", "aria-label": "silence minutes" });
-      return el("div", { class: "alert", "data-level": a.severity === "critical" ? "crit" : "warn", "data-fp": a.fingerprint, "data-rule": a.rule },
-        el("div", { class: "alert-head" },
-          el("strong", {}, a.rule), el("span", { class: "badge " + (a.severity === "critical" ? "crit" : "warn") }, a.severity || "–"),
-          el("span", { class: "badge" }, a.status)),
-        el("p", {}, a.summary),
-        el("p", { class: "muted small" }, "value " + fmt(a.value) + " · threshold " + fmt(a.threshold) +
-          (isNum(a.started_at) ? " · since " + clock(a.started_at) : "")),
-        el("p", { class: "small alert-state" },
-          a.acked_by ? "acknowledged by " + a.acked_by : "not acknowledged",
-          silenced ? " · silenced until " + clock(a.silenced_until) : ""),
-        el("div", { class: "row" },
-          el("button", { type: "button", class: "small ack", disabled: !!a.acked_by, onclick: () => control("alerts/" + a.fingerprint + "/ack", undefined, () => "Acknowledgement sent (applied at the next evaluation)") }, "Acknowledge"),
-          minutes, el("span", { class: "small muted" }, "min"),
-          el("button", { type: "button", class: "small", onclick: () => control("alerts/" + a.fingerprint + "/silence", { minutes: Number(minutes.value) }, () => "Silence sent") }, "Silence")));
-    }) : [el("p", { class: "muted" }, "No alert pending or firing.")]));
+      const shape = JSON.stringify([a.rule, a.severity, a.status, a.summary, a.acked_by, a.silenced_until, silenced]);
+      const card = existing.get(a.fingerprint);
+      if (card && card.dataset.shape === shape) {
+        $(".alert-value", card).textContent = alertValue(a);
+        return card;
+      }
+      return alertCard(a, shape, silenced);
+    });
+    const current = Array.from(box.children);
+    if (!cards.length) {
+      if (!$(".no-alerts", box)) box.replaceChildren(el("p", { class: "muted no-alerts" }, "No alert pending or firing."));
+    } else if (cards.length !== current.length || cards.some((c, i) => c !== current[i])) {
+      box.replaceChildren(...cards);
+    }
     const key = s.alerts.map((a) => a.fingerprint + a.status + (a.acked_by || "") + (a.silenced_until || "")).join("|");
     if (key !== lastHistoryKey) { lastHistoryKey = key; loadAlertTables(); }
   }
