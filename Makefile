@@ -29,9 +29,11 @@ lint: $(STAMP)
 audit: $(STAMP)
 	scripts/audit-deps.sh
 
-$(TOOLS)/.fetched: | $(STAMP)
+# Re-run when a fetch script changes (a new tool, a new pinned version).
+$(TOOLS)/.fetched: scripts/fetch-promtool.sh scripts/ensure-chromium.sh scripts/fetch-axe.sh | $(STAMP)
 	scripts/fetch-promtool.sh $(TOOLS)
 	scripts/ensure-chromium.sh
+	scripts/fetch-axe.sh $(TOOLS)
 	touch $@
 
 test: lint audit $(TOOLS)/.fetched

@@ -278,6 +278,9 @@ async def test_events_stream_sends_a_snapshot(dash: Dash) -> None:
     # The stream recorded a queue depth sample for the charts.
     series = (await dash.client.get("/dashboard/api/series?span=1h")).json()
     assert len(series["points"]) == 60 and series["points"][-1]["depth"] == 1
+    # Minutes before the queue existed have no values (blank on the chart), not zeros.
+    assert series["points"][0]["throughput"] is None and series["points"][0]["p95"] is None
+    assert series["points"][-1]["throughput"] == 0.0
     day = (await dash.client.get("/dashboard/api/series?span=24h")).json()
     assert day["step_s"] == 300 and 288 <= len(day["points"]) <= 289
 

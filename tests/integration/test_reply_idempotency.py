@@ -77,6 +77,7 @@ async def test_handed_back_turn_is_not_posted_again(setup: Setup) -> None:
     await setup.say("Where is my order?")
     job = (await setup.queue.reserve(1, worker_id="w", batch=10)).jobs[0]
     await setup.pipeline(job)  # posted, then the worker shuts down before acknowledging
+    assert job.notes == {"broker": DEFAULT_BROKER.name}  # the timeline names the broker
     await setup.queue.release([job])
     again = (await setup.queue.reserve(1, worker_id="w2", batch=10)).jobs[0]
     assert again.attempt == 1 and again.reservations == 2

@@ -17,6 +17,9 @@ DEFAULT_FENCE_HOLD_MS = 12_000
 
 
 _HOP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+# A note's value is a short name (a broker's name fits): the completion scripts take notes
+# packed with the hops, so ',', ';' and '=' never occur in one.
+_NOTE_VALUE = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 
 
 def check_hop_name(hop: str) -> str:
@@ -25,6 +28,17 @@ def check_hop_name(hop: str) -> str:
     if not isinstance(hop, str) or not _HOP_NAME.fullmatch(hop):
         raise ValueError(f"hop name {hop!r} must be letters, digits, '_', '.' or '-'")
     return hop
+
+
+def check_note(name: str, value: str) -> tuple[str, str]:
+    """A note is a hop-like name and a short value (letters, digits, '_', '.', ':', '@',
+    '-'; at most 64 characters); anything else is refused with a clear error."""
+    check_hop_name(name)
+    if not isinstance(value, str) or not _NOTE_VALUE.fullmatch(value):
+        raise ValueError(
+            f"note value {value!r} must be 1-64 letters, digits, '_', '.', ':', '@' or '-'"
+        )
+    return name, value
 
 
 def now_ms() -> float:
@@ -37,8 +51,9 @@ class Job:
     """One message in flight: its identity, payload, attempt and hop timeline.
 
     ``hops`` maps hop names (``enqueued``, ``reserved``, ...) to epoch milliseconds.
-    Handlers add their own hops with :meth:`mark`; they are stored with the job when it
-    completes or fails.
+    Handlers add their own hops with :meth:`mark`, and facts about the run with
+    :meth:`note` (which broker answered); both are stored with the job when it completes
+    or fails.
     """
 
     id: str
@@ -51,6 +66,7 @@ class Job:
     token: str
     hops: dict[str, float] = field(default_factory=dict)
     marks: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
     deadline_ms: float | None = None
     last_error: str | None = None
     leader_id: str | None = None
@@ -78,6 +94,12 @@ class Job:
         self.marks[hop] = value
         self.hops[hop] = value
         return value
+
+    def note(self, name: str, value: str) -> None:
+        """Record a fact about this run, such as ``note("broker", "template-bot")``; it is
+        stored with the job (``n:<name>`` in its hash) and shown on its timeline."""
+        check_note(name, value)
+        self.notes[name] = value
 
     async def guard(self) -> None:
         """Raise :class:`~sluice.errors.LeaseLostError` when this run's lease has passed.
@@ -157,6 +179,7 @@ class JobRecord:
     payload: Any
     hops: dict[str, float]
     error: str | None
+    notes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, data: dict[bytes, bytes], raw: bytes | None) -> JobRecord:
@@ -175,6 +198,7 @@ class JobRecord:
             payload=json.loads(raw) if raw else None,
             hops={k[2:].decode(): float(v) for k, v in data.items() if k.startswith(b"h:")},
             error=err.decode() if err else None,
+            notes={k[2:].decode(): v.decode() for k, v in data.items() if k.startswith(b"n:")},
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -189,4 +213,5 @@ class JobRecord:
             "payload": self.payload,
             "hops": self.hops,
             "error": self.error,
+            "notes": self.notes,
         }

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from sluice.errors import LeaseLostError
 from sluice.keys import QueueKeys
-from sluice.queue.job import Job, check_hop_name
+from sluice.queue.job import Job, check_hop_name, check_note
 from sluice.queue.scripts import Scripts
 from sluice.queue.types import (
     DEFAULT_LEASE_MS,
@@ -147,10 +147,13 @@ class Leasing:
         for member in members:
             args.append(member.id)
             args.append(member.token)
-        args.append(len(job.marks))
+        args.append(len(job.marks) + len(job.notes))
         for name, at in job.marks.items():
             args.append(name)
             args.append(f"{at:.3f}")
+        for name, value in job.notes.items():  # "n:" tells a note from a hop (see Job.note)
+            args.append(f"n:{name}")
+            args.append(value)
         outcome = as_text(await self.scripts.fail(self._kv, args))
         if outcome == "retry":
             return "retry"
@@ -243,10 +246,14 @@ def _completion_options(retention_ms: int, monitoring: int, warn_ms: int, crit_m
 
 def _packed_completion(c: Completion) -> str:
     """One completion as complete.lua reads it: "id:token" or "id:token:hop=ms;hop=ms"
-    (ids and tokens are numbers; hop names are checked by ``check_hop_name``)."""
-    if not c.marks:
+    (ids and tokens are numbers; hop names are checked by ``check_hop_name``); notes
+    travel with the hops as "n:name=value" (checked by ``check_note``)."""
+    if not c.marks and not c.notes:
         return f"{c.job_id}:{c.token}"
     hops = ";".join(f"{check_hop_name(n)}={at:.3f}" for n, at in c.marks.items())
+    if c.notes:
+        notes = ";".join("n:{}={}".format(*check_note(n, v)) for n, v in c.notes.items())
+        hops = f"{hops};{notes}" if hops else notes
     return f"{c.job_id}:{c.token}:{hops}"
 
 

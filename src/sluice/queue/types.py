@@ -97,6 +97,7 @@ class Completion:
     job_id: str
     token: str
     marks: Mapping[str, float]
+    notes: Mapping[str, str] = field(default_factory=dict)  # see Job.note
 
 
 def as_text(value: object) -> str:

@@ -109,6 +109,7 @@ class ReplyPipeline:
             broker = await self.assigner.assign(key, kind="ai") or broker
             await self.conversations.bot_resumed(key)
         job.mark("broker_assigned")
+        job.note("broker", broker.name)  # the job's timeline says which broker answered
         members = job.members
         if job.fenced_before or any(m.reservations > 1 for m in members):
             # This turn ran before and may have reached its POST (a fence of an earlier run

@@ -128,7 +128,8 @@ class Processor:
             slots.started.pop((job.id, job.token), None)  # charged with its completion
             for member in job.members:  # one turn answered them all: each keeps its hops
                 marks = job.marks if member is job else {**member.marks, **job.marks}
-                slots.done.append(Completion(member.id, member.token, marks))
+                notes = job.notes if member is job else {**member.notes, **job.notes}
+                slots.done.append(Completion(member.id, member.token, marks, notes))
         finally:
             if span is not None:
                 messaging.end_process(span, outcome, error)

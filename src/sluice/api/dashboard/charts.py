@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request
 from sluice.api.dashboard.sessions import Session
 from sluice.api.state import AppState, app_state
 from sluice.monitor.histogram import Histogram
-from sluice.monitor.windows import COARSE_S, FINE_S, combine
+from sluice.monitor.windows import COARSE_S, combine
 
 router = APIRouter()
 
@@ -34,7 +34,15 @@ def _parse(raw: Mapping[bytes, bytes]) -> dict[str, int]:
 
 def _point(t: int, seconds: float, buckets: Sequence[Mapping[str, int]]) -> dict[str, Any]:
     """One chart point from the buckets of its step; the ``_``-fields are the depth samples
-    the summary records (see :mod:`sluice.api.dashboard.summary`)."""
+    the summary records (see :mod:`sluice.api.dashboard.summary`). A step without any bucket
+    (before the system started, or while nothing of it ran) has no values rather than zeros:
+    the charts leave it blank instead of drawing a flat line at zero."""
+    if not buckets:
+        return {
+            "t": t,
+            **dict.fromkeys(("throughput", "arrival", "failed", "p50", "p95", "p99")),
+            **dict.fromkeys(("utilization", "depth", "oldest_age_ms")),
+        }
     plain = [{k: v for k, v in b.items() if not k.startswith("_")} for b in buckets]
     stats = combine("point", max(1, round(seconds)), plain)
     samples = sum(b.get("_qdn", 0) for b in buckets)
@@ -93,7 +101,9 @@ async def build_series(st: AppState, span: Literal["1h", "24h"]) -> dict[str, An
     points = []
     for start in range(minutes[0], minute_now + 1, step_min):
         group = [b for m in range(start, start + step_min) for b in per_minute.get(m, [])]
-        seconds = min(step_min * COARSE_S, max(FINE_S, now - start * COARSE_S))
+        # The current step is divided by the time it has run so far (a 10 s floor made a
+        # minute two seconds old show a fifth of its real rate).
+        seconds = min(step_min * COARSE_S, max(1.0, now - start * COARSE_S))
         points.append(_point(start * COARSE_S, seconds, group))
     return {
         "span": span,

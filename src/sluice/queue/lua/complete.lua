@@ -17,7 +17,8 @@
 --       (retention 0 = delete at once; monitoring 0 off, 1 on, 2 on and report each job's
 --       durations back for its log line), 8 prefetched jobs that started, "id:token,..."
 --       (parse_refs), 9 completions, "id:token[:hop=epoch ms;hop=...],..." with the hops
---       the handler marked (hop names are letters, digits, '_', '.', '-').
+--       the handler marked (hop names are letters, digits, '_', '.', '-'), and its notes
+--       as "n:name=value" among them (lib/complete_job.lua stores those as n:<name>).
 --       Lists travel packed in one argument each (as BullMQ packs its options): the client
 --       encodes every argument of every call, and this is the hottest call there is.
 -- Returns {lost job ids, reserve result, finished} where lost jobs were not completed

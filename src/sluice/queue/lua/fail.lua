@@ -15,7 +15,8 @@
 -- ARGV: 1 prefix, 2 request id (lib/request_key.lua: a repeated call acts once), 3 error
 --       text, 4 backoff (ms, computed by the caller with jitter), 5 retryable (1/0),
 --       6 monitoring (1/0), 7 n jobs, then n x (job id, reservation token) in lane order,
---       then m, then m x (hop name, epoch ms) marked on every job
+--       then m, then m x (hop name, epoch ms) marked on every job, notes (Job.note) among
+--       them as ("n:name", value)
 -- Returns 'retry', 'dead' (the turn ended: its jobs are dead letters, except survivors of
 -- its last attempt, requeued solo) or 'lost' (a reservation had expired; nothing changed).
 -- Events: started (charge_starts); retry for the leader of a retried turn, else dead per
@@ -60,7 +61,10 @@ local at = 8 + 2 * n
 local nmarks = tonumber(ARGV[at])
 local marks = {}
 for m = 0, nmarks - 1 do
-  marks[#marks + 1] = 'h:' .. ARGV[at + 1 + 2 * m]
+  local name = ARGV[at + 1 + 2 * m]
+  -- A hop's field is h:<hop>; a note (Job.note) comes as n:<name> and is stored as it is.
+  if string.sub(name, 1, 2) ~= 'n:' then name = 'h:' .. name end
+  marks[#marks + 1] = name
   marks[#marks + 1] = ARGV[at + 2 + 2 * m]
 end
 

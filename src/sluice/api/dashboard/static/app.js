@@ -35,13 +35,14 @@
   }
 
   const isNum = (v) => typeof v === "number" && isFinite(v);
-  const pct = (v, d = 1) => (isNum(v) ? (v * 100).toFixed(d) + " %" : "–");
+  const NB = "\u00a0"; // a number and its unit never part at a line break ("95" / "%")
+  const pct = (v, d = 1) => (isNum(v) ? (v * 100).toFixed(d) + NB + "%" : "–");
   function dur(ms) {
     if (!isNum(ms)) return "–";
-    if (ms < 1000) return Math.round(ms) + " ms";
-    if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
-    if (ms < 3600000) return (ms / 60000).toFixed(1) + " min";
-    return (ms / 3600000).toFixed(1) + " h";
+    if (ms < 1000) return Math.round(ms) + NB + "ms";
+    if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + NB + "s";
+    if (ms < 3600000) return (ms / 60000).toFixed(1) + NB + "min";
+    return (ms / 3600000).toFixed(1) + NB + "h";
   }
   const rate = (v) => (isNum(v) ? (v >= 10 ? v.toFixed(0) : v.toFixed(2)) + "/s" : "–");
   const clock = (sec) => new Date(sec * 1000).toLocaleTimeString();
@@ -293,38 +294,65 @@
         el("button", { type: "button", class: "small danger", onclick: () => deleteDead(j.id) }, "Delete"))))
       : [el("tr", {}, el("td", { colspan: "6", class: "muted" }, "No dead letters."))]));
   }
+  // The list is reloaded after a failure too: a row that someone else already retried or
+  // deleted goes away instead of failing again.
   async function retryDead(id) {
-    if (await control("dead-letters/" + id + "/retry", undefined, () => "Job " + id + " queued again")) loadDead();
+    await control("dead-letters/" + id + "/retry", undefined, () => "Job " + id + " queued again");
+    loadDead();
   }
   async function deleteDead(id) {
     if (!(await confirmDialog("Delete dead letter " + id + "?", "The message is removed for good.", "Delete"))) return;
-    if (await control("dead-letters/" + id + "/delete", undefined, () => "Job " + id + " deleted")) loadDead();
+    await control("dead-letters/" + id + "/delete", undefined, () => "Job " + id + " deleted");
+    loadDead();
   }
   $("#dead-refresh").addEventListener("click", loadDead);
 
   // ------------------------------------------------------------ alerts
 
+  // An alert's card is rebuilt only when what it says changes (state, acknowledgement,
+  // silence); each snapshot otherwise only refreshes its value line, so a silence duration
+  // being typed, or the focus on a button, survives the 1.5 s updates.
+  function alertValue(a) {
+    const fmt = (v) => (a.unit === "ms" ? dur(v) : a.unit === "ratio" ? pct(v) : isNum(v) ? v.toFixed(1) + "×" : "–");
+    return "value " + fmt(a.value) + " · threshold " + fmt(a.threshold) + (isNum(a.started_at) ? " · since " + clock(a.started_at) : "");
+  }
+
+  function alertCard(a, shape, silenced) {
+    const minutes = el("input", { type: "number", min: "1", max: "10080", value: "60", class: "minutes", "aria-label": "silence minutes" });
+    return el("div", { class: "alert", "data-level": a.severity === "critical" ? "crit" : "warn", "data-fp": a.fingerprint, "data-rule": a.rule, "data-shape": shape },
+      el("div", { class: "alert-head" },
+        el("strong", {}, a.rule), el("span", { class: "badge " + (a.severity === "critical" ? "crit" : "warn") }, a.severity || "–"),
+        el("span", { class: "badge" }, a.status)),
+      el("p", {}, a.summary),
+      el("p", { class: "muted small alert-value" }, alertValue(a)),
+      el("p", { class: "small alert-state" },
+        a.acked_by ? "acknowledged by " + a.acked_by : "not acknowledged",
+        silenced ? " · silenced until " + clock(a.silenced_until) : ""),
+      el("div", { class: "row" },
+        el("button", { type: "button", class: "small ack", disabled: !!a.acked_by, onclick: () => control("alerts/" + a.fingerprint + "/ack", undefined, () => "Acknowledgement sent (applied at the next evaluation)") }, "Acknowledge"),
+        minutes, el("span", { class: "small muted" }, "min"),
+        el("button", { type: "button", class: "small", onclick: () => control("alerts/" + a.fingerprint + "/silence", { minutes: Number(minutes.value) }, () => "Silence sent") }, "Silence")));
+  }
+
   function renderAlerts(s) {
     const box = $("#alerts-active");
-    box.replaceChildren(...(s.alerts.length ? s.alerts.map((a) => {
-      const fmt = (v) => (a.unit === "ms" ? dur(v) : a.unit === "ratio" ? pct(v) : isNum(v) ? v.toFixed(1) + "×" : "–");
+    const existing = new Map($$(".alert", box).map((node) => [node.dataset.fp, node]));
+    const cards = s.alerts.map((a) => {
       const silenced = isNum(a.silenced_until) && a.silenced_until * 1000 > Date.now();
-      const minutes = el("input", { type: "number", min: "1", max: "10080", value: "60", class: "minutes", "aria-label": "silence minutes" });
-      return el("div", { class: "alert", "data-level": a.severity === "critical" ? "crit" : "warn", "data-fp": a.fingerprint, "data-rule": a.rule },
-        el("div", { class: "alert-head" },
-          el("strong", {}, a.rule), el("span", { class: "badge " + (a.severity === "critical" ? "crit" : "warn") }, a.severity || "–"),
-          el("span", { class: "badge" }, a.status)),
-        el("p", {}, a.summary),
-        el("p", { class: "muted small" }, "value " + fmt(a.value) + " · threshold " + fmt(a.threshold) +
-          (isNum(a.started_at) ? " · since " + clock(a.started_at) : "")),
-        el("p", { class: "small alert-state" },
-          a.acked_by ? "acknowledged by " + a.acked_by : "not acknowledged",
-          silenced ? " · silenced until " + clock(a.silenced_until) : ""),
-        el("div", { class: "row" },
-          el("button", { type: "button", class: "small ack", disabled: !!a.acked_by, onclick: () => control("alerts/" + a.fingerprint + "/ack", undefined, () => "Acknowledgement sent (applied at the next evaluation)") }, "Acknowledge"),
-          minutes, el("span", { class: "small muted" }, "min"),
-          el("button", { type: "button", class: "small", onclick: () => control("alerts/" + a.fingerprint + "/silence", { minutes: Number(minutes.value) }, () => "Silence sent") }, "Silence")));
-    }) : [el("p", { class: "muted" }, "No alert pending or firing.")]));
+      const shape = JSON.stringify([a.rule, a.severity, a.status, a.summary, a.acked_by, a.silenced_until, silenced]);
+      const card = existing.get(a.fingerprint);
+      if (card && card.dataset.shape === shape) {
+        $(".alert-value", card).textContent = alertValue(a);
+        return card;
+      }
+      return alertCard(a, shape, silenced);
+    });
+    const current = Array.from(box.children);
+    if (!cards.length) {
+      if (!$(".no-alerts", box)) box.replaceChildren(el("p", { class: "muted no-alerts" }, "No alert pending or firing."));
+    } else if (cards.length !== current.length || cards.some((c, i) => c !== current[i])) {
+      box.replaceChildren(...cards);
+    }
     const key = s.alerts.map((a) => a.fingerprint + a.status + (a.acked_by || "") + (a.silenced_until || "")).join("|");
     if (key !== lastHistoryKey) { lastHistoryKey = key; loadAlertTables(); }
   }
@@ -351,10 +379,12 @@
     const span = Math.max(1, tl.length ? tl[tl.length - 1].at - t0 : 1);
     const d = job.durations;
     const v = d.verdict;
+    const broker = job.notes && job.notes.broker; // recorded by the reply pipeline
     const head = el("div", { class: "tl-head" },
       el("strong", {}, "Job " + job.id), " · conversation ", el("code", {}, job.key),
       job.message_id ? [" · message ", el("code", {}, job.message_id)] : null,
       " · ", el("span", { class: "badge" }, job.state),
+      broker ? [job.state === "completed" ? " · answered by " : " · broker ", el("code", { id: "tl-broker" }, broker)] : null,
       el("span", { class: "verdict badge " + (v || "none"), id: "verdict" }, v ? "SLA " + dur(d.sla_ms) + " — " + VERDICT[v] : "no verdict yet"));
     const rows = tl.map((h, i) => {
       const from = i ? tl[i - 1].at : t0;
@@ -402,6 +432,7 @@
   // ------------------------------------------------------------ charts (uPlot)
 
   function cssVar(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+  const darkScheme = window.matchMedia("(prefers-color-scheme: dark)");
 
   function chartOpts(width, series, scales, axes) {
     const fg = cssVar("--muted"), grid = cssVar("--grid");
@@ -409,8 +440,9 @@
       width, height: 180, series: [{}].concat(series), scales,
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
+      // y axes are 60 px wide: "100 %" and "0.01 s" fit without being clipped.
       axes: [{ stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } }].concat(
-        axes.map((a) => Object.assign({ stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 50 }, a))),
+        axes.map((a) => Object.assign({ stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 60 }, a))),
     };
   }
 
@@ -425,31 +457,53 @@
     return Object.assign({ label, stroke: color, width: 2, spanGaps: false, points: { show: sparse, size: 5 } }, extra);
   }
 
-  const fmtS = (u, v) => (v === null || v === undefined ? "–" : (v).toFixed(v < 10 ? 2 : 0) + " s");
+  const secs = (v) => (!isNum(v) ? "" : (v >= 1 ? +v.toFixed(v < 10 ? 2 : 0) : +v.toPrecision(2)) + " s");
+  const fmtS = (u, v) => (v === null || v === undefined ? "–" : secs(v));
+  const has = (v) => v !== null && v !== undefined;
+
+  // Steps without data (before the system started) are left out up to a minimum window,
+  // so a young system's lines fill the chart instead of hugging its right edge; steps
+  // without data after the first one stay as gaps.
+  function trimmed(pts, minPoints) {
+    const first = pts.findIndex((p) => ["throughput", "p50", "utilization", "depth"].some((k) => has(p[k])));
+    const start = first < 0 ? Math.max(0, pts.length - minPoints) : Math.min(first, Math.max(0, pts.length - minPoints));
+    return pts.slice(start);
+  }
+
+  // The powers of ten from lo to hi: the log scale's ticks and grid lines.
+  function decades(lo, hi) {
+    const out = [];
+    for (let e = Math.floor(Math.log10(lo) + 1e-9); e <= Math.ceil(Math.log10(hi) - 1e-9); e++) out.push(Math.pow(10, e));
+    return out;
+  }
 
   function buildCharts(data) {
-    const pts = data.points;
+    const pts = trimmed(data.points, data.span === "1h" ? 10 : 12);
     const xs = pts.map((p) => p.t);
-    const col = (k, f) => pts.map((p) => (p[k] === null || p[k] === undefined ? null : f ? f(p[k]) : p[k]));
+    const col = (k, f) => pts.map((p) => (has(p[k]) ? (f ? f(p[k]) : p[k]) : null));
     const warnS = data.sla_warning_ms / 1000, critS = data.sla_critical_ms / 1000;
+    // SLA durations on a log scale: healthy sub-second replies and the 10 s / 30 s
+    // thresholds are both readable (on a linear scale up to 30 s, 0.3 s sits on zero).
+    const slaCols = [col("p50", (v) => Math.max(v, 1) / 1000), col("p95", (v) => Math.max(v, 1) / 1000), col("p99", (v) => Math.max(v, 1) / 1000)];
     const defs = {
       throughput: {
         data: [xs, col("throughput"), col("arrival")],
         series: [line("answered/s", cssVar("--c1"), { fill: cssVar("--c1a") }), line("arrived/s", cssVar("--c2"), { dash: [4, 3] })],
-        scales: { y: { range: (u, mn, mx) => [0, Math.max(1, mx * 1.1)] } },
+        scales: { y: { range: (u, mn, mx) => [0, Math.max(1, (mx || 0) * 1.1)] } },
         axes: [{}],
       },
       sla: {
-        data: [xs, col("p50", (v) => v / 1000), col("p95", (v) => v / 1000), col("p99", (v) => v / 1000), xs.map(() => warnS), xs.map(() => critS)],
+        data: [xs, ...slaCols, xs.map(() => warnS), xs.map(() => critS)],
         series: [line("p50", cssVar("--c1"), { value: fmtS }), line("p95", cssVar("--c2"), { value: fmtS }), line("p99", cssVar("--c3"), { value: fmtS }),
-          line(warnS + " s warning", cssVar("--warn"), { dash: [6, 4], width: 1.5, value: fmtS }), line(critS + " s critical", cssVar("--crit"), { dash: [6, 4], width: 1.5, value: fmtS })],
-        scales: { y: { range: (u, mn, mx) => [0, Math.max(critS * 1.15, mx * 1.1)] } },
-        axes: [{ values: (u, vals) => vals.map((v) => v + " s") }],
+          line(warnS + " s warning", cssVar("--warn"), { dash: [6, 4], width: 1.5, value: fmtS, points: { show: false } }),
+          line(critS + " s critical", cssVar("--crit"), { dash: [6, 4], width: 1.5, value: fmtS, points: { show: false } })],
+        scales: { y: { distr: 3, log: 10, range: (u, mn, mx) => uPlot.rangeLog(Math.max(0.001, Math.min(isNum(mn) ? mn : warnS, warnS)), Math.max(critS * 1.5, isNum(mx) ? mx : 0), 10, true) } },
+        axes: [{ splits: (u, i, mn, mx) => decades(mn, mx), values: (u, vals) => vals.map(secs) }],
       },
       depth: {
         data: [xs, col("depth"), col("oldest_age_ms", (v) => v / 1000)],
         series: [line("queue depth", cssVar("--c1"), { scale: "n", fill: cssVar("--c1a") }), line("oldest age (s)", cssVar("--c3"), { scale: "s", value: fmtS })],
-        scales: { n: { range: (u, mn, mx) => [0, Math.max(5, mx * 1.1)] }, s: { range: (u, mn, mx) => [0, Math.max(1, mx * 1.1)] } },
+        scales: { n: { range: (u, mn, mx) => [0, Math.max(5, (mx || 0) * 1.1)] }, s: { range: (u, mn, mx) => [0, Math.max(1, (mx || 0) * 1.1)] } },
         axes: [{ scale: "n" }, { scale: "s", side: 1, grid: { show: false }, values: (u, vals) => vals.map((v) => v + " s") }],
       },
       util: {
@@ -459,6 +513,7 @@
         axes: [{ values: (u, vals) => vals.map((v) => v + " %") }],
       },
     };
+    const scheme = darkScheme.matches ? "dark" : "light";
     for (const [name, def] of Object.entries(defs)) {
       const host = document.getElementById("chart-" + name);
       const width = Math.max(240, host.clientWidth);
@@ -469,6 +524,7 @@
         charts[name] = new uPlot(chartOpts(width, def.series, def.scales, def.axes), def.data, host);
         charts[name].span = data.span;
       }
+      host.dataset.scheme = scheme; // drawn in this scheme's colours (the browser test waits on it)
     }
   }
 
@@ -483,7 +539,7 @@
     }
   }
   new ResizeObserver(() => resizeCharts()).observe($("#charts"));
-  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+  darkScheme.addEventListener("change", () => {
     for (const k of Object.keys(charts)) { charts[k].destroy(); delete charts[k]; }
     loadSeries();
   });

@@ -34,11 +34,17 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
   end
   local hops = {f[8], f[9], f[10], f[11], f[12], f[13], f[14]}
   for hop, value in pairs(marks) do
-    local name = 'h:' .. hop
-    fields[#fields + 1] = name
-    fields[#fields + 1] = value
-    for i, known in ipairs(COMPLETION_HOPS) do
-      if known == name then hops[i] = value end
+    if string.sub(hop, 1, 2) == 'n:' then
+      -- A note (Job.note, e.g. n:broker): stored as it is, never a duration's hop.
+      fields[#fields + 1] = hop
+      fields[#fields + 1] = value
+    else
+      local name = 'h:' .. hop
+      fields[#fields + 1] = name
+      fields[#fields + 1] = value
+      for i, known in ipairs(COMPLETION_HOPS) do
+        if known == name then hops[i] = value end
+      end
     end
   end
   -- `token` and `pf` stay: every reader asks for an active job first, and a completed
