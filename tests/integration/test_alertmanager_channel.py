@@ -167,6 +167,8 @@ def test_settings_make_one_channel_per_alertmanager() -> None:
         "http://***@am-2:9093/api/v2/alerts",
     ]
     assert [(c.resend_s, c.lease_s) for c in channels] == [(30, 120), (30, 120)]
+    prefixed = AlertmanagerChannel("https://am.example/am/?tenant=blue")
+    assert prefixed.target == "https://am.example/am/api/v2/alerts?tenant=***"
     shown = s.describe()["SLUICE_ALERT_ALERTMANAGER_URL"]
     assert isinstance(shown, str) and "secretpw" not in shown and "am-2" in shown
     assert load_alert_settings({}).alertmanager_urls() == []

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from sluice.alerts.channels.base import ChannelError, rfc3339
 from sluice.alerts.channels.http import HttpChannel
@@ -118,9 +119,8 @@ class AlertmanagerChannel(HttpChannel):
     ) -> None:
         if resend_s <= 0 or evaluation_interval_s <= 0:
             raise ValueError("resend_s and evaluation_interval_s must be positive")
-        base = url.rstrip("/")
-        super().__init__(base + ALERTS_PATH, timeout_s=timeout_s, hide_path=False)
-        self._status_url = base + STATUS_PATH
+        super().__init__(_endpoint(url, ALERTS_PATH), timeout_s=timeout_s, hide_path=False)
+        self._status_url = _endpoint(url, STATUS_PATH)
         self.resend_s = resend_s
         self.lease_s = LEASE_FACTOR * max(resend_s, evaluation_interval_s)
         self.generator_url = generator_url
@@ -209,6 +209,12 @@ class AlertmanagerChannel(HttpChannel):
             return None
         hint = " (not an Alertmanager API v2 base URL?)" if response.status_code == 404 else ""
         return f"{self.name} {self.target}: status HTTP {response.status_code}{hint}"
+
+
+def _endpoint(base: str, path: str) -> str:
+    """``path`` under the base URL's own path (a route prefix), its query kept."""
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path))
 
 
 def _silenced(snap: AlertSnapshot, now: float) -> bool:
