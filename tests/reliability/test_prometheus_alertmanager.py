@@ -1,4 +1,4 @@
-"""Alerting end to end with a real Prometheus and Alertmanager (issue 13).
+"""Alerting end to end with a real Prometheus and Alertmanager.
 
 Debian's ``prometheus`` and ``prometheus-alertmanager`` (``scripts/ensure-prometheus.sh``,
 run by ``make test-slow``; without them both tests skip and say why) run on free loopback
