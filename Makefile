@@ -39,7 +39,10 @@ $(TOOLS)/.fetched: scripts/fetch-promtool.sh scripts/ensure-chromium.sh scripts/
 test: lint audit $(TOOLS)/.fetched
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/pytest -m "not slow"
 
+# The slow tests include a real Prometheus and Alertmanager (Debian's packages, installed
+# when missing and possible; the test skips and says why otherwise).
 test-slow: $(STAMP)
+	scripts/ensure-prometheus.sh
 	$(BIN)/pytest -m "slow and not soak and not jepsen" -s
 
 # Overload at 3x capacity (SLUICE_OVERLOAD_S, 300 s, then the drain) and a soak at 30 msg/s

@@ -152,6 +152,7 @@ def test_validate_json_shows_no_url_credentials(redis_url: str) -> None:
             "REDIS_URL": redis_url,
             "CHATWOOT_URL": CREDENTIAL_URL,
             "SLUICE_ALERT_WEBHOOK_URL": "https://hook:s3cret@127.0.0.1:1/alerts?token=abc",
+            "SLUICE_ALERT_ALERTMANAGER_URL": "http://am:s3cret@127.0.0.1:1/?token=abc",
         },
     )
     report = json.loads(result.stdout)

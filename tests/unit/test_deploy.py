@@ -3,7 +3,9 @@
 Metric and label names are checked against src/sluice/monitor/metric_names.py, so a
 renamed metric or label breaks here instead of silently emptying an alert or a panel.
 When `promtool` is on PATH (Debian package `prometheus`) the files also go through
-Prometheus's own parser and the alert unit tests in deploy/prometheus/tests/ run.
+Prometheus's own parser and the alert unit tests in deploy/prometheus/tests/ run; with
+`amtool` (package `prometheus-alertmanager`) deploy/alertmanager/alertmanager.yml is checked
+too. tests/reliability/test_prometheus_alertmanager.py runs both files for real.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ RULE_FILES = (ALERTS, RECORDING)
 PROMETHEUS_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 RULE_TESTS = PROMETHEUS_DIR / "tests" / "sluice-alerts.test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "sluice-dashboard.json"
+ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 
 SEVERITIES = frozenset({"warning", "critical"})
 REQUIRED_ANNOTATIONS = ("summary", "description", "runbook")
@@ -377,6 +380,31 @@ def test_dashboard_thresholds_are_the_origin_thresholds() -> None:
     assert any(t.startswith("Redis pool") for t in titles)
 
 
+def test_alertmanager_inhibitions_mute_a_warning_under_its_critical_sibling() -> None:
+    alerts = {str(rule["alert"]): rule for rule in _rules(_load_yaml(ALERTS)) if "alert" in rule}
+    config = _load_yaml(ALERTMANAGER_CONFIG)
+    assert config["route"]["group_by"] == ["alertname", "queue"]
+    pairs = []
+    for rule in config["inhibit_rules"]:
+        (source,) = rule["source_matchers"]
+        (target,) = rule["target_matchers"]
+        found = []
+        for matcher in (source, target):
+            match = re.fullmatch(r'alertname="([A-Za-z]+)"', matcher)
+            assert match is not None, matcher
+            found.append(match.group(1))
+        critical, warning = found
+        assert alerts[critical]["labels"]["severity"] == "critical"
+        assert alerts[warning]["labels"]["severity"] == "warning"
+        assert rule["equal"] == ["queue"]
+        pairs.append((critical, warning))
+    assert pairs == [
+        ("SluiceQueueWaitCritical", "SluiceQueueWaitHigh"),
+        ("SluiceWorkerUtilizationCritical", "SluiceWorkerUtilizationHigh"),
+        ("SluiceSLABurnRateFast", "SluiceSLABurnRateSlow"),
+    ]
+
+
 # --- (b) promtool, when it is installed ---------------------------------------------------
 
 
@@ -431,3 +459,10 @@ def test_promtool_parses_the_dashboard_queries(promtool: str, tmp_path: Path) ->
     path.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": rules}]}), "utf-8")
 
     _run(promtool, "check", "rules", path)
+
+
+def test_amtool_check_config() -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool is not on PATH (Debian: `apt-get install prometheus-alertmanager`)")
+    _run(amtool, "check-config", ALERTMANAGER_CONFIG)

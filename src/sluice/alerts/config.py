@@ -107,6 +107,13 @@ class AlertSettings(EnvSettings):
     # Channels.
     webhook_url: str | None = None
     slack_webhook_url: SecretStr | None = None
+    # Alertmanager's base URL (its API v2 is under /api/v2); several separated by commas
+    # for every member of a cluster. Firing alerts are re-sent every ALERTMANAGER_RESEND_S
+    # (Prometheus's --rules.alert.resend-delay default); GENERATOR_URL is the link
+    # Alertmanager shows as the alerts' source (Sluice's dashboard, say).
+    alertmanager_url: str | None = None
+    alertmanager_resend_s: float = Field(60.0, gt=0, allow_inf_nan=False)
+    generator_url: str | None = None
     channel_timeout_s: float = Field(5.0, gt=0, allow_inf_nan=False)
     channel_max_attempts: int = Field(5, ge=1)
     channel_backoff_s: float = Field(1.0, gt=0, allow_inf_nan=False)
@@ -129,6 +136,26 @@ class AlertSettings(EnvSettings):
     def _check_webhook_url(cls, value: str | None) -> str | None:
         if value is not None:
             _check_http_url(env_name("webhook_url"), value)
+        return value
+
+    @field_validator("alertmanager_url")
+    @classmethod
+    def _check_alertmanager_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            urls = _split_urls(value)
+            if not urls:
+                raise ConfigError(
+                    f"{env_name('alertmanager_url')} names no URL", (env_name("alertmanager_url"),)
+                )
+            for url in urls:
+                _check_http_url(env_name("alertmanager_url"), url)
+        return value
+
+    @field_validator("generator_url")
+    @classmethod
+    def _check_generator_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_http_url(env_name("generator_url"), value)
         return value
 
     @field_validator("slack_webhook_url")
@@ -169,6 +196,10 @@ class AlertSettings(EnvSettings):
     def lease_ttl_ms(self) -> int:
         return max(1, math.ceil(self.lease_ttl_s * 1000))
 
+    def alertmanager_urls(self) -> list[str]:
+        """Every configured Alertmanager base URL, in order (none when unset)."""
+        return [] if self.alertmanager_url is None else _split_urls(self.alertmanager_url)
+
     def slack_url(self) -> str | None:
         """The Slack webhook URL in clear, for the channel only: never log the result."""
         return None if self.slack_webhook_url is None else self.slack_webhook_url.get_secret_value()
@@ -181,8 +212,10 @@ class AlertSettings(EnvSettings):
             if name == "slack_webhook_url":
                 slack = self.slack_url()
                 value = None if slack is None else mask_url(slack, hide_path=True)
-            elif name == "webhook_url" and isinstance(value, str):
+            elif name in ("webhook_url", "generator_url") and isinstance(value, str):
                 value = mask_url(value)
+            elif name == "alertmanager_url" and isinstance(value, str):
+                value = ",".join(mask_url(url) for url in _split_urls(value))
             summary[env_name(name)] = value
         return summary
 
@@ -230,6 +263,10 @@ def mask_url(url: str, *, hide_path: bool = False) -> str:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
         query = "?" + urlencode([(key, _MASK) for key, _ in pairs], safe="*")
     return f"{parts.scheme}://{netloc}{path}{query}"
+
+
+def _split_urls(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def _check_http_url(variable: str, value: str, secret: bool = False) -> None:

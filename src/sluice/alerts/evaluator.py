@@ -180,7 +180,9 @@ class AlertEvaluator:
             self._leading = False
             log.warning("alert state save refused: another process holds the lease")
             return False
-        self.dispatcher.submit(notifications)
+        # Every alert's snapshot too: a receiver that forgets alerts not sent again
+        # (Alertmanager) gets its re-sends from the leader, at the evaluation's time.
+        self.dispatcher.submit(notifications, self.engine.alerts(), now)
         return True
 
     def _apply(self, command: AlertCommand, now: float) -> None:

@@ -28,7 +28,11 @@ __all__ = [
 ]
 
 Status: TypeAlias = Literal["inactive", "pending", "firing", "resolved"]
-NotificationKind: TypeAlias = Literal["firing", "resolved", "escalated", "deescalated", "repeat"]
+#: ``refresh`` is not the engine's: it is a firing alert sent again to a receiver that
+#: forgets alerts it is not reminded of (Alertmanager, see ``channels.alertmanager``).
+NotificationKind: TypeAlias = Literal[
+    "firing", "resolved", "escalated", "deescalated", "repeat", "refresh"
+]
 
 STATUSES: tuple[Status, ...] = ("inactive", "pending", "firing", "resolved")
 

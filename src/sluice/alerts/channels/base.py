@@ -11,9 +11,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-from sluice.alerts.model import Notification
+from sluice.alerts.model import AlertSnapshot, Notification
 
-__all__ = ["ZERO_TIME", "Channel", "ChannelError", "receiver_status", "rfc3339"]
+__all__ = [
+    "ZERO_TIME",
+    "Channel",
+    "ChannelError",
+    "ResendingChannel",
+    "receiver_status",
+    "rfc3339",
+]
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert still firing
 
@@ -33,6 +40,20 @@ class Channel(Protocol):
     async def check(self) -> str | None:
         """A dry-run reachability check for ``sluice validate``: None if fine, else why not."""
         ...
+
+
+@runtime_checkable
+class ResendingChannel(Channel, Protocol):
+    """A channel whose receiver forgets an alert that is not sent again (Alertmanager).
+
+    After every evaluation the dispatcher hands it the evaluation's notifications and every
+    alert's snapshot; it returns what to send now: the notifications plus whatever re-sends
+    are due. No I/O: it runs on the evaluator's path.
+    """
+
+    def batch(
+        self, notifications: Sequence[Notification], alerts: Sequence[AlertSnapshot], now: float
+    ) -> list[Notification]: ...
 
 
 def rfc3339(timestamp: float | None) -> str:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sluice.alerts.channels.base import Channel, ChannelError
+from sluice.alerts.channels.base import Channel, ChannelError, ResendingChannel
 from sluice.alerts.channels.configured import channels_from_settings
 from sluice.alerts.config import AlertSettings
-from sluice.alerts.model import Notification
+from sluice.alerts.model import AlertSnapshot, Notification
 
 __all__ = ["ChannelStats", "Dispatcher"]
 
@@ -69,20 +70,40 @@ class Dispatcher:
             backoff_s=settings.channel_backoff_s,
         )
 
-    def submit(self, notifications: Sequence[Notification]) -> None:
+    def submit(
+        self,
+        notifications: Sequence[Notification],
+        alerts: Sequence[AlertSnapshot] | None = None,
+        now: float | None = None,
+    ) -> None:
         """Queue a batch for every channel and return at once (no I/O, no awaiting).
+
+        ``alerts`` (every alert's snapshot after the evaluation at ``now``) is for channels
+        whose receiver needs alerts sent again (:class:`ResendingChannel`): they get the
+        notifications plus the re-sends due, possibly a batch when there are no
+        notifications at all. Without it they get the notifications like the others.
 
         Must be called from the event loop's thread. A full queue (a channel failing for
         a long time) drops its *oldest* batch with an error log: the newest state matters.
         """
-        if not notifications:
+        batch = tuple(notifications)
+        batches: list[tuple[Notification, ...]] = []
+        for channel in self.channels:
+            if alerts is not None and isinstance(channel, ResendingChannel):
+                at = time.time() if now is None else now
+                batches.append(tuple(channel.batch(batch, alerts, at)))
+            else:
+                batches.append(batch)
+        if not any(batches):
             return
         if self._closed:
-            log.warning("alert dispatcher closed: %d notification(s) dropped", len(notifications))
+            dropped = max(len(items) for items in batches)
+            log.warning("alert dispatcher closed: %d notification(s) dropped", dropped)
             return
         self._start()
-        batch = tuple(notifications)
-        for name, queue in zip(self._names, self._queues, strict=True):
+        for name, queue, items in zip(self._names, self._queues, batches, strict=True):
+            if not items:
+                continue
             if queue.full():
                 old = queue.get_nowait()
                 queue.task_done()
@@ -92,7 +113,7 @@ class Dispatcher:
                     name,
                     len(old),
                 )
-            queue.put_nowait(batch)
+            queue.put_nowait(items)
 
     async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 - a deadline, not a cancel
         """Wait until every queued batch was delivered or given up; False on timeout."""

@@ -28,10 +28,14 @@ class HttpChannel:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target!r})"
 
-    async def _request(self, method: str, json_body: Any | None) -> httpx.Response:
+    async def _request(
+        self, method: str, json_body: Any | None, url: str | None = None
+    ) -> httpx.Response:
+        """``url`` defaults to the channel's; another one must share its credentials, as
+        only the channel's URL was registered for masking."""
         try:
             async with httpx.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
-                return await client.request(method, self._url, json=json_body)
+                return await client.request(method, url or self._url, json=json_body)
         except httpx.TimeoutException:
             raise ChannelError(f"{self.name} {self.target}: timed out") from None
         except httpx.HTTPError as exc:

@@ -20,6 +20,7 @@ _SLACK_HEAD = {
     "escalated": "ESCALATED",
     "deescalated": "DE-ESCALATED",
     "repeat": "STILL FIRING",
+    "refresh": "STILL FIRING",
     "resolved": "RESOLVED",
 }
 
