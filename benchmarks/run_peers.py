@@ -308,11 +308,16 @@ class Settings:
 
 def adapter_env(lib: str, settings: Settings) -> dict[str, str]:
     """The adapter's environment: no OTEL_* variable from this shell, except for
-    ``sluice-otel``, whose spans go to the sink."""
+    ``sluice-otel``, whose spans go to the sink and which keeps the shell's sampler
+    (``OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1`` measures
+    sampled tracing)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     if lib == SLUICE_TRACED:
         assert settings.otlp_sink is not None
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = settings.otlp_sink.url
+        for name in ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
+            if name in os.environ:
+                env[name] = os.environ[name]
     return env
 
 

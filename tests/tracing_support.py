@@ -20,6 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
 
 from sluice import tracing
 
@@ -62,10 +63,10 @@ class WatchedExporter(InMemorySpanExporter):
 
 
 @contextlib.contextmanager
-def captured_spans() -> Iterator[WatchedExporter]:
+def captured_spans(sampler: Sampler | None = None) -> Iterator[WatchedExporter]:
     """Tracing on in this process, every span kept in memory as it ends; off afterwards."""
     exporter = WatchedExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing.install(provider)
     try:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from sluice import EnqueueRequest, Job, NonRetryableError, Queue, Worker, tracing
@@ -258,3 +259,47 @@ async def test_tracing_off_adds_nothing_to_a_job(
         fields = await redis_client.hgetall(queue.keys.job(job_id))
         assert b"tp" not in fields
         assert fields[b"state"] == b"waiting"
+
+
+class RootsWhenAsked(Sampler):
+    """Samples a trace's root span only while ``sample_roots`` is set; a child follows its
+    parent (wrapped in ParentBased below), as the SDK's default sampler does."""
+
+    def __init__(self) -> None:
+        self.sample_roots = False
+
+    def should_sample(self, *args: object, **kwargs: object) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if self.sample_roots else Decision.DROP)
+
+    def get_description(self) -> str:
+        return "RootsWhenAsked"
+
+
+async def test_a_sampled_out_message_makes_no_span_and_no_orphan_trace(queue: Queue) -> None:
+    """A message created unsampled is worked without span work (the process span is
+    skipped), and the handler's spans still inherit that decision: they must not start
+    traces of their own, which a root sampler would then keep."""
+    roots = RootsWhenAsked()
+    handled: dict[str, bool] = {}
+    done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        with tracing.spans.TRACER.start_as_current_span("turn") as span:
+            handled[job.payload["n"]] = span.is_recording()
+        if len(handled) == 2:
+            done.set()
+
+    with captured_spans(ParentBased(roots)) as exporter:
+        await queue.enqueue("a", {"n": "unsampled"})
+        roots.sample_roots = True
+        await queue.enqueue("b", {"n": "sampled"})
+        async with working(queue, handler):
+            await asyncio.wait_for(done.wait(), 10)
+            await exporter.wait_for(f"process {queue.name}", 1)
+        finished = exporter.get_finished_spans()
+
+    assert handled == {"unsampled": False, "sampled": True}
+    sampled = one(finished, f"send {queue.name}")
+    # Everything exported belongs to the sampled message's trace: no orphan "turn" root.
+    assert {trace_id(s) for s in finished} == {trace_id(sampled)}
+    assert len(named(finished, "turn")) == 1 and len(named(finished, "queue wait")) == 1

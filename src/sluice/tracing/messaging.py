@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from sluice.tracing import spans
@@ -154,12 +154,22 @@ class Processing:
 def start_process(job: Job, queue: str) -> Processing:
     """Open the ``process <queue>`` span of a turn starting now (current from here on in
     this task, so the handler's spans are its children), and record each message's
-    ``queue wait``."""
+    ``queue wait``. When every message was created unsampled and the sampler follows the
+    parent, each of those spans would be a non-recording one: the first message's creation
+    context is made current instead (the handler's spans inherit its decision: no orphan
+    traces), which saves a sampled-out turn the SDK's span work (docs/tracing.md)."""
     members = job.members
-    now = spans.now_ns()
     # Each message's creation context, parsed once: the parent, the links, the waits.
     created = [(m, spans.span_context_of(m.traceparent)) for m in members]
     first = created[0][1]
+    if (
+        spans.FOLLOWS_PARENT
+        and first is not None
+        and all(sc is not None and not sc.trace_flags.sampled for _, sc in created)
+    ):
+        unsampled = NonRecordingSpan(first)
+        return Processing(unsampled, context_api.attach(trace.set_span_in_context(unsampled)))
+    now = spans.now_ns()
     parent = spans.parent_context(first) if first is not None else Context()
     links = [Link(sc, {MESSAGE_ID: m.id}) for m, sc in created if sc is not None]
     attributes = _base(queue, "process")

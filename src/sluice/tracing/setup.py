@@ -128,8 +128,13 @@ def install(provider: TracerProvider) -> None:
         sluice_version = version("sluice")
     except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
         sluice_version = None
+    from opentelemetry.sdk.trace.sampling import ParentBased
+
     _provider = provider
-    spans.use_tracer(provider.get_tracer(INSTRUMENTATION, sluice_version))
+    spans.use_tracer(
+        provider.get_tracer(INSTRUMENTATION, sluice_version),
+        follows_parent=isinstance(provider.sampler, ParentBased),
+    )
     _flag.enabled = True
 
 

@@ -23,15 +23,20 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 TRACER: Tracer = trace.NoOpTracer()
+#: Whether the installed sampler follows the parent's decision (the SDK's default,
+#: ``parentbased_always_on``, and every ``parentbased_*``): then a turn whose messages were
+#: all created unsampled would make only non-recording spans, and the worker skips them.
+FOLLOWS_PARENT = False
 _PROPAGATOR = TraceContextTextMapPropagator()
 _HEADER = "traceparent"
 _HEX = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
-def use_tracer(tracer: Tracer | None) -> None:
+def use_tracer(tracer: Tracer | None, *, follows_parent: bool = False) -> None:
     """Make spans with ``tracer`` (None: the no-op tracer again)."""
-    global TRACER
+    global TRACER, FOLLOWS_PARENT
     TRACER = tracer if tracer is not None else trace.NoOpTracer()
+    FOLLOWS_PARENT = follows_parent and tracer is not None
 
 
 def traceparent(span: Span | None = None) -> str:
