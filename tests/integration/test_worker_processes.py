@@ -63,6 +63,9 @@ async def test_sigterm_lets_running_jobs_finish(
         await redis_client.delete(f"{name}:starts", f"{name}:ready")
 
 
+GUARD_S = 0.020  # the limiter's guard between a reservation and its handler's start
+
+
 async def test_rate_limit_holds_across_three_processes(
     redis_url: str, redis_client: aioredis.Redis, queue: Queue
 ) -> None:
@@ -89,11 +92,18 @@ async def test_rate_limit_holds_across_three_processes(
         for proc in procs:
             assert proc.wait(timeout=15) == 0
         await redis_client.delete(f"{name}:starts", f"{name}:ready")
-    # A job starts when it is reserved (Redis clock); its handler runs a moment later.
-    # The limiter keeps a 20 ms guard so that both stay within the limit.
-    for label, times in (("reservations", reserved), ("handler starts", starts)):
-        busiest = busiest_second(times)
-        assert busiest <= rate, f"{busiest} {label} within one second (limit {rate})"
+    # A job starts when it is reserved (Redis clock): the limiter's promise.
+    busiest = busiest_second(reserved)
+    assert busiest <= rate, f"{busiest} reservations within one second (limit {rate})"
+    # Its handler runs a moment later in its process; the limiter keeps a 20 ms guard so
+    # that handler starts stay within the limit too, unless the process was descheduled
+    # for longer than the guard (two cores, three workers and the test): a window may then
+    # hold at most one extra start per handler that began that late, never more.
+    late = sum(1 for at, taken in zip(starts, reserved, strict=True) if at - taken > GUARD_S)
+    busiest = busiest_second(starts)
+    assert busiest <= rate + late, (
+        f"{busiest} handler starts within one second (limit {rate}, {late} started late)"
+    )
     assert len(pids) >= 2, "the load should spread over the processes"
     # Throughput is measured by benchmarks/rate_limit.py; here only catch a limiter that
     # starves: 120 starts at 30/s need a little over 3 s.
