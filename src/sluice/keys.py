@@ -21,6 +21,7 @@ for keys that Lua writes, to the script that writes it).
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass, field
 
 #: Conversation keys (and, through them, a conversation's broker assignment) expire after a
@@ -46,11 +47,39 @@ FIXED_KEYS = (
 )
 
 
+def partition_of(conversation: str, partitions: int) -> int:
+    """The partition a conversation's lane lives on: CRC-32 of its key (UTF-8) modulo the
+    number of partitions (docs/partitions.md). Stable across processes, hosts and Python
+    versions (unlike ``hash``)."""
+    if partitions <= 1:
+        return 0
+    return zlib.crc32(conversation.encode()) % partitions
+
+
+def split_job_id(job_id: str) -> tuple[int, int]:
+    """(partition, sequence number) of a job id: partition 0's ids are plain numbers (every
+    unpartitioned queue's), partition p >= 1's are "<p>_<n>" (enqueue.lua). Ordering by this
+    pair orders one partition's jobs as they were enqueued. Raises ValueError otherwise."""
+    part, sep, seq = job_id.partition("_")
+    if not sep:
+        return 0, int(job_id)
+    return int(part), int(seq)
+
+
 @dataclass(frozen=True)
 class QueueKeys:
-    """Names of one queue's keys, in the order the Lua scripts expect them."""
+    """Names of one queue's keys, in the order the Lua scripts expect them.
+
+    ``partition`` 0 (the only one of an unpartitioned queue) is ``sluice:{name}:``, exactly
+    the layout from before partitions; partition p >= 1 is ``sluice:{name#p}:``, its own
+    hash tag, so a cluster may put it on another shard ('#' is not allowed in queue names,
+    so no queue's keys collide with another's partition). Keys that belong to the whole
+    queue rather than one partition (the layout, the global limiter, the worker registry,
+    the service's conversations, brokers, alerts, ...) are those of partition 0, or of a
+    tag of their own (:attr:`limiter_prefix`)."""
 
     name: str
+    partition: int = 0
     prefix: str = field(init=False)
     vector: tuple[str, ...] = field(init=False)
 
@@ -60,7 +89,10 @@ class QueueKeys:
                 f"queue name {self.name!r} must be 1-100 characters of letters, digits, "
                 "'_', '.', ':' or '-'"
             )
-        prefix = f"sluice:{{{self.name}}}:"
+        if self.partition < 0:
+            raise ValueError(f"partition must not be negative, got {self.partition}")
+        tag = self.name if self.partition == 0 else f"{self.name}#{self.partition}"
+        prefix = f"sluice:{{{tag}}}:"
         object.__setattr__(self, "prefix", prefix)
         object.__setattr__(self, "vector", tuple(prefix + k for k in FIXED_KEYS))
 
@@ -69,6 +101,23 @@ class QueueKeys:
         if item in FIXED_KEYS:
             return self.prefix + item
         raise AttributeError(item)
+
+    def part(self, partition: int) -> QueueKeys:
+        """The keys of another partition of the same queue."""
+        return QueueKeys(self.name, partition)
+
+    @property
+    def layout(self) -> str:
+        """The partition layout (hash: ``partitions``, ``previous`` during a resize,
+        ``epoch``); kept on partition 0 (docs/partitions.md)."""
+        return f"sluice:{{{self.name}}}:layout"
+
+    @property
+    def limiter_prefix(self) -> str:
+        """The global rate limiter of a partitioned queue: a hash tag of its own, so its
+        one script call touches one slot (``rate`` zset of start grants, ``meta`` hash with
+        the live ``rate_limit``)."""
+        return f"sluice:{{{self.name}#rate}}:"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"

@@ -1,6 +1,7 @@
 """A worker process for tests that need real processes (SIGKILL, SIGTERM, rate limits).
 
 Usage: python worker_proc.py REDIS_URL QUEUE MODE [--concurrency N] [--rate R] [--lease MS]
+       [--partitions N]
 Modes:
   record     push "<start time>|<pid>|<job id>" to <queue>:starts, then finish
   hang-first attempt 1 pushes "<pid>|<job id>" to <queue>:started and never returns;
@@ -29,9 +30,10 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--rate", type=int, default=0)
     parser.add_argument("--lease", type=int, default=5000)
+    parser.add_argument("--partitions", type=int, default=1)
     args = parser.parse_args()
     client = aioredis.Redis.from_url(args.url)
-    queue = Queue(args.queue, redis=client)
+    queue = Queue(args.queue, redis=client, partitions=args.partitions)
     pid = os.getpid()
 
     async def handler(job: Job) -> None:

@@ -59,12 +59,27 @@ class Queue(Leasing):
     ``Queue("inbound", redis=client)`` shares one (the process pool). Lanes keep each
     conversation's messages in order with at most one in flight; across conversations
     the earliest deadline goes first.
+
+    ``partitions=N`` (N > 1) spreads the conversations over N partitions, each with its own
+    hash tag (docs/partitions.md): the constructor then returns a
+    :class:`~sluice.queue.partitioned.PartitionedQueue`, which has this same API. With the
+    default 1 the keys are exactly those of an unpartitioned queue. ``partition`` is for
+    that class: the engine of one partition (its keys are ``sluice:{name#p}:`` for p >= 1).
     """
+
+    def __new__(cls, *args: Any, partitions: int = 1, **kwargs: Any) -> Queue:
+        if cls is Queue and partitions > 1:
+            from sluice.queue.partitioned import PartitionedQueue
+
+            return object.__new__(PartitionedQueue)
+        return object.__new__(cls)
 
     def __init__(
         self,
         name: str = "inbound",
         *,
+        partitions: int = 1,
+        partition: int = 0,
         url: str | None = None,
         redis: aioredis.Redis | None = None,
         priorities: Mapping[str, int] | None = None,
@@ -79,8 +94,11 @@ class Queue(Leasing):
             raise ValueError("pass exactly one of url= or redis=")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if partitions < 1:
+            raise ValueError(f"partitions must be at least 1, got {partitions}")
         self.name = name
-        self.keys = QueueKeys(name)
+        self.partitions = partitions
+        self.keys = QueueKeys(name, partition)
         self._owns_client = redis is None
         self.redis: aioredis.Redis = (
             redis if redis is not None else aioredis.Redis.from_url(str(url))
@@ -102,6 +120,21 @@ class Queue(Leasing):
         # Scripts get one key (routing to the queue's slot); the rest derive from the prefix.
         self._kv: tuple[str, ...] = (self.keys.meta,)
         self._prefix = self.keys.prefix
+
+    @property
+    def engines(self) -> list[Queue]:
+        """The per-partition engines (this queue itself when it is not partitioned)."""
+        return [self]
+
+    @property
+    def wake_keys(self) -> list[str]:
+        """The wake lists an idle worker blocks on (one per partition)."""
+        return [self.keys.wake]
+
+    @property
+    def control_channels(self) -> list[str]:
+        """The control channels a worker listens on (one per partition)."""
+        return [self.keys.control]
 
     async def close(self) -> None:
         """Close the client if this queue opened it."""
@@ -257,6 +290,10 @@ class Queue(Leasing):
             "oldest_waiting_age_ms": age,
             "ready_lanes": ready,
         }
+
+    async def partition_counts(self) -> list[dict[str, Any]]:
+        """:meth:`counts` of each partition, in partition order (one for this queue)."""
+        return [await self.counts()]
 
     async def set_rate_limit(self, jobs_per_second: int | None) -> None:
         """Change the global rate limit live (None = back to each worker's configured one).

@@ -29,6 +29,7 @@ SCRIPT_NAMES = (
     "retry_dead",
     "purge_dead",
     "rollup",
+    "limiter",
 )
 
 PACKAGE = "sluice.queue"

@@ -45,6 +45,7 @@ from sluice.broker.base import (
 )
 from sluice.broker.config import Broker
 from sluice.chatwoot.client import ChatwootClient, may_still_land
+from sluice.keys import split_job_id
 from sluice.queue.job import Job
 from sluice.service.conversations import Conversations
 from sluice.service.message import CustomerMessage
@@ -280,17 +281,21 @@ class ReplyPipeline:
         ``landing_grace_s`` later, agrees (the reliability tests saw the race post a reply
         twice)."""
         answered = await self._answered(account_id, conversation_id)
-        left = [m for m in members if not _covered(int(m.id), answered)]
+        left = [m for m in members if not _covered(split_job_id(m.id), answered)]
         grace = self.client.landing_grace_s
         if left and grace > 0 and any(may_still_land(m.last_error) for m in members):
             await asyncio.sleep(grace)
             answered = await self._answered(account_id, conversation_id)
-            left = [m for m in members if not _covered(int(m.id), answered)]
+            left = [m for m in members if not _covered(split_job_id(m.id), answered)]
         return left
 
-    async def _answered(self, account_id: int, conversation_id: int) -> list[tuple[int, int]]:
+    async def _answered(
+        self, account_id: int, conversation_id: int
+    ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
         """Job-id ranges our earlier replies in this conversation answered (from their
-        `sluice_reply_id` markers, "sluice-<first job>-<last job>")."""
+        `sluice_reply_id` markers, "sluice-<first job>-<last job>"), as (partition, number)
+        pairs: a partitioned queue's ids are "<p>_<n>" (docs/partitions.md), and a range
+        covers only ids of its own partition."""
         ranges = []
         # The latest 60 messages hold any reply of a recent attempt.
         messages = await self.client.recent_messages(account_id, conversation_id, pages=3)
@@ -298,8 +303,9 @@ class ReplyPipeline:
             marker = (message.get("content_attributes") or {}).get("sluice_reply_id")
             if isinstance(marker, str) and marker.startswith("sluice-"):
                 parts = marker.removeprefix("sluice-").split("-")
-                if len(parts) == 2 and all(p.isdigit() for p in parts):
-                    ranges.append((int(parts[0]), int(parts[1])))
+                if len(parts) == 2:
+                    with contextlib.suppress(ValueError):
+                        ranges.append((split_job_id(parts[0]), split_job_id(parts[1])))
         return ranges
 
     async def _handoff(self, job: Job, account_id: int, conversation_id: int, reason: str) -> None:
@@ -355,5 +361,7 @@ def parse_run(marker: object) -> dict[str, Any] | None:
     }
 
 
-def _covered(job_id: int, ranges: list[tuple[int, int]]) -> bool:
+def _covered(
+    job_id: tuple[int, int], ranges: list[tuple[tuple[int, int], tuple[int, int]]]
+) -> bool:
     return any(first <= job_id <= last for first, last in ranges)

@@ -78,7 +78,7 @@ async def listen(
         client = queue.blocking_client(read_timeout_s=None)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(queue.keys.control)
+            await pubsub.subscribe(*queue.control_channels)
             subscribed.set()
             failures = 0
             while True:

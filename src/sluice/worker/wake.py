@@ -55,7 +55,7 @@ class Waker:
             return
         if self._blpop is None:
             self._blpop = asyncio.ensure_future(
-                self._blocker.blpop([self.queue.keys.wake], timeout=max(0.01, block_s))
+                self._blocker.blpop(self.queue.wake_keys, timeout=max(0.01, block_s))
             )
         changed = asyncio.create_task(self._changed.wait())
         try:

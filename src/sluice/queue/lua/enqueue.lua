@@ -14,7 +14,7 @@
 --       9 dedupe record TTL (ms), 10 n hop pairs, then n x (hop name, epoch ms), then
 --       optionally the message's trace context (W3C traceparent, stored as `tp`; sent only
 --       while tracing is on, see sluice/tracing)
--- Returns {job id, 1} for a new job, {first job id, 0} for a duplicate message id.
+-- Returns {job id, 1} for a new job ("<p>_<n>" on partition p >= 1), {first job id, 0} for a duplicate message id.
 -- Events: enqueued (not for a repeat or a duplicate).
 --!include lib/keys.lua
 --!include lib/job_key.lua
@@ -47,6 +47,11 @@ end
 
 local now = now_ms()
 local id = tostring(redis.call('INCR', K_SEQ))
+-- Partition p >= 1 of a partitioned queue (prefix "sluice:{name#p}:") marks its ids
+-- "<p>_<seq>", so ids are unique across partitions and name theirs; partition 0 (every
+-- unpartitioned queue) keeps plain numbers (docs/partitions.md).
+local part = string.match(PREFIX, '#(%d+)}:$')
+if part then id = part .. '_' .. id end
 if msg_id ~= '' then
   redis.call('SET', dedupe_key, id, 'PX', ARGV[9])
 else

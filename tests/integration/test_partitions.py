@@ -1,0 +1,173 @@
+"""Partitioned queues (docs/partitions.md): routing, ids, the worker's rotation, and every
+admin method aggregated over partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from sluice import Completion, EnqueueRequest, Job, Queue, Worker
+from sluice.errors import ConfigError
+from sluice.keys import QueueKeys, partition_of, split_job_id
+from sluice.queue.partitioned import PartitionedQueue
+
+PARTS = 3
+
+
+async def delete_partitioned_keys(client: aioredis.Redis, name: str) -> None:
+    """Test cleanup only: every partition's keys and the limiter's (SCAN is fine here)."""
+    keys = [k async for k in client.scan_iter(match=f"sluice:{{{name}*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+
+
+@pytest.fixture
+async def pqueue(redis_client: aioredis.Redis, queue_name: str) -> AsyncIterator[Queue]:
+    q = Queue(queue_name, redis=redis_client, max_attempts=2, partitions=PARTS)
+    try:
+        yield q
+    finally:
+        await delete_partitioned_keys(redis_client, queue_name)
+
+
+def keys_on(partition: int, count: int) -> list[str]:
+    """``count`` conversation keys that live on ``partition``."""
+    found, n = [], 0
+    while len(found) < count:
+        key = f"conv-{n}"
+        if partition_of(key, PARTS) == partition:
+            found.append(key)
+        n += 1
+    return found
+
+
+def test_key_layout_and_routing() -> None:
+    assert QueueKeys("q").prefix == "sluice:{q}:"  # partition 0 = the unpartitioned layout
+    assert QueueKeys("q", 2).prefix == "sluice:{q#2}:"
+    assert QueueKeys("q", 2).layout == "sluice:{q}:layout"
+    assert QueueKeys("q").limiter_prefix == "sluice:{q#rate}:"
+    assert partition_of("7:418", 1) == 0
+    assert partition_of("7:418", 3) == zlib.crc32(b"7:418") % 3
+    assert split_job_id("42") == (0, 42) and split_job_id("2_17") == (2, 17)
+    with pytest.raises(ValueError):
+        QueueKeys("q#1")
+
+
+async def test_one_partition_is_todays_queue(redis_client: aioredis.Redis, queue_name: str) -> None:
+    q = Queue(queue_name, redis=redis_client)
+    try:
+        assert type(q) is Queue and q.engines == [q]
+        assert await q.enqueue("a", {}) == "1"
+        assert not await redis_client.exists(q.keys.layout)
+    finally:
+        await delete_partitioned_keys(redis_client, queue_name)
+
+
+async def test_jobs_go_to_their_conversations_partition(pqueue: Queue) -> None:
+    assert isinstance(pqueue, PartitionedQueue)
+    ids = {}
+    for p in range(PARTS):
+        for key in keys_on(p, 2):
+            ids[key] = await pqueue.enqueue(key, {"k": key})
+            assert split_job_id(ids[key])[0] == p
+    assert len(set(ids.values())) == len(ids)
+    for key, job_id in ids.items():
+        record = await pqueue.get_job(job_id)
+        assert record is not None and record.key == key
+    each = await pqueue.partition_counts()
+    assert [c["waiting"] for c in each] == [2, 2, 2]
+    assert (await pqueue.counts())["waiting"] == 6
+
+
+async def test_enqueue_many_keeps_the_callers_order(pqueue: Queue) -> None:
+    reqs = [EnqueueRequest(key=f"c{n}", payload={"n": n}) for n in range(12)]
+    ids = await pqueue.enqueue_many(reqs)
+    for n, job_id in enumerate(ids):
+        record = await pqueue.get_job(job_id)
+        assert record is not None and record.payload == {"n": n}
+
+
+async def test_reserve_and_complete_across_partitions(pqueue: Queue) -> None:
+    for p in range(PARTS):
+        for key in keys_on(p, 2):
+            for n in range(2):
+                await pqueue.enqueue(key, {"n": n})
+    taken = await pqueue.reserve(10, worker_id="w")
+    assert len(taken.jobs) == 6  # one head per conversation, from every partition
+    assert {split_job_id(j.id)[0] for j in taken.jobs} == {0, 1, 2}
+    done = [Completion(j.id, j.token, {}) for j in taken.jobs]
+    lost, again, finished = await pqueue.complete(done, reserve=10, worker_id="w")
+    assert lost == [] and len(finished) == 6
+    assert sorted(j.payload["n"] for j in again.jobs) == [1] * 6
+    extended = await pqueue.extend(again.jobs, 5000)
+    assert extended == []
+    assert await pqueue.release(again.jobs) == 6
+    assert (await pqueue.counts())["waiting"] == 6
+
+
+async def test_a_worker_serves_every_partition_in_order(pqueue: Queue) -> None:
+    convs = [f"c{n}" for n in range(9)]
+    for n in range(5):
+        for key in convs:
+            await pqueue.enqueue(key, {"n": n})
+    seen: dict[str, list[int]] = {key: [] for key in convs}
+    finished = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        seen[job.key].append(job.payload["n"])
+        if sum(map(len, seen.values())) == 45:
+            finished.set()
+
+    worker = Worker(pqueue, handler, concurrency=4)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(finished.wait(), 20)
+    await worker.stop()
+    await task
+    assert all(got == list(range(5)) for got in seen.values()), seen
+    counts = await pqueue.counts()
+    assert counts["completed"] == 45 and counts["waiting"] == 0
+
+
+async def test_admin_methods_aggregate(pqueue: Queue) -> None:
+    keys = [keys_on(p, 1)[0] for p in range(PARTS)]
+    for key in keys:
+        await pqueue.enqueue(key, {}, id=f"m-{key}")
+    assert await pqueue.find_by_message_id(f"m-{keys[2]}") is not None
+    assert await pqueue.pause() is True
+    assert await pqueue.is_paused() and (await pqueue.counts())["paused"]
+    assert (await pqueue.reserve(5, worker_id="w")).status == "paused"
+    assert await pqueue.resume() is True and not await pqueue.is_paused()
+    assert await pqueue.cancel(keys[1]) == 1
+    assert await pqueue.drain() == 2
+    # dead letters, merged newest first
+    for key in keys:
+        await pqueue.enqueue(key, {})
+    taken = await pqueue.reserve(5, worker_id="w")
+    for job in sorted(taken.jobs, key=lambda j: j.key):
+        assert await pqueue.fail(job, "boom", backoff_ms=0, retryable=False) == "dead"
+        await asyncio.sleep(0.002)
+    dead = await pqueue.dead_letters()
+    assert [d.key for d in dead] == sorted(keys, reverse=True)
+    assert len(await pqueue.dead_letters(limit=1, offset=1)) == 1
+    assert await pqueue.retry_dead(dead[0].id) is True
+    assert await pqueue.purge_dead([dead[1].id]) == 1
+    assert await pqueue.purge_dead() == 1
+    assert (await pqueue.counts())["dead"] == 0
+    await pqueue.set_rate_limit(7)
+    await pqueue.set_concurrency(3)
+    assert await pqueue.live_settings() == {"rate_limit": 7, "concurrency": 3}
+    await pqueue.set_rate_limit(None)
+    assert (await pqueue.live_settings())["rate_limit"] is None
+
+
+async def test_another_partition_count_is_refused(
+    pqueue: Queue, redis_client: aioredis.Redis
+) -> None:
+    await pqueue.enqueue("a", {})
+    other = Queue(pqueue.name, redis=redis_client, partitions=PARTS + 1)
+    with pytest.raises(ConfigError, match="laid out on 3 partitions"):
+        await other.enqueue("a", {})
