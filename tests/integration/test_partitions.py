@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from sluice import Completion, EnqueueRequest, Job, Queue, Worker
 from sluice.errors import ConfigError
 from sluice.keys import QueueKeys, partition_of, split_job_id
+from sluice.monitor.snapshot import Monitor
 from sluice.queue.partitioned import PartitionedQueue
 
 from .procs import spawn_worker, wait_ready
@@ -222,3 +223,20 @@ async def test_rate_limit_holds_across_three_processes_and_partitions(
         f"({100 * achieved / rate:.1f} %), busiest second {busiest}, late starts {late}"
     )
     assert achieved >= 0.97 * rate, f"achieved {achieved:.2f}/s of {rate}/s"
+
+
+async def test_monitoring_windows_and_health_sum_over_partitions(pqueue: Queue) -> None:
+    keys = [keys_on(p, 2) for p in range(PARTS)]
+    for key in (k for group in keys for k in group):
+        await pqueue.enqueue(key, {})
+    taken = await pqueue.reserve(10, worker_id="w")
+    done = [Completion(j.id, j.token, {}) for j in taken.jobs]
+    await pqueue.complete(done, worker_id="w")
+    await pqueue.enqueue(keys[1][0], {})  # one waiting, on partition 1
+    monitor = Monitor(pqueue)
+    window = (await monitor.windows())["1m"]
+    assert window.completed == 6 and window.get("enq") == 7
+    snap = await monitor.snapshot()
+    assert snap["counts"]["waiting"] == 1 and snap["counts"]["completed"] == 6
+    assert [c["waiting"] for c in snap["partitions"]] == [0, 1, 0]
+    assert await monitor.reader.rollup() >= 0  # each partition rolls its own minutes

@@ -94,8 +94,12 @@ async def render(
     firing: Mapping[str, int],
     spool: SpoolStats | None = None,
 ) -> bytes:
-    raw = await queue.redis.hgetall(queue.keys.mon_total)
-    totals = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+    totals: dict[str, int] = {}
+    for engine in queue.engines:  # a partitioned queue's counters: summed over partitions
+        raw = await queue.redis.hgetall(engine.keys.mon_total)
+        for k, v in raw.items():
+            name = k.decode() if isinstance(k, bytes) else k
+            totals[name] = totals.get(name, 0) + int(v)
     snapshot = await monitor.snapshot()
     windows = await monitor.windows()
     q = {"queue": queue.name}

@@ -43,23 +43,42 @@ def status_table(
     return table
 
 
+def partition_table(parts: list[dict[str, Any]]) -> Table:
+    """Depth per partition of a partitioned queue (docs/partitions.md)."""
+    table = Table(title="Partitions", header_style="bold")
+    for col in ("partition", "waiting", "active", "delayed", "dead", "ready lanes"):
+        table.add_column(col, justify="right")
+    for p, c in enumerate(parts):
+        table.add_row(
+            str(p),
+            *(str(c[k]) for k in ("waiting", "active", "delayed", "dead", "ready_lanes")),
+        )
+    return table
+
+
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Counts, workers and utilization of the queue."""
     settings = load_settings_or_exit(quiet=True)
     require_redis_url(settings)
 
-    async def read(runtime: Runtime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def read(
+        runtime: Runtime,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         counts = await runtime.queue.counts()
+        parts = await runtime.queue.partition_counts()
         workers = await registry.live_workers(runtime.queue.redis, runtime.queue.keys)
-        return counts, workers
+        return counts, parts, workers
 
-    counts, workers = with_runtime(settings, str(settings.redis_url), read)
+    counts, parts, workers = with_runtime(settings, str(settings.redis_url), read)
     if as_json:
-        console.print_json(
-            json.dumps({"queue": settings.queue, "counts": counts, "workers": workers})
-        )
+        doc = {"queue": settings.queue, "counts": counts, "workers": workers}
+        if len(parts) > 1:
+            doc["partitions"] = parts
+        console.print_json(json.dumps(doc))
         return
     console.print(status_table(counts, workers, None))
+    if len(parts) > 1:
+        console.print(partition_table(parts))
     if workers:
         table = Table(title="Workers", header_style="bold")
         for col in ("id", "slots", "busy", "utilization", "processed", "failed"):

@@ -63,7 +63,9 @@ async def run_loadtest(
             c.cancel()
         await asyncio.gather(*customers, return_exceptions=True)
         wall = time.monotonic() - wall0
-        reader = WindowReader(runtime.queue.redis, runtime.queue.keys)
+        reader = WindowReader(
+            runtime.queue.redis, runtime.queue.keys, partitions=runtime.queue.partitions
+        )
         seconds = int(min(3600, max(60, (cfg.duration_s // 10 + 2) * 10)))
         window = await reader.window("run", seconds)
         duplicates = _duplicate_replies(sim)

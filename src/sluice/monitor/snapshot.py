@@ -57,7 +57,7 @@ class Monitor:
         self.sla_objective = sla_objective
         self.rate_limit = rate_limit
         self.clock = clock
-        self.reader = WindowReader(queue.redis, queue.keys, clock)
+        self.reader = WindowReader(queue.redis, queue.keys, clock, partitions=queue.partitions)
 
     async def windows(self) -> dict[str, WindowStats]:
         return await self.reader.windows(WINDOWS)
@@ -101,7 +101,7 @@ class Monitor:
         if rate_limit and (service is None or service > rate_limit):
             service = float(rate_limit)
         backlog = counts["waiting"] + counts["delayed"]
-        return {
+        doc: dict[str, Any] = {
             "counts": counts,
             "workers": {
                 "count": len(workers),
@@ -124,3 +124,7 @@ class Monitor:
             },
             "signals": self.signals_from(windows, counts),
         }
+        if self.queue.partitions > 1:
+            # The counts above are sums; each partition's own (docs/partitions.md).
+            doc["partitions"] = await self.queue.partition_counts()
+        return doc

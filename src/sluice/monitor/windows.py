@@ -3,7 +3,8 @@
 A window of W seconds is the current 10-second bucket and the W/10 − 1 before it, so it
 covers between W − 10 and W seconds; windows longer than 2 hours read the 1-minute
 roll-ups. Everything is derived from counts and sums, so any process computes the same
-numbers and no samples are kept.
+numbers and no samples are kept. A partitioned queue's scripts write each partition's own
+buckets; a window sums them over every partition (docs/partitions.md).
 """
 
 from __future__ import annotations
@@ -138,8 +139,9 @@ def combine(name: str, seconds: int, buckets: Sequence[Mapping[str, int]]) -> Wi
 
 
 class WindowReader:
-    """Reads windows of one queue. ``clock`` (the reader's) and ``server_clock`` (Redis's,
-    which decides when a minute is finished) are injectable for tests."""
+    """Reads windows of one queue (summed over its ``partitions``). ``clock`` (the reader's)
+    and ``server_clock`` (Redis's, which decides when a minute is finished) are injectable
+    for tests."""
 
     def __init__(
         self,
@@ -147,9 +149,11 @@ class WindowReader:
         keys: QueueKeys,
         clock: Callable[[], float] = time.time,
         server_clock: Callable[[], Awaitable[float]] | None = None,
+        partitions: int = 1,
     ) -> None:
         self.redis = redis
         self.keys = keys
+        self.parts = [keys.part(p) for p in range(max(1, partitions))]
         self.clock = clock
         self.server_clock = server_clock or (lambda: server_time(redis))
 
@@ -166,29 +170,44 @@ class WindowReader:
         minute = int(now // COARSE_S)
         coarse_ids = list(range(minute - coarse_needed // COARSE_S, minute))
         pipe = self.redis.pipeline(transaction=False)
-        for index in fine_ids:
-            pipe.hgetall(self.keys.mon_10s(index))
-        for index in coarse_ids:
-            pipe.hgetall(self.keys.mon_1m(index))
+        for keys in self.parts:
+            for index in fine_ids:
+                pipe.hgetall(keys.mon_10s(index))
+            for index in coarse_ids:
+                pipe.hgetall(keys.mon_1m(index))
         raw = await pipe.execute() if fine_ids or coarse_ids else []
-        fine = dict(zip(fine_ids, (parse_bucket(r) for r in raw[: len(fine_ids)]), strict=True))
-        coarse = [parse_bucket(r) for r in raw[len(fine_ids) :]]
+        # Each partition's buckets, one after the other: fine by index, then coarse.
+        fine: dict[int, list[dict[str, int]]] = {i: [] for i in fine_ids}
+        coarse: list[dict[str, int]] = []
+        step = len(fine_ids) + len(coarse_ids)
+        for start in range(0, len(raw), step):
+            for i, r in zip(fine_ids, raw[start : start + len(fine_ids)], strict=True):
+                fine[i].append(parse_bucket(r))
+            coarse += [parse_bucket(r) for r in raw[start + len(fine_ids) : start + step]]
         result: dict[str, WindowStats] = {}
         for name, seconds in spec.items():
             if seconds <= FINE_RETENTION_S:
                 first = current - seconds // FINE_S + 1
-                result[name] = combine(name, seconds, [fine[i] for i in fine_ids if i >= first])
+                picked = [b for i in fine_ids if i >= first for b in fine[i]]
+                result[name] = combine(name, seconds, picked)
             else:
                 # Finished minutes from the roll-ups, plus this minute's fine buckets.
-                this_minute = [fine[i] for i in fine_ids if i >= minute * 6]
+                this_minute = [b for i in fine_ids if i >= minute * 6 for b in fine[i]]
                 result[name] = combine(name, seconds, coarse + this_minute)
         return result
 
     async def rollup(self) -> int:
         """Roll finished minutes (ended 15 s ago or more, within the fine buckets' two hours)
         into 1-minute buckets; idempotent, so any number of callers may race. Returns how
-        many minutes were rolled now. The evaluator's leader calls it every step."""
-        marker = self.keys.mon_rolled_until
+        many minutes were rolled now (summed over partitions, each rolled on its own). The
+        evaluator's leader calls it every step."""
+        rolled = 0
+        for keys in self.parts:
+            rolled += await self._rollup(keys)
+        return rolled
+
+    async def _rollup(self, keys: QueueKeys) -> int:
+        marker = keys.mon_rolled_until
         last_done = await self.redis.get(marker)
         # Finished by the clock that stamps the buckets (the scripts use Redis TIME): a host
         # clock running ahead would roll minutes up before their last buckets were written.
@@ -204,8 +223,8 @@ class WindowReader:
             pipe.evalsha(
                 scripts.rollup.sha,
                 1,
-                self.keys.meta,
-                self.keys.prefix,
+                keys.meta,
+                keys.prefix,
                 index,
             )
         rolled = sum(int(x) for x in await pipe.execute())

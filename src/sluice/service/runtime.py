@@ -43,6 +43,7 @@ def queue_for(settings: Settings, client: aioredis.Redis) -> Queue:
     return Queue(
         settings.queue,
         redis=client,
+        partitions=settings.partitions,
         max_attempts=settings.max_attempts,
         completed_retention_s=settings.completed_retention_s,
         dedupe_ttl_s=settings.dedupe_ttl_s,

@@ -166,7 +166,7 @@ async def check_retention_memory(client: aioredis.Redis, settings: Settings) -> 
     if settings.peak_rate is not None:
         rate, source = settings.peak_rate, "SLUICE_PEAK_RATE"
     else:
-        reader = WindowReader(client, QueueKeys(settings.queue))
+        reader = WindowReader(client, QueueKeys(settings.queue), partitions=settings.partitions)
         windows = await reader.windows(THROUGHPUT_WINDOWS)
         measured = max(w.throughput for w in windows.values())
         rate, source = measured, "measured recent throughput"

@@ -130,6 +130,9 @@ class Settings(EnvSettings):
 
     data_dir: Path | None = Field(None, validation_alias="SLUICE_DATA_DIR")
     queue: str = Field("inbound", validation_alias="SLUICE_QUEUE")
+    # Conversations spread over this many partitions, each its own hash tag (a cluster puts
+    # them on different shards); 1 is the unpartitioned layout (docs/partitions.md).
+    partitions: int = Field(1, ge=1, le=1024, validation_alias="SLUICE_PARTITIONS")
     lease_ms: int = Field(5_000, ge=1, validation_alias="SLUICE_LEASE_MS")
     heartbeat_ms: int = Field(1_000, ge=1, validation_alias="SLUICE_HEARTBEAT_MS")
     max_attempts: int = Field(5, ge=1, validation_alias="SLUICE_MAX_ATTEMPTS")

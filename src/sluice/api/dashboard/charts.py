@@ -79,25 +79,28 @@ async def build_series(st: AppState, span: Literal["1h", "24h"]) -> dict[str, An
         coarse_ids = [m for m in minutes if m < minute_now]
         fine_minutes = [m for m in minutes if m >= minute_now - 119]
         step_min = 5
-    pipe = st.queue.redis.pipeline(transaction=False)
-    for m in coarse_ids:
-        pipe.hgetall(st.queue.keys.mon_1m(m))
-    fine_ids = [m * 6 + i for m in fine_minutes for i in range(6)]
-    for index in fine_ids:
-        pipe.hgetall(st.queue.keys.mon_10s(index))
-    raw = await pipe.execute() if coarse_ids or fine_ids else []
-    coarse = {m: _parse(r) for m, r in zip(coarse_ids, raw[: len(coarse_ids)], strict=True)}
-    fine: dict[int, list[dict[str, int]]] = {}
-    for index, r in zip(fine_ids, raw[len(coarse_ids) :], strict=True):
-        if r:
-            fine.setdefault(index // 6, []).append(_parse(r))
-    per_minute: dict[int, list[dict[str, int]]] = {}
-    for m in minutes:
-        rolled = coarse.get(m)
-        if rolled and rolled.get("_rolled"):
-            per_minute[m] = [{k: v for k, v in rolled.items() if k != "_rolled"}]
-        else:
-            per_minute[m] = fine.get(m, [])
+    per_minute: dict[int, list[dict[str, int]]] = {m: [] for m in minutes}
+    # A partitioned queue's buckets are per partition (docs/partitions.md): summed here.
+    for engine in st.queue.engines:
+        keys = engine.keys
+        pipe = st.queue.redis.pipeline(transaction=False)
+        for m in coarse_ids:
+            pipe.hgetall(keys.mon_1m(m))
+        fine_ids = [m * 6 + i for m in fine_minutes for i in range(6)]
+        for index in fine_ids:
+            pipe.hgetall(keys.mon_10s(index))
+        raw = await pipe.execute() if coarse_ids or fine_ids else []
+        coarse = {m: _parse(r) for m, r in zip(coarse_ids, raw[: len(coarse_ids)], strict=True)}
+        fine: dict[int, list[dict[str, int]]] = {}
+        for index, r in zip(fine_ids, raw[len(coarse_ids) :], strict=True):
+            if r:
+                fine.setdefault(index // 6, []).append(_parse(r))
+        for m in minutes:
+            rolled = coarse.get(m)
+            if rolled and rolled.get("_rolled"):
+                per_minute[m].append({k: v for k, v in rolled.items() if k != "_rolled"})
+            else:
+                per_minute[m] += fine.get(m, [])
     points = []
     for start in range(minutes[0], minute_now + 1, step_min):
         group = [b for m in range(start, start + step_min) for b in per_minute.get(m, [])]

@@ -110,6 +110,14 @@ async def build_summary(st: AppState, *, record_depth: bool = False) -> dict[str
             else None
         ),
         "counts": counts,
+        # Depth per partition (one entry for an unpartitioned queue; docs/partitions.md).
+        "partitions": [
+            {
+                "partition": p,
+                **{k: c[k] for k in ("waiting", "delayed", "active", "ready_lanes")},
+            }
+            for p, c in enumerate(snap.get("partitions") or [counts])
+        ],
         "windows": snap["windows"],
         "capacity": snap["capacity"],
         "workers": _workers(st, w["list"], now),

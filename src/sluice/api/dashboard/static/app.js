@@ -127,6 +127,14 @@
     const wait95 = w1.queue_wait_ms.p95;
     setTile("tile-depth", String(depth), "running " + s.counts.active + " · wait p95 " + dur(wait95),
       level(wait95, th.queue_wait_ms.warning, th.queue_wait_ms.critical));
+    const parts = s.partitions || [];
+    const partTile = document.getElementById("tile-partitions");
+    partTile.hidden = parts.length < 2;
+    if (parts.length > 1) {
+      const depths = parts.map((p) => p.waiting + p.delayed);
+      setTile("tile-partitions", depths.join(" · "),
+        parts.map((p) => "p" + p.partition + " running " + p.active).join(" · "), "none");
+    }
     const age = s.counts.oldest_waiting_age_ms;
     setTile("tile-oldest", depth ? dur(age) : "none", "drain " + (isNum(s.capacity.drain_seconds) ? dur(s.capacity.drain_seconds * 1000) : "–"),
       level(age, th.oldest_waiting_ms.warning, th.oldest_waiting_ms.critical));
