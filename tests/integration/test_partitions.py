@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sluice import Completion, EnqueueRequest, Job, Queue, Worker
+from sluice.api.dashboard.jobs import is_job_id
 from sluice.errors import ConfigError
 from sluice.keys import QueueKeys, partition_of, split_job_id
 from sluice.monitor.snapshot import Monitor
@@ -240,3 +241,9 @@ async def test_monitoring_windows_and_health_sum_over_partitions(pqueue: Queue) 
     assert snap["counts"]["waiting"] == 1 and snap["counts"]["completed"] == 6
     assert [c["waiting"] for c in snap["partitions"]] == [0, 1, 0]
     assert await monitor.reader.rollup() >= 0  # each partition rolls its own minutes
+
+
+def test_partitioned_job_ids_are_accepted_by_the_api() -> None:
+    assert is_job_id("42") and is_job_id("2_17")
+    assert not is_job_id("2_") and not is_job_id("_7") and not is_job_id("a_1")
+    assert not is_job_id("1_2_3") and not is_job_id("²")

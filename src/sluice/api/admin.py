@@ -16,7 +16,10 @@ from sluice.queue.hops import durations
 from sluice.service.profiles import switch_profile
 
 router = APIRouter(prefix="/api/admin", dependencies=[AdminOnly], tags=["admin"])
-JobId = Annotated[str, Path(pattern=r"^[0-9]{1,20}$", description="job id")]
+JobId = Annotated[
+    str,
+    Path(pattern=r"^([0-9]{1,4}_)?[0-9]{1,20}$", description="job id (<p>_<n> on partition p)"),
+]
 
 
 class PausedState(BaseModel):

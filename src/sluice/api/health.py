@@ -76,6 +76,9 @@ class QueueStatus(BaseModel):
     completed: int
     ready_lanes: int
     oldest_waiting_age_ms: int
+    # A partitioned queue (docs/partitions.md): the sums above, then each partition's
+    # counts in partition order; one entry for an unpartitioned queue.
+    partitions: list[dict[str, Any]] = []
 
 
 class WorkersStatus(BaseModel):
@@ -195,7 +198,9 @@ async def build(
     overrides: dict[str, int | None] = {"concurrency": None, "rate_limit": None}
     if snapshot is not None:
         counts = snapshot["counts"]
-        queue_status = QueueStatus(name=queue.name, **counts)
+        queue_status = QueueStatus(
+            name=queue.name, partitions=snapshot.get("partitions") or [counts], **counts
+        )
         w = snapshot["workers"]
         workers = WorkersStatus(
             count=w["count"],

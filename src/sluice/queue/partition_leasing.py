@@ -55,7 +55,7 @@ class PartitionLeasing:
         self._live_rate: int | None = None
         self._live_rate_at = -1e9
 
-    def engine_of_job(self, job_id: str) -> Queue:  # pragma: no cover - the class's own
+    def _part_of_job(self, job_id: str) -> int:  # pragma: no cover - the class's own
         raise NotImplementedError
 
     async def check_layout(self) -> None:  # pragma: no cover - the class's own
@@ -75,7 +75,7 @@ class PartitionLeasing:
     def _by_partition(self, jobs: Sequence[Job]) -> dict[int, list[Job]]:
         grouped: dict[int, list[Job]] = {}
         for job in jobs:
-            grouped.setdefault(self._engines.index(self.engine_of_job(job.id)), []).append(job)
+            grouped.setdefault(self._part_of_job(job.id), []).append(job)
         return grouped
 
     async def _limited(self, rate_limit: int) -> bool:
@@ -170,7 +170,7 @@ class PartitionLeasing:
             prefetch = 0
         acks: dict[int, list[Completion]] = {}
         for c in done:
-            acks.setdefault(self._engines.index(self.engine_of_job(c.job_id)), []).append(c)
+            acks.setdefault(self._part_of_job(c.job_id), []).append(c)
         charges = self._by_partition(started)
         lost: list[str] = []
         finished: list[Finished] = []
@@ -214,7 +214,7 @@ class PartitionLeasing:
     async def fail(
         self, job: Job, error: str, *, backoff_ms: int, retryable: bool = True
     ) -> Literal["retry", "dead", "lost"]:
-        engine = self.engine_of_job(job.id)
+        engine = self._engines[self._part_of_job(job.id)]
         return await engine.fail(job, error, backoff_ms=backoff_ms, retryable=retryable)
 
     async def extend(
@@ -231,7 +231,7 @@ class PartitionLeasing:
         return [job_id for lost in answers for job_id in lost]
 
     async def fence_turn(self, refs: Sequence[tuple[str, str]], hold_ms: float) -> float:
-        return await self.engine_of_job(refs[0][0]).fence_turn(refs, hold_ms)
+        return await self._engines[self._part_of_job(refs[0][0])].fence_turn(refs, hold_ms)
 
     async def release(
         self, jobs: Sequence[Job], reason: str | None = None, *, request_id: str | None = None

@@ -62,11 +62,14 @@ class PartitionedQueue(PartitionLeasing, Queue):
 
     def engine_of_job(self, job_id: str) -> Queue:
         """The engine of the partition a job id names."""
+        return self._engines[self._part_of_job(job_id)]
+
+    def _part_of_job(self, job_id: str) -> int:
         try:
             part = split_job_id(job_id)[0]
         except ValueError:
             part = 0
-        return self._engines[part if part < self.partitions else 0]
+        return part if part < self.partitions else 0
 
     async def check_layout(self) -> None:
         """Record this queue's number of partitions, or refuse a different recorded one."""
@@ -195,6 +198,15 @@ class PartitionedQueue(PartitionLeasing, Queue):
     async def get_job(self, job_id: str) -> JobRecord | None:
         return await self.engine_of_job(job_id).get_job(job_id)
 
+    async def _records(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """Records of jobs on any partitions, in the order of ``job_ids`` (those found)."""
+        by_engine: dict[int, list[str]] = {}
+        for job_id in job_ids:
+            by_engine.setdefault(self._part_of_job(job_id), []).append(job_id)
+        found = await self._all(self._engines[p]._records(ids) for p, ids in by_engine.items())
+        by_id = {r.id: r for records in found for r in records}
+        return [by_id[job_id] for job_id in job_ids if job_id in by_id]
+
     async def find_by_message_id(self, message_id: str) -> str | None:
         """Dedupe records live on the message's partition; the first found answers."""
         for found in await self._all(e.find_by_message_id(message_id) for e in self._engines):
@@ -210,12 +222,7 @@ class PartitionedQueue(PartitionLeasing, Queue):
         )
         merged = heapq.merge(*each, key=lambda member: -float(member[1]))
         ids = [as_text(job_id) for job_id, _ in merged][offset : offset + limit]
-        records: list[JobRecord] = []
-        for job_id in ids:
-            record = await self.get_job(job_id)
-            if record is not None:
-                records.append(record)
-        return records
+        return await self._records(ids)
 
     async def retry_dead(self, job_id: str) -> bool:
         return await self.engine_of_job(job_id).retry_dead(job_id)
@@ -225,7 +232,7 @@ class PartitionedQueue(PartitionLeasing, Queue):
             return sum(await self._all(e.purge_dead() for e in self._engines))
         by_engine: dict[int, list[str]] = {}
         for job_id in job_ids:
-            by_engine.setdefault(self._engines.index(self.engine_of_job(job_id)), []).append(job_id)
+            by_engine.setdefault(self._part_of_job(job_id), []).append(job_id)
         return sum(
             await self._all(self._engines[p].purge_dead(ids) for p, ids in by_engine.items())
         )

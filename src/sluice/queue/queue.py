@@ -126,6 +126,10 @@ class Queue(Leasing):
         """The per-partition engines (this queue itself when it is not partitioned)."""
         return [self]
 
+    def engine_of(self, key: str) -> Queue:
+        """The engine of a conversation's partition (this queue when it is not partitioned)."""
+        return self
+
     @property
     def wake_keys(self) -> list[str]:
         """The wake lists an idle worker blocks on (one per partition)."""

@@ -42,9 +42,16 @@ def _text_list(values: Sequence[Any]) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
+def is_job_id(value: str) -> bool:
+    """A job id: digits, or "<p>_<digits>" on partition p of a partitioned queue."""
+    part, sep, seq = value.rpartition("_")
+    digits = seq.isascii() and seq.isdigit() and len(seq) <= 20
+    return digits and (not sep or (part.isascii() and part.isdigit() and len(part) <= 4))
+
+
 def _job_id(value: str) -> str:
     """A job id from the URL, or 404 before it reaches Redis."""
-    if not value.isdigit() or len(value) > 20:
+    if not is_job_id(value):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
     return value
 
@@ -54,9 +61,10 @@ async def search_jobs(st: AppState, q: str) -> dict[str, Any]:
     q = q.strip()
     if not q or len(q) > 200:
         return {"query": q, "matches": [], "conversation": None}
-    queue, redis, keys = st.queue, st.queue.redis, st.queue.keys
+    # A conversation's lane and its finished jobs are on its partition (docs/partitions.md).
+    queue, redis, keys = st.queue, st.queue.redis, st.queue.engine_of(q).keys
     found: dict[str, str] = {}  # job id -> how it matched
-    if q.isdigit() and await queue.get_job(q) is not None:
+    if is_job_id(q) and await queue.get_job(q) is not None:
         found[q] = "job id"
     by_message = await queue.find_by_message_id(q)
     if by_message is not None:
