@@ -13,7 +13,6 @@ import redis.asyncio as aioredis
 
 from sluice import Completion, EnqueueRequest, Job, Queue, Worker
 from sluice.api.dashboard.jobs import is_job_id
-from sluice.errors import ConfigError
 from sluice.keys import QueueKeys, partition_of, split_job_id
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.partitioned import PartitionedQueue
@@ -170,13 +169,13 @@ async def test_admin_methods_aggregate(pqueue: Queue) -> None:
     assert (await pqueue.live_settings())["rate_limit"] is None
 
 
-async def test_another_partition_count_is_refused(
-    pqueue: Queue, redis_client: aioredis.Redis
-) -> None:
+async def test_the_recorded_layout_wins(pqueue: Queue, redis_client: aioredis.Redis) -> None:
     await pqueue.enqueue("a", {})
-    other = Queue(pqueue.name, redis=redis_client, partitions=PARTS + 1)
-    with pytest.raises(ConfigError, match="laid out on 3 partitions"):
-        await other.enqueue("a", {})
+    other = Queue(pqueue.name, redis=redis_client, partitions=PARTS + 2)
+    assert isinstance(other, PartitionedQueue)
+    await other.enqueue("a", {})  # routed by the recorded 3, not its own 5
+    assert (await other.check_layout()).partitions == PARTS
+    assert [c["waiting"] for c in await pqueue.partition_counts()][partition_of("a", PARTS)] == 2
 
 
 async def test_rate_limit_holds_across_three_processes_and_partitions(

@@ -36,6 +36,7 @@ from sluice.queue.types import (
 )
 
 if TYPE_CHECKING:
+    from sluice.queue.layout import Layout
     from sluice.queue.queue import Queue
 
 #: How long a worker trusts the live rate limit it read (when none is configured, the
@@ -58,7 +59,10 @@ class PartitionLeasing:
     def _part_of_job(self, job_id: str) -> int:  # pragma: no cover - the class's own
         raise NotImplementedError
 
-    async def check_layout(self) -> None:  # pragma: no cover - the class's own
+    async def check_layout(self, *, refresh: bool = False) -> Layout:  # pragma: no cover
+        raise NotImplementedError
+
+    async def _try_finish(self, layout: Layout) -> None:  # pragma: no cover
         raise NotImplementedError
 
     @property
@@ -69,8 +73,9 @@ class PartitionLeasing:
         self._live_rate_at = -1e9
 
     def _rotation(self, request_id: str) -> list[int]:
-        first = zlib.crc32(request_id.encode()) % self.partitions
-        return [(first + i) % self.partitions for i in range(self.partitions)]
+        count = len(self._engines)
+        first = zlib.crc32(request_id.encode()) % count
+        return [(first + i) % count for i in range(count)]
 
     def _by_partition(self, jobs: Sequence[Job]) -> dict[int, list[Job]]:
         grouped: dict[int, list[Job]] = {}
@@ -161,7 +166,7 @@ class PartitionLeasing:
         batch: int = 1,
         report: bool = True,
     ) -> tuple[list[str], Reservation, list[Finished]]:
-        await self.check_layout()
+        await self._try_finish(await self.check_layout())
         rid = request_id or new_request_id()
         limited, want, retry_after, tokens = await self._grant(
             reserve, rid, rate_limit, rate_guard_ms

@@ -1,5 +1,5 @@
 """A queue spread over N partitions: the same API as :class:`~sluice.queue.queue.Queue`,
-over N per-partition engines (docs/partitions.md).
+over per-partition engines (docs/partitions.md).
 
 Each partition is an ordinary engine (the same Lua scripts) on keys of its own hash tag,
 ``sluice:{name}:`` for partition 0 and ``sluice:{name#p}:`` for p >= 1, so every script call
@@ -9,26 +9,37 @@ This class routes what concerns one conversation or job to its partition, aggreg
 concerns the queue, and, on the worker's side, reserves across partitions in a rotation
 (:mod:`sluice.queue.partition_leasing`) under one global rate limit (``lua/limiter.lua``).
 
-The number of partitions is recorded in the layout key (``sluice:{name}:layout``) the first
-time a partitioned queue is used; a queue constructed with another number refuses to work
-(resizing is not implemented yet: docs/partitions.md says what it will take).
+The layout (N, and the previous N while a resize is in progress: :mod:`sluice.queue.layout`)
+is recorded in Redis; the ``partitions`` a queue is constructed with only records the first
+one. Every enqueue carries the epoch of the layout it was routed by and is refused by a
+partition that knows a later one, so producers never route by a stale layout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sluice import tracing
-from sluice.errors import ConfigError
 from sluice.keys import partition_of, split_job_id
+from sluice.queue import layout as layouts
 from sluice.queue.job import JobRecord
+from sluice.queue.layout import Layout
 from sluice.queue.partition_leasing import PartitionLeasing
 from sluice.queue.queue import Queue
 from sluice.queue.types import Enqueued, EnqueueRequest, as_text
 from sluice.tracing import messaging
+
+#: How long a worker trusts the layout it read before reading it again (producers read it
+#: again whenever a partition refuses their epoch).
+LAYOUT_TTL_S = 1.0
+#: How often a worker tries to end a resize in progress.
+FINISH_EVERY_S = 2.0
+# enqueue.lua's refusals.
+_STALE, _ABSENT = -1, -2
 
 
 class PartitionedQueue(PartitionLeasing, Queue):
@@ -37,12 +48,24 @@ class PartitionedQueue(PartitionLeasing, Queue):
     def __init__(self, name: str = "inbound", *, partitions: int = 1, **kwargs: Any) -> None:
         kwargs.pop("partition", None)
         super().__init__(name, partitions=partitions, **kwargs)
-        shared = {k: v for k, v in kwargs.items() if k not in ("url", "redis")}
-        self._engines: list[Queue] = [
-            Queue(name, redis=self.redis, partition=p, **shared) for p in range(partitions)
-        ]
-        self._layout_checked = False
+        self._shared = {k: v for k, v in kwargs.items() if k not in ("url", "redis")}
+        self._engines: list[Queue] = []
+        self._grow(partitions)
+        self.layout: Layout | None = None
+        self._layout_at = -1e9
+        self._finish_at = -1e9
         self._init_leasing()
+
+    def _grow(self, count: int) -> None:
+        while len(self._engines) < count:
+            p = len(self._engines)
+            self._engines.append(Queue(self.name, redis=self.redis, partition=p, **self._shared))
+
+    def _adopt(self, layout: Layout) -> Layout:
+        self.layout = layout
+        self._layout_at = time.monotonic()
+        self._grow(layout.highest)
+        return layout
 
     @property
     def engines(self) -> list[Queue]:
@@ -57,8 +80,10 @@ class PartitionedQueue(PartitionLeasing, Queue):
         return [e.keys.control for e in self._engines]
 
     def engine_of(self, key: str) -> Queue:
-        """The engine of a conversation's partition."""
-        return self._engines[partition_of(key, self.partitions)]
+        """The engine of a conversation's home partition (by the layout last read)."""
+        layout = self.layout
+        n = layout.partitions if layout is not None else self.partitions
+        return self._engines[partition_of(key, n)]
 
     def engine_of_job(self, job_id: str) -> Queue:
         """The engine of the partition a job id names."""
@@ -69,24 +94,53 @@ class PartitionedQueue(PartitionLeasing, Queue):
             part = split_job_id(job_id)[0]
         except ValueError:
             part = 0
-        return part if part < self.partitions else 0
+        self._grow(part + 1)
+        return part
 
-    async def check_layout(self) -> None:
-        """Record this queue's number of partitions, or refuse a different recorded one."""
-        if self._layout_checked:
-            return
-        layout = self.keys.layout
-        await self.redis.hsetnx(layout, "partitions", self.partitions)
-        recorded = int(await self.redis.hget(layout, "partitions") or 0)
-        if recorded != self.partitions:
-            raise ConfigError(
-                f"queue {self.name!r} is laid out on {recorded} partitions, not "
-                f"{self.partitions} (SLUICE_PARTITIONS); resizing is not supported yet"
+    async def check_layout(self, *, refresh: bool = False) -> Layout:
+        """The layout: recorded now if none is, read again when ``refresh`` or when the
+        last read is older than a second (workers); a worker also tries to end a resize."""
+        layout = self.layout
+        if layout is None:
+            return self._adopt(
+                await layouts.init(self.redis, self.scripts, self.keys, self.partitions)
             )
-        self._layout_checked = True
+        now = time.monotonic()
+        if refresh or now - self._layout_at > LAYOUT_TTL_S:
+            layout = self._adopt(await layouts.read(self.redis, self.keys) or layout)
+        return layout
+
+    async def _try_finish(self, layout: Layout) -> None:
+        now = time.monotonic()
+        if layout.resizing and now - self._finish_at > FINISH_EVERY_S:
+            self._finish_at = now
+            done = await layouts.finish(self.redis, self.scripts, self.keys, layout)
+            if done is not None:
+                self._adopt(done)
+
+    async def resize(self, partitions: int) -> Layout:
+        """Start moving the queue to ``partitions`` partitions. A conversation stays on its
+        old partition until it has neither a lane nor a job in flight there; then its
+        messages go to its new one. Workers end the resize once no conversation is left away
+        from home (:meth:`finish_resize` does it at once). Raises
+        :class:`~sluice.queue.layout.ResizeInProgressError` while one is in progress."""
+        await self.check_layout()
+        return self._adopt(await layouts.resize(self.redis, self.scripts, self.keys, partitions))
+
+    async def finish_resize(self) -> bool:
+        """End the resize in progress if it can end now; True if none is in progress after."""
+        layout = await self.check_layout(refresh=True)
+        done = await layouts.finish(self.redis, self.scripts, self.keys, layout)
+        if done is not None:
+            self._adopt(done)
+        return not (self.layout or layout).resizing
 
     async def _all(self, calls: Iterable[Any]) -> list[Any]:
         return list(await asyncio.gather(*calls))
+
+    async def _parts(self) -> list[Queue]:
+        await self.check_layout()
+        return list(self._engines)
 
     # ---------------------------------------------------------------- producers
 
@@ -100,20 +154,47 @@ class PartitionedQueue(PartitionLeasing, Queue):
         hops: Any = None,
         max_attempts: int | None = None,
     ) -> Enqueued:
-        await self.check_layout()
-        return await self.engine_of(key).add(
-            key, payload, id=id, priority=priority, hops=hops, max_attempts=max_attempts
-        )
+        args = self._engines[0]._enqueue_args(key, payload, id, priority, hops, max_attempts)
+        if tracing.enabled:
+            with messaging.sending(self.name, key, id, len(args[4]), args) as sent:
+                result = await self._route(args)
+                sent.message(result.job_id, duplicate=result.duplicate)
+            return result
+        return await self._route(args)
+
+    async def _route(self, args: list[Any]) -> Enqueued:
+        """Send one enqueue to where its conversation lives now (see the module
+        :mod:`sluice.queue.layout` for the rule), again with a fresh layout if refused."""
+        key, hop_count = args[3], args[9]
+        layout = await self.check_layout()
+        while True:
+            old = layout.old_home(key)
+            targets = (
+                [(old, "c"), (layout.home(key), "")]
+                if old is not None
+                else [(layout.home(key), "")]
+            )
+            for part, cond in targets:
+                engine = self._engines[part]
+                args[0] = engine.keys.prefix
+                args[9] = f"{hop_count}|{layout.epoch}|{cond}"
+                job_id, created = await engine.scripts.enqueue(engine._kv, args)
+                created = int(created)
+                if created == _ABSENT:
+                    continue
+                if created != _STALE:
+                    return Enqueued(as_text(job_id), duplicate=not created)
+                break
+            await asyncio.sleep(0.001)  # a resize is being announced to the partitions
+            layout = await self.check_layout(refresh=True)
 
     async def enqueue_many(self, requests: Iterable[EnqueueRequest]) -> list[str]:
-        """Each message to its conversation's partition, one pipeline per partition; ids in
-        the order of ``requests``."""
-        await self.check_layout()
+        """Each message to its conversation's partition (one pipeline per partition while
+        no resize is in progress, else one at a time); ids in the order of ``requests``."""
         reqs = list(requests)
-        parts = [partition_of(r.key, self.partitions) for r in reqs]
         arg_lists = [
-            self._engines[p]._enqueue_args(r.key, r.payload, r.id, r.priority, r.hops, None)
-            for r, p in zip(reqs, parts, strict=True)
+            self._engines[0]._enqueue_args(r.key, r.payload, r.id, r.priority, r.hops, None)
+            for r in reqs
         ]
         if not arg_lists:
             return []
@@ -121,42 +202,66 @@ class PartitionedQueue(PartitionLeasing, Queue):
             with messaging.sending_batch(self.name, [a[3] for a in arg_lists]) as parents:
                 for args, parent in zip(arg_lists, parents, strict=True):
                     args.append(parent)
-                return await self._enqueue_spread(parts, arg_lists)
-        return await self._enqueue_spread(parts, arg_lists)
+                return await self._enqueue_spread(arg_lists)
+        return await self._enqueue_spread(arg_lists)
 
-    async def _enqueue_spread(self, parts: list[int], arg_lists: list[list[Any]]) -> list[str]:
+    async def _enqueue_spread(self, arg_lists: list[list[Any]]) -> list[str]:
+        layout = await self.check_layout()
+        if layout.resizing:
+            return [(await self._route(args)).job_id for args in arg_lists]
         by_part: dict[int, list[int]] = {}
-        for i, p in enumerate(parts):
-            by_part.setdefault(p, []).append(i)
+        for i, args in enumerate(arg_lists):
+            by_part.setdefault(layout.home(args[3]), []).append(i)
         answers = await self._all(
-            self._engines[p]._enqueue_pipelined([arg_lists[i] for i in idx])
+            self._pipelined(p, [arg_lists[i] for i in idx], layout.epoch)
             for p, idx in by_part.items()
         )
-        ids = [""] * len(parts)
+        ids = [""] * len(arg_lists)
         for idx, got in zip(by_part.values(), answers, strict=True):
-            for i, job_id in zip(idx, got, strict=True):
-                ids[i] = job_id
+            for i, (job_id, created) in zip(idx, got, strict=True):
+                # Refused (a resize began meanwhile): a partition refuses every enqueue after
+                # its first refusal, so these are the tail of its share, sent in order now.
+                ids[i] = as_text(job_id) if int(created) != _STALE else ""
+        for i, job_id in enumerate(ids):
+            if not job_id:
+                ids[i] = (await self._route(arg_lists[i])).job_id
         return ids
+
+    async def _pipelined(self, part: int, arg_lists: list[list[Any]], epoch: int) -> list[Any]:
+        engine = self._engines[part]
+        script = engine.scripts.enqueue
+        await self.redis.script_load(script.script)
+        pipe = self.redis.pipeline(transaction=False)
+        for args in arg_lists:
+            hop_count = args[9]
+            sent = [engine.keys.prefix, *args[1:9], f"{hop_count}|{epoch}|", *args[10:]]
+            pipe.evalsha(script.sha, 1, *engine._kv, *sent)
+        return list(await pipe.execute())
 
     # ---------------------------------------------------------------- control
 
     async def pause(self) -> bool:
-        return any(await self._all(e.pause() for e in self._engines))
+        return any(await self._all(e.pause() for e in await self._parts()))
 
     async def resume(self) -> bool:
-        return any(await self._all(e.resume() for e in self._engines))
+        return any(await self._all(e.resume() for e in await self._parts()))
 
     async def is_paused(self) -> bool:
-        return any(await self._all(e.is_paused() for e in self._engines))
+        return any(await self._all(e.is_paused() for e in await self._parts()))
 
     async def drain(self) -> int:
-        return sum(await self._all(e.drain() for e in self._engines))
+        return sum(await self._all(e.drain() for e in await self._parts()))
 
     async def cancel(self, key: str, reason: str = "cancelled") -> int:
-        return await self.engine_of(key).cancel(key, reason)
+        """The conversation's waiting jobs, at home and (during a resize) on its old
+        partition."""
+        layout = await self.check_layout()
+        old = layout.old_home(key)
+        parts = {layout.home(key)} | ({old} if old is not None else set())
+        return sum(await self._all(self._engines[p].cancel(key, reason) for p in parts))
 
     async def partition_counts(self) -> list[dict[str, Any]]:
-        return await self._all(e.counts() for e in self._engines)
+        return await self._all(e.counts() for e in await self._parts())
 
     async def counts(self) -> dict[str, Any]:
         """The sums over partitions; paused if any partition is, the oldest age of all."""
@@ -209,7 +314,7 @@ class PartitionedQueue(PartitionLeasing, Queue):
 
     async def find_by_message_id(self, message_id: str) -> str | None:
         """Dedupe records live on the message's partition; the first found answers."""
-        for found in await self._all(e.find_by_message_id(message_id) for e in self._engines):
+        for found in await self._all(e.find_by_message_id(message_id) for e in await self._parts()):
             if found:
                 return str(found)
         return None
@@ -218,7 +323,7 @@ class PartitionedQueue(PartitionLeasing, Queue):
         """Dead letters of every partition merged, newest first."""
         last = offset + limit - 1
         each = await self._all(
-            self.redis.zrevrange(e.keys.dead, 0, last, withscores=True) for e in self._engines
+            self.redis.zrevrange(e.keys.dead, 0, last, withscores=True) for e in await self._parts()
         )
         merged = heapq.merge(*each, key=lambda member: -float(member[1]))
         ids = [as_text(job_id) for job_id, _ in merged][offset : offset + limit]
@@ -229,7 +334,7 @@ class PartitionedQueue(PartitionLeasing, Queue):
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
         if not job_ids:
-            return sum(await self._all(e.purge_dead() for e in self._engines))
+            return sum(await self._all(e.purge_dead() for e in await self._parts()))
         by_engine: dict[int, list[str]] = {}
         for job_id in job_ids:
             by_engine.setdefault(self._part_of_job(job_id), []).append(job_id)

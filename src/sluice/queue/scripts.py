@@ -30,6 +30,7 @@ SCRIPT_NAMES = (
     "purge_dead",
     "rollup",
     "limiter",
+    "layout",
 )
 
 PACKAGE = "sluice.queue"

@@ -11,9 +11,15 @@
 -- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 request id ('' = none), 3 message id ('' = none), 4 conversation key,
 --       5 payload (JSON), 6 priority class, 7 SLA target of the class (ms), 8 max attempts,
---       9 dedupe record TTL (ms), 10 n hop pairs, then n x (hop name, epoch ms), then
+--       9 dedupe record TTL (ms), 10 n hop pairs (a partitioned queue adds its layout
+--       guard: "n|epoch|" or "n|epoch|c", see below), then n x (hop name, epoch ms), then
 --       optionally the message's trace context (W3C traceparent, stored as `tp`; sent only
 --       while tracing is on, see sluice/tracing)
+-- The layout guard (docs/partitions.md): the call is refused with {'', -1} unless the
+-- partition's meta `epoch` is the caller's (its layout is current), and with 'c'
+-- (a conversation staying on its old partition during a resize) with {'', -2} unless the
+-- conversation has a lane or a job in flight here. Refusals write nothing; a duplicate
+-- message id is answered before the guard.
 -- Returns {job id, 1} for a new job ("<p>_<n>" on partition p >= 1), {first job id, 0} for a duplicate message id.
 -- Events: enqueued (not for a repeat or a duplicate).
 --!include lib/keys.lua
@@ -45,6 +51,18 @@ else
   end
 end
 
+local nhops, epoch, cond = string.match(ARGV[10], '^(%d+)|?(%d*)|?(c?)$')
+nhops = tonumber(nhops)
+local lk = lane_key(key)
+if epoch ~= '' then
+  if redis.call('HGET', K_META, 'epoch') ~= epoch then
+    return {'', -1}
+  end
+  if cond == 'c' and redis.call('LLEN', lk) == 0 and redis.call('HEXISTS', K_INFLIGHT, key) == 0 then
+    return {'', -2}
+  end
+end
+
 local now = now_ms()
 local id = tostring(redis.call('INCR', K_SEQ))
 -- Partition p >= 1 of a partitioned queue (prefix "sluice:{name#p}:") marks its ids
@@ -60,7 +78,6 @@ end
 
 -- A lane that is empty and idle becomes ready now, with this job as its head; otherwise
 -- its running job's end (or its retry) makes the next head ready, so order holds.
-local lk = lane_key(key)
 local ready = redis.call('LLEN', lk) == 0 and redis.call('HEXISTS', K_INFLIGHT, key) == 0
 local fields = {'id', id, 'key', key, 'prio', ARGV[6], 'target', ARGV[7],
   'max', ARGV[8], 'attempt', 0, 'state', 'waiting', 'h:enqueued', fmt(now)}
@@ -77,7 +94,6 @@ if msg_id ~= '' then
     fields[#fields + 1] = rid
   end
 end
-local nhops = tonumber(ARGV[10])
 for h = 0, nhops - 1 do
   fields[#fields + 1] = 'h:' .. ARGV[11 + 2 * h]
   fields[#fields + 1] = ARGV[12 + 2 * h]
