@@ -246,3 +246,23 @@ def test_partitioned_job_ids_are_accepted_by_the_api() -> None:
     assert is_job_id("42") and is_job_id("2_17")
     assert not is_job_id("2_") and not is_job_id("_7") and not is_job_id("a_1")
     assert not is_job_id("1_2_3") and not is_job_id("²")
+
+
+async def test_one_worker_starts_earliest_deadline_first_across_partitions(pqueue: Queue) -> None:
+    """The exchange's plan reads every partition's first lane heads, so without a
+    concurrent worker reservations follow the deadlines across partitions exactly
+    (benchmarks/partitions_edf.py measures it with concurrent ones)."""
+    classes = ("low", "urgent", "normal", "high")
+    reqs = [EnqueueRequest(key=f"c{n}", payload={}, priority=classes[n % 4]) for n in range(60)]
+    await pqueue.enqueue_many(reqs)
+    deadlines: list[float] = []
+    held: list[Job] = []
+    while True:
+        done = [Completion(j.id, j.token, {}) for j in held]
+        _, got, _ = await pqueue.complete(done, reserve=4, worker_id="w")
+        held = got.jobs
+        if not held:
+            break
+        deadlines += sorted(j.deadline_ms or 0 for j in held)
+    assert len(deadlines) == 60
+    assert deadlines == sorted(deadlines)

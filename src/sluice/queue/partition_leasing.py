@@ -2,13 +2,14 @@
 rotation, under one global rate limit (docs/partitions.md).
 
 A worker's exchange (acknowledge, charge starts, reserve) becomes one call per partition
-it concerns, made in a rotation that starts at a partition chosen by the exchange's request
-id: the first partition is asked for every free slot, the next for what is still free, and
-so on, and a partition with completions to acknowledge is always called. Each call is the
-unchanged per-partition script, earliest deadline first within its partition. The start
-is a hash of the request id, so a worker's exchanges start at every partition equally often
-and a re-sent exchange (same request id, after a Redis error) visits the same partitions in
-the same order: each answers it from its own record, as an unpartitioned queue does.
+it concerns, all at once. Which partitions to reserve from is planned first: one read of the
+first lane heads of every partition's ready set, merged by deadline, says how many of this
+worker's free slots each partition fills (:meth:`PartitionLeasing._plan`). Each call is the
+unchanged per-partition script, earliest deadline first within its partition; a partition
+with completions to acknowledge is always called, and so is the exchange's turn partition
+(round robin), so every partition's maintenance runs. A re-sent exchange (same request id,
+after a Redis error) keeps its plan: each partition answers it from its own record, as an
+unpartitioned queue does. The price is one more round trip per exchange (the read).
 
 Under a rate limit the exchange first asks the limiter (``lua/limiter.lua``, on a hash tag
 of its own) for start tokens, reserves at most that many turns, and returns the tokens it
@@ -18,8 +19,9 @@ did not use. Nothing is prefetched under a rate limit (as in an unpartitioned qu
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
-import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -55,6 +57,9 @@ class PartitionLeasing:
     def _init_leasing(self) -> None:
         self._live_rate: int | None = None
         self._live_rate_at = -1e9
+        self._turn = 0
+        # The plans of recent exchanges, by request id (a re-sent exchange keeps its plan).
+        self._plans: OrderedDict[str, dict[int, tuple[int, int]]] = OrderedDict()
 
     def _part_of_job(self, job_id: str) -> int:  # pragma: no cover - the class's own
         raise NotImplementedError
@@ -72,10 +77,50 @@ class PartitionLeasing:
     def forget_live_rate(self) -> None:
         self._live_rate_at = -1e9
 
-    def _rotation(self, request_id: str) -> list[int]:
-        count = len(self._engines)
-        first = zlib.crc32(request_id.encode()) % count
-        return [(first + i) % count for i in range(count)]
+    async def _plan(
+        self, request_id: str, want: int, prefetch: int, acked: list[int]
+    ) -> dict[int, tuple[int, int]]:
+        """How many turns to start and to prefetch from each partition: the ``want +
+        prefetch`` earliest lane heads of all partitions, as one read of every ready set
+        shows them, the first ``want`` to start. What that read could not place is shared
+        by this exchange's *turn* partition (round robin over the exchanges of this queue
+        object) and the partitions it acknowledges jobs on (their lanes' next jobs become
+        ready only as the call completes them). The turn partition is called even with
+        nothing to take, so every partition's expired leases and due retries (reserve.lua)
+        are looked at within N exchanges. A re-sent exchange (same request id) keeps its
+        plan."""
+        plan = self._plans.get(request_id)
+        if plan is not None:
+            return plan
+        total = want + prefetch
+        plan = {}
+        if total > 0:
+            count = len(self._engines)
+            turn = self._turn % count
+            self._turn += 1
+            pipe = self._engines[0].redis.pipeline(transaction=False)
+            for engine in self._engines:
+                pipe.zrange(engine.keys.ready, 0, total - 1, withscores=True)
+            heads = await pipe.execute()
+            merged = heapq.nsmallest(
+                total, ((float(score), p) for p, rows in enumerate(heads) for _, score in rows)
+            )
+            for i, (_, p) in enumerate(merged):
+                start, buffer = plan.get(p, (0, 0))
+                plan[p] = (start + 1, buffer) if i < want else (start, buffer + 1)
+            placed = min(want, len(merged))
+            left = [want - placed, total - len(merged) - (want - placed)]
+            sharers = [turn, *(p for p in acked if p != turn)]
+            plan.setdefault(turn, (0, 0))
+            for kind in (0, 1):
+                for i in range(left[kind]):
+                    p = sharers[i % len(sharers)]
+                    start, buffer = plan.get(p, (0, 0))
+                    plan[p] = (start + 1, buffer) if kind == 0 else (start, buffer + 1)
+        self._plans[request_id] = plan
+        if len(self._plans) > 64:
+            self._plans.popitem(last=False)
+        return plan
 
     def _by_partition(self, jobs: Sequence[Job]) -> dict[int, list[Job]]:
         grouped: dict[int, list[Job]] = {}
@@ -177,38 +222,39 @@ class PartitionLeasing:
         for c in done:
             acks.setdefault(self._part_of_job(c.job_id), []).append(c)
         charges = self._by_partition(started)
+        plan = await self._plan(rid, want, prefetch, sorted(set(acks) | set(charges)))
+        parts = sorted(set(plan) | set(acks) | set(charges))
+        answers = await asyncio.gather(
+            *(
+                self._engines[p].complete(
+                    acks.get(p, []),
+                    started=charges.get(p, []),
+                    reserve=plan.get(p, (0, 0))[0],
+                    prefetch=plan.get(p, (0, 0))[1],
+                    request_id=rid,
+                    worker_id=worker_id,
+                    lease_ms=lease_ms,
+                    rate_limit=0,
+                    rate_guard_ms=rate_guard_ms,
+                    batch=batch,
+                    report=report,
+                )
+                for p in parts
+            )
+        )
         lost: list[str] = []
         finished: list[Finished] = []
         jobs: list[Job] = []
         statuses: list[str] = []
         waits: list[int] = []
-        starts = 0
-        for p in self._rotation(rid):
-            free, room = max(0, want - starts), max(0, prefetch)
-            if not free and not room and p not in acks and p not in charges:
-                continue
-            gone, got, ended = await self._engines[p].complete(
-                acks.get(p, []),
-                started=charges.get(p, []),
-                reserve=free,
-                prefetch=room,
-                request_id=rid,
-                worker_id=worker_id,
-                lease_ms=lease_ms,
-                rate_limit=0,
-                rate_guard_ms=rate_guard_ms,
-                batch=batch,
-                report=report,
-            )
+        for gone, got, ended in answers:
             lost += gone
             finished += ended
             jobs += got.jobs
-            buffered = sum(1 for j in got.jobs if j.prefetched)
-            starts += len(got.jobs) - buffered
-            prefetch -= buffered
             statuses.append(got.status)
             if got.retry_after_ms > 0:
                 waits.append(got.retry_after_ms)
+        starts = sum(1 for j in jobs if not j.prefetched)
         await self._give_back(tokens[starts:])
         status = _merged_status(statuses, rate_limited=reserve > 0 and want == 0)
         if status == "rate":
