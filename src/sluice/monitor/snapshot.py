@@ -60,6 +60,8 @@ class Monitor:
         self.reader = WindowReader(queue.redis, queue.keys, clock, partitions=queue.partitions)
 
     async def windows(self) -> dict[str, WindowStats]:
+        # A partitioned queue may have gained partitions (a resize): read them all.
+        self.reader.parts = [engine.keys for engine in self.queue.engines]
         return await self.reader.windows(WINDOWS)
 
     async def signals(self) -> dict[str, float | None]:
