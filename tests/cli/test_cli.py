@@ -153,3 +153,18 @@ def test_an_unreachable_redis_is_one_line_not_a_traceback(command: list[str]) ->
     assert "Redis unavailable" in output and "127.0.0.1:1" in output
     assert "hunter2" not in output
     assert len(output.strip().splitlines()) == 1, output
+
+
+def test_partitions_shows_and_resizes_the_layout(env: dict[str, str]) -> None:
+    seed(env["REDIS_URL"], env["SLUICE_QUEUE"], 2)  # unpartitioned: all on partition 0
+    assert invoke(env, "partitions") == (0, "1 partition (no layout recorded)\n")
+    code, out = invoke(env, "partitions", "3")
+    assert (code, out) == (0, "3 partitions (epoch 1); resize from 1 in progress\n")
+    parted = {**env, "SLUICE_PARTITIONS": "3"}
+    assert invoke(parted, "partitions", "4")[0] == 1  # one resize at a time
+    assert json.loads(invoke(parted, "status", "--json")[1])["counts"]["waiting"] == 2
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    keys = list(client.scan_iter(match=f"sluice:{{{env['SLUICE_QUEUE']}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -6,7 +6,8 @@ script's entry point (``sluice = "sluice.cli:app"``) and what ``python -m sluice
 
 * running: :mod:`~sluice.cli.worker`, :mod:`~sluice.cli.serve`, :mod:`~sluice.cli.up`
   (with :mod:`~sluice.cli.demo`)
-* operating a running queue: :mod:`~sluice.cli.queue` (status, pause, resume, drain),
+* operating a running queue: :mod:`~sluice.cli.queue` (status, pause, resume, drain,
+  partitions),
   :mod:`~sluice.cli.dlq`
 * trying and checking: :mod:`~sluice.cli.simulate`, :mod:`~sluice.cli.loadtest`,
   :mod:`~sluice.cli.validate`, :mod:`~sluice.cli.chatwoot` (setup)
@@ -38,6 +39,7 @@ for command in (
     queue.pause,
     queue.resume,
     queue.drain,
+    queue.partitions,
     simulate.simulate,
     loadtest.loadtest,
     validate.validate,

@@ -1,4 +1,4 @@
-"""Operating a running queue: `sluice status`, `pause`, `resume` and `drain`.
+"""Operating a running queue: `sluice status`, `pause`, `resume`, `drain` and `partitions`.
 
 These act on the Redis of a Sluice that is already running (REDIS_URL is required), from
 any machine that reaches it; pause, resume and drain change what every worker does,
@@ -14,6 +14,9 @@ import typer
 from rich.table import Table
 
 from sluice.cli.common import console, load_settings_or_exit, require_redis_url, with_runtime
+from sluice.queue import layout as layouts
+from sluice.queue.layout import Layout, ResizeInProgressError
+from sluice.queue.partitioned import PartitionedQueue
 from sluice.service.runtime import Runtime
 from sluice.worker import registry
 
@@ -123,3 +126,43 @@ def drain(
         typer.confirm(f"Remove {total} waiting jobs from {settings.queue!r}?", abort=True)
     removed = with_runtime(settings, str(settings.redis_url), lambda rt: rt.queue.drain())
     console.print(f"removed {removed} jobs")
+
+
+def partitions(
+    count: Annotated[
+        int | None, typer.Argument(min=1, help="Resize to this many partitions.")
+    ] = None,
+) -> None:
+    """Show the queue's partition layout, or start a resize to COUNT partitions
+    (docs/partitions.md): a conversation stays on its old partition until it has nothing
+    there; workers end the resize once none is left away from its new one."""
+    settings = load_settings_or_exit(quiet=True)
+    require_redis_url(settings)
+
+    async def act(runtime: Runtime) -> Layout | None:
+        queue = runtime.queue
+        if count is None and not isinstance(queue, PartitionedQueue):
+            return await layouts.read(queue.redis, queue.keys)  # only look
+        if not isinstance(queue, PartitionedQueue):
+            # The layout-aware queue; with no layout recorded yet, this records COUNT (a
+            # queue that held conversations starts as a resize from 1).
+            queue = PartitionedQueue(
+                settings.queue, redis=queue.redis, partitions=count or settings.partitions
+            )
+        layout = await queue.check_layout(refresh=True)
+        if count is not None and count != layout.partitions:
+            layout = await queue.resize(count)
+        return layout
+
+    try:
+        layout = with_runtime(settings, str(settings.redis_url), act)
+    except ResizeInProgressError as exc:
+        console.print(f"refused: {exc}")
+        raise typer.Exit(1) from None
+    if layout is None:
+        console.print("1 partition (no layout recorded)")
+        return
+    line = f"{layout.partitions} partitions (epoch {layout.epoch})"
+    if layout.resizing:
+        line += f"; resize from {layout.previous} in progress"
+    console.print(line)
