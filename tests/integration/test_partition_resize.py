@@ -168,3 +168,16 @@ async def test_a_producer_with_a_stale_layout_is_refused_and_routes_again(
         assert [j.payload["n"] for j in taken.jobs] == [2]
     finally:
         await delete_partitioned_keys(redis_client, queue_name)
+
+
+async def test_partitions_added_while_paused_start_paused(
+    redis_client: aioredis.Redis, queue_name: str
+) -> None:
+    q = PartitionedQueue(queue_name, redis=redis_client, partitions=2)
+    try:
+        await q.pause()
+        await q.resize(4)
+        assert all(c["paused"] for c in await q.partition_counts())
+        assert len(await q.partition_counts()) == 4
+    finally:
+        await delete_partitioned_keys(redis_client, queue_name)

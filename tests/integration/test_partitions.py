@@ -110,6 +110,8 @@ async def test_reserve_and_complete_across_partitions(pqueue: Queue) -> None:
     assert sorted(j.payload["n"] for j in again.jobs) == [1] * 6
     extended = await pqueue.extend(again.jobs, 5000)
     assert extended == []
+    for job in again.jobs:  # fenced on its own partition
+        assert await pqueue.fence(job, 8000) > 0
     assert await pqueue.release(again.jobs) == 6
     assert (await pqueue.counts())["waiting"] == 6
 

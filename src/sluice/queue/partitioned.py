@@ -125,7 +125,11 @@ class PartitionedQueue(PartitionLeasing, Queue):
         from home (:meth:`finish_resize` does it at once). Raises
         :class:`~sluice.queue.layout.ResizeInProgressError` while one is in progress."""
         await self.check_layout()
-        return self._adopt(await layouts.resize(self.redis, self.scripts, self.keys, partitions))
+        paused = await self.is_paused()
+        layout = self._adopt(await layouts.resize(self.redis, self.scripts, self.keys, partitions))
+        if paused:  # partitions new to the queue start paused like the others
+            await self.pause()
+        return layout
 
     async def finish_resize(self) -> bool:
         """End the resize in progress if it can end now; True if none is in progress after."""
