@@ -268,3 +268,25 @@ async def test_one_worker_starts_earliest_deadline_first_across_partitions(pqueu
         deadlines += sorted(j.deadline_ms or 0 for j in held)
     assert len(deadlines) == 60
     assert deadlines == sorted(deadlines)
+
+
+async def test_a_due_retry_is_not_starved_by_other_partitions_backlog(pqueue: Queue) -> None:
+    """A retry waits in its partition's `delayed` set, which the plan's read does not see:
+    the exchange's turn partition is looked at (retries promoted, leases recovered) even
+    when the other partitions' backlog fills every slot."""
+    lonely = keys_on(0, 1)[0]
+    await pqueue.enqueue(lonely, {"retry": True}, priority="urgent")
+    job = (await pqueue.reserve(1, worker_id="w")).jobs[0]
+    assert await pqueue.fail(job, "flaky", backoff_ms=0) == "retry"
+    busy = keys_on(1, 20) + keys_on(2, 20)
+    await pqueue.enqueue_many([EnqueueRequest(key=k, payload={}, priority="low") for k in busy])
+    held: list[Job] = []
+    for exchange in range(8):  # noqa: B007 - read after the loop
+        done = [Completion(j.id, j.token, {}) for j in held]
+        _, got, _ = await pqueue.complete(done, reserve=2, worker_id="w")
+        held = got.jobs
+        if any(j.key == lonely for j in held):
+            break
+    else:
+        raise AssertionError("the retry never started while the other partitions were busy")
+    assert exchange < 2 * PARTS

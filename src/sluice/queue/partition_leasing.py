@@ -86,9 +86,10 @@ class PartitionLeasing:
         by this exchange's *turn* partition (round robin over the exchanges of this queue
         object) and the partitions it acknowledges jobs on (their lanes' next jobs become
         ready only as the call completes them). The turn partition is called even with
-        nothing to take, so every partition's expired leases and due retries (reserve.lua)
-        are looked at within N exchanges. A re-sent exchange (same request id) keeps its
-        plan."""
+        nothing to take (then by a reservation of nothing, which still recovers expired
+        leases and promotes due retries: complete.lua does that only when it reserves), so
+        every partition's maintenance runs within N exchanges however busy the others are.
+        A re-sent exchange (same request id) keeps its plan."""
         plan = self._plans.get(request_id)
         if plan is not None:
             return plan
@@ -223,8 +224,12 @@ class PartitionLeasing:
             acks.setdefault(self._part_of_job(c.job_id), []).append(c)
         charges = self._by_partition(started)
         plan = await self._plan(rid, want, prefetch, sorted(set(acks) | set(charges)))
+        turn = next((p for p, n in plan.items() if n == (0, 0)), None)
+        if turn is not None:
+            # The turn partition's maintenance (a fresh request id: it reserves nothing).
+            plan = {p: n for p, n in plan.items() if p != turn}
         parts = sorted(set(plan) | set(acks) | set(charges))
-        answers = await asyncio.gather(
+        calls = asyncio.gather(
             *(
                 self._engines[p].complete(
                     acks.get(p, []),
@@ -242,6 +247,11 @@ class PartitionLeasing:
                 for p in parts
             )
         )
+        if turn is None:
+            answers = await calls
+        else:
+            upkeep = self._engines[turn].reserve(0, worker_id=worker_id, lease_ms=lease_ms)
+            answers, _ = await asyncio.gather(calls, upkeep)
         lost: list[str] = []
         finished: list[Finished] = []
         jobs: list[Job] = []
