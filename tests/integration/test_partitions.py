@@ -290,3 +290,16 @@ async def test_a_due_retry_is_not_starved_by_other_partitions_backlog(pqueue: Qu
     else:
         raise AssertionError("the retry never started while the other partitions were busy")
     assert exchange < 2 * PARTS
+
+
+async def test_an_idle_exchange_recovers_expired_leases_on_every_partition(
+    pqueue: Queue,
+) -> None:
+    key = keys_on(2, 1)[0]
+    await pqueue.enqueue(key, {})
+    lost = (await pqueue.reserve(1, worker_id="dead", lease_ms=30)).jobs[0]
+    await asyncio.sleep(0.1)  # its lease runs out
+    worker = Queue(pqueue.name, redis=pqueue.redis, partitions=PARTS)  # its rotation from 0
+    first = await worker.reserve(1, worker_id="w")  # nothing ready: every partition looked at
+    again = first.jobs or (await worker.reserve(1, worker_id="w")).jobs
+    assert [j.id for j in again] == [lost.id] and again[0].attempt == 2

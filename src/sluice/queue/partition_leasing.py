@@ -88,8 +88,10 @@ class PartitionLeasing:
         ready only as the call completes them). The turn partition is called even with
         nothing to take (then by a reservation of nothing, which still recovers expired
         leases and promotes due retries: complete.lua does that only when it reserves), so
-        every partition's maintenance runs within N exchanges however busy the others are.
-        A re-sent exchange (same request id) keeps its plan."""
+        every partition's maintenance runs within N exchanges however busy the others are;
+        when nothing is ready anywhere, every partition is looked at (an idle worker's poll
+        recovers a dead worker's leases on all of them). A re-sent exchange (same request
+        id) keeps its plan."""
         plan = self._plans.get(request_id)
         if plan is not None:
             return plan
@@ -113,6 +115,9 @@ class PartitionLeasing:
             left = [want - placed, total - len(merged) - (want - placed)]
             sharers = [turn, *(p for p in acked if p != turn)]
             plan.setdefault(turn, (0, 0))
+            if not merged:  # nothing ready anywhere: every partition is looked at
+                for p in range(count):
+                    plan.setdefault(p, (0, 0))
             for kind in (0, 1):
                 for i in range(left[kind]):
                     p = sharers[i % len(sharers)]
@@ -224,10 +229,10 @@ class PartitionLeasing:
             acks.setdefault(self._part_of_job(c.job_id), []).append(c)
         charges = self._by_partition(started)
         plan = await self._plan(rid, want, prefetch, sorted(set(acks) | set(charges)))
-        turn = next((p for p, n in plan.items() if n == (0, 0)), None)
-        if turn is not None:
-            # The turn partition's maintenance (a fresh request id: it reserves nothing).
-            plan = {p: n for p, n in plan.items() if p != turn}
+        # Partitions planned nothing are looked at by a reservation of nothing (a fresh
+        # request id: it reserves nothing to replay).
+        idle = [p for p, n in plan.items() if n == (0, 0)]
+        plan = {p: n for p, n in plan.items() if n != (0, 0)}
         parts = sorted(set(plan) | set(acks) | set(charges))
         calls = asyncio.gather(
             *(
@@ -247,10 +252,12 @@ class PartitionLeasing:
                 for p in parts
             )
         )
-        if turn is None:
+        if not idle:
             answers = await calls
         else:
-            upkeep = self._engines[turn].reserve(0, worker_id=worker_id, lease_ms=lease_ms)
+            upkeep = asyncio.gather(
+                *(self._engines[p].reserve(0, worker_id=worker_id, lease_ms=lease_ms) for p in idle)
+            )
             answers, _ = await asyncio.gather(calls, upkeep)
         lost: list[str] = []
         finished: list[Finished] = []
