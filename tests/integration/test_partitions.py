@@ -303,3 +303,18 @@ async def test_an_idle_exchange_recovers_expired_leases_on_every_partition(
     first = await worker.reserve(1, worker_id="w")  # nothing ready: every partition looked at
     again = first.jobs or (await worker.reserve(1, worker_id="w")).jobs
     assert [j.id for j in again] == [lost.id] and again[0].attempt == 2
+
+
+async def test_a_worker_may_serve_a_subset_of_partitions(
+    pqueue: Queue, redis_client: aioredis.Redis
+) -> None:
+    for p in range(PARTS):
+        for key in keys_on(p, 2):
+            await pqueue.enqueue(key, {})
+    some = Queue(pqueue.name, redis=redis_client, partitions=PARTS, serve=[0, 2])
+    assert isinstance(some, PartitionedQueue) and some.served_partitions == [0, 2]
+    assert some.wake_keys == [QueueKeys(pqueue.name, p).wake for p in (0, 2)]
+    taken = await some.reserve(10, worker_id="w")
+    assert sorted(split_job_id(j.id)[0] for j in taken.jobs) == [0, 0, 2, 2]
+    rest = await pqueue.reserve(10, worker_id="v")  # every partition: what is left is on 1
+    assert sorted(split_job_id(j.id)[0] for j in rest.jobs) == [1, 1]

@@ -64,6 +64,10 @@ class PartitionLeasing:
     def _part_of_job(self, job_id: str) -> int:  # pragma: no cover - the class's own
         raise NotImplementedError
 
+    @property
+    def served_partitions(self) -> list[int]:  # pragma: no cover - the class's own
+        raise NotImplementedError
+
     async def check_layout(self, *, refresh: bool = False) -> Layout:  # pragma: no cover
         raise NotImplementedError
 
@@ -98,25 +102,30 @@ class PartitionLeasing:
         total = want + prefetch
         plan = {}
         if total > 0:
-            count = len(self._engines)
-            turn = self._turn % count
+            served = self.served_partitions
+            turn = served[self._turn % len(served)]
             self._turn += 1
             pipe = self._engines[0].redis.pipeline(transaction=False)
-            for engine in self._engines:
-                pipe.zrange(engine.keys.ready, 0, total - 1, withscores=True)
+            for p in served:
+                pipe.zrange(self._engines[p].keys.ready, 0, total - 1, withscores=True)
             heads = await pipe.execute()
             merged = heapq.nsmallest(
-                total, ((float(score), p) for p, rows in enumerate(heads) for _, score in rows)
+                total,
+                (
+                    (float(score), p)
+                    for p, rows in zip(served, heads, strict=True)
+                    for _, score in rows
+                ),
             )
             for i, (_, p) in enumerate(merged):
                 start, buffer = plan.get(p, (0, 0))
                 plan[p] = (start + 1, buffer) if i < want else (start, buffer + 1)
             placed = min(want, len(merged))
             left = [want - placed, total - len(merged) - (want - placed)]
-            sharers = [turn, *(p for p in acked if p != turn)]
+            sharers = [turn, *(p for p in acked if p != turn and p in served)]
             plan.setdefault(turn, (0, 0))
             if not merged:  # nothing ready anywhere: every partition is looked at
-                for p in range(count):
+                for p in served:
                     plan.setdefault(p, (0, 0))
             for kind in (0, 1):
                 for i in range(left[kind]):

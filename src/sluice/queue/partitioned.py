@@ -45,9 +45,20 @@ _STALE, _ABSENT = -1, -2
 class PartitionedQueue(PartitionLeasing, Queue):
     """``Queue(name, ..., partitions=N)`` for N > 1 (the constructor returns this class)."""
 
-    def __init__(self, name: str = "inbound", *, partitions: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str = "inbound",
+        *,
+        partitions: int = 1,
+        serve: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.pop("partition", None)
         super().__init__(name, partitions=partitions, **kwargs)
+        if serve is not None and (not serve or min(serve) < 0):
+            raise ValueError(f"serve must name partitions (0, 1, ...), got {list(serve)}")
+        # The partitions a worker of this queue object reserves from (None: all of them).
+        self._serve = sorted(set(serve)) if serve is not None else None
         self._shared = {k: v for k, v in kwargs.items() if k not in ("url", "redis")}
         self._engines: list[Queue] = []
         self._grow(partitions)
@@ -72,12 +83,22 @@ class PartitionedQueue(PartitionLeasing, Queue):
         return list(self._engines)
 
     @property
+    def served_partitions(self) -> list[int]:
+        """The partitions a worker of this queue reserves from: all the queue has, or the
+        ``serve`` subset it was constructed with (jobs it holds are acknowledged, extended
+        and failed on their own partitions whatever it serves)."""
+        if self._serve is None:
+            return list(range(len(self._engines)))
+        self._grow(self._serve[-1] + 1)
+        return list(self._serve)
+
+    @property
     def wake_keys(self) -> list[str]:
-        return [e.keys.wake for e in self._engines]
+        return [self._engines[p].keys.wake for p in self.served_partitions]
 
     @property
     def control_channels(self) -> list[str]:
-        return [e.keys.control for e in self._engines]
+        return [self._engines[p].keys.control for p in self.served_partitions]
 
     def engine_of(self, key: str) -> Queue:
         """The engine of a conversation's home partition (by the layout last read)."""
