@@ -55,6 +55,7 @@ def test_every_variable_is_read_by_its_exact_name() -> None:
             "REDIS_URL": "unix:///run/redis.sock",
             "SLUICE_DATA_DIR": "/var/lib/sluice",
             "SLUICE_QUEUE": "support",
+            "SLUICE_PARTITIONS": "3",
             "SLUICE_LEASE_MS": "8000",
             "SLUICE_HEARTBEAT_MS": "2000",
             "SLUICE_MAX_ATTEMPTS": "7",
@@ -71,7 +72,7 @@ def test_every_variable_is_read_by_its_exact_name() -> None:
     assert (settings.redis_pool_min_connections, settings.redis_pool_max_connections) == (2, 8)
     assert settings.redis_url == "unix:///run/redis.sock"
     assert settings.data_dir == Path("/var/lib/sluice")
-    assert settings.queue == "support"
+    assert settings.queue == "support" and settings.partitions == 3
     assert (settings.lease_ms, settings.heartbeat_ms, settings.max_attempts) == (8000, 2000, 7)
     assert settings.completed_retention_s == 3600
     assert (settings.shutdown_grace_s, settings.redis_pool_timeout_s) == (2.5, 0.5)
@@ -169,6 +170,8 @@ def test_explicit_value_equal_to_the_optimized_default_still_wins() -> None:
         ({"SLUICE_SHUTDOWN_GRACE_S": "-1"}, "SLUICE_SHUTDOWN_GRACE_S"),
         ({"SLUICE_LOG_FORMAT": "xml"}, "SLUICE_LOG_FORMAT"),
         ({"SLUICE_QUEUE": "{inbound}"}, "SLUICE_QUEUE"),
+        ({"SLUICE_PARTITIONS": "0"}, "SLUICE_PARTITIONS"),
+        ({"SLUICE_PARTITIONS": "many"}, "SLUICE_PARTITIONS"),
         ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"),
     ],
 )
