@@ -181,3 +181,20 @@ async def test_partitions_added_while_paused_start_paused(
         assert len(await q.partition_counts()) == 4
     finally:
         await delete_partitioned_keys(redis_client, queue_name)
+
+
+async def test_a_resize_whose_announcer_died_halfway_does_not_block_producers(
+    redis_client: aioredis.Redis, queue_name: str
+) -> None:
+    q = PartitionedQueue(queue_name, redis=redis_client, partitions=2)
+    try:
+        await q.enqueue("a", {})
+        # The layout moved to a new epoch, but no partition was told (the resizer died).
+        await redis_client.hset(q.keys.layout, mapping={"partitions": 3, "previous": 2})
+        await redis_client.hincrby(q.keys.layout, "epoch", 1)
+        await redis_client.hset(q.keys.layout, "highest", 3)
+        fresh = PartitionedQueue(queue_name, redis=redis_client, partitions=2)
+        job_id = await asyncio.wait_for(fresh.enqueue("b", {}), 2)
+        assert await fresh.get_job(job_id) is not None
+    finally:
+        await delete_partitioned_keys(redis_client, queue_name)

@@ -210,8 +210,13 @@ class PartitionedQueue(PartitionLeasing, Queue):
                 if created != _STALE:
                     return Enqueued(as_text(job_id), duplicate=not created)
                 break
-            await asyncio.sleep(0.001)  # a resize is being announced to the partitions
+            sent = layout.epoch
             layout = await self.check_layout(refresh=True)
+            if layout.epoch == sent:
+                # The partition has not heard of the current layout yet: a resize is being
+                # announced, or its announcer died halfway. Announcing again is harmless
+                # (an epoch only moves forward), so do it rather than wait.
+                await layouts.mirror(self.redis, self.scripts, self.keys, layout)
 
     async def enqueue_many(self, requests: Iterable[EnqueueRequest]) -> list[str]:
         """Each message to its conversation's partition (one pipeline per partition while
