@@ -193,8 +193,8 @@ async def test_a_resize_whose_announcer_died_halfway_does_not_block_producers(
         await redis_client.hset(q.keys.layout, mapping={"partitions": 3, "previous": 2})
         await redis_client.hincrby(q.keys.layout, "epoch", 1)
         await redis_client.hset(q.keys.layout, "highest", 3)
-        fresh = PartitionedQueue(queue_name, redis=redis_client, partitions=2)
-        job_id = await asyncio.wait_for(fresh.enqueue("b", {}), 2)
-        assert await fresh.get_job(job_id) is not None
+        assert (await q.check_layout(refresh=True)).partitions == 3  # read, not announced
+        job_id = await asyncio.wait_for(q.enqueue("b", {}), 2)
+        assert await q.get_job(job_id) is not None
     finally:
         await delete_partitioned_keys(redis_client, queue_name)
