@@ -8,6 +8,8 @@ token (or, without one, the loopback rule) like the admin API.
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
@@ -20,9 +22,9 @@ router = APIRouter(tags=["probes"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """The process is alive (it answers)."""
-    return {"status": "alive"}
+async def healthz() -> dict[str, str | int]:
+    """The process is alive (it answers); ``pid`` says which of the API processes did."""
+    return {"status": "alive", "pid": os.getpid()}
 
 
 @router.get("/readyz")
