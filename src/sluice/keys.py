@@ -188,6 +188,11 @@ class QueueKeys:
         """The last refused payloads, for an operator to look at."""
         return self.prefix + "intake:rejected"
 
+    def api_processes(self, host: str) -> str:
+        """The API processes of one host and their own readings (pool, spool), so a scrape
+        of any of them shows all of them (sluice.api.process_metrics)."""
+        return f"{self.prefix}api:processes:{host}"
+
     # Dashboard (sluice.api.dashboard).
 
     def dashboard_session(self, digest: str) -> str:

@@ -195,6 +195,20 @@ async def test_two_processes_share_dedupe_sessions_and_metrics(
         ]
         assert system[0] and system[0] == system[1]
 
+        # Each process's own pool: every process of the host, whichever one answers.
+        async def pools_seen(client: httpx.AsyncClient) -> set[int]:
+            text = (await client.get("/metrics")).text
+            return {
+                int(line.split('process="', 1)[1].split('"', 1)[0])
+                for line in text.splitlines()
+                if line.startswith("sluice_redis_pool_max_connections{")
+            }
+
+        deadline = time.monotonic() + 15
+        while {pid_a, pid_b} - await pools_seen(a) or {pid_a, pid_b} - await pools_seen(b):
+            assert time.monotonic() < deadline, "a process's pool is missing from a scrape"
+            await asyncio.sleep(0.2)
+
 
 async def test_a_killed_child_is_replaced_and_nothing_outlives_the_parent(
     redis_url: str, queue: Queue, tmp_path: Path
