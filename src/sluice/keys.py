@@ -12,6 +12,7 @@ The families, each spelled only here on the Python side:
 - brokers: assignments, loads, the round-robin cursor;
 - alerts: their state, history, commands and the evaluator's leader lease;
 - intake: delivery ids already seen, replayed signatures, refused payloads;
+- API processes: each host's API processes and their own readings (pool, spool);
 - dashboard: sign-in sessions and failed sign-ins.
 
 Nothing else builds a key from the prefix, so renaming one is a change to this file (and,
