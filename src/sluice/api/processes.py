@@ -20,6 +20,7 @@ slot (:mod:`sluice.service.spool`).
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import os
@@ -64,7 +65,8 @@ def app_from_env() -> FastAPI:
         die_with_parent(int(parent))
     settings = load_settings()
     logs.configure(settings.log_format)
-    tracing.configure_tracing("sluice-api")
+    if tracing.configure_tracing("sluice-api"):
+        atexit.register(tracing.shutdown_tracing)  # the child's spans are flushed at its exit
     url = settings.redis_url
     if not url:
         raise RuntimeError("an API child needs REDIS_URL (set by `sluice serve`)")
