@@ -82,6 +82,10 @@ def serve_processes(
     children's parent-death signal is tied to the thread that spawned them)."""
     os.environ["REDIS_URL"] = redis_url
     os.environ[PARENT_ENV] = str(os.getpid())
+    # uvloop's libuv accepts every pending connection at once by default, so a burst of new
+    # keep-alive connections (a load balancer's pool, wrk) lands on whichever child woke
+    # first; one connection per wake-up spreads them over the children.
+    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     config = uvicorn.Config(
         "sluice.api.processes:app_from_env",
         factory=True,
