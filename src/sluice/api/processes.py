@@ -64,7 +64,7 @@ def app_from_env() -> FastAPI:
     if parent:
         die_with_parent(int(parent))
     settings = load_settings()
-    logs.configure(settings.log_format)
+    logs.configure(settings.log_format, process=True)  # the children share one log
     if tracing.configure_tracing("sluice-api"):
         atexit.register(tracing.shutdown_tracing)  # the child's spans are flushed at its exit
     url = settings.redis_url
