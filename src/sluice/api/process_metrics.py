@@ -60,10 +60,16 @@ async def publish(client: Redis, key: str, own: Readings) -> None:
 async def publish_forever(client: Redis, key: str, own: Callable[[], Readings]) -> None:
     """Publish this process's readings every ``PUBLISH_S`` until cancelled; remove them
     then (a Redis that does not answer only delays them: they go stale on their own)."""
+    task = asyncio.current_task()
     try:
         while True:
-            with contextlib.suppress(RedisError, OSError):
-                await publish(client, key, own())
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(PUBLISH_S):
+                    await publish(client, key, own())
+            if task is not None and task.cancelling():
+                # redis-py may turn the cancellation of a command into a connection error,
+                # which the line above ignores: the request to stop must not be lost.
+                raise asyncio.CancelledError
             await asyncio.sleep(PUBLISH_S)
     finally:
         with contextlib.suppress(RedisError, OSError, TimeoutError):
