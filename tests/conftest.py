@@ -30,6 +30,9 @@ def private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Intake spools (sluice.service.spool) default to $XDG_STATE_HOME/sluice: keep the suite's
     out of the user's home. Child processes inherit it."""
     os.environ.setdefault("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    # `sluice serve` runs one process per core by default; the suite's servers run one
+    # unless a test asks for more (tests/api/test_api_processes.py).
+    os.environ.setdefault("SLUICE_API_WORKERS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -21,3 +21,15 @@ function request()
   counter = counter + 1
   return requests[(counter % #requests) + 1]
 end
+
+-- One summary line: only answered webhooks count (2xx; wrk counts other statuses as errors).
+function done(summary, latency, requests)
+  local failed = summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout
+  local ok = summary.requests - summary.errors.status
+  local seconds = summary.duration / 1e6
+  io.write(string.format(
+    "intake: processes=%s connections=%s webhooks/s=%.0f p50=%.1fms p99=%.1fms failed=%d\n",
+    os.getenv("SLUICE_BENCH_WORKERS") or "?", os.getenv("SLUICE_BENCH_CONNS") or "?",
+    ok / seconds, latency:percentile(50) / 1000, latency:percentile(99) / 1000, failed))
+end

@@ -12,6 +12,7 @@ The families, each spelled only here on the Python side:
 - brokers: assignments, loads, the round-robin cursor;
 - alerts: their state, history, commands and the evaluator's leader lease;
 - intake: delivery ids already seen, replayed signatures, refused payloads;
+- API processes: each host's API processes and their own readings (pool, spool);
 - dashboard: sign-in sessions and failed sign-ins.
 
 Nothing else builds a key from the prefix, so renaming one is a change to this file (and,
@@ -236,6 +237,11 @@ class QueueKeys:
     def intake_rejected(self) -> str:
         """The last refused payloads, for an operator to look at."""
         return self.prefix + "intake:rejected"
+
+    def api_processes(self, host: str) -> str:
+        """The API processes of one host and their own readings (pool, spool), so a scrape
+        of any of them shows all of them (sluice.api.process_metrics)."""
+        return f"{self.prefix}api:processes:{host}"
 
     # Dashboard (sluice.api.dashboard).
 

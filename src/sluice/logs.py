@@ -49,7 +49,12 @@ def _may_hold_url(record: logging.LogRecord) -> bool:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; extra fields passed with ``extra={"fields": {...}}``."""
+    """One JSON object per line; extra fields passed with ``extra={"fields": {...}}``;
+    ``pid`` too when ``process`` (several processes share one log)."""
+
+    def __init__(self, *, process: bool = False) -> None:
+        super().__init__()
+        self.process = process
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -59,6 +64,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if self.process:
+            entry["pid"] = record.process
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
@@ -71,14 +78,19 @@ class JsonFormatter(logging.Formatter):
 QUIET_LIBRARIES = ("httpx", "httpcore")
 
 
-def configure(fmt: Literal["text", "json"] = "text", level: int = logging.INFO) -> None:
+def configure(
+    fmt: Literal["text", "json"] = "text", level: int = logging.INFO, *, process: bool = False
+) -> None:
+    """Sluice's log lines on stderr; ``process`` names the process in each line (the API
+    processes of `sluice serve --workers` share one log)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactUrls())
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(process=process))
     else:
+        pid = " [%(process)d]" if process else ""
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+            logging.Formatter(f"%(asctime)s %(levelname)-7s{pid} %(name)s: %(message)s", "%H:%M:%S")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

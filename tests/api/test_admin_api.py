@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sluice.api.auth import InsecureBindError, check_bind_address
@@ -10,7 +12,7 @@ from .conftest import Api
 
 
 async def test_probes_are_public(api: Api) -> None:
-    assert (await api.anonymous.get("/healthz")).json() == {"status": "alive"}
+    assert (await api.anonymous.get("/healthz")).json() == {"status": "alive", "pid": os.getpid()}
     ready = await api.anonymous.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
 

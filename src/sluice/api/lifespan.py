@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from sluice.alerts.config import AlertSettings
 from sluice.alerts.service import MonitoringService
+from sluice.api import process_metrics
 from sluice.api.state import AppState
 from sluice.broker.assignment import Assigner
 from sluice.broker.config import load_brokers_from_env
@@ -102,14 +103,23 @@ def lifespan(
             intake=intake,
         )
         replayer = asyncio.create_task(intake.replay_spool(), name="spool")
+        publisher = asyncio.create_task(
+            process_metrics.publish_forever(
+                queue.redis,
+                queue.keys.api_processes(process_metrics.host_name()),
+                lambda: process_metrics.readings(handle, spool.stats()),
+            ),
+            name="process-metrics",
+        )
         if run_evaluator:
             service.start()
         try:
             yield
         finally:
-            replayer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await replayer
+            for task in (replayer, publisher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if run_evaluator:
                 await service.stop()
             await spool.close()

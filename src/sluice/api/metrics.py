@@ -2,14 +2,16 @@
 
 Every worker process on every host writes its counters and histogram buckets into the
 queue's Redis keys, so one scrape of any API process sees the whole system: multi-process
-safe without prometheus-client's per-process files. Pool metrics are this process's own
-(labelled with its pid).
+safe without prometheus-client's per-process files. The pool and spool families are each
+API process's own, labelled with its pid: every API process of the host, whichever of them
+answers the scrape (:mod:`sluice.api.process_metrics`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,10 +22,10 @@ from prometheus_client.core import (
     Metric,
 )
 
+from sluice.api.process_metrics import Readings
 from sluice.monitor.metric_names import DURATION_BUCKETS_S, METRICS, MetricSpec
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
-from sluice.redis.pool import RedisHandle
 from sluice.service.spool import SpoolStats
 
 _SPECS: dict[str, MetricSpec] = {m.name: m for m in METRICS}
@@ -64,36 +66,82 @@ def _histogram(name: str, queue: str, totals: Mapping[str, int], kind: str) -> M
     return family
 
 
-def _spool_families(spool: SpoolStats | None) -> list[Metric]:
-    """This host's intake spool (sluice.service.spool), labelled with the process that serves it."""
-    if spool is None:
+def _spool_families(processes: Mapping[str, Readings]) -> list[Metric]:
+    """The host's intake spool (sluice.service.spool) as each API process of the host last
+    saw it: the gauges describe the one spool file (aggregate with max), the counters are
+    each process's own."""
+    specs = (
+        ("sluice_intake_spool_depth", GaugeMetricFamily, lambda s: s["depth"]),
+        ("sluice_intake_spool_oldest_age_seconds", GaugeMetricFamily, lambda s: s["oldest_age_s"]),
+        (
+            "sluice_intake_spool_write_failing",
+            GaugeMetricFamily,
+            lambda s: 1.0 if s["last_error"] else 0.0,
+        ),
+        ("sluice_intake_spool_write_failures_total", CounterMetricFamily, lambda s: s["failures"]),
+        ("sluice_intake_spool_replayed_total", CounterMetricFamily, lambda s: s["replayed"]),
+    )
+    spools = {pid: r["spool"] for pid, r in processes.items() if r.get("spool")}
+    if not spools:
         return []
-    p = {"process": str(os.getpid())}
-    return [
-        _gauge("sluice_intake_spool_depth", p, spool.depth),
-        _gauge("sluice_intake_spool_oldest_age_seconds", p, spool.oldest_age_s),
-        _gauge("sluice_intake_spool_write_failing", p, 1.0 if spool.last_error else 0.0),
-        _counter("sluice_intake_spool_write_failures_total", p, spool.failures),
-        _counter("sluice_intake_spool_replayed_total", p, spool.replayed),
-    ]
+    families: list[Metric] = []
+    for name, kind, value in specs:
+        family = kind(name.removesuffix("_total"), _help(name), labels=["process"])
+        for pid, spool in sorted(spools.items()):
+            family.add_metric([pid], float(value(spool)))
+        families.append(family)
+    return families
+
+
+def _pool_families(processes: Mapping[str, Readings]) -> list[Metric]:
+    """Each API process's Redis pool (labelled with its pid)."""
+    conns = GaugeMetricFamily(
+        "sluice_redis_pool_connections",
+        _help("sluice_redis_pool_connections"),
+        labels=["process", "state"],
+    )
+    fam: list[Metric] = [conns]
+    specs = (
+        ("sluice_redis_pool_max_connections", GaugeMetricFamily, "max"),
+        ("sluice_redis_pool_opened_total", CounterMetricFamily, "opened"),
+        ("sluice_redis_pool_waits_total", CounterMetricFamily, "waits"),
+        ("sluice_redis_pool_wait_seconds_total", CounterMetricFamily, "wait_time_seconds"),
+        ("sluice_redis_pool_errors_total", CounterMetricFamily, "errors"),
+    )
+    families = {
+        name: kind(name.removesuffix("_total"), _help(name), labels=["process"])
+        for name, kind, _ in specs
+    }
+    for pid, reading in sorted(processes.items()):
+        pool = reading.get("pool") or {}
+        conns.add_metric([pid, "in_use"], pool.get("in_use", 0))
+        conns.add_metric([pid, "idle"], pool.get("idle", 0))
+        for name, _, field in specs:
+            families[name].add_metric([pid], pool.get(field, 0))
+    fam.extend(families.values())
+    return fam
 
 
 def render_local(spool: SpoolStats | None) -> bytes:
     """What this process knows without Redis: served even while Redis is unreachable,
     which is when the spool matters."""
     registry = CollectorRegistry(auto_describe=False)
-    up = _gauge("sluice_redis_up", {"process": str(os.getpid())}, 0.0)
-    registry.register(_Frozen([up, *_spool_families(spool)]))
+    pid = str(os.getpid())
+    up = _gauge("sluice_redis_up", {"process": pid}, 0.0)
+    own = {pid: {"spool": asdict(spool) if spool is not None else None}}
+    registry.register(_Frozen([up, *_spool_families(own)]))
     return generate_latest(registry)
 
 
 async def render(
     queue: Queue,
     monitor: Monitor,
-    redis: RedisHandle,
     firing: Mapping[str, int],
-    spool: SpoolStats | None = None,
+    processes: Mapping[str, Readings],
 ) -> bytes:
+    """The system's families from Redis (the same from every process), then every API
+    process of this host: its pool and its view of the spool (``processes``, pid →
+    readings, from :func:`sluice.api.process_metrics.host_processes`)."""
     totals: dict[str, int] = {}
     for engine in queue.engines:  # a partitioned queue's counters: summed over partitions
         raw = await queue.redis.hgetall(engine.keys.mon_total)
@@ -172,25 +220,9 @@ async def render(
         alerts.add_metric([queue.name, severity], firing.get(severity, 0))
     fam.append(alerts)
 
-    pool = redis.metrics().as_dict()
-    p = {"process": str(os.getpid())}
-    conns = GaugeMetricFamily(
-        "sluice_redis_pool_connections",
-        _help("sluice_redis_pool_connections"),
-        labels=["process", "state"],
-    )
-    conns.add_metric([p["process"], "in_use"], pool.get("in_use", 0))
-    conns.add_metric([p["process"], "idle"], pool.get("idle", 0))
-    fam.append(conns)
-    fam.append(_gauge("sluice_redis_pool_max_connections", p, pool.get("max", 0)))
-    fam.append(_counter("sluice_redis_pool_opened_total", p, pool.get("opened", 0)))
-    fam.append(_counter("sluice_redis_pool_waits_total", p, pool.get("waits", 0)))
-    fam.append(
-        _counter("sluice_redis_pool_wait_seconds_total", p, pool.get("wait_time_seconds", 0.0))
-    )
-    fam.append(_counter("sluice_redis_pool_errors_total", p, pool.get("errors", 0)))
-    fam.append(_gauge("sluice_redis_up", p, 1.0))
-    fam.extend(_spool_families(spool))
+    fam.extend(_pool_families(processes))
+    fam.append(_gauge("sluice_redis_up", {"process": str(os.getpid())}, 1.0))
+    fam.extend(_spool_families(processes))
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Frozen(fam))

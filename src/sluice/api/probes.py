@@ -8,11 +8,13 @@ token (or, without one, the loopback rule) like the admin API.
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from sluice.api import metrics
+from sluice.api import metrics, process_metrics
 from sluice.api.auth import require_admin
 from sluice.api.state import app_state
 
@@ -20,9 +22,9 @@ router = APIRouter(tags=["probes"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """The process is alive (it answers)."""
-    return {"status": "alive"}
+async def healthz() -> dict[str, str | int]:
+    """The process is alive (it answers); ``pid`` says which of the API processes did."""
+    return {"status": "alive", "pid": os.getpid()}
 
 
 @router.get("/readyz")
@@ -45,7 +47,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", dependencies=[Depends(require_admin)])
 async def prometheus_metrics(request: Request) -> Response:
-    """Prometheus text format, rendered from Redis (all processes, all hosts)."""
+    """Prometheus text format, rendered from Redis (all processes, all hosts; the pools and
+    spool of every API process of this host)."""
     st = app_state(request.app)
     firing: dict[str, int] = {}
     for alert in await st.alerts():
@@ -53,7 +56,10 @@ async def prometheus_metrics(request: Request) -> Response:
             severity = str(alert.get("severity"))
             firing[severity] = firing.get(severity, 0) + 1
     try:
-        body = await metrics.render(st.queue, st.monitor, st.redis, firing, st.spool_stats())
+        own = process_metrics.readings(st.redis, st.spool_stats())
+        key = st.queue.keys.api_processes(process_metrics.host_name())
+        processes = await process_metrics.host_processes(st.queue.redis, key, own)
+        body = await metrics.render(st.queue, st.monitor, firing, processes)
     except (RedisError, OSError) as exc:
         # 200 with what this process knows (sluice_redis_up 0, its intake spool): a
         # failed scrape would drop exactly the series that matter during an outage.

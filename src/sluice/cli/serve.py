@@ -23,6 +23,14 @@ from sluice.settings.config import Settings
 
 HostOpt = Annotated[str | None, typer.Option(help="API address (default SLUICE_API_HOST).")]
 PortOpt = Annotated[int | None, typer.Option(help="API port (default SLUICE_API_PORT).")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=256,
+        help="API processes on the one port (default SLUICE_API_WORKERS, else one per core).",
+    ),
+]
 
 
 def api_address(settings: Settings, host: str | None, port: int | None) -> tuple[str, int]:
@@ -47,10 +55,32 @@ def announce(base: str) -> None:
     err.print(f"dashboard: [bold]{base}/dashboard[/bold]")
 
 
-def serve(host: HostOpt = None, port: PortOpt = None) -> None:
-    """Run the HTTP API: health document, admin controls, metrics."""
+def serve(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
+    """Run the HTTP API: the Chatwoot webhook, health document, admin controls, metrics.
+    Several processes (--workers) share the port; what they share lives in Redis."""
     settings = load_settings_or_exit()
     address = api_address(settings, host, port)
+    if workers is None:
+        from sluice.api.processes import default_workers
+
+        workers = settings.api_workers or default_workers()
+    if workers > 1:
+        from sluice.api.processes import serve_processes
+
+        with redis_for(settings) as (url, _):
+            code = serve_processes(
+                *address,
+                workers,
+                url,
+                lambda base: err.print(
+                    f"API listening on [bold]{base}[/bold] ({workers} processes; "
+                    f"health: {base}/api/admin/migration-status)",
+                    soft_wrap=True,
+                ),
+            )
+        if code:
+            raise typer.Exit(code)
+        return
     with traced("sluice-api"), redis_for(settings) as (url, _):
 
         async def run_api() -> None:

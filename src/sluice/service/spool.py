@@ -15,16 +15,31 @@ Redis as soon as it answers.
 
 One file per queue, ``intake-spool-<queue>.sqlite3``, under ``SLUICE_DATA_DIR`` (default
 ``$XDG_STATE_HOME/sluice``, else ``~/.local/state/sluice``: it must survive a reboot, so not
-a temporary directory). API processes of one host share it (SQLite locks it), and a
-restarted process replays what its predecessor left. Every SQLite call runs on a worker
-thread (it may wait for the disk), serialised by a lock, so the event loop never blocks on
-it.
+a temporary directory), shared by every API process of the host (`sluice serve --workers N`,
+`sluice up`, a second `sluice serve`). Each process claims a *slot* when it opens the spool:
+the lowest ``k`` whose lock file ``<file>.slot-<k>.lock`` it can ``flock`` exclusively, held
+for the process's life, and every row names the slot that owns it. A process replays only
+the rows it owns; a slot whose lock is free belongs to a process that is gone, so whoever
+finds it free (its restarted successor claims the lowest free slot, or any process on its
+next poll) takes its rows over and replays them. Nothing waits for a dead process.
+
+Order across processes: a new row of a conversation that already has rows here is owned by
+the owner of its oldest row, whichever process wrote it (the lookup and the insert are one
+write transaction), so one process replays a conversation's spooled webhooks, in the order
+of their sequence numbers, which the file assigns across all processes. :meth:`Spool.holds`
+answers for the whole file: this process's own appends and removals at once, the other
+processes' within one poll (``POLL_S``, when the replayer re-reads the file).
+
+Every SQLite call runs on a worker thread (it may wait for the disk or for another
+process's write), serialised by a lock, so the event loop never blocks on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import fcntl
 import json
 import os
 import sqlite3
@@ -50,6 +65,17 @@ CREATE TABLE IF NOT EXISTS spool (
     body BLOB NOT NULL
 )
 """
+# Files written before slots had no owner column: their rows belong to slot 0.
+_OWNER = "ALTER TABLE spool ADD COLUMN owner INTEGER NOT NULL DEFAULT 0"
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS spool_owner ON spool (owner, seq)",
+    "CREATE INDEX IF NOT EXISTS spool_conversation ON spool (conversation, seq)",
+)
+# How often the replayer re-reads the file: rows other processes wrote for this one (their
+# conversation's oldest row is this process's), slots of processes that are gone.
+POLL_S = 0.25
+# A write waits this long for another process's write to finish.
+BUSY_TIMEOUT_MS = 2_000
 
 
 def spool_path(data_dir: Path | None, queue: str) -> Path:
@@ -76,11 +102,15 @@ class SpooledWebhook:
 
 @dataclass(frozen=True, slots=True)
 class SpoolStats:
+    """The host's spool file (every process's rows: the same whichever process answers),
+    and this process's own counters."""
+
     depth: int
     oldest_age_s: float  # 0 when empty
     failures: int  # appends refused since start (disk full, I/O errors)
     replayed: int  # rows moved into the queue since start
     last_error: str | None  # set while appends fail; cleared by the next good one
+    owned: int = 0  # rows this process replays (its slot's)
 
     def signals(self) -> dict[str, float | None]:
         """This spool's readings for the alert rules (sluice.monitor.signals)."""
@@ -91,44 +121,62 @@ class SpoolStats:
 
 
 class Spool:
-    """A FIFO of webhooks on disk. ``open()`` before use, ``close()`` at shutdown."""
+    """A FIFO of webhooks on disk, shared by the host's API processes (see the module
+    docstring). ``open()`` before use, ``close()`` at shutdown."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.slot = -1  # claimed by open()
+        self._slot_fd: int | None = None
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
-        self._depth = 0
+        self._depth = 0  # rows in the file (every process's)
         self._oldest_ms: float | None = None
+        self._owned = 0
         self._failures = 0
         self._replayed = 0
         self._last_error: str | None = None
-        self._nonempty = asyncio.Event()
         self._appended = asyncio.Event()
         self._waiting: collections.Counter[str] = collections.Counter()
 
+    def slot_lock_path(self, slot: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.slot-{slot}.lock")
+
     async def open(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.slot, self._slot_fd = await asyncio.to_thread(self._claim_slot)
         self._db = await asyncio.to_thread(self._connect)
-        depth, oldest = await asyncio.to_thread(self._scan)
-        self._depth, self._oldest_ms = depth, oldest
-        self._waiting = collections.Counter(await asyncio.to_thread(self._conversations))
-        if depth:
-            self._nonempty.set()
+        await self.sync()
+
+    def _claim_slot(self) -> tuple[int, int]:
+        """The lowest free slot, locked for this process's life (the lock is released by
+        the kernel when the process dies, however it dies)."""
+        slot = 0
+        while True:
+            fd = _try_lock(self.slot_lock_path(slot))
+            if fd is not None:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                return slot, fd
+            slot += 1
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db = sqlite3.connect(
+            self.path,
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(spool)")}
+        if "owner" not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+                db.execute(_OWNER)
+        for index in _INDEXES:
+            db.execute(index)
         return db
-
-    def _scan(self) -> tuple[int, float | None]:
-        db = self._conn()
-        row = db.execute("SELECT COUNT(*), MIN(received_ms) FROM spool").fetchone()
-        return int(row[0]), (float(row[1]) if row[1] is not None else None)
-
-    def _conversations(self) -> list[str]:
-        return [row[0] for row in self._conn().execute("SELECT conversation FROM spool")]
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -139,21 +187,81 @@ class Spool:
         if self._db is not None:
             db, self._db = self._db, None
             await asyncio.to_thread(db.close)
+        if self._slot_fd is not None:
+            os.close(self._slot_fd)  # releases the slot
+            self._slot_fd = None
+
+    async def sync(self) -> bool:
+        """Re-read the file: take over the rows of slots whose process is gone, and refresh
+        what :meth:`holds` and :meth:`stats` know of the other processes' rows. Whether rows
+        were taken over (the replayer then reads its rows from the start again)."""
+        async with self._lock:
+            taken, waiting, depth, oldest, owned = await asyncio.to_thread(self._sync)
+        self._waiting = waiting
+        self._depth, self._oldest_ms, self._owned = depth, oldest, owned
+        if taken:
+            self._appended.set()
+        return taken > 0
+
+    def _sync(
+        self,
+    ) -> tuple[int, collections.Counter[str], int, float | None, int]:
+        db = self._conn()
+        taken = 0
+        others = db.execute(
+            "SELECT DISTINCT owner FROM spool WHERE owner != ?", (self.slot,)
+        ).fetchall()
+        for (owner,) in others:
+            fd = _try_lock(self.slot_lock_path(int(owner)))
+            if fd is None:
+                continue  # its process is alive: its rows are its own
+            try:
+                cursor = db.execute(
+                    "UPDATE spool SET owner = ? WHERE owner = ?", (self.slot, int(owner))
+                )
+                taken += cursor.rowcount
+            finally:
+                os.close(fd)
+        waiting = collections.Counter(
+            {
+                str(c): int(n)
+                for c, n in db.execute("SELECT conversation, COUNT(*) FROM spool GROUP BY 1")
+            }
+        )
+        (depth,) = db.execute("SELECT COUNT(*) FROM spool").fetchone()
+        first = db.execute("SELECT received_ms FROM spool ORDER BY seq LIMIT 1").fetchone()
+        oldest = first[0] if first else None
+        (owned,) = db.execute("SELECT COUNT(*) FROM spool WHERE owner = ?", (self.slot,)).fetchone()
+        return (
+            taken,
+            waiting,
+            int(depth),
+            float(oldest) if oldest is not None else None,
+            int(owned),
+        )
 
     @property
     def depth(self) -> int:
+        """Webhooks waiting in the file (every process's)."""
         return self._depth
 
+    @property
+    def owned(self) -> int:
+        """Webhooks this process replays."""
+        return self._owned
+
     def holds(self, conversation: str) -> bool:
-        """Whether a webhook of ``conversation`` waits here: a newer one of the same
-        conversation must go behind it (order); other conversations need not wait."""
+        """Whether a webhook of ``conversation`` waits here (any process's): a newer one of
+        the same conversation must go behind it (order); other conversations need not wait."""
         return self._waiting[conversation] > 0
 
     def stats(self) -> SpoolStats:
         age = 0.0
         if self._depth and self._oldest_ms is not None:
             age = max(0.0, time.time() - self._oldest_ms / 1000)
-        return SpoolStats(self._depth, age, self._failures, self._replayed, self._last_error)
+        return SpoolStats(
+            self._depth, age, self._failures, self._replayed, self._last_error, self._owned
+        )
 
     async def append(
         self,
@@ -169,7 +277,7 @@ class Spool:
             kept["traceparent"] = spans.traceparent()
         async with self._lock:
             try:
-                seq = await asyncio.to_thread(
+                seq, owner = await asyncio.to_thread(
                     self._insert, body, json.dumps(kept), received_ms, conversation
                 )
             except sqlite3.Error as exc:
@@ -178,36 +286,56 @@ class Spool:
                 raise SpoolFullError(f"cannot write the intake spool {self.path}: {exc}") from exc
             self._depth += 1
             self._waiting[conversation] += 1
-            self._appended.set()
+            if owner == self.slot:
+                self._owned += 1
+                self._appended.set()
             if self._oldest_ms is None:
                 self._oldest_ms = received_ms
             self._last_error = None
-            self._nonempty.set()
             return seq
 
-    def _insert(self, body: bytes, headers: str, received_ms: float, conversation: str) -> int:
-        cursor = self._conn().execute(
-            "INSERT INTO spool (received_ms, conversation, headers, body) VALUES (?, ?, ?, ?)",
-            (received_ms, conversation, headers, body),
-        )
-        return int(cursor.lastrowid or 0)
-
-    async def wait_nonempty(self) -> None:
-        await self._nonempty.wait()
+    def _insert(
+        self, body: bytes, headers: str, received_ms: float, conversation: str
+    ) -> tuple[int, int]:
+        """One write transaction: the owner of the conversation's oldest row (this slot when
+        it has none), then the row."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            owner = self.slot
+            if conversation:
+                row = db.execute(
+                    "SELECT owner FROM spool WHERE conversation = ? ORDER BY seq LIMIT 1",
+                    (conversation,),
+                ).fetchone()
+                if row is not None:
+                    owner = int(row[0])
+            cursor = db.execute(
+                "INSERT INTO spool (received_ms, conversation, headers, body, owner) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (received_ms, conversation, headers, body, owner),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return int(cursor.lastrowid or 0), owner
 
     async def wait_appended(self) -> None:
-        """Until the next append (call :meth:`after` first and again after clearing)."""
+        """Until the next append of a row this process owns, or a takeover (call
+        :meth:`clear_appended` first)."""
         await self._appended.wait()
 
     def clear_appended(self) -> None:
         self._appended.clear()
 
     async def oldest(self, limit: int = 100) -> list[SpooledWebhook]:
-        """The oldest rows, in arrival order."""
+        """This process's oldest rows, in arrival order."""
         return await self.after(0, limit)
 
     async def after(self, seq: int, limit: int = 100) -> list[SpooledWebhook]:
-        """The rows written after row ``seq``, in arrival order."""
+        """This process's rows written after row ``seq``, in arrival order."""
         async with self._lock:
             rows = await asyncio.to_thread(self._select, seq, limit)
         return [
@@ -216,9 +344,9 @@ class Spool:
 
     def _select(self, seq: int, limit: int) -> list[tuple[int, float, str, str, bytes]]:
         cursor = self._conn().execute(
-            "SELECT seq, received_ms, conversation, headers, body FROM spool WHERE seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (seq, limit),
+            "SELECT seq, received_ms, conversation, headers, body FROM spool "
+            "WHERE owner = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (self.slot, seq, limit),
         )
         return list(cursor.fetchall())
 
@@ -231,11 +359,10 @@ class Spool:
             if self._waiting[row.conversation] <= 0:
                 del self._waiting[row.conversation]
             self._depth = max(0, self._depth - 1)
+            self._owned = max(0, self._owned - 1)
             self._oldest_ms = None
             if self._depth:
                 self._oldest_ms = await asyncio.to_thread(self._oldest_received)
-            if not self._depth:
-                self._nonempty.clear()
 
     def _oldest_received(self) -> float | None:
         row = self._conn().execute("SELECT received_ms FROM spool ORDER BY seq LIMIT 1").fetchone()
@@ -243,3 +370,18 @@ class Spool:
 
     def _delete(self, seq: int) -> None:
         self._conn().execute("DELETE FROM spool WHERE seq = ?", (seq,))
+
+
+def _try_lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive ``flock`` on ``path``, or None when another
+    open file holds it (another process, or another Spool of this one)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
 from sluice import tracing
-from sluice.service.spool import Spool, SpooledWebhook
+from sluice.service.spool import POLL_S, Spool, SpooledWebhook
 from sluice.tracing import service as traced
 
 log = logging.getLogger("sluice.intake")
@@ -37,28 +39,43 @@ class SpoolReplayer:
         """Move spooled webhooks into the queue for as long as the process runs: each
         conversation's webhooks one after another in arrival order, conversations side by
         side (up to ``REPLAY_CONCURRENCY`` at once, as the direct path would take them), and
-        no batch waits for its slowest conversation. A Redis error or a slow Redis waits
-        (capped back-off) and tries the same webhook again, so nothing overtakes it."""
+        no batch waits for its slowest conversation. Only this process's rows (its slot's,
+        and those of gone processes it takes over: :meth:`Spool.sync` every ``POLL_S``).
+        A Redis error or a slow Redis waits (capped back-off) and tries the same webhook
+        again, so nothing overtakes it."""
         queued: dict[str, collections.deque[SpooledWebhook]] = {}
         draining: dict[str, asyncio.Task[None]] = {}
+        pending: set[int] = set()  # rows queued or in flight (a takeover re-reads from 0)
         limit = asyncio.Semaphore(REPLAY_CONCURRENCY)
         last_seq = 0
+        synced = time.monotonic()
         while True:
+            if time.monotonic() - synced > POLL_S:
+                synced = time.monotonic()
+                if await self.spool.sync():
+                    last_seq = 0  # a gone process's rows are this one's now
             rows = await self.spool.after(last_seq, REPLAY_BATCH)
             if not rows:
                 self.spool.clear_appended()
                 rows = await self.spool.after(last_seq, REPLAY_BATCH)
                 if not rows:
-                    await self.spool.wait_appended()
+                    # Other processes write rows for this one and leave slots behind: look
+                    # at the file again after a while even when nothing is appended here.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(POLL_S):
+                            await self.spool.wait_appended()
                     continue
             for row in rows:
                 last_seq = row.seq
+                if row.seq in pending:
+                    continue
+                pending.add(row.seq)
                 # A webhook of no conversation is independent of every other one.
                 key = row.conversation or f"#{row.seq}"
                 queued.setdefault(key, collections.deque()).append(row)
                 if key not in draining:
                     draining[key] = asyncio.create_task(
-                        self._drain_conversation(key, queued, draining, limit)
+                        self._drain_conversation(key, queued, draining, limit, pending)
                     )
 
     async def _drain_conversation(
@@ -67,6 +84,7 @@ class SpoolReplayer:
         queued: dict[str, collections.deque[SpooledWebhook]],
         draining: dict[str, asyncio.Task[None]],
         limit: asyncio.Semaphore,
+        pending: set[int],
     ) -> None:
         try:
             rows = queued[key]
@@ -76,6 +94,7 @@ class SpoolReplayer:
                     await self._replay_until_stored(row)
                 rows.popleft()
                 await self.spool.remove(row)
+                pending.discard(row.seq)
         finally:
             queued.pop(key, None)
             draining.pop(key, None)

@@ -159,6 +159,8 @@ class Settings(EnvSettings):
     admin_token: SecretStr | None = Field(None, validation_alias="SLUICE_ADMIN_TOKEN")
     api_host: str = Field("127.0.0.1", validation_alias="SLUICE_API_HOST")
     api_port: int = Field(8000, ge=0, le=65535, validation_alias="SLUICE_API_PORT")
+    # `sluice serve` processes on the one port; unset: one per core (`sluice up` runs one).
+    api_workers: int | None = Field(None, ge=1, le=256, validation_alias="SLUICE_API_WORKERS")
     monitoring_enabled: bool = Field(True, validation_alias="SLUICE_MONITORING")
     sla_objective: float = Field(
         0.95, gt=0, lt=1, allow_inf_nan=False, validation_alias="SLUICE_SLA_OBJECTIVE"
