@@ -34,6 +34,7 @@ from sluice.queue.types import (
     as_text,
     new_request_id,
 )
+from sluice.redis.cluster import RedisClient
 from sluice.tracing import messaging
 
 __all__ = [
@@ -66,7 +67,7 @@ class Queue(Leasing):
         name: str = "inbound",
         *,
         url: str | None = None,
-        redis: aioredis.Redis | None = None,
+        redis: RedisClient | None = None,
         priorities: Mapping[str, int] | None = None,
         max_attempts: int = 5,
         completed_retention_s: float = 7 * DAY_S,
@@ -82,9 +83,7 @@ class Queue(Leasing):
         self.name = name
         self.keys = QueueKeys(name)
         self._owns_client = redis is None
-        self.redis: aioredis.Redis = (
-            redis if redis is not None else aioredis.Redis.from_url(str(url))
-        )
+        self.redis: RedisClient = redis if redis is not None else aioredis.Redis.from_url(str(url))
         self.priorities: Mapping[str, int] = dict(priorities or DEFAULT_TARGETS_MS)
         self.max_attempts = max_attempts
         self.completed_retention_ms = int(completed_retention_s * 1000)
@@ -217,7 +216,10 @@ class Queue(Leasing):
         pipe = self.redis.pipeline(transaction=False)
         nkeys = len(self._kv)
         for args in arg_lists:
-            pipe.evalsha(script.sha, nkeys, *self._kv, *args)
+            # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the
+            # evalsha method by name, yet routes EVALSHA by its declared key (the queue's
+            # slot), so every call of the batch goes to the one node and stays atomic.
+            pipe.execute_command("EVALSHA", script.sha, nkeys, *self._kv, *args)
         results = await pipe.execute()
         return [job_id.decode() for job_id, _ in results]
 

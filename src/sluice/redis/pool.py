@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from sluice.redis.cluster import RedisClient
 from sluice.settings.redact import redact_url
 
 if TYPE_CHECKING:
@@ -238,7 +239,7 @@ class MeteredConnectionPool(BlockingConnectionPool):
 class RedisHandle:
     """The process's Redis client and the pool behind it; close it once at shutdown."""
 
-    client: aioredis.Redis
+    client: RedisClient
     pool: MeteredConnectionPool
 
     def metrics(self) -> PoolMetrics:

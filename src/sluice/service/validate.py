@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from sluice.keys import QueueKeys
@@ -21,6 +20,7 @@ from sluice.monitor.retention import COMPLETED_JOB_BYTES, projected_bytes
 from sluice.monitor.windows import WindowReader
 from sluice.queue.job import Job
 from sluice.queue.queue import Queue
+from sluice.redis.cluster import RedisClient
 from sluice.redis.embedded import is_embedded_server
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
 from sluice.settings.check import Check
@@ -159,7 +159,7 @@ def retention_memory_check(
     )
 
 
-async def check_retention_memory(client: aioredis.Redis, settings: Settings) -> Check:
+async def check_retention_memory(client: RedisClient, settings: Settings) -> Check:
     """The retention's projected memory against ``maxmemory`` (the host's memory when none
     is set). The rate is SLUICE_PEAK_RATE when set, else the larger of the configured rate
     limit and the throughput measured over the last 5 minutes and hour."""
@@ -222,7 +222,7 @@ async def check_redis(handle: RedisHandle, settings: Settings) -> list[Check]:
     ]
 
 
-async def check_persistence(client: aioredis.Redis, *, embedded: bool = False) -> Check:
+async def check_persistence(client: RedisClient, *, embedded: bool = False) -> Check:
     """How much a Redis restart or crash can lose (docs/reliability.md, scenario e). A warning,
     not a failure: a scratch or demo queue may run without persistence on purpose.
 

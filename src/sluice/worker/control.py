@@ -21,6 +21,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from sluice.queue.queue import Queue
+from sluice.redis.cluster import close_dedicated, is_cluster
 from sluice.worker.slots import Slots
 
 log = logging.getLogger("sluice.worker")
@@ -78,6 +79,11 @@ async def listen(
         client = queue.blocking_client(read_timeout_s=None)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
+            if is_cluster(client):
+                # A cluster's pub/sub picks its node from the slot map, which a new client
+                # reads on its first command: read it now. Any node will do (PUBLISH is
+                # broadcast); the channel's slot owner is the one chosen.
+                await client.initialize()
             await pubsub.subscribe(queue.keys.control)
             subscribed.set()
             failures = 0
@@ -94,5 +100,4 @@ async def listen(
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await client.aclose()
-                await client.connection_pool.disconnect()
+                await close_dedicated(client)
