@@ -20,15 +20,25 @@ redis-py's :class:`redis.asyncio.RedisCluster` routes it there and follows ``MOV
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias, TypeGuard
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
 
+from sluice.settings.redact import redact_url
+
+if TYPE_CHECKING:
+    from sluice.redis.pool import RedisHandle
+
 __all__ = [
+    "ClusterOverview",
     "RedisClient",
+    "cluster_overview",
+    "connect_cluster",
     "dedicated_client_like",
     "is_cluster",
+    "is_cluster_server",
     "node_for_key",
     "primaries",
 ]
@@ -95,6 +105,44 @@ async def close_dedicated(client: RedisClient) -> None:
         await client.connection_pool.disconnect()
 
 
+async def is_cluster_server(url: str) -> bool:
+    """Whether the server at ``url`` runs in cluster mode (``INFO cluster`` says
+    ``cluster_enabled:1``); a unix socket (the embedded server) never does."""
+    from sluice.redis.pool import RedisUnavailableError
+
+    if url.startswith("unix:"):
+        return False
+    probe = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        info = await probe.info("cluster")
+    except Exception as exc:
+        raise RedisUnavailableError(f"cannot connect to Redis at {redact_url(url)}: {exc}") from exc
+    finally:
+        await probe.aclose()
+    return bool(int(info.get("cluster_enabled", 0) or 0))
+
+
+async def connect_cluster(
+    url: str, *, max_connections: int, client_name: str | None = "sluice"
+) -> RedisHandle:
+    """A ``RedisCluster`` from a URL naming any node (it discovers the others), up to
+    ``max_connections`` per node; its first connections are opened now."""
+    from sluice.redis.pool import RedisHandle, RedisUnavailableError, cluster_client_options
+
+    client = aioredis.RedisCluster.from_url(
+        url, max_connections=max_connections, client_name=client_name, **cluster_client_options()
+    )
+    try:
+        await client.initialize()
+        await client.ping(target_nodes=aioredis.RedisCluster.PRIMARIES)
+    except Exception as exc:
+        await client.aclose()
+        raise RedisUnavailableError(
+            f"cannot connect to the Redis Cluster at {redact_url(url)}: {exc}"
+        ) from exc
+    return RedisHandle(client=client, pool=None)
+
+
 def node_for_key(client: aioredis.RedisCluster, key: str) -> ClusterNode:
     """The master that serves ``key``'s slot, as the client knows it now."""
     node = client.get_node_from_key(key)
@@ -106,3 +154,48 @@ def node_for_key(client: aioredis.RedisCluster, key: str) -> ClusterNode:
 def primaries(client: aioredis.RedisCluster) -> list[ClusterNode]:
     """The cluster's masters, as the client knows them now."""
     return list(client.get_primaries())
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOverview:
+    """What ``sluice validate`` and the health document report of a cluster."""
+
+    state: str  # CLUSTER INFO's cluster_state on the node owning the queue's slot
+    masters: int
+    replicas: int
+    slot: int  # the queue's slot (every key of a queue is in it)
+    owner: str  # host:port of the master serving it
+    owner_replicas: int  # replicas of that master that are not failed
+    per_master: dict[str, dict[str, str]]  # host:port -> maxmemory_policy, aof_enabled
+
+
+async def cluster_overview(client: aioredis.RedisCluster, key: str) -> ClusterOverview:
+    """The cluster's state as the master owning ``key``'s slot sees it, with each master's
+    eviction policy and append-only setting (INFO is per node)."""
+    owner = node_for_key(client, key)
+    info = await client.cluster_info(target_nodes=owner)
+    nodes: dict[str, dict[str, Any]] = await client.cluster_nodes()
+    masters = {
+        a: n for a, n in nodes.items() if "master" in n["flags"] and "fail" not in n["flags"]
+    }
+    replicas = {
+        a: n for a, n in nodes.items() if "slave" in n["flags"] and "fail" not in n["flags"]
+    }
+    owner_id = next((n["node_id"] for a, n in masters.items() if a == owner.name), "")
+    per_master: dict[str, dict[str, str]] = {}
+    for node in client.get_primaries():
+        memory = await client.info("memory", target_nodes=node)
+        persistence = await client.info("persistence", target_nodes=node)
+        per_master[node.name] = {
+            "maxmemory_policy": str(memory.get("maxmemory_policy", "")),
+            "aof_enabled": str(persistence.get("aof_enabled", 0)),
+        }
+    return ClusterOverview(
+        state=str(info.get("cluster_state", "unknown")),
+        masters=len(masters),
+        replicas=len(replicas),
+        slot=client.keyslot(key),
+        owner=owner.name,
+        owner_replicas=sum(1 for n in replicas.values() if n["master_id"] == owner_id),
+        per_master=per_master,
+    )

@@ -127,6 +127,11 @@ class Settings(EnvSettings):
         5.0, gt=0, allow_inf_nan=False, validation_alias="REDIS_POOL_TIMEOUT_S"
     )
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    redis_cluster: bool | None = Field(
+        None,
+        validation_alias="REDIS_CLUSTER",
+        description="REDIS_URL names a node of a Redis/Valkey Cluster; unset = ask the server",
+    )
 
     data_dir: Path | None = Field(None, validation_alias="SLUICE_DATA_DIR")
     queue: str = Field("inbound", validation_alias="SLUICE_QUEUE")
