@@ -93,3 +93,16 @@ async def test_health_document_reports_the_cluster(valkey_cluster: ValkeyCluster
     finally:
         await delete_queue_keys(handle.client, queue.name)  # type: ignore[arg-type]
         await handle.close()
+
+
+async def test_redis_cluster_true_without_warming_connects_on_first_use(
+    valkey_cluster: ValkeyCluster,
+) -> None:
+    """The API's path when Redis is down at startup: no connection yet, a cluster client."""
+    settings = load_settings({"REDIS_URL": valkey_cluster.url, "REDIS_CLUSTER": "true"})
+    handle = await connect_from_settings(settings, valkey_cluster.url, warm=False)
+    try:
+        assert handle.cluster
+        assert await handle.client.ping()
+    finally:
+        await handle.close()

@@ -123,15 +123,18 @@ async def is_cluster_server(url: str) -> bool:
 
 
 async def connect_cluster(
-    url: str, *, max_connections: int, client_name: str | None = "sluice"
+    url: str, *, max_connections: int, client_name: str | None = "sluice", warm: bool = True
 ) -> RedisHandle:
     """A ``RedisCluster`` from a URL naming any node (it discovers the others), up to
-    ``max_connections`` per node; its first connections are opened now."""
+    ``max_connections`` per node; its first connections are opened now unless ``warm`` is
+    false (it then reads the slot map on its first command)."""
     from sluice.redis.pool import RedisHandle, RedisUnavailableError, cluster_client_options
 
     client = aioredis.RedisCluster.from_url(
         url, max_connections=max_connections, client_name=client_name, **cluster_client_options()
     )
+    if not warm:
+        return RedisHandle(client=client, pool=None)
     try:
         await client.initialize()
         await client.ping(target_nodes=aioredis.RedisCluster.PRIMARIES)

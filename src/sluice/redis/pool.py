@@ -343,12 +343,15 @@ async def connect_from_settings(settings: Settings, url: str, *, warm: bool = Tr
     while Redis is down, such as the API serving its health document).
 
     ``REDIS_CLUSTER=true`` (or, when it is unset, a server that reports cluster mode) makes
-    it a ``RedisCluster`` client on the node ``url`` names (docs/cluster.md)."""
+    it a ``RedisCluster`` client on the node ``url`` names (docs/cluster.md). Detection needs
+    the server: with ``warm=False`` and REDIS_CLUSTER unset the client is a single server's."""
     cluster = settings.redis_cluster
     if cluster is None and warm:
         cluster = await is_cluster_server(url)
     if cluster:
-        return await connect_cluster(url, max_connections=settings.redis_pool_max_connections)
+        return await connect_cluster(
+            url, max_connections=settings.redis_pool_max_connections, warm=warm
+        )
     return await connect(
         url,
         pool_enabled=settings.redis_pool_enabled,
