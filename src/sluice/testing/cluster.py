@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -108,6 +110,7 @@ class ValkeyCluster:
     start_timeout_s: float = 30.0
     nodes: list[ClusterNodeProcess] = field(default_factory=list)
     _root: Path | None = None
+    _killed: set[int] = field(default_factory=set)  # ports of nodes killed on purpose
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -231,9 +234,34 @@ class ValkeyCluster:
 
     def kill(self, node: ClusterNodeProcess) -> None:
         """SIGKILL one node (its replica is promoted after ``cluster-node-timeout``)."""
+        self._killed.add(node.port)
         if node.process is not None:
             node.process.kill()
             node.process.wait(timeout=5)
+
+    def freeze(self, node: ClusterNodeProcess) -> None:
+        """SIGSTOP one node: a replica frozen for a while lags its master, as over a slow
+        link (the master keeps acknowledging writes it has not replicated)."""
+        if node.process is not None:
+            os.kill(node.process.pid, signal.SIGSTOP)
+
+    def thaw(self, node: ClusterNodeProcess) -> None:
+        if node.process is not None:
+            os.kill(node.process.pid, signal.SIGCONT)
+
+    def restart(self, node: ClusterNodeProcess) -> None:
+        """Start a killed node again on its configuration and node table: it rejoins the
+        cluster, as a replica of whichever master took its slots."""
+        if node.alive:
+            return
+        self._killed.discard(node.port)
+        node.process = subprocess.Popen(
+            [str(self.binary or cluster_binary()), str(node.directory / "server.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_parent_death_signal(),
+        )
+        self.wait_for(f"node {node.port} answers PING", functools.partial(_pings, node))
 
     def _by_port(self, port: int) -> ClusterNodeProcess:
         for node in self.nodes:
@@ -267,10 +295,16 @@ class ValkeyCluster:
     def _wait(self, deadline: float, what: str, ready: Callable[[], bool]) -> None:
         delay = 0.01
         while True:
-            with contextlib.suppress(redis.RedisError, OSError):
+            with contextlib.suppress(redis.RedisError, OSError, ClusterError):
                 if ready():
                     return
-            dead = [n for n in self.nodes if n.process is not None and n.process.poll() is not None]
+            dead = [
+                n
+                for n in self.nodes
+                if n.process is not None
+                and n.process.poll() is not None
+                and n.port not in self._killed
+            ]
             if dead:
                 raise ClusterError(
                     f"node {dead[0].port} exited while waiting for {what}:\n{dead[0].log_tail()}"
@@ -281,7 +315,8 @@ class ValkeyCluster:
             delay = min(0.2, delay * 2)
 
     def wait_for(self, what: str, ready: Callable[[], bool], timeout_s: float = 30.0) -> None:
-        """Poll ``ready`` until true or ``timeout_s`` passes (errors count as not yet)."""
+        """Poll ``ready`` until true or ``timeout_s`` passes (errors, a slot without a master
+        included, count as not yet)."""
         self._wait(time.monotonic() + timeout_s, what, ready)
 
     def _all_known(self, total: int) -> bool:

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from sluice.queue.queue import Queue
 from sluice.redis.cluster import close_dedicated, is_cluster
 from sluice.worker.slots import Slots
+from sluice.worker.types import raise_if_cancelled
 
 log = logging.getLogger("sluice.worker")
 
@@ -93,6 +94,7 @@ async def listen(
                     data = message["data"]
                     on_message(data.decode() if isinstance(data, bytes) else str(data))
         except (RedisError, OSError) as exc:
+            raise_if_cancelled()
             failures += 1
             delay = min(1.0, 0.1 * 2 ** min(failures, 4))
             log.debug("control channel lost (%r); again in %.1f s", exc, delay)

@@ -26,7 +26,7 @@ from sluice.worker import registry
 from sluice.worker.control import Controls
 from sluice.worker.processor import Processor
 from sluice.worker.slots import Slots
-from sluice.worker.types import REDIS_DOWN
+from sluice.worker.types import REDIS_DOWN, raise_if_cancelled
 
 log = logging.getLogger("sluice.worker")
 
@@ -69,8 +69,10 @@ class Heartbeat:
                 await self._beat()
                 self.succeeded.set()
             except REDIS_DOWN as exc:
+                raise_if_cancelled()
                 log.warning("heartbeat failed (%s)", exc)
             except Exception:
+                raise_if_cancelled()
                 log.exception("heartbeat failed")
 
     async def watch_leases(self) -> None:
