@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
@@ -14,6 +16,9 @@ from sluice import EnqueueRequest, Queue
 from sluice.queue.durable import NotReplicatedError
 from sluice.testing.cluster import ValkeyCluster
 
+from ..api.conftest import start_api
+from ..api.test_intake import SECRET, signed
+from ..api.test_intake_spool import message
 from ..integration.conftest import delete_queue_keys
 
 
@@ -69,3 +74,53 @@ async def test_without_enough_replicas_the_enqueue_is_refused_but_kept(
         assert (await queue.counts())["waiting"] == 2
     finally:
         await delete_queue_keys(redis_client, queue_name)
+
+
+async def _post_one(redis_url: str, queue_name: str, tmp_path: Path, **env: str) -> dict[str, Any]:
+    server, url = await start_api(
+        redis_url,
+        queue_name,
+        CHATWOOT_WEBHOOK_SECRET=SECRET,
+        SLUICE_DATA_DIR=str(tmp_path),
+        **env,
+    )
+    try:
+        body = message(4242, "hello")
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            response = await client.post("/webhooks/chatwoot", content=body, headers=signed(body))
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+    finally:
+        await server.stop()
+
+
+async def test_service_spools_a_webhook_its_replicas_did_not_confirm(
+    redis_url: str, redis_client: aioredis.Redis, queue_name: str, tmp_path: Path
+) -> None:
+    replicas = int((await redis_client.info("replication")).get("connected_slaves", 0))
+    try:
+        answer = await _post_one(
+            redis_url,
+            queue_name,
+            tmp_path,
+            SLUICE_ENQUEUE_WAIT_REPLICAS=str(replicas + 1),
+            SLUICE_ENQUEUE_WAIT_TIMEOUT_MS="50",
+        )
+        assert answer["status"] == "spooled", answer
+    finally:
+        await delete_queue_keys(redis_client, queue_name)
+
+
+async def test_service_on_the_cluster_with_replicated_enqueue(
+    valkey_cluster: ValkeyCluster, cluster_client: Any, tmp_path: Path
+) -> None:
+    name = f"svcw-{uuid.uuid4().hex[:8]}"
+    try:
+        answer = await _post_one(
+            valkey_cluster.url, name, tmp_path, SLUICE_ENQUEUE_WAIT_REPLICAS="1"
+        )
+        assert answer["status"] != "spooled", answer
+        assert (await Queue(name, redis=cluster_client).counts())["waiting"] == 1
+    finally:
+        await delete_queue_keys(cluster_client, name)

@@ -14,7 +14,8 @@ connection to the master of the queue's slot, which is what this module does:
   keyless WAIT to another node. A redirection (the slot moved, a failover) refreshes the
   slot map and the whole exchange is sent again: the enqueue is idempotent by request id.
 
-When fewer replicas acknowledge within the timeout, :class:`NotReplicatedError` is raised:
+When fewer replicas acknowledge within the timeout, :class:`NotReplicatedError` is raised
+(``SLUICE_ENQUEUE_WAIT_REPLICAS`` / ``SLUICE_ENQUEUE_WAIT_TIMEOUT_MS`` for the service):
 the job *is* on the master and will run unless the master fails before replicating it.
 Re-sending it with the same message id is safe (the dedupe record answers). WAIT does not
 make the cluster strongly consistent (a replica that acknowledged may still not be the one
@@ -43,8 +44,11 @@ _REDIRECTS = (MovedError, AskError, TryAgainError)
 _ATTEMPTS = 3
 
 
-class NotReplicatedError(SluiceError):
-    """The enqueue reached the master, but fewer replicas than asked confirmed it in time."""
+class NotReplicatedError(SluiceError, RedisError):
+    """The enqueue reached the master, but fewer replicas than asked confirmed it in time.
+
+    A RedisError too, so what handles Redis trouble handles it: the service's intake puts
+    the webhook in its durable spool and replays it later (the dedupe record answers)."""
 
     def __init__(self, job_ids: Sequence[str], acked: int, wanted: int, timeout_ms: int) -> None:
         self.job_ids = list(job_ids)

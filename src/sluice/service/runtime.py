@@ -48,4 +48,6 @@ def queue_for(settings: Settings, client: RedisClient) -> Queue:
         sla_warning_ms=settings.sla_warning_threshold_ms,
         sla_critical_ms=settings.sla_critical_threshold_ms,
         monitoring=settings.monitoring_enabled,
+        wait_replicas=settings.enqueue_wait_replicas,
+        wait_timeout_ms=settings.enqueue_wait_timeout_ms,
     )

@@ -153,6 +153,10 @@ class Settings(EnvSettings):
     # How long a Chatwoot message id is remembered: a redelivery later than this is a new
     # message. Chatwoot retries within seconds, so the day is for replays by hand.
     dedupe_ttl_s: int = Field(24 * 3600, ge=1, validation_alias="SLUICE_DEDUPE_TTL_S")
+    enqueue_wait_replicas: int = Field(0, ge=0, validation_alias="SLUICE_ENQUEUE_WAIT_REPLICAS")
+    enqueue_wait_timeout_ms: int = Field(
+        1000, ge=1, validation_alias="SLUICE_ENQUEUE_WAIT_TIMEOUT_MS"
+    )
     shutdown_grace_s: float = Field(
         10.0, ge=0, allow_inf_nan=False, validation_alias="SLUICE_SHUTDOWN_GRACE_S"
     )

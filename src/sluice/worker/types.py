@@ -29,12 +29,13 @@ REDIS_DOWN = (RedisError, RedisConnectionError, RedisTimeoutError, ConnectionErr
 def raise_if_cancelled() -> None:
     """Re-raise a cancellation that a Redis call turned into an error.
 
-    On Python 3.11 a task cancelled while redis-py waits under a timeout can see a
-    ``TimeoutError`` (redis-py's, one of :data:`REDIS_DOWN`) instead of ``CancelledError``
-    when the timeout fires at the same moment; a loop that logs Redis errors and carries on
-    would then outlive its cancellation and hang the worker's shutdown. Seen in
-    tests/cluster/test_cluster_failover.py (a master killed under load): the heartbeat kept
-    beating after ``Worker.stop``. Call it in such a loop's error branch."""
+    Seen in tests/cluster/test_cluster_failover.py (a master killed under load, about one
+    run in three): after ``Worker.stop`` the heartbeat task was marked cancelling yet kept
+    beating, so the cancellation had reached it inside a Redis call as an ordinary
+    exception, which its loop logs and survives; the worker's shutdown then waited for it
+    for ever. Which layer converts it (redis-py's cluster retries or its timeouts under
+    Python 3.11) was not pinned down. A loop that logs Redis errors and carries on calls
+    this in its error branch, so it never outlives its cancellation."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
