@@ -89,6 +89,7 @@ async def listen(
             subscribed.set()
             failures = 0
             while True:
+                raise_if_cancelled()
                 message = await pubsub.get_message(timeout=1.0)
                 if message is not None and message.get("type") == "message":
                     data = message["data"]

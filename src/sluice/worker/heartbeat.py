@@ -64,6 +64,7 @@ class Heartbeat:
         """Beat every ``heartbeat_ms`` until cancelled; a failed beat is logged, not fatal."""
         interval = self._heartbeat_ms / 1000
         while True:
+            raise_if_cancelled()  # a beat may have swallowed it (worker/types.py)
             await asyncio.sleep(interval)
             try:
                 await self._beat()

@@ -31,11 +31,13 @@ def raise_if_cancelled() -> None:
 
     Seen in tests/cluster/test_cluster_failover.py (a master killed under load, about one
     run in three): after ``Worker.stop`` the heartbeat task was marked cancelling yet kept
-    beating, so the cancellation had reached it inside a Redis call as an ordinary
-    exception, which its loop logs and survives; the worker's shutdown then waited for it
-    for ever. Which layer converts it (redis-py's cluster retries or its timeouts under
-    Python 3.11) was not pinned down. A loop that logs Redis errors and carries on calls
-    this in its error branch, so it never outlives its cancellation."""
+    beating, so the cancellation had been swallowed inside a Redis call (turned into an
+    ordinary error, which the loop logs and survives, or absorbed by a retry that then
+    succeeded); the worker's shutdown then waited for it for ever. Which layer does it
+    (redis-py's cluster client retrying through a failover, or its timeouts under Python
+    3.11) was not pinned down. A loop that survives Redis errors calls this at the top of
+    each round and in its error branch: ``Task.cancelling()`` stays set until the task
+    itself calls ``uncancel()``, so the loop never outlives its cancellation."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
