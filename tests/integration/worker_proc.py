@@ -1,7 +1,7 @@
 """A worker process for tests that need real processes (SIGKILL, SIGTERM, rate limits).
 
 Usage: python worker_proc.py REDIS_URL QUEUE MODE [--concurrency N] [--rate R] [--lease MS]
-       [--partitions N]
+       [--partitions N] [--cluster]
 Modes:
   record     push "<start time>|<pid>|<job id>" to <queue>:starts, then finish
   hang-first attempt 1 pushes "<pid>|<job id>" to <queue>:started and never returns;
@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -31,8 +32,13 @@ async def main() -> None:
     parser.add_argument("--rate", type=int, default=0)
     parser.add_argument("--lease", type=int, default=5000)
     parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--cluster", action="store_true", help="URL names a cluster node")
     args = parser.parse_args()
-    client = aioredis.Redis.from_url(args.url)
+    client: Any = (
+        aioredis.RedisCluster.from_url(args.url)
+        if args.cluster
+        else aioredis.Redis.from_url(args.url)
+    )
     queue = Queue(args.queue, redis=client, partitions=args.partitions)
     pid = os.getpid()
 

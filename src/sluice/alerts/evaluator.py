@@ -52,7 +52,7 @@ class AlertEvaluator:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: aioredis.Redis | aioredis.RedisCluster,
         queue_keys: QueueKeys,
         engine: AlertEngine,
         store: AlertStore | None,

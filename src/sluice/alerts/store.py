@@ -82,7 +82,7 @@ class AlertStore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: aioredis.Redis | aioredis.RedisCluster,
         queue_keys: QueueKeys,
         *,
         history_maxlen: int = 1000,

@@ -15,16 +15,30 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio import RedisCluster
 from redis.exceptions import RedisError
 
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
+from sluice.redis.cluster import cluster_overview, is_cluster, node_for_key
 from sluice.redis.pool import RedisHandle
 from sluice.service.profiles import live_profile
 from sluice.service.spool import SpoolStats
 from sluice.settings.config import Settings
 
 Status = Literal["ok", "degraded", "critical"]
+
+
+class ClusterStatus(BaseModel):
+    """Set when Redis is a cluster (docs/cluster.md); memory and policy above are then those
+    of the master that owns the queue's slot (the worst policy of all masters)."""
+
+    state: str = Field(description="cluster_state as the slot's owner sees it")
+    masters: int
+    replicas: int
+    slot: int = Field(description="the queue's hash slot")
+    slot_owner: str = Field(description="host:port of the master serving the slot")
+    slot_owner_replicas: int
 
 
 class RedisStatus(BaseModel):
@@ -34,6 +48,7 @@ class RedisStatus(BaseModel):
     used_memory_bytes: int | None = None
     maxmemory_policy: str | None = None
     error: str | None = None
+    cluster: ClusterStatus | None = None
 
 
 class Percentiles(BaseModel):
@@ -143,6 +158,8 @@ async def redis_status(queue: Queue) -> RedisStatus:
         started = time.perf_counter()
         await queue.redis.ping()
         latency = (time.perf_counter() - started) * 1000
+        if is_cluster(queue.redis):
+            return await _cluster_status(queue.redis, queue, latency)
         server = await queue.redis.info("server")
         memory = await queue.redis.info("memory")
     except (RedisError, OSError) as exc:
@@ -153,6 +170,32 @@ async def redis_status(queue: Queue) -> RedisStatus:
         latency_ms=round(latency, 3),
         used_memory_bytes=int(memory.get("used_memory", 0)),
         maxmemory_policy=str(memory.get("maxmemory_policy", "")) or None,
+    )
+
+
+async def _cluster_status(client: RedisCluster, queue: Queue, latency: float) -> RedisStatus:
+    """The slot owner's server and memory, the cluster's state, and the first master whose
+    policy is not noeviction (any master may come to hold the queue after a failover)."""
+    view = await cluster_overview(client, queue.keys.meta)
+    owner = node_for_key(client, queue.keys.meta)
+    server = await client.info("server", target_nodes=owner)
+    memory = await client.info("memory", target_nodes=owner)
+    policies = [facts["maxmemory_policy"] for facts in view.per_master.values()]
+    policy = next((p for p in policies if p != "noeviction"), policies[0] if policies else "")
+    return RedisStatus(
+        reachable=True,
+        version=str(server.get("valkey_version") or server.get("redis_version")),
+        latency_ms=round(latency, 3),
+        used_memory_bytes=int(memory.get("used_memory", 0)),
+        maxmemory_policy=policy or None,
+        cluster=ClusterStatus(
+            state=view.state,
+            masters=view.masters,
+            replicas=view.replicas,
+            slot=view.slot,
+            slot_owner=view.owner,
+            slot_owner_replicas=view.owner_replicas,
+        ),
     )
 
 
@@ -187,6 +230,10 @@ async def build(
             rstatus = RedisStatus(reachable=False, error=f"{type(exc).__name__}: {exc}")
     if not rstatus.reachable:
         reasons_critical.append(f"Redis unreachable ({rstatus.error})")
+    elif rstatus.cluster is not None and rstatus.cluster.state != "ok":
+        reasons_critical.append(
+            f"Redis Cluster state is {rstatus.cluster.state!r}: some slots are not served"
+        )
     elif rstatus.maxmemory_policy not in (None, "noeviction"):
         reasons_critical.append(
             f"Redis maxmemory-policy is {rstatus.maxmemory_policy!r}: evicted keys would lose "

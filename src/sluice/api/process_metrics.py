@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from sluice.redis.cluster import RedisClient
 from sluice.redis.pool import RedisHandle
 from sluice.service.spool import SpoolStats
 
@@ -50,14 +50,14 @@ def readings(redis: RedisHandle, spool: SpoolStats | None) -> Readings:
     }
 
 
-async def publish(client: Redis, key: str, own: Readings) -> None:
+async def publish(client: RedisClient, key: str, own: Readings) -> None:
     pipe = client.pipeline(transaction=False)
     pipe.hset(key, str(os.getpid()), json.dumps(own))
     pipe.expire(key, int(STALE_S * 4))
     await pipe.execute()
 
 
-async def publish_forever(client: Redis, key: str, own: Callable[[], Readings]) -> None:
+async def publish_forever(client: RedisClient, key: str, own: Callable[[], Readings]) -> None:
     """Publish this process's readings every ``PUBLISH_S`` until cancelled; remove them
     then (a Redis that does not answer only delays them: they go stale on their own)."""
     task = asyncio.current_task()
@@ -77,7 +77,7 @@ async def publish_forever(client: Redis, key: str, own: Callable[[], Readings]) 
                 await client.hdel(key, str(os.getpid()))
 
 
-async def host_processes(client: Redis, key: str, own: Readings) -> dict[str, Readings]:
+async def host_processes(client: RedisClient, key: str, own: Readings) -> dict[str, Readings]:
     """Every API process of this host that published lately (pid → readings), this one's
     readings fresh; the fields of processes gone quiet are removed."""
     raw = await client.hgetall(key)

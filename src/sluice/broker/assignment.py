@@ -57,12 +57,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast, overload
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from sluice.broker.config import Broker, BrokerKind
 from sluice.keys import CONVERSATION_TTL_S, QueueKeys
 from sluice.redis import lua
+from sluice.redis.cluster import RedisClient
 
 __all__ = [
     "ASSIGNMENT_SCRIPTS",
@@ -117,7 +117,7 @@ class Assigner:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         queue_keys: QueueKeys,
         brokers: Sequence[Broker],
         *,

@@ -70,7 +70,7 @@ class ReplayGuard:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: aioredis.Redis | aioredis.RedisCluster,
         key_prefix: str,
         window_s: float = 300,
         *,

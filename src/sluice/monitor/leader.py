@@ -21,10 +21,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from sluice.redis import lua
+from sluice.redis.cluster import RedisClient
 
 __all__ = ["LEASE_SCRIPTS", "LeaderLease", "default_holder", "lease_script_source"]
 
@@ -53,7 +53,7 @@ class LeaderLease:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         key: str,
         holder: str,
         ttl_ms: int,

@@ -14,11 +14,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from sluice.keys import QueueKeys
 from sluice.monitor.histogram import Histogram
 from sluice.queue.scripts import Scripts
+from sluice.redis.cluster import RedisClient
 
 FINE_S = 10
 COARSE_S = 60
@@ -145,7 +144,7 @@ class WindowReader:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: QueueKeys,
         clock: Callable[[], float] = time.time,
         server_clock: Callable[[], Awaitable[float]] | None = None,
@@ -232,14 +231,14 @@ class WindowReader:
         return rolled
 
 
-async def server_time(redis: aioredis.Redis) -> float:
+async def server_time(redis: RedisClient) -> float:
     """Redis's clock (epoch seconds): the one every script stamps buckets and leases with."""
     seconds, micros = await redis.time()
     return int(seconds) + int(micros) / 1e6
 
 
 async def record_depth(
-    redis: aioredis.Redis, keys: QueueKeys, counts: Mapping[str, Any], now: float
+    redis: RedisClient, keys: QueueKeys, counts: Mapping[str, Any], now: float
 ) -> None:
     """Sample the queue depth into the current 10 s bucket (``_qd`` waiting + delayed,
     ``_age`` oldest waiting ms, ``_qdn`` 1; the last sample of a bucket wins, the minute

@@ -16,11 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from sluice.keys import QueueKeys, partition_of
 from sluice.queue.scripts import Scripts
 from sluice.queue.types import as_text
+from sluice.redis.cluster import RedisClient
 
 
 class ResizeInProgressError(RuntimeError):
@@ -53,21 +52,21 @@ def _layout(raw: list[Any]) -> Layout:
     return Layout(*(int(x) for x in raw[1:5]))
 
 
-async def read(redis: aioredis.Redis, keys: QueueKeys) -> Layout | None:
+async def read(redis: RedisClient, keys: QueueKeys) -> Layout | None:
     raw: list[Any] = await redis.hmget(keys.layout, ["partitions", "previous", "epoch", "highest"])
     if raw[2] is None:
         return None
     return Layout(*(int(x or 0) for x in raw))
 
 
-async def mirror(redis: aioredis.Redis, scripts: Scripts, keys: QueueKeys, layout: Layout) -> None:
+async def mirror(redis: RedisClient, scripts: Scripts, keys: QueueKeys, layout: Layout) -> None:
     """Tell every partition the layout's epoch (enqueues routed by an older one are refused
     from then on)."""
     for p in range(layout.highest):
         await scripts.layout([keys.part(p).meta], ["mirror", layout.epoch])
 
 
-async def init(redis: aioredis.Redis, scripts: Scripts, keys: QueueKeys, partitions: int) -> Layout:
+async def init(redis: RedisClient, scripts: Scripts, keys: QueueKeys, partitions: int) -> Layout:
     """The recorded layout; records one first if there is none. A queue that held
     conversations unpartitioned (all on partition 0) starts as a resize from 1."""
     current = await read(redis, keys)
@@ -81,9 +80,7 @@ async def init(redis: aioredis.Redis, scripts: Scripts, keys: QueueKeys, partiti
     return current
 
 
-async def resize(
-    redis: aioredis.Redis, scripts: Scripts, keys: QueueKeys, partitions: int
-) -> Layout:
+async def resize(redis: RedisClient, scripts: Scripts, keys: QueueKeys, partitions: int) -> Layout:
     """Start a resize to ``partitions``; refused while one is in progress."""
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
@@ -97,7 +94,7 @@ async def resize(
     return layout
 
 
-async def misplaced(redis: aioredis.Redis, keys: QueueKeys, layout: Layout) -> int:
+async def misplaced(redis: RedisClient, keys: QueueKeys, layout: Layout) -> int:
     """How many conversations still have a lane or a job in flight away from their home."""
     count = 0
     for p in range(layout.highest):
@@ -113,7 +110,7 @@ async def misplaced(redis: aioredis.Redis, keys: QueueKeys, layout: Layout) -> i
 
 
 async def finish(
-    redis: aioredis.Redis, scripts: Scripts, keys: QueueKeys, layout: Layout
+    redis: RedisClient, scripts: Scripts, keys: QueueKeys, layout: Layout
 ) -> Layout | None:
     """End the resize in progress if no conversation is left away from home; returns the
     new layout, or None if it cannot end yet (or someone else ended it)."""
@@ -132,7 +129,7 @@ async def finish(
     return done
 
 
-async def _has_conversations(redis: aioredis.Redis, part: QueueKeys) -> bool:
+async def _has_conversations(redis: RedisClient, part: QueueKeys) -> bool:
     pipe = redis.pipeline(transaction=False)
     pipe.zcard(part.ready)
     pipe.zcard(part.delayed)

@@ -16,8 +16,6 @@ import itertools
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
-
 from sluice.errors import LeaseLostError
 from sluice.keys import QueueKeys
 from sluice.queue.job import Job, check_hop_name, check_note
@@ -32,6 +30,7 @@ from sluice.queue.types import (
     as_text,
     new_request_id,
 )
+from sluice.redis.cluster import RedisClient, dedicated_client_like
 
 
 class Leasing:
@@ -39,7 +38,7 @@ class Leasing:
     constructor sets the attributes below)."""
 
     keys: QueueKeys
-    redis: aioredis.Redis
+    redis: RedisClient
     scripts: Scripts
     monitoring: bool
     completed_retention_ms: int
@@ -217,16 +216,12 @@ class Leasing:
             args.append(job.token)
         return int(await self.scripts.release(self._kv, args))
 
-    def blocking_client(self, read_timeout_s: float | None = None) -> aioredis.Redis:
+    def blocking_client(self, read_timeout_s: float | None = None) -> RedisClient:
         """A client on its own connection for BLPOP, so a blocked read never holds a
         connection of the shared pool. ``read_timeout_s`` must exceed every BLPOP timeout
-        used on it; it ends a read from a Redis that stalls without closing."""
-        pool = self.redis.connection_pool
-        kwargs = {**pool.connection_kwargs, "socket_timeout": read_timeout_s}
-        dedicated = aioredis.ConnectionPool(
-            connection_class=pool.connection_class, max_connections=1, **kwargs
-        )
-        return aioredis.Redis(connection_pool=dedicated)
+        used on it; it ends a read from a Redis that stalls without closing. On a cluster it
+        is a cluster client of its own, so the read follows the queue's slot."""
+        return dedicated_client_like(self.redis, read_timeout_s=read_timeout_s)
 
 
 @functools.lru_cache(maxsize=256)

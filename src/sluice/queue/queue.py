@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from sluice import tracing
 from sluice.keys import QueueKeys
+from sluice.queue.durable import enqueue_replicated
 from sluice.queue.job import JobRecord, check_hop_name
 from sluice.queue.leasing import Leasing
 from sluice.queue.priority import DEFAULT_TARGETS_MS, target_ms
@@ -34,6 +35,7 @@ from sluice.queue.types import (
     as_text,
     new_request_id,
 )
+from sluice.redis.cluster import RedisClient
 from sluice.tracing import messaging
 
 __all__ = [
@@ -65,6 +67,11 @@ class Queue(Leasing):
     :class:`~sluice.queue.partitioned.PartitionedQueue`, which has this same API. With the
     default 1 the keys are exactly those of an unpartitioned queue. ``partition`` is for
     that class: the engine of one partition (its keys are ``sluice:{name#p}:`` for p >= 1).
+
+    ``wait_replicas=N`` acknowledges an enqueue only once N replicas confirmed it (WAIT,
+    at most ``wait_timeout_ms``; else :class:`~sluice.queue.durable.NotReplicatedError`):
+    replication is asynchronous, and a failover loses what the replicas had not received
+    (docs/cluster.md).
     """
 
     def __new__(cls, *args: Any, partitions: int = 1, **kwargs: Any) -> Queue:
@@ -81,7 +88,7 @@ class Queue(Leasing):
         partitions: int = 1,
         partition: int = 0,
         url: str | None = None,
-        redis: aioredis.Redis | None = None,
+        redis: RedisClient | None = None,
         priorities: Mapping[str, int] | None = None,
         max_attempts: int = 5,
         completed_retention_s: float = 7 * DAY_S,
@@ -89,6 +96,8 @@ class Queue(Leasing):
         sla_warning_ms: int = 10_000,
         sla_critical_ms: int = 30_000,
         monitoring: bool = True,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         if (url is None) == (redis is None):
             raise ValueError("pass exactly one of url= or redis=")
@@ -100,9 +109,7 @@ class Queue(Leasing):
         self.partitions = partitions
         self.keys = QueueKeys(name, partition)
         self._owns_client = redis is None
-        self.redis: aioredis.Redis = (
-            redis if redis is not None else aioredis.Redis.from_url(str(url))
-        )
+        self.redis: RedisClient = redis if redis is not None else aioredis.Redis.from_url(str(url))
         self.priorities: Mapping[str, int] = dict(priorities or DEFAULT_TARGETS_MS)
         self.max_attempts = max_attempts
         self.completed_retention_ms = int(completed_retention_s * 1000)
@@ -115,6 +122,11 @@ class Queue(Leasing):
         self.sla_warning_ms = sla_warning_ms
         self.sla_critical_ms = sla_critical_ms
         self.monitoring = monitoring
+        if wait_replicas < 0 or wait_timeout_ms < 0:
+            raise ValueError("wait_replicas and wait_timeout_ms must not be negative")
+        # Enqueue acknowledged once this many replicas have it (queue/durable.py).
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._mon = 1 if monitoring else 0
         self.scripts = Scripts(self.redis)
         # Scripts get one key (routing to the queue's slot); the rest derive from the prefix.
@@ -202,16 +214,31 @@ class Queue(Leasing):
         args = self._enqueue_args(key, payload, id, priority, hops, max_attempts)
         if tracing.enabled:
             return await self._add_traced(key, id, args)
-        job_id, created = await self.scripts.enqueue(self._kv, args)
+        job_id, created = await self._run_enqueue(args)
         return Enqueued(job_id.decode(), duplicate=not created)
 
     async def _add_traced(self, key: str, message_id: str | None, args: list[Any]) -> Enqueued:
         """:meth:`add` in a ``send`` span whose context the job carries (docs/tracing.md)."""
         with messaging.sending(self.name, key, message_id, len(args[4]), args) as sent:
-            job_id, created = await self.scripts.enqueue(self._kv, args)
+            job_id, created = await self._run_enqueue(args)
             result = Enqueued(job_id.decode(), duplicate=not created)
             sent.message(result.job_id, duplicate=result.duplicate)
         return result
+
+    async def _run_enqueue(self, args: list[Any]) -> Any:
+        if self.wait_replicas:
+            return (await self._enqueue_replicated([args]))[0]
+        return await self.scripts.enqueue(self._kv, args)
+
+    async def _enqueue_replicated(self, arg_lists: list[list[Any]]) -> list[tuple[bytes, int]]:
+        return await enqueue_replicated(
+            self.redis,
+            self.scripts.enqueue,
+            self._kv,
+            arg_lists,
+            replicas=self.wait_replicas,
+            timeout_ms=self.wait_timeout_ms,
+        )
 
     async def enqueue(
         self,
@@ -250,11 +277,16 @@ class Queue(Leasing):
 
     async def _enqueue_pipelined(self, arg_lists: list[list[Any]]) -> list[str]:
         script = self.scripts.enqueue
+        if self.wait_replicas:  # one WAIT after the batch, on the same connection
+            return [job_id.decode() for job_id, _ in await self._enqueue_replicated(arg_lists)]
         await self.redis.script_load(script.script)
         pipe = self.redis.pipeline(transaction=False)
         nkeys = len(self._kv)
         for args in arg_lists:
-            pipe.evalsha(script.sha, nkeys, *self._kv, *args)
+            # execute_command, not pipe.evalsha: redis-py's cluster pipeline refuses the
+            # evalsha method by name, yet routes EVALSHA by its declared key (the queue's
+            # slot), so every call of the batch goes to the one node and stays atomic.
+            pipe.execute_command("EVALSHA", script.sha, nkeys, *self._kv, *args)
         results = await pipe.execute()
         return [job_id.decode() for job_id, _ in results]
 

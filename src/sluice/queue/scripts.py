@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from sluice.redis import lua
+from sluice.redis.cluster import RedisClient
 
 SCRIPT_NAMES = (
     "enqueue",
@@ -44,7 +44,7 @@ def script_source(name: str) -> str:
 class Scripts:
     """The registered scripts of one client, callable as ``scripts.enqueue(keys, args)``."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._scripts: dict[str, AsyncScript] = lua.register_scripts(client, PACKAGE, SCRIPT_NAMES)
 
     def __getattr__(self, name: str) -> AsyncScript:
@@ -53,7 +53,7 @@ class Scripts:
         except KeyError:
             raise AttributeError(name) from None
 
-    async def load_all(self, client: aioredis.Redis) -> dict[str, str]:
+    async def load_all(self, client: RedisClient) -> dict[str, str]:
         """Load every script now (readiness checks, `validate`); returns name -> SHA."""
         shas: dict[str, str] = {}
         for name, script in self._scripts.items():

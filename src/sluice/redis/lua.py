@@ -25,8 +25,9 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import PurePosixPath
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+
+from sluice.redis.cluster import RedisClient
 
 __all__ = ["INCLUDE", "LuaIncludeError", "assemble", "register_scripts", "script_source"]
 
@@ -85,7 +86,7 @@ def script_source(package: str, name: str) -> str:
 
 
 def register_scripts(
-    client: aioredis.Redis, package: str, names: Iterable[str]
+    client: RedisClient, package: str, names: Iterable[str]
 ) -> dict[str, AsyncScript]:
     """``client``'s callable scripts of ``package``, by name (nothing is sent to Redis yet)."""
     return {name: client.register_script(script_source(package, name)) for name in names}

@@ -23,6 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from sluice.redis.cluster import RedisClient, connect_cluster, is_cluster_server
 from sluice.settings.redact import redact_url
 
 if TYPE_CHECKING:
@@ -34,7 +35,9 @@ __all__ = [
     "PoolMetrics",
     "RedisHandle",
     "RedisUnavailableError",
+    "cluster_pool_metrics",
     "connect",
+    "connect_from_settings",
     "dedicated_client",
 ]
 
@@ -238,15 +241,63 @@ class MeteredConnectionPool(BlockingConnectionPool):
 class RedisHandle:
     """The process's Redis client and the pool behind it; close it once at shutdown."""
 
-    client: aioredis.Redis
-    pool: MeteredConnectionPool
+    client: RedisClient
+    pool: MeteredConnectionPool | None
+
+    @property
+    def cluster(self) -> bool:
+        """True when the client is a ``RedisCluster`` (docs/cluster.md)."""
+        return self.pool is None
 
     def metrics(self) -> PoolMetrics:
-        return self.pool.metrics()
+        if self.pool is not None:
+            return self.pool.metrics()
+        assert isinstance(self.client, aioredis.RedisCluster)
+        return cluster_pool_metrics(self.client)
 
     async def close(self) -> None:
         await self.client.aclose()
-        await self.pool.aclose()
+        if self.pool is not None:
+            await self.pool.aclose()
+
+
+def cluster_pool_metrics(client: aioredis.RedisCluster) -> PoolMetrics:
+    """The connections of a cluster client, summed over the nodes it knows.
+
+    redis-py's cluster client keeps one pool per node with a hard cap (``max`` here is the
+    cap times the nodes) but no waiting: a command that finds its node's connections all
+    busy fails at once with ``MaxConnectionsError`` (a ConnectionError) instead of waiting
+    ``REDIS_POOL_TIMEOUT_S``. So ``waits``, ``wait_time_seconds``, ``exhausted`` and
+    ``waiting`` stay 0, ``errors`` is not counted, and ``in_use_peak`` is the current
+    ``in_use``. Every key of a queue is on one node, so that node's pool is the one that
+    fills: size REDIS_POOL_MAX_CONNECTIONS for the whole process's traffic."""
+    nodes = client.get_nodes()
+    opened = sum(len(n._connections) for n in nodes)
+    idle = sum(len(n._free) for n in nodes)
+    return PoolMetrics(
+        max=sum(n.max_connections for n in nodes),
+        in_use=opened - idle,
+        idle=idle,
+        opened=opened,
+        waits=0,
+        wait_time_seconds=0.0,
+        errors=0,
+        exhausted=0,
+        waiting=0,
+        in_use_peak=opened - idle,
+    )
+
+
+def cluster_client_options() -> dict[str, Any]:
+    """The pooled connections' behaviour (timeouts, health checks, retries) for a cluster
+    client: the same as a single server's."""
+    return {
+        "decode_responses": False,
+        "socket_connect_timeout": _CONNECT_TIMEOUT_S,
+        "socket_timeout": _POOLED_SOCKET_TIMEOUT_S,
+        "health_check_interval": _HEALTH_CHECK_INTERVAL_S,
+        "retry": _retry(),
+    }
 
 
 async def connect(
@@ -289,7 +340,18 @@ async def connect(
 async def connect_from_settings(settings: Settings, url: str, *, warm: bool = True) -> RedisHandle:
     """The process pool as the settings describe it (``REDIS_POOL_*``): the one way a Sluice
     process connects. ``warm=False`` opens no connection up front (a process that must start
-    while Redis is down, such as the API serving its health document)."""
+    while Redis is down, such as the API serving its health document).
+
+    ``REDIS_CLUSTER=true`` (or, when it is unset, a server that reports cluster mode) makes
+    it a ``RedisCluster`` client on the node ``url`` names (docs/cluster.md). Detection needs
+    the server: with ``warm=False`` and REDIS_CLUSTER unset the client is a single server's."""
+    cluster = settings.redis_cluster
+    if cluster is None and warm:
+        cluster = await is_cluster_server(url)
+    if cluster:
+        return await connect_cluster(
+            url, max_connections=settings.redis_pool_max_connections, warm=warm
+        )
     return await connect(
         url,
         pool_enabled=settings.redis_pool_enabled,

@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from sluice.keys import CONVERSATION_TTL_S, QueueKeys
+from sluice.redis.cluster import RedisClient
 
 TTL_S = CONVERSATION_TTL_S
 HISTORY_TURNS = 20
@@ -51,7 +50,7 @@ class Conversations:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: QueueKeys,
         *,
         ttl_s: float = TTL_S,

@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from sluice.queue.queue import Queue
+from sluice.redis.cluster import RedisClient
 from sluice.redis.pool import RedisHandle, connect_from_settings
 from sluice.settings.config import Settings, log_effective_profile
 
@@ -38,7 +37,7 @@ async def open_runtime(settings: Settings, url: str) -> AsyncIterator[Runtime]:
         await handle.close()
 
 
-def queue_for(settings: Settings, client: aioredis.Redis) -> Queue:
+def queue_for(settings: Settings, client: RedisClient) -> Queue:
     """The configured queue on a client (the process pool)."""
     return Queue(
         settings.queue,
@@ -50,4 +49,6 @@ def queue_for(settings: Settings, client: aioredis.Redis) -> Queue:
         sla_warning_ms=settings.sla_warning_threshold_ms,
         sla_critical_ms=settings.sla_critical_threshold_ms,
         monitoring=settings.monitoring_enabled,
+        wait_replicas=settings.enqueue_wait_replicas,
+        wait_timeout_ms=settings.enqueue_wait_timeout_ms,
     )

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from sluice.keys import QueueKeys
@@ -21,8 +20,10 @@ from sluice.monitor.retention import COMPLETED_JOB_BYTES, projected_bytes
 from sluice.monitor.windows import WindowReader
 from sluice.queue.job import Job
 from sluice.queue.queue import Queue
+from sluice.redis.cluster import RedisClient, is_cluster, node_for_key
 from sluice.redis.embedded import is_embedded_server
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
+from sluice.service.validate_cluster import cluster_checks
 from sluice.settings.check import Check
 from sluice.settings.config import Settings, redact_url
 from sluice.worker import Worker
@@ -159,7 +160,7 @@ def retention_memory_check(
     )
 
 
-async def check_retention_memory(client: aioredis.Redis, settings: Settings) -> Check:
+async def check_retention_memory(client: RedisClient, settings: Settings) -> Check:
     """The retention's projected memory against ``maxmemory`` (the host's memory when none
     is set). The rate is SLUICE_PEAK_RATE when set, else the larger of the configured rate
     limit and the throughput measured over the last 5 minutes and hour."""
@@ -172,7 +173,9 @@ async def check_retention_memory(client: aioredis.Redis, settings: Settings) -> 
         rate, source = measured, "measured recent throughput"
         if settings.queue_rate_limit > measured:
             rate, source = float(settings.queue_rate_limit), "QUEUE_RATE_LIMIT"
-    memory = await client.info("memory")
+    # On a cluster, the memory of the master that holds the queue.
+    owner = node_for_key(client, QueueKeys(settings.queue).meta) if is_cluster(client) else None
+    memory = await client.info("memory", **({"target_nodes": owner} if owner else {}))
     limit, limit_source = int(memory.get("maxmemory", 0) or 0), "maxmemory"
     if limit <= 0:
         limit, limit_source = int(memory.get("total_system_memory", 0) or 0), "host memory"
@@ -197,16 +200,22 @@ async def check_redis(handle: RedisHandle, settings: Settings) -> list[Check]:
     policy = str(memory.get("maxmemory_policy"))
     # Without REDIS_URL validate runs on an embedded server of its own, and a REDIS_URL may
     # name one as well (`sluice up` prints its address for other shells): ask the server.
+    reachable = Check("redis reachable", "pass", f"PING {latency:.2f} ms")
+    versions = Check(
+        "redis version",
+        "pass" if version >= MIN_REDIS else "fail",
+        f"{version_text} (needs {'.'.join(map(str, MIN_REDIS))} or newer)",
+    )
+    if is_cluster(client):  # per master: docs/cluster.md
+        pool = handle.metrics()
+        sizes = Check("pool", "pass", f"cluster client, up to {pool.max} connections in all")
+        return [reachable, versions, *await cluster_checks(client, settings.queue), sizes]
     persistence = await check_persistence(client, embedded=is_embedded_server(server))
     pool = handle.metrics()
     expected = settings.redis_pool_min_connections if settings.redis_pool_enabled else 1
     return [
-        Check("redis reachable", "pass", f"PING {latency:.2f} ms"),
-        Check(
-            "redis version",
-            "pass" if version >= MIN_REDIS else "fail",
-            f"{version_text} (needs {'.'.join(map(str, MIN_REDIS))} or newer)",
-        ),
+        reachable,
+        versions,
         Check(
             "eviction policy",
             "pass" if policy == "noeviction" else "fail",
@@ -222,7 +231,7 @@ async def check_redis(handle: RedisHandle, settings: Settings) -> list[Check]:
     ]
 
 
-async def check_persistence(client: aioredis.Redis, *, embedded: bool = False) -> Check:
+async def check_persistence(client: RedisClient, *, embedded: bool = False) -> Check:
     """How much a Redis restart or crash can lose (docs/reliability.md, scenario e). A warning,
     not a failure: a scratch or demo queue may run without persistence on purpose.
 

@@ -127,6 +127,11 @@ class Settings(EnvSettings):
         5.0, gt=0, allow_inf_nan=False, validation_alias="REDIS_POOL_TIMEOUT_S"
     )
     redis_url: str | None = Field(None, validation_alias="REDIS_URL")
+    redis_cluster: bool | None = Field(
+        None,
+        validation_alias="REDIS_CLUSTER",
+        description="REDIS_URL names a node of a Redis/Valkey Cluster; unset = ask the server",
+    )
 
     data_dir: Path | None = Field(None, validation_alias="SLUICE_DATA_DIR")
     queue: str = Field("inbound", validation_alias="SLUICE_QUEUE")
@@ -151,6 +156,10 @@ class Settings(EnvSettings):
     # How long a Chatwoot message id is remembered: a redelivery later than this is a new
     # message. Chatwoot retries within seconds, so the day is for replays by hand.
     dedupe_ttl_s: int = Field(24 * 3600, ge=1, validation_alias="SLUICE_DEDUPE_TTL_S")
+    enqueue_wait_replicas: int = Field(0, ge=0, validation_alias="SLUICE_ENQUEUE_WAIT_REPLICAS")
+    enqueue_wait_timeout_ms: int = Field(
+        1000, ge=1, validation_alias="SLUICE_ENQUEUE_WAIT_TIMEOUT_MS"
+    )
     shutdown_grace_s: float = Field(
         10.0, ge=0, allow_inf_nan=False, validation_alias="SLUICE_SHUTDOWN_GRACE_S"
     )

@@ -21,7 +21,9 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from sluice.queue.queue import Queue
+from sluice.redis.cluster import close_dedicated, is_cluster
 from sluice.worker.slots import Slots
+from sluice.worker.types import raise_if_cancelled
 
 log = logging.getLogger("sluice.worker")
 
@@ -78,15 +80,22 @@ async def listen(
         client = queue.blocking_client(read_timeout_s=None)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
+            if is_cluster(client):
+                # A cluster's pub/sub picks its node from the slot map, which a new client
+                # reads on its first command: read it now. Any node will do (PUBLISH is
+                # broadcast); the channel's slot owner is the one chosen.
+                await client.initialize()
             await pubsub.subscribe(*queue.control_channels)
             subscribed.set()
             failures = 0
             while True:
+                raise_if_cancelled()
                 message = await pubsub.get_message(timeout=1.0)
                 if message is not None and message.get("type") == "message":
                     data = message["data"]
                     on_message(data.decode() if isinstance(data, bytes) else str(data))
         except (RedisError, OSError) as exc:
+            raise_if_cancelled()
             failures += 1
             delay = min(1.0, 0.1 * 2 ** min(failures, 4))
             log.debug("control channel lost (%r); again in %.1f s", exc, delay)
@@ -94,5 +103,4 @@ async def listen(
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await client.aclose()
-                await client.connection_pool.disconnect()
+                await close_dedicated(client)

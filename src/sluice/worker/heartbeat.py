@@ -26,7 +26,7 @@ from sluice.worker import registry
 from sluice.worker.control import Controls
 from sluice.worker.processor import Processor
 from sluice.worker.slots import Slots
-from sluice.worker.types import REDIS_DOWN
+from sluice.worker.types import REDIS_DOWN, raise_if_cancelled
 
 log = logging.getLogger("sluice.worker")
 
@@ -64,13 +64,16 @@ class Heartbeat:
         """Beat every ``heartbeat_ms`` until cancelled; a failed beat is logged, not fatal."""
         interval = self._heartbeat_ms / 1000
         while True:
+            raise_if_cancelled()  # a beat may have swallowed it (worker/types.py)
             await asyncio.sleep(interval)
             try:
                 await self._beat()
                 self.succeeded.set()
             except REDIS_DOWN as exc:
+                raise_if_cancelled()
                 log.warning("heartbeat failed (%s)", exc)
             except Exception:
+                raise_if_cancelled()
                 log.exception("heartbeat failed")
 
     async def watch_leases(self) -> None:

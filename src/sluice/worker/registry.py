@@ -11,9 +11,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from sluice.keys import QueueKeys
+from sluice.redis.cluster import RedisClient
 
 STALE_AFTER_S = 60.0
 
@@ -38,7 +37,7 @@ class WorkerInfo:
 
 
 async def publish(
-    client: aioredis.Redis,
+    client: RedisClient,
     keys: QueueKeys,
     info: WorkerInfo,
     ttl_ms: int,
@@ -69,7 +68,7 @@ async def publish(
     await pipe.execute()
 
 
-async def withdraw(client: aioredis.Redis, keys: QueueKeys, worker_id: str) -> None:
+async def withdraw(client: RedisClient, keys: QueueKeys, worker_id: str) -> None:
     pipe = client.pipeline(transaction=False)
     pipe.delete(keys.worker(worker_id))
     pipe.zrem(keys.workers, worker_id)
@@ -77,7 +76,7 @@ async def withdraw(client: aioredis.Redis, keys: QueueKeys, worker_id: str) -> N
 
 
 async def live_workers(
-    client: aioredis.Redis, keys: QueueKeys, stale_after_s: float = STALE_AFTER_S
+    client: RedisClient, keys: QueueKeys, stale_after_s: float = STALE_AFTER_S
 ) -> list[dict[str, Any]]:
     """Records of workers seen recently; index entries older than ``stale_after_s`` (by
     Redis's clock) are pruned (their records have expired long ago)."""

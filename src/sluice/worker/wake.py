@@ -15,9 +15,8 @@ import contextlib
 import logging
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from sluice.queue.queue import Queue
+from sluice.redis.cluster import RedisClient, close_dedicated
 from sluice.worker.types import REDIS_DOWN
 
 log = logging.getLogger("sluice.worker")
@@ -30,7 +29,7 @@ class Waker:
         self.queue = queue
         self._changed = changed
         self._idle_poll_s = idle_poll_s
-        self._blocker: aioredis.Redis | None = None
+        self._blocker: RedisClient | None = None
         self._blpop: asyncio.Task[Any] | None = None
 
     def open(self) -> None:
@@ -95,6 +94,5 @@ class Waker:
         self._blpop = None
         if self._blocker is not None:
             with contextlib.suppress(*REDIS_DOWN):
-                await self._blocker.aclose()
-                await self._blocker.connection_pool.disconnect()
+                await close_dedicated(self._blocker)
             self._blocker = None

@@ -1,0 +1,74 @@
+"""`sluice validate` on a Redis/Valkey Cluster: the checks that differ from one server's.
+
+A cluster is healthy for Sluice when it serves every slot (``cluster_state:ok``), the master
+owning the queue's slot has a replica to fail over to, and every master refuses to evict
+(the queue lives on one master, but a failover or a slot migration may move it to any
+other). INFO and CONFIG are per node, so these checks ask each master (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import redis.asyncio as aioredis
+
+from sluice.keys import QueueKeys
+from sluice.redis.cluster import ClusterOverview, cluster_overview
+from sluice.settings.check import Check
+
+__all__ = ["cluster_checks", "overview_checks"]
+
+
+async def cluster_checks(client: aioredis.RedisCluster, queue: str) -> list[Check]:
+    """The cluster's checks for queue ``queue`` (its slot, its master, every master)."""
+    return overview_checks(await cluster_overview(client, QueueKeys(queue).meta))
+
+
+def overview_checks(view: ClusterOverview) -> list[Check]:
+    state = (
+        f"cluster_state {view.state}, {view.masters} masters, {view.replicas} replicas; "
+        f"the queue's slot {view.slot} is on {view.owner} with {view.owner_replicas} replica(s)"
+    )
+    status: Literal["pass", "warn", "fail"]
+    if view.state != "ok":
+        status, state = "fail", state + ": some slots are not served"
+    elif view.owner_replicas == 0:
+        status = "warn"
+        state += ": no replica to promote, so the queue stops while that master is down"
+    else:
+        status = "pass"
+    evicting = sorted(
+        f"{name} ({facts['maxmemory_policy']})"
+        for name, facts in view.per_master.items()
+        if facts["maxmemory_policy"] != "noeviction"
+    )
+    no_aof = sorted(name for name, facts in view.per_master.items() if facts["aof_enabled"] != "1")
+    persistence = (
+        Check(
+            "persistence",
+            "warn",
+            f"no append-only file on {', '.join(no_aof)}: a master that restarts without a "
+            "replica to take over loses its queued messages; and replication is "
+            "asynchronous, so a failover can lose the last acknowledged writes "
+            "(docs/cluster.md)",
+        )
+        if no_aof
+        else Check(
+            "persistence",
+            "pass",
+            f"append-only file on all {len(view.per_master)} masters (a failover can still "
+            "lose the last writes not yet replicated: docs/cluster.md)",
+        )
+    )
+    return [
+        Check("cluster", status, state),
+        Check(
+            "eviction policy",
+            "fail" if evicting else "pass",
+            f"maxmemory-policy not noeviction on {', '.join(evicting)}: evicted keys would "
+            "lose messages"
+            if evicting
+            else f"noeviction on all {len(view.per_master)} masters",
+        ),
+        persistence,
+    ]
