@@ -216,12 +216,17 @@ class Leasing:
             args.append(job.token)
         return int(await self.scripts.release(self._kv, args))
 
-    def blocking_client(self, read_timeout_s: float | None = None) -> RedisClient:
+    def blocking_client(
+        self, read_timeout_s: float | None = None, *, connections: int = 1
+    ) -> RedisClient:
         """A client on its own connection for BLPOP, so a blocked read never holds a
         connection of the shared pool. ``read_timeout_s`` must exceed every BLPOP timeout
         used on it; it ends a read from a Redis that stalls without closing. On a cluster it
-        is a cluster client of its own, so the read follows the queue's slot."""
-        return dedicated_client_like(self.redis, read_timeout_s=read_timeout_s)
+        is a cluster client of its own, so the read follows the queue's slot, with room for
+        ``connections`` reads at once on one node (one per partition's slot there)."""
+        return dedicated_client_like(
+            self.redis, read_timeout_s=read_timeout_s, connections=connections
+        )
 
 
 @functools.lru_cache(maxsize=256)

@@ -70,11 +70,17 @@ def is_cluster(client: object) -> TypeGuard[aioredis.RedisCluster]:
 
 
 def dedicated_client_like(
-    client: RedisClient, *, read_timeout_s: float | None, client_name: str | None = None
+    client: RedisClient,
+    *,
+    read_timeout_s: float | None,
+    client_name: str | None = None,
+    connections: int = 1,
 ) -> RedisClient:
     """A client with connections of its own, reaching the same server(s) as ``client``:
     for BLPOP and SUBSCRIBE, which would hold a shared connection for their whole wait.
-    ``read_timeout_s`` must exceed every blocking command's own timeout."""
+    ``read_timeout_s`` must exceed every blocking command's own timeout. On a cluster
+    ``connections`` blocking reads may run at once on one node (a partitioned queue's
+    worker sends one BLPOP per slot); on one server a single connection serves."""
     if isinstance(client, aioredis.RedisCluster):
         shared = client.connection_kwargs
         kwargs: dict[str, Any] = {k: shared[k] for k in _COPIED if shared.get(k) is not None}
@@ -84,8 +90,8 @@ def dedicated_client_like(
         return aioredis.RedisCluster(
             startup_nodes=nodes or [ClusterNode(n.host, n.port) for n in client.startup_nodes],
             socket_timeout=read_timeout_s,
-            # One BLPOP or one subscription at a time: a connection per node at most.
-            max_connections=4,
+            # One BLPOP per slot or one subscription at a time, with room to reconnect.
+            max_connections=max(4, connections + 1),
             **kwargs,
         )
     pool = client.connection_pool
