@@ -203,7 +203,7 @@ class PartitionedQueue(PartitionLeasing, Queue):
                 engine = self._engines[part]
                 args[0] = engine.keys.prefix
                 args[9] = f"{hop_count}|{layout.epoch}|{cond}"
-                job_id, created = await engine.scripts.enqueue(engine._kv, args)
+                job_id, created = await engine._run_enqueue(args)  # WAITs if asked to
                 created = int(created)
                 if created == _ABSENT:
                     continue
@@ -260,12 +260,18 @@ class PartitionedQueue(PartitionLeasing, Queue):
     async def _pipelined(self, part: int, arg_lists: list[list[Any]], epoch: int) -> list[Any]:
         engine = self._engines[part]
         script = engine.scripts.enqueue
+        sent = [
+            [engine.keys.prefix, *args[1:9], f"{args[9]}|{epoch}|", *args[10:]]
+            for args in arg_lists
+        ]
+        if engine.wait_replicas:  # one WAIT after the partition's batch, on its connection
+            return list(await engine._enqueue_replicated(sent))
         await self.redis.script_load(script.script)
         pipe = self.redis.pipeline(transaction=False)
-        for args in arg_lists:
-            hop_count = args[9]
-            sent = [engine.keys.prefix, *args[1:9], f"{hop_count}|{epoch}|", *args[10:]]
-            pipe.evalsha(script.sha, 1, *engine._kv, *sent)
+        for args in sent:
+            # execute_command, not pipe.evalsha, which redis-py's cluster pipeline refuses
+            # (see Queue._enqueue_pipelined); routed by the partition's meta key.
+            pipe.execute_command("EVALSHA", script.sha, 1, *engine._kv, *args)
         return list(await pipe.execute())
 
     # ---------------------------------------------------------------- control
