@@ -87,11 +87,13 @@ def test_exactly_once_in_order_never_two_per_conversation(
     asyncio.run(scenario(redis_url, batch, concurrency, seed))
 
 
-async def scenario(url: Target, batch: list[tuple[int, int]], concurrency: int, seed: int) -> None:
+async def scenario(
+    url: Target, batch: list[tuple[int, int]], concurrency: int, seed: int, partitions: int = 1
+) -> None:
     rng = random.Random(seed)
     client = connect(url)
     name = f"prop-{rng.getrandbits(48):012x}"
-    queue = Queue(name, redis=client, max_attempts=MAX_ATTEMPTS)
+    queue = Queue(name, redis=client, max_attempts=MAX_ATTEMPTS, partitions=partitions)
     running_conversations: set[str] = set()
     starts: dict[str, list[int]] = defaultdict(list)
     successes: Counter[int] = Counter()
@@ -135,6 +137,8 @@ async def scenario(url: Target, batch: list[tuple[int, int]], concurrency: int, 
             assert seqs == sorted(seqs), f"order broken in {conv}: {seqs}"
     finally:
         await delete_queue_keys(client, name)
+        if partitions > 1:  # the other partitions' and the limiter's tags: {name#...}
+            await delete_queue_keys(client, f"{name}#*")
         await client.aclose()
 
 
