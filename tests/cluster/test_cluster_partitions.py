@@ -23,7 +23,10 @@ from sluice import EnqueueRequest, Job, Queue, Worker
 from sluice.keys import QueueKeys, partition_of, split_job_id
 from sluice.loadtest import LoadConfig
 from sluice.queue.durable import NotReplicatedError
+from sluice.redis.cluster import is_cluster
+from sluice.service import validate
 from sluice.service.runtime import Runtime
+from sluice.settings.config import load_settings
 from sluice.simulator import ChatwootSimulator
 from sluice.testing.cluster import ValkeyCluster
 from sluice.worker import control
@@ -329,7 +332,7 @@ async def test_the_service_on_the_cluster_with_three_partitions(
     env = {"REDIS_CLUSTER": "true", "SLUICE_PARTITIONS": str(PARTS), **ROOMY_SLA}
 
     async def body(sim: ChatwootSimulator, runtime: Runtime, api_url: str) -> dict[str, Any]:
-        assert runtime.queue.partitions == PARTS
+        assert runtime.queue.partitions == PARTS and is_cluster(runtime.queue.redis)
         conversations = [await sim.create_conversation(ACCOUNT) for _ in range(9)]
         lasts = []
         for c in conversations:
@@ -352,5 +355,41 @@ async def test_the_service_on_the_cluster_with_three_partitions(
         result = await run(valkey_cluster.url, name, LoadConfig(broker_latency_ms=5), body, **env)
         assert sum(result["completed"]) >= 9
         assert sum(1 for n in result["completed"] if n) >= 2, result  # spread over partitions
+    finally:
+        await delete_partitioned_keys(cluster_client, name)
+
+
+async def test_validate_lists_where_the_partitions_are(
+    valkey_cluster: ValkeyCluster, cluster_client: Any, spread_queue: Queue
+) -> None:
+    """`sluice validate` on a cluster with SLUICE_PARTITIONS=3: each partition's slot and
+    master, and the limiter's; every other check as for one slot."""
+    name = spread_queue.name
+    env = {"REDIS_URL": valkey_cluster.url, "SLUICE_QUEUE": name, "SLUICE_PARTITIONS": "3"}
+    checks = {c.name: c for c in await validate.run(load_settings(env), valkey_cluster.url)}
+    placement = checks["partitions"]
+    assert placement.outcome == "pass", placement.detail
+    assert placement.detail.startswith("3 partitions on 3 of 3 masters")
+    for p, slot in enumerate(partition_slots(name)):
+        owner = valkey_cluster.master_of_slot(slot).port
+        assert f"{p}: slot {slot} on 127.0.0.1:{owner}" in placement.detail
+    assert "limiter: slot" in placement.detail
+    assert all(c.outcome != "fail" for c in checks.values()), [
+        (c.name, c.detail) for c in checks.values() if c.outcome == "fail"
+    ]
+
+
+async def test_validate_warns_when_partitions_share_a_master(
+    valkey_cluster: ValkeyCluster, cluster_client: Any
+) -> None:
+    while True:  # a name whose three partitions are on fewer than three masters
+        name = f"tv-{uuid.uuid4().hex[:10]}"
+        if len({valkey_cluster.master_of_slot(s).port for s in partition_slots(name)}) < PARTS:
+            break
+    env = {"REDIS_URL": valkey_cluster.url, "SLUICE_QUEUE": name, "SLUICE_PARTITIONS": "3"}
+    try:
+        checks = {c.name: c for c in await validate.run(load_settings(env), valkey_cluster.url)}
+        assert checks["partitions"].outcome == "warn", checks["partitions"].detail
+        assert "share its CPU" in checks["partitions"].detail
     finally:
         await delete_partitioned_keys(cluster_client, name)

@@ -209,7 +209,12 @@ async def check_redis(handle: RedisHandle, settings: Settings) -> list[Check]:
     if is_cluster(client):  # per master: docs/cluster.md
         pool = handle.metrics()
         sizes = Check("pool", "pass", f"cluster client, up to {pool.max} connections in all")
-        return [reachable, versions, *await cluster_checks(client, settings.queue), sizes]
+        return [
+            reachable,
+            versions,
+            *await cluster_checks(client, settings.queue, settings.partitions),
+            sizes,
+        ]
     persistence = await check_persistence(client, embedded=is_embedded_server(server))
     pool = handle.metrics()
     expected = settings.redis_pool_min_connections if settings.redis_pool_enabled else 1

@@ -13,15 +13,55 @@ from typing import Literal
 import redis.asyncio as aioredis
 
 from sluice.keys import QueueKeys
-from sluice.redis.cluster import ClusterOverview, cluster_overview
+from sluice.queue import layout as layouts
+from sluice.redis.cluster import ClusterOverview, cluster_overview, node_for_key
 from sluice.settings.check import Check
 
-__all__ = ["cluster_checks", "overview_checks"]
+__all__ = ["cluster_checks", "overview_checks", "placement_check"]
 
 
-async def cluster_checks(client: aioredis.RedisCluster, queue: str) -> list[Check]:
-    """The cluster's checks for queue ``queue`` (its slot, its master, every master)."""
-    return overview_checks(await cluster_overview(client, QueueKeys(queue).meta))
+async def cluster_checks(
+    client: aioredis.RedisCluster, queue: str, partitions: int = 1
+) -> list[Check]:
+    """The cluster's checks for queue ``queue`` (its slot, its master, every master; where
+    its partitions are, when it has several)."""
+    checks = overview_checks(await cluster_overview(client, QueueKeys(queue).meta))
+    placement = await placement_check(client, queue, partitions)
+    return checks if placement is None else [checks[0], placement, *checks[1:]]
+
+
+async def placement_check(
+    client: aioredis.RedisCluster, queue: str, partitions: int
+) -> Check | None:
+    """Each partition's slot and master, and the limiter's (docs/partitions.md); None for
+    an unpartitioned queue. The recorded layout wins over ``partitions`` (SLUICE_PARTITIONS
+    only records the first one). Warns when the partitions share masters the cluster could
+    spread them over: their hash tags fall where CRC16 puts them, and partitions on one
+    master share its CPU."""
+    keys = QueueKeys(queue)
+    layout = await layouts.read(client, keys)
+    count = layout.partitions if layout is not None else partitions
+    if count <= 1:
+        return None
+    owners: list[str] = []
+    where: list[str] = []
+    for p in range(count):
+        meta = keys.part(p).meta
+        owner = node_for_key(client, meta).name
+        owners.append(owner)
+        where.append(f"{p}: slot {client.keyslot(meta)} on {owner}")
+    limiter = keys.limiter_prefix + "meta"
+    where.append(f"limiter: slot {client.keyslot(limiter)} on {node_for_key(client, limiter).name}")
+    used, masters = len(set(owners)), len(client.get_primaries())
+    detail = f"{count} partitions on {used} of {masters} masters ({'; '.join(where)})"
+    if used >= min(count, masters):
+        return Check("partitions", "pass", detail)
+    return Check(
+        "partitions",
+        "warn",
+        detail + ": partitions on one master share its CPU; their slots follow the queue's "
+        "name (CRC16 of the hash tags), so another name or a slot migration spreads them",
+    )
 
 
 def overview_checks(view: ClusterOverview) -> list[Check]:
