@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from sluice import EnqueueRequest, Job, Queue, Worker
+from sluice.api.health import redis_status
 from sluice.keys import QueueKeys, partition_of, split_job_id
 from sluice.loadtest import LoadConfig
 from sluice.queue.durable import NotReplicatedError
@@ -393,3 +394,18 @@ async def test_validate_warns_when_partitions_share_a_master(
         assert "share its CPU" in checks["partitions"].detail
     finally:
         await delete_partitioned_keys(cluster_client, name)
+
+
+async def test_health_document_shows_where_the_partitions_are(
+    valkey_cluster: ValkeyCluster, spread_queue: Queue
+) -> None:
+    await spread_queue.counts()  # records the layout, reads the slot map
+    status = await redis_status(spread_queue)
+    assert status.cluster is not None and status.cluster.partitions is not None
+    places = status.cluster.partitions
+    assert [p.name for p in places] == ["0", "1", "2", "limiter"]
+    for place, slot in zip(places, partition_slots(spread_queue.name), strict=False):
+        assert place.slot == slot
+        assert place.owner == f"127.0.0.1:{valkey_cluster.master_of_slot(slot).port}"
+    assert len({p.owner for p in places[:PARTS]}) == PARTS
+    assert status.cluster.slot == places[0].slot  # the fields of partition 0

@@ -24,6 +24,7 @@ from sluice.redis.cluster import cluster_overview, is_cluster, node_for_key
 from sluice.redis.pool import RedisHandle
 from sluice.service.profiles import live_profile
 from sluice.service.spool import SpoolStats
+from sluice.service.validate_cluster import placement
 from sluice.settings.config import Settings
 
 Status = Literal["ok", "degraded", "critical"]
@@ -39,6 +40,17 @@ class ClusterStatus(BaseModel):
     slot: int = Field(description="the queue's hash slot")
     slot_owner: str = Field(description="host:port of the master serving the slot")
     slot_owner_replicas: int
+    partitions: list[SlotPlace] | None = Field(
+        default=None,
+        description="a partitioned queue: each partition's slot and master, then the "
+        "limiter's (docs/partitions.md); the fields above are partition 0's",
+    )
+
+
+class SlotPlace(BaseModel):
+    name: str = Field(description="a partition's number, or 'limiter'")
+    slot: int
+    owner: str = Field(description="host:port of the master serving the slot")
 
 
 class RedisStatus(BaseModel):
@@ -195,6 +207,12 @@ async def _cluster_status(client: RedisCluster, queue: Queue, latency: float) ->
             slot=view.slot,
             slot_owner=view.owner,
             slot_owner_replicas=view.owner_replicas,
+            partitions=[
+                SlotPlace(name=name, slot=slot, owner=owner)
+                for name, slot, owner in placement(client, queue.keys, len(queue.engines))
+            ]
+            if len(queue.engines) > 1
+            else None,
         ),
     )
 

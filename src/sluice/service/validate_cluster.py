@@ -17,7 +17,17 @@ from sluice.queue import layout as layouts
 from sluice.redis.cluster import ClusterOverview, cluster_overview, node_for_key
 from sluice.settings.check import Check
 
-__all__ = ["cluster_checks", "overview_checks", "placement_check"]
+__all__ = ["cluster_checks", "overview_checks", "placement", "placement_check"]
+
+
+def placement(
+    client: aioredis.RedisCluster, keys: QueueKeys, partitions: int
+) -> list[tuple[str, int, str]]:
+    """(partition or "limiter", slot, host:port of its master) for each of a partitioned
+    queue's partitions, then its limiter, as the client's slot map says now."""
+    named = [(str(p), keys.part(p).meta) for p in range(partitions)]
+    named.append(("limiter", keys.limiter_prefix + "meta"))
+    return [(name, client.keyslot(key), node_for_key(client, key).name) for name, key in named]
 
 
 async def cluster_checks(
@@ -43,16 +53,10 @@ async def placement_check(
     count = layout.partitions if layout is not None else partitions
     if count <= 1:
         return None
-    owners: list[str] = []
-    where: list[str] = []
-    for p in range(count):
-        meta = keys.part(p).meta
-        owner = node_for_key(client, meta).name
-        owners.append(owner)
-        where.append(f"{p}: slot {client.keyslot(meta)} on {owner}")
-    limiter = keys.limiter_prefix + "meta"
-    where.append(f"limiter: slot {client.keyslot(limiter)} on {node_for_key(client, limiter).name}")
-    used, masters = len(set(owners)), len(client.get_primaries())
+    places = placement(client, keys, count)
+    where = [f"{name}: slot {slot} on {owner}" for name, slot, owner in places]
+    used = len({owner for name, _, owner in places if name != "limiter"})
+    masters = len(client.get_primaries())
     detail = f"{count} partitions on {used} of {masters} masters ({'; '.join(where)})"
     if used >= min(count, masters):
         return Check("partitions", "pass", detail)
