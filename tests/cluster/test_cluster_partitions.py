@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 import uuid
@@ -352,11 +353,14 @@ async def test_the_service_on_the_cluster_with_three_partitions(
         each = await runtime.queue.partition_counts()
         return {"completed": [c["completed"] for c in each]}
 
+    saved = dict(os.environ)  # the system's wiring goes to os.environ (handler settings)
     try:
         result = await run(valkey_cluster.url, name, LoadConfig(broker_latency_ms=5), body, **env)
         assert sum(result["completed"]) >= 9
         assert sum(1 for n in result["completed"] if n) >= 2, result  # spread over partitions
     finally:
+        os.environ.clear()
+        os.environ.update(saved)
         await delete_partitioned_keys(cluster_client, name)
 
 
