@@ -85,6 +85,8 @@ async def run_jepsen(directory: Path, config: RunConfig) -> RunOutcome:
         recorder = Recorder(cluster.redis_url, queue_name)
         recording = asyncio.create_task(recorder.run(), name="jepsen recorder")
         client = aioredis.Redis.from_url(cluster.redis_url)
+        # The checker reads every job's transitions (off by default: Queue.set_events).
+        await Queue(queue_name, redis=client).set_events(True)
         try:
             stop = asyncio.Event()
             sent: list[Sent] = []

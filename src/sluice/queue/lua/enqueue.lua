@@ -28,7 +28,7 @@
 --!include lib/lane_key.lua
 --!include lib/now_ms.lua
 --!include lib/fmt.lua
---!include lib/emit.lua
+--!include lib/emit_job.lua
 --!include lib/count.lua
 --!include lib/wake.lua
 --!include lib/replayed.lua
@@ -119,5 +119,5 @@ local fine = PREFIX .. 'mon:10s:' .. math.floor(now / 10000)
 if redis.call('HINCRBY', fine, 'enq', 1) == 1 then
   redis.call('EXPIRE', fine, 7200)
 end
-emit('enqueued', id, key)
+emit_job('enqueued', id, key)
 return {id, 1}

@@ -3,7 +3,7 @@
 --!include lib/job_key.lua
 --!include lib/payload_key.lua
 --!include lib/fmt.lua
---!include lib/emit.lua
+--!include lib/emit_job.lua
 --!include lib/advance_lane.lua
 --!include lib/observe_completion.lua
 
@@ -73,7 +73,7 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
   else
     redis.call('DEL', jk)
   end
-  emit('completed', id, key)
+  emit_job('completed', id, key)
   advance_lane(key, id, now)
   return true
 end

@@ -5,7 +5,7 @@
 --!include lib/lane_key.lua
 --!include lib/payload_key.lua
 --!include lib/fmt.lua
---!include lib/emit.lua
+--!include lib/emit_job.lua
 --!include lib/count.lua
 --!include lib/promote_delayed.lua
 --!include lib/take_batch.lua
@@ -92,9 +92,9 @@ local function reserve(want, prefetch, opts, now)
           redis.call('ZADD', K_RATE, now, member .. ':' .. token)
         end
         if buffered then
-          emit('reserved', member, key, worker .. '|' .. token .. '|p')
+          emit_job('reserved', member, key, worker .. '|' .. token .. '|p')
         else
-          emit('reserved', member, key, worker .. '|' .. token)
+          emit_job('reserved', member, key, worker .. '|' .. token)
         end
         for c = 1, #changed, 2 do
           local i = at[changed[c]]
