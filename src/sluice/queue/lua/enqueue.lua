@@ -77,8 +77,10 @@ else
 end
 
 -- A lane that is empty and idle becomes ready now, with this job as its head; otherwise
--- its running job's end (or its retry) makes the next head ready, so order holds.
-local ready = redis.call('LLEN', lk) == 0 and redis.call('HEXISTS', K_INFLIGHT, key) == 0
+-- its running job's end (or its retry) makes the next head ready, so order holds. The
+-- job joins its lane first: RPUSH's answer (the lane's new length) tells whether it was
+-- empty, one command less than asking LLEN before.
+local ready = redis.call('RPUSH', lk, id) == 1 and redis.call('HEXISTS', K_INFLIGHT, key) == 0
 local fields = {'id', id, 'key', key, 'prio', ARGV[6], 'target', ARGV[7],
   'max', ARGV[8], 'attempt', 0, 'state', 'waiting', 'h:enqueued', fmt(now)}
 local deadline = now + tonumber(ARGV[7])
@@ -106,7 +108,6 @@ end
 redis.call('HSET', job_key(id), unpack(fields))
 redis.call('SET', payload_key(id), payload)
 redis.call('ZADD', K_WAITING, now, id)
-redis.call('RPUSH', lk, id)
 if ready then
   redis.call('ZADD', K_READY, deadline, key)
   wake(1)
