@@ -53,6 +53,9 @@ local function reserve(want, prefetch, opts, now)
   local started = 0
   for i = 1, #popped, 2 do
     local key = popped[i]
+    -- The lane's score is its head's deadline (make_ready, ready_again, enqueue): written
+    -- into the leader here, with its other changes.
+    local deadline = fmt(tonumber(popped[i + 1]))
     local members = take_batch(lane_key(key), batch_max)
     if #members > 0 then
       local leader = members[1]
@@ -79,6 +82,9 @@ local function reserve(want, prefetch, opts, now)
           changed[#changed + 1], changed[#changed + 2] = 'pf', '1'
         else
           changed[#changed + 1], changed[#changed + 2] = 'attempt', tostring(attempt + 1)
+        end
+        if n == 1 then
+          changed[#changed + 1], changed[#changed + 2] = 'deadline', deadline
         end
         if n > 1 then
           changed[#changed + 1], changed[#changed + 2] = 'batch', leader
