@@ -241,6 +241,7 @@ async def failing_batch_scenario(
     client = connect(url)
     name = f"propf-{rng.getrandbits(48):012x}"
     queue = Queue(name, redis=client, max_attempts=MAX_ATTEMPTS)
+    await queue.set_events(True)  # the order check below reads the completions
     running: set[str] = set()
     answered: dict[str, list[int]] = defaultdict(list)
     successes: Counter[int] = Counter()

@@ -328,6 +328,9 @@ class PartitionedQueue(PartitionLeasing, Queue):
         self.forget_live_rate()
         await self._all(self.redis.publish(ch, "rate") for ch in self.control_channels)
 
+    async def set_events(self, all_transitions: bool) -> None:
+        await self._all(e.set_events(all_transitions) for e in await self._parts())
+
     async def live_settings(self) -> dict[str, int | None]:
         settings = await super().live_settings()  # concurrency: partition 0's meta
         rate = await self.redis.hget(self._limiter_meta, "rate_limit")

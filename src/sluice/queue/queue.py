@@ -343,6 +343,15 @@ class Queue(Leasing):
             raise ValueError(f"concurrency must be at least 1, got {slots}")
         await self._set_live("concurrency", slots)
 
+    async def set_events(self, all_transitions: bool) -> None:
+        """Log every job's transitions (enqueued, reserved, started, completed) to the event
+        stream, or (the default) only the others: retries, dead letters, recoveries,
+        hand-backs, fencing, cancels, pauses (docs/engine.md, "Event stream")."""
+        if all_transitions:
+            await self.redis.hset(self.keys.meta, "events", "all")
+        else:
+            await self.redis.hdel(self.keys.meta, "events")
+
     async def _set_live(self, name: str, value: int | None) -> None:
         if value is not None and value < 0:
             raise ValueError(f"{name} must not be negative, got {value}")

@@ -85,6 +85,11 @@ async def run_jepsen(directory: Path, config: RunConfig) -> RunOutcome:
         recorder = Recorder(cluster.redis_url, queue_name)
         recording = asyncio.create_task(recorder.run(), name="jepsen recorder")
         client = aioredis.Redis.from_url(cluster.redis_url)
+        # The checker reads every job's transitions (off by default: Queue.set_events). Its
+        # own client: a connection opened now would be cut by the nemesis's restarts.
+        setup = aioredis.Redis.from_url(cluster.redis_url)
+        await Queue(queue_name, redis=setup).set_events(True)
+        await setup.aclose()
         try:
             stop = asyncio.Event()
             sent: list[Sent] = []

@@ -41,6 +41,7 @@
 --!include lib/recover_expired.lua
 --!include lib/reserve.lua
 --!include lib/flush_monitor.lua
+--!include lib/wake.lua
 
 local rid = ARGV[2]
 local opts = reserve_options(ARGV[5], ARGV[6])
@@ -61,14 +62,16 @@ charge_starts(parse_refs(ARGV[8]))
 local lost, finished = {}, {}
 local report = nil -- monitoring 2: each job's durations go back to the worker
 if monitoring == 2 then report = finished end
-local done = 0
+local done, readied = 0, 0
 for id, token, hops in string.gmatch(ARGV[9], '([^:,]+):([^:,]+):?([^,]*)') do
   local marks = {}
   for hop, at in string.gmatch(hops, '([^=;]+)=([^;]+)') do
     marks[hop] = at
   end
-  if complete_job(id, token, marks, retention, now, tally, warn_ms, crit_ms, report) then
+  local ready = complete_job(id, token, marks, retention, now, tally, warn_ms, crit_ms, report)
+  if ready then
     done = done + 1
+    readied = readied + ready
   else
     lost[#lost + 1] = id
   end
@@ -86,6 +89,9 @@ if want + prefetch > 0 then
 else
   taken, refs = {'ok', 0}, {}
 end
+-- One wake for every lane the completions readied (idle workers take what this call's
+-- reservation left).
+wake(readied)
 if tally then flush_monitor(tally, now) end
 if done > 0 or #taken > 2 then
   remember(rid, cjson.encode({lost, reservation_record(taken, refs)}))

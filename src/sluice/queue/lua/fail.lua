@@ -97,7 +97,7 @@ else
   for _, id in ipairs(ids) do
     entomb(id, key, err, now, tally)
   end
-  advance_lane(key, ids[1], now)
+  if advance_lane(key, ids[1], now) then wake(1) end
 end
 if tally then flush_monitor(tally, now) end
 remember(rid, 'dead')

@@ -2,11 +2,12 @@
 -- moves on, and its next head (if any) becomes ready with a fresh deadline.
 --!include lib/keys.lua
 --!include lib/make_ready.lua
---!include lib/wake.lua
 
+-- Returns true if the lane has a head now: the caller wakes a worker for it (wake), once
+-- per call for all its lanes (complete.lua ends a batch of jobs with one wake).
 local function advance_lane(key, id, now)
   if redis.call('HGET', K_INFLIGHT, key) == id then
     redis.call('HDEL', K_INFLIGHT, key)
   end
-  if make_ready(key, now) then wake(1) end
+  return make_ready(key, now)
 end

@@ -47,7 +47,7 @@ local function bury_exhausted(ids, key, err, now, kind, tally)
     entomb(id, key, err, now, tally)
   end
   if #survivors == 0 then
-    advance_lane(key, ids[1], now)
+    if advance_lane(key, ids[1], now) then wake(1) end
     return
   end
   if redis.call('HGET', K_INFLIGHT, key) == ids[1] then

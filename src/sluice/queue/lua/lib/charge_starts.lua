@@ -1,6 +1,6 @@
 -- lib/charge_starts.lua: charge the attempts of prefetched jobs that have started.
 --!include lib/job_key.lua
---!include lib/emit.lua
+--!include lib/emit_job.lua
 
 -- A job reserved into a worker's prefetch buffer (`pf`) has not started: its attempt is
 -- charged only when it does, so a buffer lost in a crash or handed back costs no attempt.
@@ -22,6 +22,6 @@ local function charge_starts(refs)
     end
   end
   if #charged > 0 then
-    emit('started', nil, nil, (worker or '') .. '|' .. table.concat(charged, ','))
+    emit_job('started', nil, nil, (worker or '') .. '|' .. table.concat(charged, ','))
   end
 end

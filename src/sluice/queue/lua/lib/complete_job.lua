@@ -3,12 +3,13 @@
 --!include lib/job_key.lua
 --!include lib/payload_key.lua
 --!include lib/fmt.lua
---!include lib/emit.lua
+--!include lib/emit_job.lua
 --!include lib/advance_lane.lua
 --!include lib/observe_completion.lua
 
 -- Returns false when the caller's reservation is no longer valid (its lease expired and
--- the job was handed to another worker). `marks` maps hop names to epoch ms (strings) marked
+-- the job was handed to another worker); otherwise 1 if its lane's next job became ready
+-- (the caller wakes a worker for it, once for all its jobs: wake) and 0 if not. `marks` maps hop names to epoch ms (strings) marked
 -- by the handler. A completed job keeps its hash for `retention_ms` (0 = deleted at once).
 -- With a `tally` (monitoring on) its durations and SLA verdict are observed, judged by
 -- warn_ms / crit_ms; with `finished` as well they are appended to it for the worker's log
@@ -73,7 +74,7 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
   else
     redis.call('DEL', jk)
   end
-  emit('completed', id, key)
-  advance_lane(key, id, now)
-  return true
+  emit_job('completed', id, key)
+  if advance_lane(key, id, now) then return 1 end
+  return 0
 end

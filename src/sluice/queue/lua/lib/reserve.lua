@@ -5,7 +5,7 @@
 --!include lib/lane_key.lua
 --!include lib/payload_key.lua
 --!include lib/fmt.lua
---!include lib/emit.lua
+--!include lib/emit_job.lua
 --!include lib/count.lua
 --!include lib/promote_delayed.lua
 --!include lib/take_batch.lua
@@ -53,6 +53,9 @@ local function reserve(want, prefetch, opts, now)
   local started = 0
   for i = 1, #popped, 2 do
     local key = popped[i]
+    -- The lane's score is its head's deadline (make_ready, ready_again, enqueue): written
+    -- into the leader here, with its other changes.
+    local deadline = fmt(tonumber(popped[i + 1]))
     local members = take_batch(lane_key(key), batch_max)
     if #members > 0 then
       local leader = members[1]
@@ -80,6 +83,9 @@ local function reserve(want, prefetch, opts, now)
         else
           changed[#changed + 1], changed[#changed + 2] = 'attempt', tostring(attempt + 1)
         end
+        if n == 1 then
+          changed[#changed + 1], changed[#changed + 2] = 'deadline', deadline
+        end
         if n > 1 then
           changed[#changed + 1], changed[#changed + 2] = 'batch', leader
         elseif #members > 1 then
@@ -92,9 +98,9 @@ local function reserve(want, prefetch, opts, now)
           redis.call('ZADD', K_RATE, now, member .. ':' .. token)
         end
         if buffered then
-          emit('reserved', member, key, worker .. '|' .. token .. '|p')
+          emit_job('reserved', member, key, worker .. '|' .. token .. '|p')
         else
-          emit('reserved', member, key, worker .. '|' .. token)
+          emit_job('reserved', member, key, worker .. '|' .. token)
         end
         for c = 1, #changed, 2 do
           local i = at[changed[c]]
