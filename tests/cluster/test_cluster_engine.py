@@ -19,6 +19,7 @@ from sluice import EnqueueRequest, Job, Queue, Worker
 from sluice.redis.cluster import dedicated_client_like, is_cluster, node_for_key
 from sluice.testing.cluster import ValkeyCluster
 from sluice.worker import control
+from tests.cluster.support import blocked_clients, blocked_on_cluster, wait_until
 
 from ..integration import test_properties as props
 from ..integration.conftest import delete_queue_keys
@@ -42,13 +43,6 @@ async def cluster_queue(cluster_client: Any) -> AsyncIterator[Queue]:
         yield queue
     finally:
         await delete_queue_keys(cluster_client, name)
-
-
-async def wait_until(predicate: Any, within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_every_public_queue_method(cluster_queue: Queue) -> None:
@@ -106,7 +100,9 @@ async def test_every_public_queue_method(cluster_queue: Queue) -> None:
         await task
 
 
-async def test_idle_worker_is_woken_through_blpop_on_the_slot_owner(cluster_queue: Queue) -> None:
+async def test_idle_worker_is_woken_through_blpop_on_the_slot_owner(
+    valkey_cluster: ValkeyCluster, cluster_queue: Queue
+) -> None:
     """idle_poll_s is long, so only the wake token (BLPOP on the queue's node) can start the
     job quickly."""
     started = asyncio.Event()
@@ -114,10 +110,11 @@ async def test_idle_worker_is_woken_through_blpop_on_the_slot_owner(cluster_queu
     async def handler(job: Job) -> None:
         started.set()
 
+    idle = blocked_clients(valkey_cluster)
     worker = Worker(cluster_queue, handler, concurrency=1, handle_signals=False, idle_poll_s=8)
     task = asyncio.create_task(worker.run())
     try:
-        await asyncio.sleep(0.3)  # let it reach the BLPOP
+        await blocked_on_cluster(valkey_cluster, idle + 1)  # its BLPOP waits on the node
         enqueued = time.monotonic()
         await cluster_queue.enqueue("c1", {})
         await asyncio.wait_for(started.wait(), 5)

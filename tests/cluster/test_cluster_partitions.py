@@ -32,6 +32,7 @@ from sluice.settings.config import load_settings
 from sluice.simulator import ChatwootSimulator
 from sluice.testing.cluster import ValkeyCluster
 from sluice.worker import control
+from tests.cluster.support import blocked_clients, blocked_on_cluster, wait_until
 
 from ..e2e.test_chatwoot_e2e import ACCOUNT, ROOMY_SLA, run
 from ..integration import test_properties as props
@@ -94,13 +95,6 @@ def reply_jobs(sim: ChatwootSimulator, conversation: int) -> list[tuple[int, int
         if marker:
             found.append(split_job_id(marker.removeprefix("sluice-").split("-")[0]))
     return found
-
-
-async def wait_until(predicate: Any, within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_the_partitions_are_on_three_masters(
@@ -212,7 +206,7 @@ async def test_wait_replicas_covers_every_partition(
 
 
 async def test_an_idle_worker_is_woken_by_every_partition(
-    spread_queue: Queue, caplog: pytest.LogCaptureFixture
+    valkey_cluster: ValkeyCluster, spread_queue: Queue, caplog: pytest.LogCaptureFixture
 ) -> None:
     """idle_poll_s is long, so only a wake token can start a job quickly; each partition's
     wake list is on another master, and one BLPOP per slot waits on each (a BLPOP naming
@@ -224,18 +218,19 @@ async def test_an_idle_worker_is_woken_by_every_partition(
         started.append(job.key)
         arrived.set()
 
+    idle = blocked_clients(valkey_cluster)
     worker = Worker(spread_queue, handler, concurrency=1, handle_signals=False, idle_poll_s=8)
     task = asyncio.create_task(worker.run())
     try:
-        await asyncio.sleep(0.5)  # let it reach its BLPOPs
         for p in range(PARTS):
+            # Idle: one BLPOP waits on each partition's node (PARTS of them).
+            await blocked_on_cluster(valkey_cluster, idle + PARTS)
             key = keys_on(p, 1)[0]
             arrived.clear()
             enqueued = time.monotonic()
             await spread_queue.enqueue(key, {})
             await asyncio.wait_for(arrived.wait(), 5)
             assert time.monotonic() - enqueued < 2.0, f"partition {p} woke no worker"
-            await asyncio.sleep(0.3)  # idle again, blocked
         assert started == [keys_on(p, 1)[0] for p in range(PARTS)]
         troubles = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert troubles == []
