@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -36,9 +35,13 @@ from tests.cluster.support import blocked_clients, blocked_on_cluster, wait_unti
 
 from ..e2e.test_chatwoot_e2e import ACCOUNT, ROOMY_SLA, run
 from ..integration import test_properties as props
-from ..integration.procs import spawn_worker, wait_ready
+from ..integration.procs import (
+    GUARD_S,
+    busiest_second,
+    paused_with_jobs,
+    record_starts_of_three,
+)
 from ..integration.test_partitions import delete_partitioned_keys
-from ..integration.test_worker_processes import GUARD_S, busiest_second
 
 PARTS = 3
 
@@ -280,32 +283,12 @@ async def test_rate_limit_across_three_processes_and_three_shards(
     limiter_slot = key_slot(q.keys.limiter_prefix.encode() + b"meta")
     masters = [valkey_cluster.master_of_slot(s).port for s in partition_slots(name)]
     limiter_master = valkey_cluster.master_of_slot(limiter_slot).port
-    await q.pause()  # let all three start before the first job may run
-    await q.enqueue_many([EnqueueRequest(key=f"c{n}", payload={}) for n in range(total)])
+    await paused_with_jobs(q, total)
     assert all(c["waiting"] > 0 for c in await q.partition_counts())
     extra = ("--rate", str(rate), "--partitions", str(PARTS), "--cluster")
-    procs = [spawn_worker(valkey_cluster.url, name, "record", *extra) for _ in range(3)]
-    try:
-        await wait_ready(cluster_client, name, 3)
-        await q.resume()
-        starts: list[float] = []
-        reserved: list[float] = []
-        pids: set[str] = set()
-        parts: set[int] = set()
-        while len(starts) < total:
-            got = await cluster_client.blpop([f"{name}:starts"], timeout=20)
-            assert got is not None, f"only {len(starts)} of {total} jobs started"
-            at, pid, job_id, reserved_ms = got[1].decode().split("|")
-            starts.append(float(at))
-            reserved.append(float(reserved_ms) / 1000)
-            pids.add(pid)
-            parts.add(split_job_id(job_id)[0])
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            assert proc.wait(timeout=15) == 0
-        await cluster_client.delete(f"{name}:starts", f"{name}:ready")
+    recorded = await record_starts_of_three(valkey_cluster.url, cluster_client, q, total, *extra)
+    starts, reserved, pids = recorded.handler, recorded.reserved, recorded.pids
+    parts = {split_job_id(job_id)[0] for job_id in recorded.job_ids}
     busiest = busiest_second(reserved)
     assert busiest <= rate, f"{busiest} reservations within one second (limit {rate})"
     # Handler starts (each process's clock) are reported, not asserted here: in one full

@@ -4,7 +4,6 @@ admin method aggregated over partitions."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import zlib
 from collections.abc import AsyncIterator
 
@@ -17,8 +16,7 @@ from sluice.keys import QueueKeys, partition_of, split_job_id
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.partitioned import PartitionedQueue
 
-from .procs import spawn_worker, wait_ready
-from .test_worker_processes import GUARD_S, busiest_second
+from .procs import busiest_second, paused_with_jobs, record_starts_of_three
 
 PARTS = 3
 
@@ -186,37 +184,17 @@ async def test_rate_limit_holds_across_three_processes_and_partitions(
     """One limit over everything: three worker processes reserving from three partitions
     (each its own hash tag) start at most R jobs in any second (the reservation's Redis
     time, which follows its grant), and use at least 97 % of R."""
-    name, rate, total = pqueue.name, 40, 360
-    await pqueue.pause()  # let all three start before the first job may run
-    await pqueue.enqueue_many([EnqueueRequest(key=f"c{n}", payload={}) for n in range(total)])
+    rate, total = 40, 360
+    await paused_with_jobs(pqueue, total)
     assert all(c["waiting"] > 0 for c in await pqueue.partition_counts())
     extra = ("--rate", str(rate), "--partitions", str(PARTS))
-    procs = [spawn_worker(redis_url, name, "record", *extra) for _ in range(3)]
-    try:
-        await wait_ready(redis_client, name, 3)
-        await pqueue.resume()
-        starts: list[float] = []
-        reserved: list[float] = []
-        pids: set[str] = set()
-        parts: set[int] = set()
-        while len(starts) < total:
-            got = await redis_client.blpop([f"{name}:starts"], timeout=20)
-            assert got is not None, f"only {len(starts)} of {total} jobs started"
-            at, pid, job_id, reserved_ms = got[1].decode().split("|")
-            starts.append(float(at))
-            reserved.append(float(reserved_ms) / 1000)
-            pids.add(pid)
-            parts.add(split_job_id(job_id)[0])
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            assert proc.wait(timeout=15) == 0
-        await redis_client.delete(f"{name}:starts", f"{name}:ready")
+    starts = await record_starts_of_three(redis_url, redis_client, pqueue, total, *extra)
+    reserved, pids = starts.reserved, starts.pids
+    parts = {split_job_id(job_id)[0] for job_id in starts.job_ids}
     busiest = busiest_second(reserved)
     assert busiest <= rate, f"{busiest} reservations within one second (limit {rate})"
-    late = sum(1 for at, taken in zip(starts, reserved, strict=True) if at - taken > GUARD_S)
-    assert busiest_second(starts) <= rate + late
+    late = starts.late()
+    assert busiest_second(starts.handler) <= rate + late
     assert len(pids) >= 2 and parts == {0, 1, 2}
     # The achieved rate: the first second's burst aside, starts per second of the run.
     achieved = (total - rate) / (max(reserved) - min(reserved))

@@ -10,7 +10,14 @@ import redis.asyncio as aioredis
 
 from sluice import EnqueueRequest, Queue
 
-from .procs import reap, spawn_worker, wait_ready
+from .procs import (
+    busiest_second,
+    paused_with_jobs,
+    reap,
+    record_starts_of_three,
+    spawn_worker,
+    wait_ready,
+)
 
 
 async def test_sigkill_mid_job_loses_nothing(
@@ -64,9 +71,6 @@ async def test_sigterm_lets_running_jobs_finish(
         await redis_client.delete(f"{name}:starts", f"{name}:ready")
 
 
-GUARD_S = 0.020  # the limiter's guard between a reservation and its handler's start
-
-
 async def test_rate_limit_holds_across_three_processes(
     redis_url: str, redis_client: aioredis.Redis, queue: Queue
 ) -> None:
@@ -78,48 +82,24 @@ async def rate_limit_across_three_processes(
 ) -> None:
     """Three worker processes at ``--rate 30`` on ``url`` (``worker_args`` go to each
     process: ``--cluster`` for a cluster, see tests/cluster/)."""
-    name, rate, total = queue.name, 30, 120
-    await queue.pause()  # let all three start before the first job may run
-    await queue.enqueue_many([EnqueueRequest(key=f"c{n}", payload={}) for n in range(total)])
-    procs = [spawn_worker(url, name, "record", "--rate", str(rate), *worker_args) for _ in range(3)]
-    try:
-        await wait_ready(redis_client, name, 3)
-        await queue.resume()
-        starts: list[float] = []
-        reserved: list[float] = []
-        pids: set[str] = set()
-        while len(starts) < total:
-            got = await redis_client.blpop([f"{name}:starts"], timeout=20)
-            assert got is not None, f"only {len(starts)} of {total} jobs started"
-            at, pid, _, reserved_ms = got[1].decode().split("|")
-            starts.append(float(at))
-            reserved.append(float(reserved_ms) / 1000)
-            pids.add(pid)
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            assert proc.wait(timeout=15) == 0
-        await redis_client.delete(f"{name}:starts", f"{name}:ready")
+    rate, total = 30, 120
+    await paused_with_jobs(queue, total)
+    starts = await record_starts_of_three(
+        url, redis_client, queue, total, "--rate", str(rate), *worker_args
+    )
     # A job starts when it is reserved (Redis clock): the limiter's promise.
-    busiest = busiest_second(reserved)
+    busiest = busiest_second(starts.reserved)
     assert busiest <= rate, f"{busiest} reservations within one second (limit {rate})"
     # Its handler runs a moment later in its process; the limiter keeps a 20 ms guard so
     # that handler starts stay within the limit too, unless the process was descheduled
     # for longer than the guard (two cores, three workers and the test): a window may then
     # hold at most one extra start per handler that began that late, never more.
-    late = sum(1 for at, taken in zip(starts, reserved, strict=True) if at - taken > GUARD_S)
-    busiest = busiest_second(starts)
+    late = starts.late()
+    busiest = busiest_second(starts.handler)
     assert busiest <= rate + late, (
         f"{busiest} handler starts within one second (limit {rate}, {late} started late)"
     )
-    assert len(pids) >= 2, "the load should spread over the processes"
+    assert len(starts.pids) >= 2, "the load should spread over the processes"
     # Throughput is measured by benchmarks/rate_limit.py; here only catch a limiter that
     # starves: 120 starts at 30/s need a little over 3 s.
-    assert max(starts) - min(starts) < 6.0
-
-
-def busiest_second(times: list[float]) -> int:
-    """The most events in any half-open window [t, t + 1 s)."""
-    ordered = sorted(times)
-    return max(sum(1 for t in ordered[i:] if t < start + 1.0) for i, start in enumerate(ordered))
+    assert max(starts.handler) - min(starts.handler) < 6.0
