@@ -259,7 +259,10 @@ def run_adapter(
 class OtlpSink:
     """An OTLP/HTTP endpoint on loopback that accepts every export and discards it (an
     empty protobuf answer is a valid ExportTraceServiceResponse), counting requests and
-    bytes: the collector of ``sluice-otel`` runs, as cheap as a collector can be."""
+    bytes: the collector of ``sluice-otel`` runs, as cheap as a collector can be. The
+    answer follows the OTLP specification (opentelemetry-proto, docs/specification.md,
+    "OTLP/HTTP Response": success is HTTP 200 with an ExportTraceServiceResponse in the
+    request's encoding; every field of that message is optional)."""
 
     def __init__(self) -> None:
         self.requests = 0

@@ -131,7 +131,15 @@ class ReceivedSpan:
 class OtlpReceiver:
     """A tiny OTLP/HTTP trace receiver on loopback (``POST /v1/traces``, protobuf), for
     tests that run Sluice in other processes: it decodes each ExportTraceServiceRequest and
-    wakes :meth:`wait_until` waiters."""
+    wakes :meth:`wait_until` waiters.
+
+    What a collector does, per the OTLP specification (opentelemetry-proto,
+    docs/specification.md, "OTLP/HTTP"): traces arrive as a POST to ``/v1/traces`` (the
+    exporter appends it to OTEL_EXPORTER_OTLP_ENDPOINT) with a binary protobuf
+    ExportTraceServiceRequest (``Content-Type: application/x-protobuf``); full success is
+    HTTP 200 with an ExportTraceServiceResponse in the same encoding, whose fields are all
+    optional (an empty one means nothing was rejected). Anything else — 4xx/5xx, retries,
+    partial success — is not imitated: no test here needs the exporter's error paths."""
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []

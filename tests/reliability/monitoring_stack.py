@@ -309,7 +309,13 @@ class Delivery:
 
 @dataclass
 class WebhookReceiver:
-    """A real HTTP server taking Alertmanager's webhook notifications (version 4 bodies)."""
+    """A real HTTP server taking Alertmanager's webhook notifications (version 4 bodies).
+
+    It only reads what Alertmanager sends (prometheus/alertmanager, notify/webhook/webhook.go
+    and docs/configuration.md, ``<webhook_config>``: a JSON POST with ``version: "4"``,
+    ``status`` and ``alerts[]`` each carrying status, labels, annotations, startsAt, endsAt)
+    and answers 200, which Alertmanager takes as delivered (a 5xx would make it retry;
+    not imitated, no test needs it)."""
 
     bodies: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
