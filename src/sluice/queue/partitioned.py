@@ -30,7 +30,7 @@ from sluice.queue.job import JobRecord
 from sluice.queue.layout import Layout
 from sluice.queue.partition_leasing import PartitionLeasing
 from sluice.queue.queue import Queue
-from sluice.queue.types import Enqueued, EnqueueRequest, as_text
+from sluice.queue.types import Enqueued, as_text
 from sluice.tracing import messaging
 
 #: How long a worker trusts the layout it read before reading it again (producers read it
@@ -218,24 +218,10 @@ class PartitionedQueue(PartitionLeasing, Queue):
                 # (an epoch only moves forward), so do it rather than wait.
                 await layouts.mirror(self.redis, self.scripts, self.keys, layout)
 
-    async def enqueue_many(self, requests: Iterable[EnqueueRequest]) -> list[str]:
-        """Each message to its conversation's partition (one pipeline per partition while
-        no resize is in progress, else one at a time); ids in the order of ``requests``."""
-        reqs = list(requests)
-        arg_lists = [
-            self._engines[0]._enqueue_args(r.key, r.payload, r.id, r.priority, r.hops, None)
-            for r in reqs
-        ]
-        if not arg_lists:
-            return []
-        if tracing.enabled:
-            with messaging.sending_batch(self.name, [a[3] for a in arg_lists]) as parents:
-                for args, parent in zip(arg_lists, parents, strict=True):
-                    args.append(parent)
-                return await self._enqueue_spread(arg_lists)
-        return await self._enqueue_spread(arg_lists)
-
-    async def _enqueue_spread(self, arg_lists: list[list[Any]]) -> list[str]:
+    async def _enqueue_pipelined(self, arg_lists: list[list[Any]]) -> list[str]:
+        """Queue.enqueue_many's send step (its tracing included): each message to its
+        conversation's partition, one pipeline per partition while no resize is in progress,
+        else one at a time; ids in the order of the requests."""
         layout = await self.check_layout()
         if layout.resizing:
             return [(await self._route(args)).job_id for args in arg_lists]
