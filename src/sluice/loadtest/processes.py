@@ -139,11 +139,14 @@ async def run_loadtest_processes(
         async def stop_everything() -> None:
             for command in reversed(commands):
                 await command.stop()
+            sim_conn.close()  # a simulator still waiting for "stop" sees EOF and exits
             for process in spawned:
-                process.join(timeout=10)
-                if process.is_alive():
+                await asyncio.to_thread(process.join, 10)
+                if process.is_alive():  # customers of an aborted run
                     process.kill()
+                    await asyncio.to_thread(process.join)
 
+        sim_conn, sim_child = ctx.Pipe()
         stack.push_async_callback(stop_everything)
 
         # 1. The simulator, sending its webhooks to where the API will listen.
@@ -151,7 +154,6 @@ async def run_loadtest_processes(
             cfg, api_token=token, webhook_secret=cfg.simulator_secret or secret
         )
         sim_config.webhook_url = f"{api_url}/webhooks/chatwoot"
-        sim_conn, sim_child = ctx.Pipe()
         simulator = ctx.Process(
             target=simulator_main, args=(sim_config, sim_child), name="sluice-loadtest-chatwoot"
         )

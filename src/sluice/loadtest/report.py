@@ -31,6 +31,7 @@ def summarize(
         "turns": tally.turns,
         "bursts": tally.bursts,
         "duplicate_replies": duplicates,
+        "handoffs": handoffs(chatwoot),
         "achieved_rate": tally.sent / cfg.duration_s,
         "sla_ms": {
             "p50": tally.sla_ms.percentile(50),
@@ -70,6 +71,7 @@ def report_table(report: dict[str, Any]) -> Table:
             "{rate_limit_per_min}/min / {sidekiq_threads}".format(**report["chatwoot_sizing"]),
         ),
         ("Chatwoot calls throttled (429)", str(report["chatwoot"].get("rate_limited", 0))),
+        ("conversations handed to humans", str(handoffs(report["chatwoot"]))),
         ("achieved rate", f"{report['achieved_rate']:.1f} msg/s"),
         (
             "SLA p50 / p95 / p99",
@@ -126,6 +128,15 @@ def report_table(report: dict[str, Any]) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def handoffs(chatwoot: dict[str, Any]) -> int:
+    """Conversations Sluice handed to humans (each is one status change it posted: the
+    only status Sluice sets is ``open``, when a turn cannot be answered in time or at all).
+    Their later lines get no bot reply, so a load test counts them as missing."""
+    route = "POST /api/v1/accounts/{account_id}/conversations/{conversation_id}/toggle_status"
+    by_status = chatwoot.get("requests", {}).get(route, {})
+    return sum(n for status, n in by_status.items() if str(status).startswith("2"))
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
