@@ -21,10 +21,11 @@ and :mod:`sluice.chatwoot.conversations`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Self
 
 import httpx
@@ -209,9 +210,30 @@ class ChatwootTransport:
         attempt: int,
     ) -> httpx.Response:
         """One HTTP request; a CLIENT span of its own while tracing is on (docs/tracing.md:
-        the URL redacted, the token in a header no span records). Waiting for a free
-        connection counts against ``timeout_s`` and fails as httpx's pool timeout does (the
-        request was never sent)."""
+        the URL redacted, the token in a header no span records), once a connection is free."""
+        span_scope = (
+            traced.http_client(method, redact_url(url), attempt)
+            if tracing.enabled
+            else contextlib.nullcontext(None)
+        )
+        async with self._free_connection(timeout_s):
+            with span_scope as span:
+                response = await self._http.request(
+                    method,
+                    url,
+                    json=json_body,
+                    params=params,
+                    headers=self._headers,
+                    timeout=timeout_s,
+                )
+                if span is not None:
+                    traced.http_status(span, response.status_code)
+                return response
+
+    @contextlib.asynccontextmanager
+    async def _free_connection(self, timeout_s: float) -> AsyncIterator[None]:
+        """Hold one of the ``max_connections``; the wait counts against ``timeout_s`` and
+        fails as httpx's pool timeout does (the request was never sent)."""
         try:
             async with asyncio.timeout(timeout_s):
                 await self._connections.acquire()
@@ -220,29 +242,9 @@ class ChatwootTransport:
                 f"no connection to Chatwoot free within {timeout_s:.1f} s"
             ) from None
         try:
-            return await self._request(method, url, json_body, params, timeout_s, attempt)
+            yield
         finally:
             self._connections.release()
-
-    async def _request(
-        self,
-        method: str,
-        url: str,
-        json_body: Mapping[str, Any] | None,
-        params: Mapping[str, Any] | None,
-        timeout_s: float,
-        attempt: int,
-    ) -> httpx.Response:
-        if not tracing.enabled:
-            return await self._http.request(
-                method, url, json=json_body, params=params, headers=self._headers, timeout=timeout_s
-            )
-        with traced.http_client(method, redact_url(url), attempt) as span:
-            response = await self._http.request(
-                method, url, json=json_body, params=params, headers=self._headers, timeout=timeout_s
-            )
-            traced.http_status(span, response.status_code)
-            return response
 
     async def _call(
         self,

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from sluice.simulator.waiters import ReplyWaiters
+
 REQUESTS_IN_FLIGHT = 32  # a customer process's concurrent POSTs to the simulator
 
 
@@ -56,7 +58,7 @@ class RemoteSimulator:
         # there. They queue here instead, cheaply.
         self._in_flight = asyncio.Semaphore(REQUESTS_IN_FLIGHT)
         self._latest: dict[tuple[int, int], dict[str, Any]] = {}
-        self._waiters: dict[tuple[int, int], list[tuple[int, asyncio.Future[dict[str, Any]]]]] = {}
+        self._waiters = ReplyWaiters()
         self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> RemoteSimulator:
@@ -91,10 +93,7 @@ class RemoteSimulator:
         except Exception as exc:
             if not subscribed.done():
                 subscribed.set_exception(exc)
-            for waiters in self._waiters.values():
-                for _, future in waiters:
-                    if not future.done():
-                        future.set_exception(ConnectionError(f"reply stream ended: {exc!r}"))
+            self._waiters.fail_all(ConnectionError(f"reply stream ended: {exc!r}"))
             raise
 
     def _deliver(self, reply: dict[str, Any]) -> None:
@@ -102,16 +101,7 @@ class RemoteSimulator:
         known = self._latest.get(key)
         if known is None or int(reply["id"]) > int(known["id"]):
             self._latest[key] = reply
-        remaining = []
-        for after_id, future in self._waiters.pop(key, []):
-            if future.done():
-                continue
-            if int(reply["id"]) > after_id:
-                future.set_result(reply)
-            else:
-                remaining.append((after_id, future))
-        if remaining:
-            self._waiters[key] = remaining
+        self._waiters.deliver(key, int(reply["id"]), reply)
 
     @staticmethod
     def _base(account_id: int) -> str:
@@ -149,15 +139,4 @@ class RemoteSimulator:
         known = self._latest.get(key)
         if known is not None and int(known["id"]) > after_message_id:
             return known
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        entry = (after_message_id, future)
-        self._waiters.setdefault(key, []).append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        finally:
-            waiters = self._waiters.get(key)
-            if waiters is not None and entry in waiters:
-                waiters.remove(entry)
-                if not waiters:
-                    del self._waiters[key]
+        return await self._waiters.wait(key, after_message_id, timeout)

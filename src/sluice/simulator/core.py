@@ -135,10 +135,7 @@ class ChatwootSimulator(SimulatorDrivers):
             await self._server.stop()
             self._server = None
         await self.webhooks.aclose()
-        for waiters in self._waiters.values():
-            for _, future in waiters:
-                future.cancel()
-        self._waiters.clear()
+        self.reply_waiters.fail_all()
 
     async def __aenter__(self) -> ChatwootSimulator:
         return self

@@ -3,8 +3,6 @@ events), while the system under test talks to the simulator over real HTTP."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 from sluice.simulator.config import AVAILABILITIES
@@ -192,17 +190,6 @@ class SimulatorDrivers(SimulatorBase):
         for reply in self.replies(account_id, conversation_id):
             if reply["id"] > after_message_id:
                 return reply
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        key = (account_id, conversation_id)
-        entry = (after_message_id, future)
-        self._waiters.setdefault(key, []).append(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        finally:
-            waiters = self._waiters.get(key)
-            if waiters is not None:
-                with contextlib.suppress(ValueError):
-                    waiters.remove(entry)
-                if not waiters:
-                    del self._waiters[key]
+        return await self.reply_waiters.wait(
+            (account_id, conversation_id), after_message_id, timeout
+        )

@@ -27,6 +27,7 @@ from sluice.simulator.state import (
     Store,
 )
 from sluice.simulator.versions import VersionProfile, profile_for
+from sluice.simulator.waiters import ReplyWaiters
 from sluice.simulator.webhooks import Delivery, WebhookSender
 
 log = logging.getLogger("sluice.simulator")
@@ -48,8 +49,8 @@ class SimulatorBase:
         self.changes = Changes(self.config, self.shapes, lambda: self.profile, self._now)
         self.webhooks = WebhookSender(self.config, lambda: self.profile, log_size=webhook_log_size)
         self.rng = random.Random(self.config.seed)
-        # (account, conversation) -> [(after_message_id, future)], woken by new replies.
-        self._waiters: dict[tuple[int, int], list[tuple[int, asyncio.Future[dict[str, Any]]]]] = {}
+        # Customers waiting for a reply (wait_for_reply), woken by each new one.
+        self.reply_waiters = ReplyWaiters()
         self._tasks: set[asyncio.Task[Any]] = set()
         # Called with every public reply as it is stored (the /_sim reply stream).
         self.reply_listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -234,18 +235,5 @@ class SimulatorBase:
             for listener in list(self.reply_listeners):
                 listener(reply)
         key = (conversation.account_id, conversation.display_id)
-        waiters = self._waiters.get(key)
-        if not waiters:
-            return
-        remaining = []
-        for after_id, future in waiters:
-            if future.done():
-                continue
-            if message.id > after_id:
-                future.set_result(self.message_dict(message, conversation))
-            else:
-                remaining.append((after_id, future))
-        if remaining:
-            self._waiters[key] = remaining
-        else:
-            del self._waiters[key]
+        if self.reply_waiters.pending(key):
+            self.reply_waiters.deliver(key, message.id, self.message_dict(message, conversation))
