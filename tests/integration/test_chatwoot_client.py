@@ -4,12 +4,15 @@ deadlines, and the agent-bot token scope."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.utils import formatdate
 
+import httpx
 import pytest
 
 from sluice.chatwoot.client import (
@@ -288,3 +291,61 @@ async def test_handoff_operations(env: Env) -> None:
             await client.toggle_status(7, env.conversation_id, "closed")
         with pytest.raises(ValueError):
             await client.assign(7, env.conversation_id)
+
+
+async def test_calls_beyond_max_connections_wait_for_one() -> None:
+    """At most ``max_connections`` requests are on the wire at once; the rest wait their turn
+    (each worker slot may call Chatwoot, and a worker has more slots than connections)."""
+    in_flight, peak, release, both_in = 0, 0, asyncio.Event(), asyncio.Event()
+
+    async def chatwoot(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight == 2:
+            both_in.set()
+        await release.wait()
+        in_flight -= 1
+        return httpx.Response(200, json={"id": 1, "content": "ok"})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(chatwoot))
+    client = ChatwootClient("http://chatwoot.test", USER_TOKEN, max_connections=2, http=http)
+    async with client:
+        calls = [asyncio.create_task(client.send_message(7, 1, f"m{i}")) for i in range(6)]
+        await both_in.wait()
+        for _ in range(20):
+            await asyncio.sleep(0)  # every other call had its chance to go out: none did
+        assert in_flight == 2
+        release.set()
+        await asyncio.gather(*calls)
+    assert peak == 2
+
+
+async def test_a_call_that_finds_no_free_connection_in_time_was_never_sent() -> None:
+    held = asyncio.Event()
+    sent: list[str] = []
+
+    async def chatwoot(request: httpx.Request) -> httpx.Response:
+        sent.append(request.content.decode())
+        held.set()
+        await asyncio.Event().wait()  # holds the only connection
+        raise AssertionError("unreachable")
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(chatwoot))
+    client = ChatwootClient(
+        "http://chatwoot.test",
+        USER_TOKEN,
+        max_connections=1,
+        max_retries=0,
+        timeout_s=0.2,
+        http=http,
+    )
+    async with client:
+        first = asyncio.create_task(client.send_message(7, 1, "first"))
+        await held.wait()
+        with pytest.raises(ChatwootError, match="PoolTimeout"):
+            await client.send_message(7, 1, "second")
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ChatwootError):
+            await first
+    assert len(sent) == 1  # the second never went out

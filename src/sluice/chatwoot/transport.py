@@ -87,6 +87,7 @@ class ChatwootTransport:
         timeout_s: float = 10,
         max_retries: int = 3,
         max_retry_after_s: float = 30,
+        max_connections: int = 32,
         http: httpx.AsyncClient | None = None,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 8.0,
@@ -109,7 +110,19 @@ class ChatwootTransport:
         self.landing_grace_s = landing_grace_s
         self._clock = clock
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(timeout=timeout_s)
+        if max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+        # As many connections kept alive as may be open: with httpx's default (100 open, 20
+        # kept) a worker with more slots than that opened and closed connections to Chatwoot
+        # all the time. Requests beyond the bound wait on the semaphore (FIFO, cheap), not in
+        # httpcore's pool, which re-matches every queued request at each release.
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._http = (
+            http if http is not None else httpx.AsyncClient(timeout=timeout_s, limits=limits)
+        )
+        self._connections = asyncio.Semaphore(max_connections)
         self._rng = random.Random()
 
     def __repr__(self) -> str:
@@ -196,7 +209,30 @@ class ChatwootTransport:
         attempt: int,
     ) -> httpx.Response:
         """One HTTP request; a CLIENT span of its own while tracing is on (docs/tracing.md:
-        the URL redacted, the token in a header no span records)."""
+        the URL redacted, the token in a header no span records). Waiting for a free
+        connection counts against ``timeout_s`` and fails as httpx's pool timeout does (the
+        request was never sent)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._connections.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout(
+                f"no connection to Chatwoot free within {timeout_s:.1f} s"
+            ) from None
+        try:
+            return await self._request(method, url, json_body, params, timeout_s, attempt)
+        finally:
+            self._connections.release()
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        json_body: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+        timeout_s: float,
+        attempt: int,
+    ) -> httpx.Response:
         if not tracing.enabled:
             return await self._http.request(
                 method, url, json=json_body, params=params, headers=self._headers, timeout=timeout_s

@@ -9,6 +9,7 @@ receives after it — webhook, intake, queue, broker, Chatwoot API and all.
 
 from sluice.loadtest.config import ACCOUNT, LINES, LoadConfig, parse_mode
 from sluice.loadtest.customers import Tally, TokenBucket, customer, start_customers
+from sluice.loadtest.processes import PartFailed, run_loadtest_processes
 from sluice.loadtest.report import report_table, write_json
 from sluice.loadtest.run import run_loadtest
 from sluice.loadtest.system import (
@@ -24,12 +25,14 @@ __all__ = [
     "AGENT_BOT_ID_VAR",
     "LINES",
     "LoadConfig",
+    "PartFailed",
     "Tally",
     "TokenBucket",
     "customer",
     "parse_mode",
     "report_table",
     "run_loadtest",
+    "run_loadtest_processes",
     "run_system_with_simulator",
     "simulator_config",
     "start_customers",

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 
 from sluice.loadtest.config import ACCOUNT, LINES, LoadConfig
+from sluice.loadtest.remote import ChatwootSide
 from sluice.monitor.histogram import Histogram
-from sluice.simulator import ChatwootSimulator
 
 
 @dataclass
@@ -21,7 +21,9 @@ class Tally:
     missing: int = 0
     turns: int = 0
     bursts: int = 0
+    errors: int = 0  # customers stopped by an error talking to Chatwoot (not a missing reply)
     sla_ms: Histogram = field(default_factory=Histogram)
+    loop_lag_ms: Histogram = field(default_factory=Histogram)  # customer processes' loops
     samples: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
@@ -56,13 +58,19 @@ class TokenBucket:
 
 
 async def customer(
-    sim: ChatwootSimulator,
+    sim: ChatwootSide,
     cfg: LoadConfig,
     bucket: TokenBucket,
     tally: Tally,
     stop: asyncio.Event,
     rng: random.Random,
 ) -> None:
+    if cfg.ramp_up_s > 0:
+        with contextlib.suppress(TimeoutError):
+            # Arrival within the ramp-up; the stop event ends the wait early.
+            await asyncio.wait_for(stop.wait(), rng.uniform(0, cfg.ramp_up_s))
+        if stop.is_set():
+            return
     conversation = await sim.create_conversation(ACCOUNT)
     n = 0
     while not stop.is_set():
@@ -94,6 +102,10 @@ async def customer(
         except TimeoutError:
             tally.missing += len(created)
             continue
+        except Exception:  # the simulator unreachable: the lines still count, as missing
+            tally.missing += len(created)
+            tally.errors += 1
+            raise
         received = float(reply["received_at"])
         for at in created:
             tally.record(max(0.0, (received - at) * 1000))
@@ -102,7 +114,7 @@ async def customer(
 
 
 def start_customers(
-    sim: ChatwootSimulator, cfg: LoadConfig, tally: Tally, stop: asyncio.Event
+    sim: ChatwootSide, cfg: LoadConfig, tally: Tally, stop: asyncio.Event
 ) -> list[asyncio.Task[None]]:
     """``cfg.conversations`` customers sharing one offered rate, each with its own
     reproducible random stream (seeded from ``cfg.seed``)."""

@@ -7,7 +7,6 @@ import asyncio
 import os
 import resource
 import time
-from collections import Counter
 from typing import Any
 
 from rich.console import Console
@@ -16,7 +15,8 @@ from rich.table import Table
 
 from sluice.loadtest.config import LoadConfig
 from sluice.loadtest.customers import Tally, start_customers
-from sluice.loadtest.report import format_ms
+from sluice.loadtest.parts import duplicate_replies
+from sluice.loadtest.report import format_ms, summarize
 from sluice.loadtest.system import run_system_with_simulator
 from sluice.monitor.windows import WindowReader
 from sluice.service.runtime import Runtime
@@ -69,46 +69,14 @@ async def run_loadtest(
         )
         seconds = int(min(3600, max(60, (cfg.duration_s // 10 + 2) * 10)))
         window = await reader.window("run", seconds)
-        duplicates = _duplicate_replies(sim)
-        report = {
-            "config": cfg.__dict__ | {"think_s": list(cfg.think_s)},
-            "sent": tally.sent,
-            "replied": tally.replied,
-            "missing": tally.missing,
-            "turns": tally.turns,
-            "bursts": tally.bursts,
-            "duplicate_replies": duplicates,
-            "achieved_rate": tally.sent / cfg.duration_s,
-            "sla_ms": {
-                "p50": tally.sla_ms.percentile(50),
-                "p95": tally.sla_ms.percentile(95),
-                "p99": tally.sla_ms.percentile(99),
-                "max": max(tally.samples, default=None),
-            },
-            "compliance": {"within_10s": tally.within(10_000), "within_30s": tally.within(30_000)},
-            "hops_mean_ms": window.breakdown(),
-            "worker_utilization": window.utilization,
-            "queue_wait_ms": {"p50": window.wait.percentile(50), "p99": window.wait.percentile(99)},
-            "process": {
-                "cpu_percent": 100 * (_cpu_s() - cpu0) / wall if wall else None,
-                "rss_peak_mb": _rss_peak_mb(),
-            },
-            "chatwoot": sim.stats(),
+        report = summarize(cfg, tally, window, duplicate_replies(sim), sim.stats())
+        report["process"] = {
+            "cpu_percent": 100 * (_cpu_s() - cpu0) / wall if wall else None,
+            "rss_peak_mb": _rss_peak_mb(),
         }
         return report
 
     return await run_system_with_simulator(settings, redis_url, cfg, body, queue=queue)
-
-
-def _duplicate_replies(sim: ChatwootSimulator) -> int:
-    """Replies posted twice for one turn (the same sluice_reply_id)."""
-    seen: Counter[str] = Counter()
-    for account, conversation in list(sim.store.conversation_keys()):
-        for reply in sim.replies(account, conversation):
-            reply_id = (reply.get("content_attributes") or {}).get("sluice_reply_id")
-            if reply_id:
-                seen[reply_id] += 1
-    return sum(n - 1 for n in seen.values() if n > 1)
 
 
 def _progress(tally: Tally, cfg: LoadConfig, deadline: float) -> Table:

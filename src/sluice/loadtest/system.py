@@ -13,6 +13,7 @@ from typing import Any
 
 from sluice.api.factory import create_app
 from sluice.api.server import ApiServer
+from sluice.chatwoot.receivers import NEEDED_EVENTS
 from sluice.loadtest.config import LoadConfig
 from sluice.service.runtime import Runtime, open_runtime
 from sluice.service.wiring import build_worker, worker_handler
@@ -27,9 +28,16 @@ def simulator_config(
     cfg: LoadConfig, *, api_token: str, webhook_secret: str, webhook_retry_delay_s: float = 1.0
 ) -> SimulatorConfig:
     """The fake Chatwoot of a load test or reliability scenario: ``cfg``'s version, receiver,
-    token owner and injected faults; the agent bot's 3 s retry delay shortened to
-    ``webhook_retry_delay_s``. Its webhook URL is set once Sluice's API listens."""
+    token owner, injected faults and size (:meth:`LoadConfig.chatwoot_sizing`); the agent
+    bot's 3 s retry delay shortened to ``webhook_retry_delay_s``. Its webhook URL is set once
+    Sluice's API listens."""
+    rate_limit_per_min, sidekiq_threads = cfg.chatwoot_sizing()
     return SimulatorConfig(
+        # The account webhook as `sluice chatwoot setup` creates it: subscribed to the
+        # events Sluice reads, not to typing indicators and the like.
+        webhook_subscriptions=NEEDED_EVENTS,
+        rate_limit_per_min=rate_limit_per_min,
+        webhook_concurrency=sidekiq_threads,
         api_token=api_token,
         webhook_secret=webhook_secret,
         seed=cfg.seed,

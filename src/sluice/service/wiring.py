@@ -79,7 +79,11 @@ def build_pipeline(runtime: Runtime) -> tuple[ReplyPipeline, ChatwootClient]:
             "(or run `sluice up --demo`, which starts a Chatwoot simulator)",
             ("CHATWOOT_URL", "CHATWOOT_API_TOKEN"),
         )
-    client = ChatwootClient(s.chatwoot_url, s.chatwoot_api_token.get_secret_value())
+    client = ChatwootClient(
+        s.chatwoot_url,
+        s.chatwoot_api_token.get_secret_value(),
+        max_connections=s.chatwoot_max_connections,
+    )
     brokers = load_brokers_from_env()
     handler_settings = load_handler_settings()
     handlers: dict[str, ReplyHandler] = {}

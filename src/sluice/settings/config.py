@@ -187,6 +187,11 @@ class Settings(EnvSettings):
     # Post replies as this agent bot (sender_type AgentBot) when the token is a user's, so
     # they do not count as that user's replies (first reply time, reports).
     chatwoot_agent_bot_id: int | None = Field(None, ge=1, validation_alias="CHATWOOT_AGENT_BOT_ID")
+    # Connections a process keeps to Chatwoot's API; more concurrent calls wait their turn
+    # (Chatwoot's Puma serves a few threads per process: more connections only queue there).
+    chatwoot_max_connections: int = Field(
+        32, ge=1, le=1024, validation_alias="CHATWOOT_MAX_CONNECTIONS"
+    )
     webhook_max_bytes: int = Field(
         1_048_576, ge=1024, le=64 * 1_048_576, validation_alias="SLUICE_WEBHOOK_MAX_BYTES"
     )

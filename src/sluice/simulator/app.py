@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Match
+from starlette.types import Message, Receive, Scope, Send
 
 from sluice.simulator.core import ApiCall, ChatwootSimulator, Fault
 from sluice.simulator.routes import agents, assignments, control, conversations, messages, setup
@@ -63,13 +63,16 @@ def build_app(sim: ChatwootSimulator) -> FastAPI:
     async def sim_error(request: Request, exc: SimHTTPError) -> Response:
         return JSONResponse(exc.body, exc.status, headers=exc.headers)
 
-    @app.middleware("http")
-    async def gate(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        path = request.url.path
-        if path != "/api" and not path.startswith("/api/"):
-            return await call_next(request)
+    async def gate(scope: Scope, receive: Receive, send: Send) -> None:
+        """rack-attack, injected latency and faults, then the request, recorded. Plain ASGI
+        (not ``@app.middleware``): Starlette's BaseHTTPMiddleware streams every response
+        through an extra task and memory channel, which made it the simulator's largest
+        CPU cost under load."""
+        path = scope.get("path", "")
+        if scope["type"] != "http" or (path != "/api" and not path.startswith("/api/")):
+            await inner(scope, receive, send)
+            return
+        request = Request(scope)
         method = request.method
         response: Response | None = None
         client = request.client.host if request.client else "unknown"
@@ -85,25 +88,38 @@ def build_app(sim: ChatwootSimulator) -> FastAPI:
             fault = sim.take_fault(method, path, after=False) or sim.random_fault()
             if fault is not None:
                 response = fault_response(fault)
-        if response is None:
-            response = await call_next(request)
+        if response is not None:
+            status = response.status_code
+            await response(scope, receive, send)
+        else:
+            # A late fault: the request takes effect, the client only sees the failure.
             late = sim.take_fault(method, path, after=True)
+            seen: dict[str, int] = {}
+
+            async def send_or_swallow(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    seen["status"] = int(message["status"])
+                if late is None:
+                    await send(message)
+
+            await inner(scope, receive, send_or_swallow)
+            status = seen.get("status", 500)
             if late is not None:
-                # The request took effect; the client only sees the failure.
-                async for _ in response.body_iterator:  # type: ignore[attr-defined]
-                    pass
-                response = fault_response(late)
+                replaced = fault_response(late)
+                status = replaced.status_code
+                await replaced(scope, receive, send)
         sim.record(
             ApiCall(
                 method=method,
                 path=path,
                 route=route_of(request),
-                status=response.status_code,
+                status=status,
                 token=api.token_kind(request),
                 at=sim.clock(),
                 body=getattr(request.state, "sim_body", None),
             )
         )
-        return response
 
+    inner = app.build_middleware_stack()
+    app.middleware_stack = gate
     return app

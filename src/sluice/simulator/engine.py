@@ -51,6 +51,8 @@ class SimulatorBase:
         # (account, conversation) -> [(after_message_id, future)], woken by new replies.
         self._waiters: dict[tuple[int, int], list[tuple[int, asyncio.Future[dict[str, Any]]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Called with every public reply as it is stored (the /_sim reply stream).
+        self.reply_listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def _now(self) -> float:
         return self.clock()
@@ -224,6 +226,13 @@ class SimulatorBase:
         await self.emit(self.changes.set_status(conversation, "open"), wait=False)
 
     def _wake_waiters(self, conversation: Conversation, message: Message) -> None:
+        if self.reply_listeners:
+            reply = self.message_dict(message, conversation) | {
+                "account_id": conversation.account_id,
+                "conversation_id": conversation.display_id,
+            }
+            for listener in list(self.reply_listeners):
+                listener(reply)
         key = (conversation.account_id, conversation.display_id)
         waiters = self._waiters.get(key)
         if not waiters:

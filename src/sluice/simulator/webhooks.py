@@ -27,19 +27,22 @@ Sidekiq job runs twice: consumers must dedupe on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from time import monotonic  # durations; ``time.time`` stays patchable for signatures
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from sluice.chatwoot.signature import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from sluice.monitor.histogram import Histogram
 from sluice.simulator.config import SimulatorConfig
 from sluice.simulator.versions import Mode, VersionProfile
 
@@ -96,37 +99,58 @@ class WebhookSender:
         self.profile = profile
         self.counters: Counter[str] = Counter()
         self.by_event: Counter[str] = Counter()
+        # Why each failed delivery failed: its last attempt ("timeout", "ConnectError",
+        # "HTTP 503", "UnsafeUrlError"), so a load test can say what lost a message.
+        self.failed_by_reason: Counter[str] = Counter()
+        # Milliseconds a delivery job waited for a Sidekiq thread, and each attempt's request:
+        # a backlog here is Chatwoot's delay, not the receiver's.
+        self.queued_ms = Histogram()
+        self.request_ms = Histogram()
         # Bounded: a load test sends hundreds of thousands of events.
         self.log: deque[Delivery] = deque(maxlen=log_size)
-        self._http: httpx.AsyncClient | None = None
-        self._threads: asyncio.Semaphore | None = None
+        # One HTTP client per Sidekiq thread, handed out as the thread: an idle client is
+        # an idle thread. See _thread.
+        self._idle: asyncio.Queue[httpx.AsyncClient] | None = None
+        self._clients: list[httpx.AsyncClient] = []
         self._thread_count = 0
 
-    def _client(self) -> httpx.AsyncClient:
-        # Created lazily so it binds to the loop that actually sends.
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                headers={"User-Agent": "rest-client/2.1.0 (chatwoot-simulator)"},
-                # Each Sidekiq thread opens its own Net::HTTP connection: no shared pool to
-                # wait for (the thread bound is _sidekiq_threads).
-                limits=httpx.Limits(max_connections=None),
-            )
-        return self._http
+    def _new_client(self) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            headers={"User-Agent": "rest-client/2.1.0 (chatwoot-simulator)"},
+            # A thread's Net::HTTP connection: one, kept while the server keeps it.
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+        self._clients.append(client)
+        return client
 
-    def _sidekiq_threads(self) -> asyncio.Semaphore:
-        """Sidekiq's worker threads (chatwoot/chatwoot config/sidekiq.yml: ``:concurrency:
-        <%= ENV.fetch("SIDEKIQ_CONCURRENCY", 10) %>``); WebhookJob and AgentBots::WebhookJob
-        run on them. The delivery slots, rebuilt when ``webhook_concurrency`` changes (between runs;
-        attempts already holding an old slot finish on it)."""
+    @contextlib.asynccontextmanager
+    async def _thread(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A Sidekiq worker thread (chatwoot/chatwoot config/sidekiq.yml: ``:concurrency:
+        <%= ENV.fetch("SIDEKIQ_CONCURRENCY", 10) %>``), on which WebhookJob and
+        AgentBots::WebhookJob run, with its own connection: at most
+        ``webhook_concurrency`` attempts are in flight, the others wait for a thread. The
+        threads are rebuilt when ``webhook_concurrency`` changes (between runs; attempts
+        holding an old thread finish on it).
+
+        One client per thread rather than one shared pool: httpcore's pool scans every
+        connection it holds for each request, and a shared unbounded pool grew to hundreds
+        of connections under load, which made that scan the simulator's main cost."""
         wanted = self.config.webhook_concurrency
-        if self._threads is None or self._thread_count != wanted:
-            self._threads, self._thread_count = asyncio.Semaphore(wanted), wanted
-        return self._threads
+        if self._idle is None or self._thread_count != wanted:
+            self._idle, self._thread_count = asyncio.Queue(), wanted
+            for _ in range(wanted):
+                self._idle.put_nowait(self._new_client())
+        idle = self._idle
+        client = await idle.get()
+        try:
+            yield client
+        finally:
+            idle.put_nowait(client)
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        clients, self._clients, self._idle = self._clients, [], None
+        for client in clients:
+            await client.aclose()
 
     def _headers(self, body: bytes, delivery: Delivery) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -162,9 +186,12 @@ class WebhookSender:
                 delivery.outcome = "blocked"
                 return False
             try:
-                async with self._sidekiq_threads():
+                queued_at = monotonic()
+                async with self._thread() as client:
+                    started = monotonic()
+                    self.queued_ms.observe((started - queued_at) * 1000)
                     self.counters["sent"] += 1
-                    response = await self._client().post(
+                    response = await client.post(
                         url,
                         content=body,
                         headers=self._headers(body, delivery),
@@ -179,6 +206,7 @@ class WebhookSender:
             except httpx.TransportError as exc:
                 delivery.attempts.append(type(exc).__name__)  # FetchError: never retried
                 return False
+            self.request_ms.observe((monotonic() - started) * 1000)
             delivery.attempts.append(response.status_code)
             if response.is_success:  # Net::HTTPSuccess: 2xx only, a 3xx is a failure
                 return True
@@ -218,6 +246,8 @@ class WebhookSender:
         elif delivery.outcome != "blocked":
             delivery.outcome = "failed"
         self.counters["delivered" if delivery.delivered else "failed"] += 1
+        if not delivery.delivered:
+            self.failed_by_reason[failure_reason(delivery)] += 1
         if delivery.outcome == "blocked":
             self.counters["blocked"] += 1
         return delivery
@@ -233,4 +263,20 @@ class WebhookSender:
             "blocked": self.counters["blocked"],
             "filtered": self.counters["filtered"],
             "by_event": dict(self.by_event),
+            "failed_by_reason": dict(self.failed_by_reason),
+            "queued_ms": _percentiles(self.queued_ms),
+            "request_ms": _percentiles(self.request_ms),
         }
+
+
+def _percentiles(histogram: Histogram) -> dict[str, float | None]:
+    return {f"p{q}": histogram.percentile(q) for q in (50, 95, 99)}
+
+
+def failure_reason(delivery: Delivery) -> str:
+    """A failed delivery's cause, from its last attempt: an error name (``timeout``,
+    ``ConnectError``, ``UnsafeUrlError``…) or ``HTTP <status>``."""
+    if not delivery.attempts:
+        return "no attempt"
+    last = delivery.attempts[-1]
+    return f"HTTP {last}" if isinstance(last, int) else last

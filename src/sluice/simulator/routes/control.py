@@ -3,11 +3,14 @@ customer and agent over HTTP. It needs ``api_token`` and is neither throttled no
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from sluice.simulator.config import AVAILABILITIES
 from sluice.simulator.routes.common import Api, SimHTTPError, as_int, invalid, token_of
@@ -105,6 +108,25 @@ def register(app: FastAPI, api: Api) -> None:
         control(request)
         account, display_id = ids(account_id, conversation_id)
         return JSONResponse(sim.replies(account, display_id))
+
+    @app.get("/_sim/replies/stream")
+    async def sim_reply_stream(request: Request) -> Response:
+        """Every public reply from now on, one JSON object per line (with ``account_id`` and
+        ``conversation_id``): one connection serves all the customers of a process, where a
+        long poll per conversation would cost a request per reply."""
+        control(request)
+        replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        sim.reply_listeners.append(replies.put_nowait)
+
+        async def lines() -> AsyncIterator[bytes]:
+            try:
+                yield b"\n"  # the subscription is in place once the client reads this
+                while True:
+                    yield json.dumps(await replies.get()).encode() + b"\n"
+            finally:
+                sim.reply_listeners.remove(replies.put_nowait)
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     @app.post("/_sim/agents/{agent_id}/availability")
     async def sim_availability(agent_id: str, request: Request) -> Response:
