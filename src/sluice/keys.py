@@ -57,6 +57,22 @@ def partition_of(conversation: str, partitions: int) -> int:
     return zlib.crc32(conversation.encode()) % partitions
 
 
+def partition_tag(name: str, partition: int) -> str:
+    """The plain hash tag of a partition: ``name`` for partition 0, ``name#p`` for p >= 1.
+    Partition 0 always has it; partition p >= 1 has it unless the queue's layout recorded
+    another when the partition was created (:func:`salted_tag`; docs/partitions.md), and
+    every layout written before tags were recorded uses it."""
+    return name if partition == 0 else f"{name}#{partition}"
+
+
+def salted_tag(name: str, partition: int, salt: int) -> str:
+    """A tag for partition p >= 1 that lands in another slot than the plain one:
+    ``name~k#p`` (k >= 1). '~' is not allowed in queue names, so no other queue's tag can
+    equal it; the tag still ends in ``#p``, which is how enqueue.lua names the partition in
+    its job ids ("<p>_<n>"). Salt 0 is the plain tag."""
+    return partition_tag(name, partition) if salt == 0 else f"{name}~{salt}#{partition}"
+
+
 def split_job_id(job_id: str) -> tuple[int, int]:
     """(partition, sequence number) of a job id: partition 0's ids are plain numbers (every
     unpartitioned queue's), partition p >= 1's are "<p>_<n>" (enqueue.lua). Ordering by this
@@ -72,15 +88,21 @@ class QueueKeys:
     """Names of one queue's keys, in the order the Lua scripts expect them.
 
     ``partition`` 0 (the only one of an unpartitioned queue) is ``sluice:{name}:``, exactly
-    the layout from before partitions; partition p >= 1 is ``sluice:{name#p}:``, its own
+    the layout from before partitions; partition p >= 1 is ``sluice:{<tag>}:``, its own
     hash tag, so a cluster may put it on another shard ('#' is not allowed in queue names,
-    so no queue's keys collide with another's partition). Keys that belong to the whole
-    queue rather than one partition (the layout, the global limiter, the worker registry,
-    the service's conversations, brokers, alerts, ...) are those of partition 0, or of a
-    tag of their own (:attr:`limiter_prefix`)."""
+    so no queue's keys collide with another's partition). The tag of p >= 1 is the one the
+    queue's layout recorded when the partition was created (``name#p`` or ``name~k#p``,
+    chosen so that partitions land on different masters: :mod:`sluice.queue.layout`);
+    ``tag=None`` means the plain ``name#p``. Only a layout knows a partition's tag, so
+    partition keys come from :meth:`sluice.queue.layout.Layout.keys` (or an engine of a
+    queue that read its layout), never from a tag guessed here. Keys that belong to the
+    whole queue rather than one partition (the layout, the global limiter, the worker
+    registry, the service's conversations, brokers, alerts, ...) are those of partition 0,
+    or of a tag of their own (:attr:`limiter_prefix`)."""
 
     name: str
     partition: int = 0
+    tag: str | None = None
     prefix: str = field(init=False)
     vector: tuple[str, ...] = field(init=False)
 
@@ -92,7 +114,17 @@ class QueueKeys:
             )
         if self.partition < 0:
             raise ValueError(f"partition must not be negative, got {self.partition}")
-        tag = self.name if self.partition == 0 else f"{self.name}#{self.partition}"
+        plain = partition_tag(self.name, self.partition)
+        tag = self.tag or plain
+        if tag != plain and (
+            self.partition == 0
+            or not re.fullmatch(rf"{re.escape(self.name)}~[1-9][0-9]*#{self.partition}", tag)
+        ):
+            # A tag of another queue or partition would mix their keys; partition 0's is fixed.
+            raise ValueError(
+                f"{tag!r} is not a hash tag of partition {self.partition} of {self.name!r}"
+            )
+        object.__setattr__(self, "tag", tag)
         prefix = f"sluice:{{{tag}}}:"
         object.__setattr__(self, "prefix", prefix)
         object.__setattr__(self, "vector", tuple(prefix + k for k in FIXED_KEYS))
@@ -103,14 +135,17 @@ class QueueKeys:
             return self.prefix + item
         raise AttributeError(item)
 
-    def part(self, partition: int) -> QueueKeys:
-        """The keys of another partition of the same queue."""
-        return QueueKeys(self.name, partition)
+    def part(self, partition: int, tag: str | None = None) -> QueueKeys:
+        """The keys of another partition of the same queue, under ``tag`` (the one its layout
+        recorded; None: the plain tag). Prefer :meth:`sluice.queue.layout.Layout.keys`, which
+        knows the tag."""
+        return QueueKeys(self.name, partition, tag)
 
     @property
     def layout(self) -> str:
         """The partition layout (hash: ``partitions``, ``previous`` during a resize,
-        ``epoch``); kept on partition 0 (docs/partitions.md)."""
+        ``epoch``, ``highest``, ``tag:<p>`` the hash tag of partition p >= 1); kept on
+        partition 0 (docs/partitions.md)."""
         return f"sluice:{{{self.name}}}:layout"
 
     @property

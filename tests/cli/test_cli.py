@@ -159,7 +159,12 @@ def test_partitions_shows_and_resizes_the_layout(env: dict[str, str]) -> None:
     seed(env["REDIS_URL"], env["SLUICE_QUEUE"], 2)  # unpartitioned: all on partition 0
     assert invoke(env, "partitions") == (0, "1 partition (no layout recorded)\n")
     code, out = invoke(env, "partitions", "3")
-    assert (code, out) == (0, "3 partitions (epoch 1); resize from 1 in progress\n")
+    name = env["SLUICE_QUEUE"]
+    assert (code, out) == (
+        0,
+        "3 partitions (epoch 1); resize from 1 in progress\n"
+        f"hash tags: 0 {{{name}}}, 1 {{{name}#1}}, 2 {{{name}#2}}\n",
+    )
     parted = {**env, "SLUICE_PARTITIONS": "3"}
     assert invoke(parted, "partitions", "4")[0] == 1  # one resize at a time
     assert json.loads(invoke(parted, "status", "--json")[1])["counts"]["waiting"] == 2

@@ -371,22 +371,6 @@ async def test_validate_lists_where_the_partitions_are(
     ]
 
 
-async def test_validate_warns_when_partitions_share_a_master(
-    valkey_cluster: ValkeyCluster, cluster_client: Any
-) -> None:
-    while True:  # a name whose three partitions are on fewer than three masters
-        name = f"tv-{uuid.uuid4().hex[:10]}"
-        if len({valkey_cluster.master_of_slot(s).port for s in partition_slots(name)}) < PARTS:
-            break
-    env = {"REDIS_URL": valkey_cluster.url, "SLUICE_QUEUE": name, "SLUICE_PARTITIONS": "3"}
-    try:
-        checks = {c.name: c for c in await validate.run(load_settings(env), valkey_cluster.url)}
-        assert checks["partitions"].outcome == "warn", checks["partitions"].detail
-        assert "share its CPU" in checks["partitions"].detail
-    finally:
-        await delete_partitioned_keys(cluster_client, name)
-
-
 async def test_health_document_shows_where_the_partitions_are(
     valkey_cluster: ValkeyCluster, spread_queue: Queue
 ) -> None:

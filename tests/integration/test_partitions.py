@@ -178,6 +178,28 @@ async def test_the_recorded_layout_wins(pqueue: Queue, redis_client: aioredis.Re
     assert [c["waiting"] for c in await pqueue.partition_counts()][partition_of("a", PARTS)] == 2
 
 
+async def test_one_server_records_the_plain_tags(
+    pqueue: Queue, redis_client: aioredis.Redis
+) -> None:
+    """On one server every tag is in the same place: the layout records the plain tags, so
+    the keys are those of a layout written before tags were recorded; a resize records the
+    new partitions' tags and keeps the others."""
+    assert isinstance(pqueue, PartitionedQueue)
+    await pqueue.check_layout()
+    recorded = await redis_client.hgetall(pqueue.keys.layout)
+    name = pqueue.name
+    assert recorded[b"tag:1"] == f"{name}#1".encode() and recorded[b"tag:2"] == f"{name}#2".encode()
+    assert b"tag:0" not in recorded  # partition 0's tag is the queue's name, always
+    assert [e.keys for e in pqueue.engines] == [QueueKeys(name, p) for p in range(PARTS)]
+    await pqueue.resize(4)
+    recorded = await redis_client.hgetall(pqueue.keys.layout)
+    assert recorded[b"tag:3"] == f"{name}#3".encode()
+    assert [e.keys.prefix for e in pqueue.engines] == [
+        f"sluice:{{{name}}}:",
+        *(f"sluice:{{{name}#{p}}}:" for p in range(1, 4)),
+    ]
+
+
 async def test_rate_limit_holds_across_three_processes_and_partitions(
     redis_url: str, redis_client: aioredis.Redis, pqueue: Queue
 ) -> None:

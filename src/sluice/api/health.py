@@ -190,6 +190,7 @@ async def _cluster_status(client: RedisCluster, queue: Queue, latency: float) ->
     policy is not noeviction (any master may come to hold the queue after a failover)."""
     view = await cluster_overview(client, queue.keys.meta)
     owner = node_for_key(client, queue.keys.meta)
+    engines = await queue.current_engines()  # the partitions' keys, by the recorded layout
     server = await client.info("server", target_nodes=owner)
     memory = await client.info("memory", target_nodes=owner)
     policies = [facts["maxmemory_policy"] for facts in view.per_master.values()]
@@ -209,9 +210,9 @@ async def _cluster_status(client: RedisCluster, queue: Queue, latency: float) ->
             slot_owner_replicas=view.owner_replicas,
             partitions=[
                 SlotPlace(name=name, slot=slot, owner=owner)
-                for name, slot, owner in placement(client, queue.keys, len(queue.engines))
+                for name, slot, owner in placement(client, [e.keys for e in engines])
             ]
-            if len(queue.engines) > 1
+            if len(engines) > 1
             else None,
         ),
     )

@@ -143,7 +143,8 @@ async def render(
     process of this host: its pool and its view of the spool (``processes``, pid →
     readings, from :func:`sluice.api.process_metrics.host_processes`)."""
     totals: dict[str, int] = {}
-    for engine in queue.engines:  # a partitioned queue's counters: summed over partitions
+    # A partitioned queue's counters: summed over partitions.
+    for engine in await queue.current_engines():
         raw = await queue.redis.hgetall(engine.keys.mon_total)
         for k, v in raw.items():
             name = k.decode() if isinstance(k, bytes) else k

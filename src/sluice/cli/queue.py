@@ -166,3 +166,8 @@ def partitions(
     if layout.resizing:
         line += f"; resize from {layout.previous} in progress"
     console.print(line)
+    # Where each partition's keys are: the hash tags the layout recorded (docs/partitions.md).
+    tags = ", ".join(
+        f"{p} {{{layout.tag(settings.queue, p)}}}" for p in range(max(1, layout.highest))
+    )
+    console.print(f"hash tags: {tags}", highlight=False, markup=False, soft_wrap=True)

@@ -215,7 +215,9 @@ async def run_loadtest_processes(
         sim_conn.send("stop")
         _, chatwoot, duplicates = await _receive(sim_conn, "the simulator", 30.0)
         tally = merge_tallies(tallies)
-        reader = WindowReader(redis, sluice_queue.keys, partitions=sluice_queue.partitions)
+        # The buckets of every partition, under the hash tags its layout records.
+        engines = await sluice_queue.current_engines()
+        reader = WindowReader(redis, sluice_queue.keys, parts=[e.keys for e in engines])
         seconds = int(min(3600, max(60, (cfg.duration_s // 10 + 2) * 10)))
         window = await reader.window("run", seconds)
         report = summarize(cfg, tally, window, duplicates, chatwoot)

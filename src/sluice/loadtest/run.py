@@ -63,8 +63,9 @@ async def run_loadtest(
             c.cancel()
         await asyncio.gather(*customers, return_exceptions=True)
         wall = time.monotonic() - wall0
+        engines = await runtime.queue.current_engines()
         reader = WindowReader(
-            runtime.queue.redis, runtime.queue.keys, partitions=runtime.queue.partitions
+            runtime.queue.redis, runtime.queue.keys, parts=[e.keys for e in engines]
         )
         seconds = int(min(3600, max(60, (cfg.duration_s // 10 + 2) * 10)))
         window = await reader.window("run", seconds)

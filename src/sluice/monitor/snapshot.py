@@ -57,11 +57,12 @@ class Monitor:
         self.sla_objective = sla_objective
         self.rate_limit = rate_limit
         self.clock = clock
-        self.reader = WindowReader(queue.redis, queue.keys, clock, partitions=queue.partitions)
+        self.reader = WindowReader(queue.redis, queue.keys, clock)
 
     async def windows(self) -> dict[str, WindowStats]:
-        # A partitioned queue may have gained partitions (a resize): read them all.
-        self.reader.parts = [engine.keys for engine in self.queue.engines]
+        # A partitioned queue may have gained partitions (a resize): read them all, under
+        # the tags its layout records.
+        self.reader.parts = [engine.keys for engine in await self.queue.current_engines()]
         return await self.reader.windows(WINDOWS)
 
     async def signals(self) -> dict[str, float | None]:

@@ -138,9 +138,11 @@ def combine(name: str, seconds: int, buckets: Sequence[Mapping[str, int]]) -> Wi
 
 
 class WindowReader:
-    """Reads windows of one queue (summed over its ``partitions``). ``clock`` (the reader's)
-    and ``server_clock`` (Redis's, which decides when a minute is finished) are injectable
-    for tests."""
+    """Reads windows of one queue, summed over its partitions: ``parts``, the keys of each
+    (an engine's ``keys``, or :meth:`sluice.queue.layout.Layout.keys`: only the layout knows
+    a partition's hash tag); None: ``keys`` alone, an unpartitioned queue. ``clock`` (the
+    reader's) and ``server_clock`` (Redis's, which decides when a minute is finished) are
+    injectable for tests."""
 
     def __init__(
         self,
@@ -148,11 +150,11 @@ class WindowReader:
         keys: QueueKeys,
         clock: Callable[[], float] = time.time,
         server_clock: Callable[[], Awaitable[float]] | None = None,
-        partitions: int = 1,
+        parts: Sequence[QueueKeys] | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
-        self.parts = [keys.part(p) for p in range(max(1, partitions))]
+        self.parts = list(parts) if parts else [keys]
         self.clock = clock
         self.server_clock = server_clock or (lambda: server_time(redis))
 

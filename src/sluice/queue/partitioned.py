@@ -2,9 +2,11 @@
 over per-partition engines (docs/partitions.md).
 
 Each partition is an ordinary engine (the same Lua scripts) on keys of its own hash tag,
-``sluice:{name}:`` for partition 0 and ``sluice:{name#p}:`` for p >= 1, so every script call
-touches one partition's keys. A conversation lives on partition ``crc32(key) % N``
-(:func:`sluice.keys.partition_of`); a job id names its partition ("<p>_<n>" for p >= 1).
+``sluice:{name}:`` for partition 0 and, for p >= 1, the tag the layout recorded when the
+partition was created (``sluice:{name#p}:``, or ``sluice:{name~k#p}:`` where that spreads the
+partitions over a cluster's masters), so every script call touches one partition's keys.
+A conversation lives on partition ``crc32(key) % N`` (:func:`sluice.keys.partition_of`);
+a job id names its partition ("<p>_<n>" for p >= 1).
 This class routes what concerns one conversation or job to its partition, aggregates what
 concerns the queue, and, on the worker's side, reserves across partitions in a rotation
 (:mod:`sluice.queue.partition_leasing`) under one global rate limit (``lua/limiter.lua``).
@@ -13,6 +15,11 @@ The layout (N, and the previous N while a resize is in progress: :mod:`sluice.qu
 is recorded in Redis; the ``partitions`` a queue is constructed with only records the first
 one. Every enqueue carries the epoch of the layout it was routed by and is refused by a
 partition that knows a later one, so producers never route by a stale layout.
+
+Until the layout is first read, the engines of partitions p >= 1 are provisional, on the plain
+tags; adopting a layout replaces every engine whose recorded tag differs (tags never change
+once recorded, so that happens at most once per partition). Whatever touches a partition
+reads the layout first (:meth:`PartitionedQueue.check_layout`, :meth:`current_engines`).
 """
 
 from __future__ import annotations
@@ -67,16 +74,27 @@ class PartitionedQueue(PartitionLeasing, Queue):
         self._finish_at = -1e9
         self._init_leasing()
 
+    def _engine(self, partition: int, tag: str | None = None) -> Queue:
+        return Queue(self.name, redis=self.redis, partition=partition, tag=tag, **self._shared)
+
     def _grow(self, count: int) -> None:
         while len(self._engines) < count:
-            p = len(self._engines)
-            self._engines.append(Queue(self.name, redis=self.redis, partition=p, **self._shared))
+            self._engines.append(self._engine(len(self._engines)))
 
     def _adopt(self, layout: Layout) -> Layout:
         self.layout = layout
         self._layout_at = time.monotonic()
         self._grow(layout.highest)
+        for p in range(1, layout.highest):
+            keys = layout.keys(self.keys, p)
+            if self._engines[p].keys != keys:  # a provisional engine: the recorded tag wins
+                self._engines[p] = self._engine(p, keys.tag)
         return layout
+
+    async def current_engines(self) -> list[Queue]:
+        """The engines of every partition the queue has had, by the layout (read now when
+        none was, or when the last read is older than a second)."""
+        return await self._parts()
 
     @property
     def engines(self) -> list[Queue]:
@@ -312,6 +330,7 @@ class PartitionedQueue(PartitionLeasing, Queue):
             approximate=True,
         )
         self.forget_live_rate()
+        await self.check_layout()  # the channels are the partitions' (their recorded tags)
         await self._all(self.redis.publish(ch, "rate") for ch in self.control_channels)
 
     async def set_events(self, all_transitions: bool) -> None:
@@ -326,10 +345,12 @@ class PartitionedQueue(PartitionLeasing, Queue):
     # ---------------------------------------------------------------- inspection
 
     async def get_job(self, job_id: str) -> JobRecord | None:
+        await self.check_layout()
         return await self.engine_of_job(job_id).get_job(job_id)
 
     async def _records(self, job_ids: Sequence[str]) -> list[JobRecord]:
         """Records of jobs on any partitions, in the order of ``job_ids`` (those found)."""
+        await self.check_layout()
         by_engine: dict[int, list[str]] = {}
         for job_id in job_ids:
             by_engine.setdefault(self._part_of_job(job_id), []).append(job_id)
@@ -355,9 +376,11 @@ class PartitionedQueue(PartitionLeasing, Queue):
         return await self._records(ids)
 
     async def retry_dead(self, job_id: str) -> bool:
+        await self.check_layout()
         return await self.engine_of_job(job_id).retry_dead(job_id)
 
     async def purge_dead(self, job_ids: Sequence[str] | None = None) -> int:
+        await self.check_layout()
         if not job_ids:
             return sum(await self._all(e.purge_dead() for e in await self._parts()))
         by_engine: dict[int, list[str]] = {}

@@ -65,8 +65,9 @@ class Queue(Leasing):
     ``partitions=N`` (N > 1) spreads the conversations over N partitions, each with its own
     hash tag (docs/partitions.md): the constructor then returns a
     :class:`~sluice.queue.partitioned.PartitionedQueue`, which has this same API. With the
-    default 1 the keys are exactly those of an unpartitioned queue. ``partition`` is for
-    that class: the engine of one partition (its keys are ``sluice:{name#p}:`` for p >= 1).
+    default 1 the keys are exactly those of an unpartitioned queue. ``partition`` and
+    ``tag`` are for that class: the engine of one partition, its keys under the hash tag
+    the layout recorded for it (``sluice:{<tag>}:``; docs/partitions.md).
 
     ``wait_replicas=N`` acknowledges an enqueue only once N replicas confirmed it (WAIT,
     at most ``wait_timeout_ms``; else :class:`~sluice.queue.durable.NotReplicatedError`):
@@ -87,6 +88,7 @@ class Queue(Leasing):
         *,
         partitions: int = 1,
         partition: int = 0,
+        tag: str | None = None,
         url: str | None = None,
         redis: RedisClient | None = None,
         priorities: Mapping[str, int] | None = None,
@@ -107,7 +109,7 @@ class Queue(Leasing):
             raise ValueError(f"partitions must be at least 1, got {partitions}")
         self.name = name
         self.partitions = partitions
-        self.keys = QueueKeys(name, partition)
+        self.keys = QueueKeys(name, partition, tag)
         self._owns_client = redis is None
         self.redis: RedisClient = redis if redis is not None else aioredis.Redis.from_url(str(url))
         self.priorities: Mapping[str, int] = dict(priorities or DEFAULT_TARGETS_MS)
@@ -136,6 +138,11 @@ class Queue(Leasing):
     @property
     def engines(self) -> list[Queue]:
         """The per-partition engines (this queue itself when it is not partitioned)."""
+        return [self]
+
+    async def current_engines(self) -> list[Queue]:
+        """:attr:`engines` once the partition layout is known (a partitioned queue reads it
+        first: only the layout knows its partitions' keys); for this class, no read."""
         return [self]
 
     def engine_of(self, key: str) -> Queue:

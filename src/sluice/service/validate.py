@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from sluice.keys import QueueKeys
 from sluice.monitor.retention import COMPLETED_JOB_BYTES, projected_bytes
 from sluice.monitor.windows import WindowReader
+from sluice.queue import layout as layouts
 from sluice.queue.job import Job
 from sluice.queue.queue import Queue
 from sluice.redis.cluster import RedisClient, is_cluster, node_for_key
@@ -167,7 +168,12 @@ async def check_retention_memory(client: RedisClient, settings: Settings) -> Che
     if settings.peak_rate is not None:
         rate, source = settings.peak_rate, "SLUICE_PEAK_RATE"
     else:
-        reader = WindowReader(client, QueueKeys(settings.queue), partitions=settings.partitions)
+        keys = QueueKeys(settings.queue)
+        # A partitioned queue's buckets are per partition, under the tags its layout records
+        # (no layout: nothing was ever written to a partition but the first).
+        layout = await layouts.read(client, keys)
+        parts = [layout.keys(keys, p) for p in range(layout.highest)] if layout else [keys]
+        reader = WindowReader(client, keys, parts=parts)
         windows = await reader.windows(THROUGHPUT_WINDOWS)
         measured = max(w.throughput for w in windows.values())
         rate, source = measured, "measured recent throughput"

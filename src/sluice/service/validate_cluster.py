@@ -8,6 +8,8 @@ other). INFO and CONFIG are per node, so these checks ask each master (docs/clus
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from typing import Literal
 
 import redis.asyncio as aioredis
@@ -21,12 +23,13 @@ __all__ = ["cluster_checks", "overview_checks", "placement", "placement_check"]
 
 
 def placement(
-    client: aioredis.RedisCluster, keys: QueueKeys, partitions: int
+    client: aioredis.RedisCluster, parts: Sequence[QueueKeys]
 ) -> list[tuple[str, int, str]]:
-    """(partition or "limiter", slot, host:port of its master) for each of a partitioned
-    queue's partitions, then its limiter, as the client's slot map says now."""
-    named = [(str(p), keys.part(p).meta) for p in range(partitions)]
-    named.append(("limiter", keys.limiter_prefix + "meta"))
+    """(partition or "limiter", slot, host:port of its master) for each partition of a
+    partitioned queue (``parts``: their keys, as its layout has them), then its limiter, as
+    the client's slot map says now."""
+    named = [(str(keys.partition), keys.meta) for keys in parts]
+    named.append(("limiter", parts[0].limiter_prefix + "meta"))
     return [(name, client.keyslot(key), node_for_key(client, key).name) for name, key in named]
 
 
@@ -45,26 +48,41 @@ async def placement_check(
 ) -> Check | None:
     """Each partition's slot and master, and the limiter's (docs/partitions.md); None for
     an unpartitioned queue. The recorded layout wins over ``partitions`` (SLUICE_PARTITIONS
-    only records the first one). Warns when the partitions share masters the cluster could
-    spread them over: their hash tags fall where CRC16 puts them, and partitions on one
-    master share its CPU."""
+    only records the first one); with none recorded yet, the placement a new layout would
+    get (the tags :func:`sluice.queue.layout.choose_tags` picks now). Passes when the
+    partitions are spread as evenly as the masters allow (counts per master differ by at
+    most one); warns otherwise: partitions on one master share its CPU. That happens to a
+    layout recorded before tags were chosen (whose tags follow the queue's name), or after
+    failovers and slot migrations moved the slots."""
     keys = QueueKeys(queue)
     layout = await layouts.read(client, keys)
-    count = layout.partitions if layout is not None else partitions
-    if count <= 1:
-        return None
-    places = placement(client, keys, count)
+    if layout is None:
+        if partitions <= 1:
+            return None
+        tags = [queue, *await layouts.choose_tags(client, queue, [queue], partitions)]
+        parts = [keys.part(p, tag) for p, tag in enumerate(tags)]
+        origin = "no layout recorded yet; a new one would place them so"
+    else:
+        if layout.partitions <= 1:
+            return None
+        parts = [layout.keys(keys, p) for p in range(layout.partitions)]
+        origin = "as recorded"
+    places = placement(client, parts)
     where = [f"{name}: slot {slot} on {owner}" for name, slot, owner in places]
-    used = len({owner for name, _, owner in places if name != "limiter"})
-    masters = len(client.get_primaries())
-    detail = f"{count} partitions on {used} of {masters} masters ({'; '.join(where)})"
-    if used >= min(count, masters):
+    load = Counter({node.name: 0 for node in client.get_primaries()})
+    load.update(owner for name, _, owner in places if name != "limiter")
+    used = sum(1 for n in load.values() if n)
+    detail = (
+        f"{len(parts)} partitions on {used} of {len(load)} masters, {origin} ({'; '.join(where)})"
+    )
+    if max(load.values()) - min(load.values()) <= 1:
         return Check("partitions", "pass", detail)
     return Check(
         "partitions",
         "warn",
-        detail + ": partitions on one master share its CPU; their slots follow the queue's "
-        "name (CRC16 of the hash tags), so another name or a slot migration spreads them",
+        detail + ": partitions on one master share its CPU; a layout recorded before Sluice "
+        "chose tags follows the queue's name (CRC16 of the hash tags), and failovers or slot "
+        "migrations move slots; a slot migration (docs/cluster.md) spreads them again",
     )
 
 

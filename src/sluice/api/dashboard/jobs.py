@@ -61,7 +61,9 @@ async def search_jobs(st: AppState, q: str) -> dict[str, Any]:
     q = q.strip()
     if not q or len(q) > 200:
         return {"query": q, "matches": [], "conversation": None}
-    # A conversation's lane and its finished jobs are on its partition (docs/partitions.md).
+    # A conversation's lane and its finished jobs are on its partition (docs/partitions.md),
+    # whose keys the layout knows: read it first.
+    await st.queue.current_engines()
     queue, redis, keys = st.queue, st.queue.redis, st.queue.engine_of(q).keys
     found: dict[str, str] = {}  # job id -> how it matched
     if is_job_id(q) and await queue.get_job(q) is not None:
