@@ -107,7 +107,9 @@ def _admin() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def serve_two(redis_url: str, queue: Queue, data_dir: Path) -> AsyncIterator[Served]:
+async def serve_two(
+    redis_url: str, queue: Queue, data_dir: Path, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Served]:
     port = free_port()
     log = data_dir / "serve.log"
     env = {
@@ -119,6 +121,7 @@ async def serve_two(redis_url: str, queue: Queue, data_dir: Path) -> AsyncIterat
         "CHATWOOT_WEBHOOK_SECRET": SECRET,
         "SLUICE_DATA_DIR": str(data_dir),
         "SLUICE_API_WORKERS": "2",
+        **(extra_env or {}),
     }
     proc = _spawn(port, env, log)
     served = Served(proc, f"http://127.0.0.1:{port}", log, queue)
