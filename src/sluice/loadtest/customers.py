@@ -23,7 +23,6 @@ class Tally:
     bursts: int = 0
     errors: int = 0  # customers stopped by an error talking to Chatwoot (not a missing reply)
     sla_ms: Histogram = field(default_factory=Histogram)
-    loop_lag_ms: Histogram = field(default_factory=Histogram)  # customer processes' loops
     samples: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import cProfile
+import gc
 import os
 import time
 from collections import Counter
@@ -96,24 +97,38 @@ class LoopLag:
 
     def __init__(self) -> None:
         self.lag_ms = Histogram()
+        self.lag_max_ms = 0.0
+        self.gc_max_ms = 0.0  # the longest garbage collection, a stop-the-world pause
+        self._gc_started = 0.0
         self._task: asyncio.Task[None] | None = None
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_max_ms = max(self.gc_max_ms, (time.perf_counter() - self._gc_started) * 1000)
 
     def __enter__(self) -> LoopLag:
         self._task = asyncio.get_running_loop().create_task(self._probe())
+        gc.callbacks.append(self._gc)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._task is not None:
             self._task.cancel()
+        gc.callbacks.remove(self._gc)
 
     async def _probe(self) -> None:
         while True:
             started = time.monotonic()
             await asyncio.sleep(0.01)  # the probe itself: a timer's lateness is the lag
-            self.lag_ms.observe(max(0.0, (time.monotonic() - started - 0.01) * 1000))
+            late_ms = max(0.0, (time.monotonic() - started - 0.01) * 1000)
+            self.lag_ms.observe(late_ms)
+            self.lag_max_ms = max(self.lag_max_ms, late_ms)
 
     def summary(self) -> dict[str, float | None]:
-        return {f"p{q}": self.lag_ms.percentile(q) for q in (50, 99)}
+        lag: dict[str, float | None] = {f"p{q}": self.lag_ms.percentile(q) for q in (50, 99)}
+        return lag | {"max": self.lag_max_ms, "gc_max": self.gc_max_ms}
 
 
 async def _serve_simulator(config: SimulatorConfig, conn: Connection) -> None:
@@ -138,17 +153,19 @@ def customers_main(
 ) -> None:
     """A customer process: ``share`` of the customers for ``cfg.duration_s``, then as long
     as ``cfg.reply_timeout_s`` for the last replies; sends its tally to the parent."""
-    tally = _run(_run_customers(cfg, share, sim_url, token), f"customers-{share.index}")
-    conn.send(("tally", tally_to_dict(tally)))
+    tally, lag = _run(_run_customers(cfg, share, sim_url, token), f"customers-{share.index}")
+    conn.send(("tally", tally_to_dict(tally) | {"loop_lag_ms": lag}))
     conn.close()
 
 
-async def _run_customers(cfg: LoadConfig, share: CustomerShare, sim_url: str, token: str) -> Tally:
+async def _run_customers(
+    cfg: LoadConfig, share: CustomerShare, sim_url: str, token: str
+) -> tuple[Tally, dict[str, float | None]]:
     mine = replace(cfg, conversations=share.conversations, rate=share.rate, seed=share.seed)
     tally, stop = Tally(), asyncio.Event()
     with LoopLag() as lag:
-        tally.loop_lag_ms = lag.lag_ms
-        return await _customers_for(mine, cfg, tally, stop, sim_url, token)
+        await _customers_for(mine, cfg, tally, stop, sim_url, token)
+    return tally, lag.summary()
 
 
 async def _customers_for(
@@ -177,7 +194,6 @@ def tally_to_dict(tally: Tally) -> dict[str, Any]:
         "bursts": tally.bursts,
         "errors": tally.errors,
         "samples": tally.samples,
-        "loop_lag_ms": {f"p{q}": tally.loop_lag_ms.percentile(q) for q in (50, 99)},
         "elapsed_s": time.monotonic() - tally.started,
     }
 

@@ -116,9 +116,11 @@ def report_table(report: dict[str, Any]) -> Table:
             (f"customers {i}", lag) for i, lag in enumerate(lags["customers"])
         ]
         lag_text = ", ".join(
-            f"{name} {lag['p99']:.0f}" for name, lag in probes if lag and lag.get("p99") is not None
+            f"{name} {lag['p99']:.0f} / {lag['max']:.0f} / {lag['gc_max']:.0f}"
+            for name, lag in probes
+            if lag and lag.get("p99") is not None
         )
-        rows.append(("event-loop lag p99 (ms)", lag_text or "-"))
+        rows.append(("event-loop lag p99 / max / GC max (ms)", lag_text or "-"))
     for name, part in report.get("parts", {}).items():
         cpu = part["cpu_percent"]
         shown = "-" if cpu is None else f"{cpu:.0f} % of a core"

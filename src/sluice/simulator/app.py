@@ -18,6 +18,7 @@ import math
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import Message, Receive, Scope, Send
 
@@ -102,7 +103,12 @@ def build_app(sim: ChatwootSimulator) -> FastAPI:
                 if late is None:
                     await send(message)
 
-            await inner(scope, receive, send_or_swallow)
+            try:
+                await inner(scope, receive, send_or_swallow)
+            except ClientDisconnect:
+                # The client gave up mid-request (a best-effort call past its deadline):
+                # nobody to answer. Recorded as nginx logs it.
+                seen.setdefault("status", 499)
             status = seen.get("status", 500)
             if late is not None:
                 replaced = fault_response(late)
