@@ -31,29 +31,33 @@
 --!include lib/emit_job.lua
 --!include lib/wake.lua
 --!include lib/replayed.lua
---!include lib/remember.lua
+--!include lib/request_key.lua
 
 local rid, msg_id, key, payload = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local dedupe_key = PREFIX .. 'dedupe:' .. msg_id
-if msg_id ~= '' then
-  local first = redis.call('GET', dedupe_key)
-  if first then
-    if rid ~= '' and redis.call('HGET', job_key(first), 'rq') == rid then
-      return {first, 1}
-    end
-    return {first, 0}
+
+-- The answer to a message id seen before: the first job's id, and whether this call is a
+-- repeat of the one that created it (its `rq`) rather than a duplicate delivery.
+local function duplicate(first)
+  if rid ~= '' and redis.call('HGET', job_key(first), 'rq') == rid then
+    return {first, 1}
   end
-else
-  local earlier = replayed(rid)
-  if earlier then
-    return {earlier, 1}
-  end
+  return {first, 0}
 end
 
 local nhops, epoch, cond = string.match(ARGV[10], '^(%d+)|?(%d*)|?(c?)$')
 nhops = tonumber(nhops)
 local lk = lane_key(key)
 if epoch ~= '' then
+  -- A duplicate (or a repeat) is answered before the layout guard, and a refusal writes
+  -- nothing: read first here, then the guard.
+  if msg_id ~= '' then
+    local first = redis.call('GET', dedupe_key)
+    if first then return duplicate(first) end
+  else
+    local earlier = replayed(rid)
+    if earlier then return {earlier, 1} end
+  end
   if redis.call('HGET', K_META, 'epoch') ~= epoch then
     return {'', -1}
   end
@@ -62,18 +66,26 @@ if epoch ~= '' then
   end
 end
 
-local now = now_ms()
 local id = tostring(redis.call('INCR', K_SEQ))
 -- Partition p >= 1 of a partitioned queue (prefix "sluice:{name#p}:") marks its ids
 -- "<p>_<seq>", so ids are unique across partitions and name theirs; partition 0 (every
 -- unpartitioned queue) keeps plain numbers (docs/partitions.md).
 local part = string.match(PREFIX, '#(%d+)}:$')
 if part then id = part .. '_' .. id end
+-- The repeat checks and the records that answer them are one SET NX each (GET only when
+-- it finds one: a duplicate or a repeat), one command less per message than GET then SET.
+-- A duplicate leaves a gap in the job id sequence: ids are unique, not dense.
 if msg_id ~= '' then
-  redis.call('SET', dedupe_key, id, 'PX', ARGV[9])
-else
-  remember(rid, id)
+  if not redis.call('SET', dedupe_key, id, 'NX', 'PX', ARGV[9]) then
+    return duplicate(redis.call('GET', dedupe_key))
+  end
+elseif rid ~= '' then
+  local rk = request_key(rid)
+  if not redis.call('SET', rk, id, 'NX', 'PX', REQUEST_TTL_MS) then
+    return {redis.call('GET', rk), 1}
+  end
 end
+local now = now_ms()
 
 -- A lane that is empty and idle becomes ready now, with this job as its head; otherwise
 -- its running job's end (or its retry) makes the next head ready, so order holds. The
