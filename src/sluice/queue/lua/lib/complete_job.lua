@@ -20,8 +20,10 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
   -- One read for the check, the start charge and the durations (hot path: one call less
   -- per job than reading the hops again after the write).
   local f = redis.call('HMGET', jk, 'key', 'token', 'state', 'pf', 'attempt', 'solo', 'tp',
-    unpack(COMPLETION_HOPS))
+    'batch', unpack(COMPLETION_HOPS))
   local key, tok, state, pf, attempt, solo, tp = f[1], f[2], f[3], f[4], f[5], f[6], f[7]
+  -- Without a `batch` link the job led its turn: it is its lane's in-flight job.
+  local leads = not f[8]
   if state ~= 'active' or tok ~= token then
     return false
   end
@@ -33,7 +35,7 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
     -- started list). Its `completed` event tells that it ran.
     fields[5], fields[6] = 'attempt', tonumber(attempt) + 1
   end
-  local hops = {f[8], f[9], f[10], f[11], f[12], f[13], f[14]}
+  local hops = {f[9], f[10], f[11], f[12], f[13], f[14], f[15]}
   for hop, value in pairs(marks) do
     if string.sub(hop, 1, 2) == 'n:' then
       -- A note (Job.note, e.g. n:broker): stored as it is, never a duration's hop.
@@ -75,6 +77,6 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
     redis.call('DEL', jk)
   end
   emit_job('completed', id, key)
-  if advance_lane(key, id, now) then return 1 end
+  if advance_lane(key, id, now, leads) then return 1 end
   return 0
 end
