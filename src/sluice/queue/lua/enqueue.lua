@@ -20,8 +20,12 @@
 --!include lib/count_enqueued.lua
 --!include lib/wake.lua
 
+local function next_id()
+  return redis.call('INCR', K_SEQ)
+end
+
 local now = now_ms()
-local id, status, created, ready = enqueue_one(ARGV, 2, now)
+local id, status, created, ready = enqueue_one(ARGV, 2, now, next_id)
 if ready then wake(1) end
 if created then count_enqueued(1, now) end
 return {id, status}

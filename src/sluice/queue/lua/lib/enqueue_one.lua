@@ -13,7 +13,8 @@
 -- conversation key, payload (JSON), priority class, SLA target of the class (ms), max
 -- attempts, dedupe record TTL (ms), the hop count n with the layout guard ("n", or
 -- "n|epoch|" / "n|epoch|c" from a partitioned queue), n x (hop name, epoch ms), then the
--- trace context ('' or absent = none; stored as `tp`). `now` is the call's clock (ms).
+-- trace context ('' or absent = none; stored as `tp`). `now` is the call's clock (ms);
+-- `next_id()` gives the next job number (INCR of `seq`, or one of a block the caller took).
 --
 -- A message reaching Redis twice (a reply lost, the call re-sent) is added once and
 -- answered the same both times: with a message id the dedupe record catches the repeat and
@@ -31,7 +32,7 @@
 -- made it, 0 a duplicate message id: the first job's id, -1 / -2 refused), true if a job was
 -- created, true if its lane became ready (the caller wakes a worker, once per call: wake),
 -- and the index of the argument after this message's trace context.
-local function enqueue_one(a, i, now)
+local function enqueue_one(a, i, now, next_id)
   local rid, msg_id, key, payload, target = a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 5]
   local nhops, epoch, cond = string.match(a[i + 8], '^(%d+)|?(%d*)|?(c?)$')
   nhops = tonumber(nhops)
@@ -59,7 +60,7 @@ local function enqueue_one(a, i, now)
   end
   local id = nil
   if not first then
-    id = tostring(redis.call('INCR', K_SEQ))
+    id = tostring(next_id())
     -- Partition p >= 1 of a partitioned queue (prefix "sluice:{name#p}:") marks its ids
     -- "<p>_<seq>", so ids are unique across partitions and name theirs; partition 0 (every
     -- unpartitioned queue) keeps plain numbers (docs/partitions.md).
