@@ -51,6 +51,10 @@ local function reserve(want, prefetch, opts, now)
   local popped = redis.call('ZPOPMIN', K_READY, allow)
   local out, refs = {'ok', 0}, {}
   local started = 0
+  -- Formatted once per call, and the leases and the waiting index written once per call
+  -- for all its jobs (one ZADD and one ZREM with many members, not one each per job).
+  local now_s, expiry = fmt(now), fmt(now + lease_ms)
+  local leases, taken = {}, {}
   for i = 1, #popped, 2 do
     local key = popped[i]
     -- The lane's score is its head's deadline (make_ready, ready_again, enqueue): written
@@ -76,7 +80,7 @@ local function reserve(want, prefetch, opts, now)
         refs[#refs + 1] = member .. ':' .. token
         -- A waiting job has no batch links (requeue_head, entomb): only this
         -- reservation's are set.
-        local changed = {'state', 'active', 'h:reserved', fmt(now), 'worker', worker,
+        local changed = {'state', 'active', 'h:reserved', now_s, 'worker', worker,
           'token', token, 'rsv', token}
         if buffered then
           changed[#changed + 1], changed[#changed + 2] = 'pf', '1'
@@ -92,8 +96,8 @@ local function reserve(want, prefetch, opts, now)
           changed[#changed + 1], changed[#changed + 2] = 'members', table.concat(members, ',')
         end
         redis.call('HSET', jk, unpack(changed))
-        redis.call('ZADD', K_ACTIVE, now + lease_ms, member)
-        redis.call('ZREM', K_WAITING, member)
+        leases[#leases + 1], leases[#leases + 2] = expiry, member
+        taken[#taken + 1] = member
         if rate > 0 and n == 1 then
           redis.call('ZADD', K_RATE, now, member .. ':' .. token)
         end
@@ -116,6 +120,10 @@ local function reserve(want, prefetch, opts, now)
       end
       started = started + 1
     end
+  end
+  if #taken > 0 then
+    redis.call('ZADD', K_ACTIVE, unpack(leases))
+    redis.call('ZREM', K_WAITING, unpack(taken))
   end
   count('reserved', started, now)
   if started == 0 then
