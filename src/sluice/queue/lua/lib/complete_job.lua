@@ -1,7 +1,6 @@
 -- lib/complete_job.lua: acknowledge one finished job (complete.lua, once per job).
 --!include lib/keys.lua
 --!include lib/job_key.lua
---!include lib/payload_key.lua
 --!include lib/fmt.lua
 --!include lib/emit_job.lua
 --!include lib/advance_lane.lua
@@ -13,9 +12,11 @@
 -- by the handler. A completed job keeps its hash for `retention_ms` (0 = deleted at once).
 -- With a `tally` (monitoring on) its durations and SLA verdict are observed, judged by
 -- warn_ms / crit_ms; with `finished` as well they are appended to it for the worker's log
--- line (id, key, wait, processing, SLA ms, verdict).
+-- line (id, key, wait, processing, SLA ms, verdict). A completed job's id is appended to
+-- `settled`: the caller writes what every completed job of the call needs once for all of
+-- them (its lease out of `active`, its payload deleted, its entry in `completed`).
 local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms, crit_ms,
-    finished)
+    finished, settled)
   local jk = job_key(id)
   -- One read for the check, the start charge and the durations (hot path: one call less
   -- per job than reading the hops again after the write).
@@ -27,7 +28,7 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
   if state ~= 'active' or tok ~= token then
     return false
   end
-  redis.call('ZREM', K_ACTIVE, id)
+  settled[#settled + 1] = id
   local fields = {'state', 'completed', 'h:completed', fmt(now)}
   if pf == '1' then
     -- A prefetched job that started and finished since the worker's last call: its start
@@ -68,11 +69,10 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
         math.floor(sla), verdict
     end
   end
-  -- A completed job keeps its timeline for the retention, not its payload.
-  redis.call('DEL', payload_key(id))
+  -- A completed job keeps its timeline for the retention, not its payload (the caller
+  -- deletes that).
   if retention_ms > 0 then
     redis.call('PEXPIRE', jk, retention_ms)
-    redis.call('ZADD', K_COMPLETED, now, id)
   else
     redis.call('DEL', jk)
   end
