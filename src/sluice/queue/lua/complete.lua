@@ -65,7 +65,7 @@ local lost, finished = {}, {}
 local report = nil -- monitoring 2: each job's durations go back to the worker
 if monitoring == 2 then report = finished end
 local done, readied = 0, 0
-local settled = {} -- the jobs completed by this call
+local settled = {jobs = {}, lanes = {}} -- the jobs completed by this call, the lanes they led
 for id, token, hops in string.gmatch(ARGV[9], '([^:,]+):([^:,]+):?([^,]*)') do
   local marks = {}
   for hop, at in string.gmatch(hops, '([^=;]+)=([^;]+)') do
@@ -82,14 +82,18 @@ for id, token, hops in string.gmatch(ARGV[9], '([^:,]+):([^:,]+):?([^,]*)') do
 end
 count('completed', done, now)
 if done > 0 then
-  -- Once for every job the call completed: their leases, their payloads (a completed job
+  -- Once for every job the call completed: their leases, their lanes' in-flight entries
+  -- (before the reservation below takes lanes again), their payloads (a completed job
   -- keeps its timeline for the retention, not its payload) and their `completed` entries.
   local payloads, entries, now_s = {}, {}, fmt(now)
-  for n, id in ipairs(settled) do
+  for n, id in ipairs(settled.jobs) do
     payloads[n] = payload_key(id)
     entries[2 * n - 1], entries[2 * n] = now_s, id
   end
-  redis.call('ZREM', K_ACTIVE, unpack(settled))
+  redis.call('ZREM', K_ACTIVE, unpack(settled.jobs))
+  if #settled.lanes > 0 then
+    redis.call('HDEL', K_INFLIGHT, unpack(settled.lanes))
+  end
   redis.call('DEL', unpack(payloads))
   if retention > 0 then
     redis.call('ZADD', K_COMPLETED, unpack(entries))

@@ -3,12 +3,10 @@
 --!include lib/keys.lua
 --!include lib/make_ready.lua
 
--- `leads` says that `id` is known to be the lane's in-flight job (complete_job: an active job
--- with a valid token and no batch link led its turn), which saves reading it back first.
 -- Returns true if the lane has a head now: the caller wakes a worker for it (wake), once
 -- per call for all its lanes (complete.lua ends a batch of jobs with one wake).
-local function advance_lane(key, id, now, leads)
-  if leads or redis.call('HGET', K_INFLIGHT, key) == id then
+local function advance_lane(key, id, now)
+  if redis.call('HGET', K_INFLIGHT, key) == id then
     redis.call('HDEL', K_INFLIGHT, key)
   end
   return make_ready(key, now)

@@ -4,6 +4,7 @@
 --!include lib/fmt.lua
 --!include lib/emit_job.lua
 --!include lib/advance_lane.lua
+--!include lib/make_ready.lua
 --!include lib/observe_completion.lua
 
 -- Returns false when the caller's reservation is no longer valid (its lease expired and
@@ -13,8 +14,9 @@
 -- With a `tally` (monitoring on) its durations and SLA verdict are observed, judged by
 -- warn_ms / crit_ms; with `finished` as well they are appended to it for the worker's log
 -- line (id, key, wait, processing, SLA ms, verdict). A completed job's id is appended to
--- `settled`: the caller writes what every completed job of the call needs once for all of
--- them (its lease out of `active`, its payload deleted, its entry in `completed`).
+-- `settled.jobs`, and the lane of a job that led its turn to `settled.lanes`: the caller
+-- writes what they need once for all of them (each job's lease out of `active`, its payload
+-- deleted, its entry in `completed`; each lane out of `inflight`).
 local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms, crit_ms,
     finished, settled)
   local jk = job_key(id)
@@ -23,12 +25,13 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
   local f = redis.call('HMGET', jk, 'key', 'token', 'state', 'pf', 'attempt', 'solo', 'tp',
     'batch', unpack(COMPLETION_HOPS))
   local key, tok, state, pf, attempt, solo, tp = f[1], f[2], f[3], f[4], f[5], f[6], f[7]
-  -- Without a `batch` link the job led its turn: it is its lane's in-flight job.
+  -- Without a `batch` link the job led its turn: it is its lane's in-flight job (an active
+  -- job with a valid token: no one else took the lane since).
   local leads = not f[8]
   if state ~= 'active' or tok ~= token then
     return false
   end
-  settled[#settled + 1] = id
+  settled.jobs[#settled.jobs + 1] = id
   local fields = {'state', 'completed', 'h:completed', fmt(now)}
   if pf == '1' then
     -- A prefetched job that started and finished since the worker's last call: its start
@@ -77,6 +80,15 @@ local function complete_job(id, token, marks, retention_ms, now, tally, warn_ms,
     redis.call('DEL', jk)
   end
   emit_job('completed', id, key)
-  if advance_lane(key, id, now, leads) then return 1 end
+  local ready
+  if leads then
+    -- Its lane's in-flight entry is this job's: the caller clears it (one HDEL for the call's
+    -- lanes, before anything else reads `inflight`), and its next head becomes ready now.
+    settled.lanes[#settled.lanes + 1] = key
+    ready = make_ready(key, now)
+  else
+    ready = advance_lane(key, id, now)
+  end
+  if ready then return 1 end
   return 0
 end
