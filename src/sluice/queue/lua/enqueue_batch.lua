@@ -5,8 +5,9 @@
 -- in Redis). Each message is checked, guarded and added on its own, in order
 -- (lib/enqueue_one.lua); the call reads the clock once, takes its job numbers from `seq`
 -- in one INCRBY (a block as large as the messages left; a duplicate or a refusal leaves
--- its number unused: ids are unique, not dense), wakes once and writes the monitoring
--- counters once for all of them.
+-- its number unused: ids are unique, not dense), writes the payloads in one MSET and the
+-- waiting index in one ZADD, wakes once and writes the monitoring counters once for all
+-- of them.
 --
 -- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 number of messages m, then m times enqueue.lua's arguments 2 to 10 and
@@ -35,14 +36,19 @@ end
 
 local now = now_ms()
 local out, created, readied = {}, 0, 0
+local later = {payloads = {}, waiting = {}} -- written once, after the loop
 local i = 3
 while m < count do
   m = m + 1
-  local id, status, new, ready, after = enqueue_one(ARGV, i, now, next_id)
+  local id, status, new, ready, after = enqueue_one(ARGV, i, now, next_id, later)
   out[2 * m - 1], out[2 * m] = id, status
   if new then created = created + 1 end
   if ready then readied = readied + 1 end
   i = after
+end
+if created > 0 then
+  redis.call('MSET', unpack(later.payloads))
+  redis.call('ZADD', K_WAITING, unpack(later.waiting))
 end
 wake(readied)
 count_enqueued(created, now)

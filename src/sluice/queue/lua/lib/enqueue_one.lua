@@ -15,6 +15,9 @@
 -- "n|epoch|" / "n|epoch|c" from a partitioned queue), n x (hop name, epoch ms), then the
 -- trace context ('' or absent = none; stored as `tp`). `now` is the call's clock (ms);
 -- `next_id()` gives the next job number (INCR of `seq`, or one of a block the caller took).
+-- With `later` (enqueue_batch.lua) the job's payload and its entry in the waiting index are
+-- appended to later.payloads (key, value) and later.waiting (score, id) for the caller to
+-- write once for the call (nothing in between reads them); without, they are written here.
 --
 -- A message reaching Redis twice (a reply lost, the call re-sent) is added once and
 -- answered the same both times: with a message id the dedupe record catches the repeat and
@@ -32,7 +35,7 @@
 -- made it, 0 a duplicate message id: the first job's id, -1 / -2 refused), true if a job was
 -- created, true if its lane became ready (the caller wakes a worker, once per call: wake),
 -- and the index of the argument after this message's trace context.
-local function enqueue_one(a, i, now, next_id)
+local function enqueue_one(a, i, now, next_id, later)
   local rid, msg_id, key, payload, target = a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 5]
   local nhops, epoch, cond = string.match(a[i + 8], '^(%d+)|?(%d*)|?(c?)$')
   nhops = tonumber(nhops)
@@ -114,8 +117,14 @@ local function enqueue_one(a, i, now, next_id)
     fields[#fields + 1] = tp
   end
   redis.call('HSET', job_key(id), unpack(fields))
-  redis.call('SET', payload_key(id), payload)
-  redis.call('ZADD', K_WAITING, now, id)
+  if later then
+    local p, w = later.payloads, later.waiting
+    p[#p + 1], p[#p + 2] = payload_key(id), payload
+    w[#w + 1], w[#w + 2] = now, id
+  else
+    redis.call('SET', payload_key(id), payload)
+    redis.call('ZADD', K_WAITING, now, id)
+  end
   if ready then
     redis.call('ZADD', K_READY, deadline, key)
   end
