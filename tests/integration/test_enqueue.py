@@ -119,3 +119,26 @@ async def test_concurrent_adds_share_calls_and_each_gets_its_own_answer(queue: Q
     assert counts["waiting"] == 150 and counts["ready_lanes"] == 3
     enq = await queue.redis.hget(f"{queue.keys.prefix}mon:total", "enq")
     assert int(enq) == 150
+
+
+async def test_an_add_cancelled_while_it_waits_is_never_sent(queue: Queue) -> None:
+    """A producer that gives up (the intake's store deadline) before its message left is
+    left out of the next grouped call; the others are answered."""
+    import asyncio
+
+    from sluice.queue import coalesce
+
+    on_wire = [
+        asyncio.ensure_future(queue.add("7:1", {"n": n}, id=f"cw-w{n}"))
+        for n in range(coalesce.IN_FLIGHT)
+    ]
+    await asyncio.sleep(0)  # both calls are on the wire: the next add waits
+    late = asyncio.ensure_future(queue.add("7:2", {"late": True}, id="cw-late"))
+    kept = asyncio.ensure_future(queue.add("7:3", {"kept": True}, id="cw-kept"))
+    await asyncio.sleep(0)
+    late.cancel()
+    await asyncio.gather(*on_wire)
+    assert not (await kept).duplicate
+    assert late.cancelled()
+    assert await queue.find_by_message_id("cw-late") is None
+    assert (await queue.counts())["waiting"] == coalesce.IN_FLIGHT + 1
