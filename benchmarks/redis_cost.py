@@ -1,7 +1,7 @@
 """What one message costs the Redis server, and which script spends it.
 
     .venv/bin/python benchmarks/redis_cost.py [--messages 20000] [--conversations 2000]
-        [--producers 32] [--concurrency 20] [--no-monitoring] [--breakdown]
+        [--producers 32] [--concurrency 20] [--no-monitoring] [--breakdown] [--url URL]
 
 The intake's path, measured on the server: ``--producers`` tasks enqueue the messages one
 by one (``Queue.add`` with a message id and the intake's hops, as a webhook does), then a
@@ -15,7 +15,9 @@ scripts' run time, not reading and parsing the request, so it sums below the CPU
 The slow log costs time of its own, so the CPU figures come from the first run.
 
 Run it alone: the figure is the server's CPU time, steadier than wall time, but another
-process on the same two cores still moves it by some per cent.
+process on the same two cores still moves it by some per cent, and anything else using the
+same Redis server counts in its CPU and its command statistics: ``--url`` names a server of
+its own (database 13 of the local one by default; the database is flushed).
 """
 
 from __future__ import annotations
@@ -105,9 +107,9 @@ async def drain_phase(queue: Queue, messages: int, concurrency: int) -> float:
 
 
 async def one_run(args: argparse.Namespace, breakdown: bool) -> dict[str, Any]:
-    admin = aioredis.Redis.from_url(URL)
+    admin = aioredis.Redis.from_url(args.url)
     await admin.flushdb()
-    queue = Queue(QUEUE, url=URL, monitoring=not args.no_monitoring)
+    queue = Queue(QUEUE, url=args.url, monitoring=not args.no_monitoring)
     try:
         if breakdown:
             await admin.config_set("slowlog-log-slower-than", 0)
@@ -194,6 +196,7 @@ def main() -> None:
     parser.add_argument("--no-monitoring", action="store_true")
     parser.add_argument("--breakdown", action="store_true")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--url", default=URL, help=f"the Redis to measure (default {URL})")
     args = parser.parse_args()
     result = asyncio.run(measure(args))
     if args.json:

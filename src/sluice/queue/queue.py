@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from sluice import tracing
 from sluice.keys import QueueKeys
+from sluice.queue.coalesce import EnqueueCoalescer
 from sluice.queue.durable import enqueue_replicated
 from sluice.queue.job import JobRecord, check_hop_name
 from sluice.queue.leasing import Leasing
@@ -134,6 +135,10 @@ class Queue(Leasing):
         # Scripts get one key (routing to the queue's slot); the rest derive from the prefix.
         self._kv: tuple[str, ...] = (self.keys.meta,)
         self._prefix = self.keys.prefix
+        # Concurrent adds share script calls (a group commit, queue/coalesce.py).
+        self._coalescer = EnqueueCoalescer(
+            self.scripts.enqueue, self.scripts.enqueue_batch, self._kv, self._prefix
+        )
 
     @property
     def engines(self) -> list[Queue]:
@@ -235,7 +240,7 @@ class Queue(Leasing):
     async def _run_enqueue(self, args: list[Any]) -> Any:
         if self.wait_replicas:
             return (await self._enqueue_replicated([args]))[0]
-        return await self.scripts.enqueue(self._kv, args)
+        return await self._coalescer.enqueue(args)
 
     async def _enqueue_replicated(self, arg_lists: list[list[Any]]) -> list[tuple[bytes, int]]:
         return await enqueue_replicated(

@@ -16,6 +16,7 @@ from sluice.redis.cluster import RedisClient
 
 SCRIPT_NAMES = (
     "enqueue",
+    "enqueue_batch",
     "reserve",
     "complete",
     "fail",

@@ -37,6 +37,8 @@
 --!include lib/parse_refs.lua
 --!include lib/charge_starts.lua
 --!include lib/new_tally.lua
+--!include lib/payload_key.lua
+--!include lib/fmt.lua
 --!include lib/complete_job.lua
 --!include lib/recover_expired.lua
 --!include lib/reserve.lua
@@ -63,12 +65,14 @@ local lost, finished = {}, {}
 local report = nil -- monitoring 2: each job's durations go back to the worker
 if monitoring == 2 then report = finished end
 local done, readied = 0, 0
+local settled = {jobs = {}, lanes = {}} -- the jobs completed by this call, the lanes they led
 for id, token, hops in string.gmatch(ARGV[9], '([^:,]+):([^:,]+):?([^,]*)') do
   local marks = {}
   for hop, at in string.gmatch(hops, '([^=;]+)=([^;]+)') do
     marks[hop] = at
   end
-  local ready = complete_job(id, token, marks, retention, now, tally, warn_ms, crit_ms, report)
+  local ready = complete_job(id, token, marks, retention, now, tally, warn_ms, crit_ms, report,
+    settled)
   if ready then
     done = done + 1
     readied = readied + ready
@@ -77,8 +81,24 @@ for id, token, hops in string.gmatch(ARGV[9], '([^:,]+):([^:,]+):?([^,]*)') do
   end
 end
 count('completed', done, now)
-if done > 0 and retention > 0 then
-  redis.call('ZREMRANGEBYSCORE', K_COMPLETED, '-inf', now - retention)
+if done > 0 then
+  -- Once for every job the call completed: their leases, their lanes' in-flight entries
+  -- (before the reservation below takes lanes again), their payloads (a completed job
+  -- keeps its timeline for the retention, not its payload) and their `completed` entries.
+  local payloads, entries, now_s = {}, {}, fmt(now)
+  for n, id in ipairs(settled.jobs) do
+    payloads[n] = payload_key(id)
+    entries[2 * n - 1], entries[2 * n] = now_s, id
+  end
+  redis.call('ZREM', K_ACTIVE, unpack(settled.jobs))
+  if #settled.lanes > 0 then
+    redis.call('HDEL', K_INFLIGHT, unpack(settled.lanes))
+  end
+  redis.call('DEL', unpack(payloads))
+  if retention > 0 then
+    redis.call('ZADD', K_COMPLETED, unpack(entries))
+    redis.call('ZREMRANGEBYSCORE', K_COMPLETED, '-inf', now - retention)
+  end
 end
 
 local want, prefetch = tonumber(ARGV[3]), tonumber(ARGV[4])

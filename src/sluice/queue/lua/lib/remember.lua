@@ -2,8 +2,6 @@
 -- with the same request id (replayed). See lib/request_key.lua.
 --!include lib/request_key.lua
 
-local REQUEST_TTL_MS = 60000 -- longer than any client retry chain (3 x 10 s socket timeout)
-
 local function remember(rid, value)
   if rid ~= '' then
     redis.call('SET', request_key(rid), value, 'PX', REQUEST_TTL_MS)

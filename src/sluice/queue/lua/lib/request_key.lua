@@ -8,6 +8,8 @@
 -- same id gets that answer back instead of acting again (replayed).
 --!include lib/keys.lua
 
+local REQUEST_TTL_MS = 60000 -- longer than any client retry chain (3 x 10 s socket timeout)
+
 local function request_key(rid)
   return PREFIX .. 'req:' .. rid
 end

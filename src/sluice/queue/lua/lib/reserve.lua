@@ -51,6 +51,11 @@ local function reserve(want, prefetch, opts, now)
   local popped = redis.call('ZPOPMIN', K_READY, allow)
   local out, refs = {'ok', 0}, {}
   local started = 0
+  -- Formatted once per call, and the leases, the waiting index, the lanes in flight and the
+  -- payloads written or read once per call for all its jobs (one ZADD, ZREM, HSET and MGET
+  -- with many members, not one each per job).
+  local now_s, expiry = fmt(now), fmt(now + lease_ms)
+  local leases, taken, lanes, payloads = {}, {}, {}, {}
   for i = 1, #popped, 2 do
     local key = popped[i]
     -- The lane's score is its head's deadline (make_ready, ready_again, enqueue): written
@@ -60,7 +65,7 @@ local function reserve(want, prefetch, opts, now)
     if #members > 0 then
       local leader = members[1]
       local buffered = started >= want
-      redis.call('HSET', K_INFLIGHT, key, leader)
+      lanes[#lanes + 1], lanes[#lanes + 2] = key, leader
       for n, member in ipairs(members) do
         local jk = job_key(member)
         -- Read once, write once (the hot path): the token is the reservation count, and
@@ -76,7 +81,7 @@ local function reserve(want, prefetch, opts, now)
         refs[#refs + 1] = member .. ':' .. token
         -- A waiting job has no batch links (requeue_head, entomb): only this
         -- reservation's are set.
-        local changed = {'state', 'active', 'h:reserved', fmt(now), 'worker', worker,
+        local changed = {'state', 'active', 'h:reserved', now_s, 'worker', worker,
           'token', token, 'rsv', token}
         if buffered then
           changed[#changed + 1], changed[#changed + 2] = 'pf', '1'
@@ -92,8 +97,8 @@ local function reserve(want, prefetch, opts, now)
           changed[#changed + 1], changed[#changed + 2] = 'members', table.concat(members, ',')
         end
         redis.call('HSET', jk, unpack(changed))
-        redis.call('ZADD', K_ACTIVE, now + lease_ms, member)
-        redis.call('ZREM', K_WAITING, member)
+        leases[#leases + 1], leases[#leases + 2] = expiry, member
+        taken[#taken + 1] = member
         if rate > 0 and n == 1 then
           redis.call('ZADD', K_RATE, now, member .. ':' .. token)
         end
@@ -110,11 +115,21 @@ local function reserve(want, prefetch, opts, now)
             fields[#fields + 1], fields[#fields + 2] = changed[c], changed[c + 1]
           end
         end
-        fields[#fields + 1] = 'payload'
-        fields[#fields + 1] = redis.call('GET', payload_key(member)) or 'null'
+        fields[#fields + 1] = 'payload' -- its value from the MGET below
         out[#out + 1] = fields
+        payloads[#payloads + 1] = payload_key(member)
       end
       started = started + 1
+    end
+  end
+  if #taken > 0 then
+    redis.call('HSET', K_INFLIGHT, unpack(lanes))
+    redis.call('ZADD', K_ACTIVE, unpack(leases))
+    redis.call('ZREM', K_WAITING, unpack(taken))
+    local bodies = redis.call('MGET', unpack(payloads))
+    for n = 1, #payloads do
+      local fields = out[2 + n]
+      fields[#fields + 1] = bodies[n] or 'null'
     end
   end
   count('reserved', started, now)
