@@ -273,6 +273,19 @@ async def wait_for(what: str, ready: Any, timeout_s: float, every_s: float = 0.1
         await asyncio.sleep(every_s)
 
 
+async def _reports(results: Any, kind: str, count: int) -> tuple[list[Any], list[float]]:
+    """``count`` final reports of ``kind`` (producer: its end time; worker: its jobs) and the
+    CPU seconds each process used; reports of the other kind are not expected here."""
+    values: list[Any] = []
+    cpu: list[float] = []
+    while len(values) < count:
+        got, _, value, used = await asyncio.to_thread(results.get, True, 60)
+        if got == kind:
+            values.append(value)
+            cpu.append(used)
+    return values, cpu
+
+
 async def run_plan(plan: Plan) -> Result:
     ctx = mp.get_context("spawn")
     cluster = ValkeyCluster(masters=plan.masters, replicas_per_master=plan.replicas)
@@ -325,22 +338,10 @@ async def run_plan(plan: Plan) -> Result:
         after = {port: node_stats(port) for port in masters}
         load_after = os.getloadavg()
 
-        producer_ends: list[float] = []
-        producer_cpu: list[float] = []
-        while len(producer_ends) < plan.producers:
-            kind, _, at, cpu = await asyncio.to_thread(results.get, True, 60)
-            if kind == "producer":
-                producer_ends.append(at)
-                producer_cpu.append(cpu)
+        producer_ends, producer_cpu = await _reports(results, "producer", plan.producers)
         for proc in procs[: plan.workers]:
             proc.terminate()
-        worker_jobs: list[int] = []
-        worker_cpu: list[float] = []
-        while len(worker_jobs) < plan.workers:
-            kind, _, jobs, cpu = await asyncio.to_thread(results.get, True, 60)
-            if kind == "worker":
-                worker_jobs.append(jobs)
-                worker_cpu.append(cpu)
+        worker_jobs, worker_cpu = await _reports(results, "worker", plan.workers)
 
         counts = await partition_counts(queue)
         for shard in shards:

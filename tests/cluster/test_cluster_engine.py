@@ -27,15 +27,6 @@ from ..integration.test_worker_processes import rate_limit_across_three_processe
 
 
 @pytest.fixture
-async def cluster_client(valkey_cluster: ValkeyCluster) -> AsyncIterator[Any]:
-    client = valkey_cluster.client()
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def cluster_queue(cluster_client: Any) -> AsyncIterator[Queue]:
     name = f"tc-{uuid.uuid4().hex[:12]}"
     queue = Queue(name, redis=cluster_client, max_attempts=2)

@@ -70,15 +70,6 @@ def keys_on(partition: int, count: int) -> list[str]:
 
 
 @pytest.fixture
-async def cluster_client(valkey_cluster: ValkeyCluster) -> AsyncIterator[Any]:
-    client = valkey_cluster.client()
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def spread_queue(valkey_cluster: ValkeyCluster, cluster_client: Any) -> AsyncIterator[Queue]:
     """A queue of three partitions, each on another master."""
     name = spread_name(valkey_cluster, "tp")

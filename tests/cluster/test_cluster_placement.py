@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import pytest
 from redis.crc import key_slot
 
 from sluice import Queue
@@ -26,15 +25,6 @@ from sluice.testing.cluster import ValkeyCluster
 from ..integration.test_partitions import delete_partitioned_keys, keys_on
 
 PARTS = 3
-
-
-@pytest.fixture
-async def cluster_client(valkey_cluster: ValkeyCluster) -> AsyncIterator[Any]:
-    client = valkey_cluster.client()
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def master_port(cluster: ValkeyCluster, keys: QueueKeys) -> int:

@@ -4,7 +4,6 @@ the connection that wrote it), else NotReplicatedError with the job on the maste
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,6 @@ from ..api.conftest import start_api
 from ..api.test_intake import SECRET, signed
 from ..api.test_intake_spool import message
 from ..integration.conftest import delete_queue_keys
-
-
-@pytest.fixture
-async def cluster_client(valkey_cluster: ValkeyCluster) -> AsyncIterator[Any]:
-    client = valkey_cluster.client()
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_replicated_enqueue_on_the_cluster(cluster_client: Any) -> None:
