@@ -61,6 +61,7 @@ def _intake(settings: Settings, queue: Queue, spool: Spool) -> Intake:
         default_account_id=settings.chatwoot_account_id,
         on_resolved=Assigner(queue.redis, queue.keys, load_brokers_from_env()).release,
         spool=spool,
+        priority_from_chatwoot=settings.priority_from_chatwoot,
     )
 
 

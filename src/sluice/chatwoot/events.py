@@ -36,6 +36,8 @@ class IncomingMessage:
     sender_name: str | None
     attachments: tuple[dict[str, Any], ...]
     event: str
+    # The conversation's priority in Chatwoot (low/medium/high/urgent) when set.
+    conversation_priority: str | None = None
 
     @property
     def key(self) -> str:

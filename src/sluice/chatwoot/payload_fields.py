@@ -175,6 +175,16 @@ def require_status(value: object, field: str) -> str:
     return value
 
 
+# Conversation#priority (enum low/medium/high/urgent, or null) as its webhook_data sends it.
+CONVERSATION_PRIORITIES = frozenset({"low", "medium", "high", "urgent"})
+
+
+def known_priority(value: object) -> str | None:
+    """Chatwoot's conversation priority when it is one Chatwoot has, else None (no
+    priority set, or a value from a newer Chatwoot: treated as unset, never an error)."""
+    return value if isinstance(value, str) and value in CONVERSATION_PRIORITIES else None
+
+
 def known_status(value: object) -> str | None:
     """The status when Chatwoot knows it, else None (lenient: for fields only reported)."""
     return value if isinstance(value, str) and value in CONVERSATION_STATUSES else None

@@ -36,6 +36,7 @@ from sluice.chatwoot.payload_fields import (
     changed_attributes,
     human_assignee,
     is_id,
+    known_priority,
     known_status,
     message_created_at_ms,
     optional_id,
@@ -130,6 +131,7 @@ def _message_created(top: Mapping[str, Any], event: str, default: int | None) ->
         sender_name=name if isinstance(name, str) else None,
         attachments=attachments,
         event=event,
+        conversation_priority=known_priority(conversation.get("priority")),
     )
 
 

@@ -53,6 +53,7 @@ from sluice.chatwoot.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, Signat
 from sluice.queue.queue import Queue
 from sluice.service.conversations import Conversations
 from sluice.service.message import CustomerMessage
+from sluice.service.priorities import class_for
 from sluice.service.spool import Spool, SpooledWebhook, SpoolFullError
 from sluice.service.spool_replay import SpoolReplayer
 from sluice.service.strict_json import parse_json
@@ -94,6 +95,7 @@ class Intake:
         clock: Callable[[], float] = time.time,
         spool: Spool | None = None,
         store_timeout_s: float = STORE_TIMEOUT_S,
+        priority_from_chatwoot: bool = True,
     ) -> None:
         self.queue = queue
         self.conversations = conversations
@@ -105,6 +107,7 @@ class Intake:
         self.on_resolved = on_resolved
         self.spool = spool
         self.store_timeout_s = store_timeout_s
+        self.use_priority = priority_from_chatwoot  # Chatwoot's priority picks the class
         self._replays = ReplayGuard(queue.redis, queue.keys.replays, window_s=max_age_s)
         self._warned_unsigned = False
         self._warned_unsigned_chatwoot = False
@@ -307,6 +310,7 @@ class Intake:
                 event.key,
                 CustomerMessage.of(event, written_ms).to_payload(),
                 id=f"cw-{event.message_id}",
+                priority=class_for(event.conversation_priority, enabled=self.use_priority),
                 hops={"source_created": written_ms, "received": received_ms},
             )
             return Outcome(

@@ -187,6 +187,9 @@ class Settings(EnvSettings):
     # Post replies as this agent bot (sender_type AgentBot) when the token is a user's, so
     # they do not count as that user's replies (first reply time, reports).
     chatwoot_agent_bot_id: int | None = Field(None, ge=1, validation_alias="CHATWOOT_AGENT_BOT_ID")
+    # Schedule a message by its conversation's priority in Chatwoot (urgent/high/medium/low
+    # -> urgent/high/normal/low); false: every message is `normal`.
+    priority_from_chatwoot: bool = Field(True, validation_alias="SLUICE_PRIORITY_FROM_CHATWOOT")
     # Connections a process keeps to Chatwoot's API; more concurrent calls wait their turn
     # (Chatwoot's Puma serves a few threads per process: more connections only queue there).
     chatwoot_max_connections: int = Field(
