@@ -69,17 +69,21 @@ async def test_account_webhook_timeout_and_refused_connection_are_lost(make_env:
 async def test_deliveries_run_on_sidekiq_threads_and_a_queued_job_does_not_time_out(
     make_env: Factory,
 ) -> None:
-    # Six messages at once on two "Sidekiq threads": two requests in flight at a time, and
-    # the last ones wait ~0.9 s for a thread, longer than the 0.5 s timeout, yet arrive.
-    env = await make_env(webhook_concurrency=2, webhook_timeout_s=0.5)
-    conversations = [await env.sim.create_conversation(7) for _ in range(6)]
+    # Ten messages at once on two "Sidekiq threads": two requests in flight at a time, and
+    # the last ones wait ~1.2 s for a thread, longer than the 1 s timeout, yet arrive. (The
+    # timeout leaves 0.7 s over the receiver's 0.3 s: a request that did time out would free
+    # its thread while the receiver still works on it, as in Chatwoot, and then more than
+    # two would be in flight at the receiver; the outcomes are checked first to say so.)
+    env = await make_env(webhook_concurrency=2, webhook_timeout_s=1.0)
+    conversations = [await env.sim.create_conversation(7) for _ in range(10)]
     env.receiver.delay_s = 0.3
     env.receiver.peak_in_flight = 0
     await asyncio.gather(*(env.sim.customer_message(7, c, "hello?") for c in conversations))
-    assert env.receiver.peak_in_flight == 2
     created = [d for d in env.sim.webhooks.log if d.event == "message_created"]
-    assert len(created) == 6
+    assert len(created) == 10
     assert all(d.outcome == "delivered" for d in created), [d.attempts for d in created]
+    assert env.receiver.peak_in_flight == 2
+    assert max(env.sim.stats()["webhooks"]["queued_ms"].values()) > 1_000  # waited > timeout
 
 
 # --- rule 2: agent bots ------------------------------------------------------------------
