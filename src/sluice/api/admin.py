@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from sluice.api import health
 from sluice.api.auth import AdminOnly
 from sluice.api.state import AppState, app_state
+from sluice.queue.dead_replay import DeadLetterFilter, parse_moment, replay
 from sluice.queue.hops import durations
 from sluice.service.profiles import switch_profile
 
@@ -38,6 +39,19 @@ class DrainResult(BaseModel):
 class LiveSettings(BaseModel):
     concurrency: int | None = Field(None, ge=1, le=10_000, description="slots per worker")
     rate_limit: int | None = Field(None, ge=0, le=1_000_000, description="jobs/s, 0 = none")
+
+
+class DeadLetterReplay(BaseModel):
+    """Which dead letters to requeue: every given criterion must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str | None = Field(None, max_length=1000, description="text in the last error")
+    since: str | None = Field(None, description="died since: 30m, 2h, 1d ago or ISO 8601")
+    until: str | None = Field(None, description="died until: 30m, 2h, 1d ago or ISO 8601")
+    conversation: str | None = Field(None, max_length=200, description="account:conversation")
+    broker: str | None = Field(None, max_length=200, description="the broker last noted")
+    all: bool = Field(False, description="must be true to select with no criterion")
+    dry_run: bool = Field(True, description="count and list only (the default)")
 
 
 class ProfileRequest(BaseModel):
@@ -139,6 +153,28 @@ async def retry_dead(request: Request, job_id: JobId) -> dict[str, str]:
     if not await _state(request).queue.retry_dead(job_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} is not a dead letter")
     return {"job_id": job_id, "state": "waiting"}
+
+
+@router.post("/dead-letters/retry")
+async def replay_dead(request: Request, body: DeadLetterReplay) -> dict[str, object]:
+    """Requeue the dead letters a filter selects (dry run by default: count and ids)."""
+    criteria = (body.error, body.since, body.until, body.conversation, body.broker)
+    if all(c is None for c in criteria) and not body.all:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "give a criterion (error, since, until, conversation, broker) or all=true",
+        )
+    try:
+        flt = DeadLetterFilter(
+            error=body.error,
+            since_ms=parse_moment(body.since) if body.since else None,
+            until_ms=parse_moment(body.until) if body.until else None,
+            conversation=body.conversation,
+            broker=body.broker,
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    return (await replay(_state(request).queue, flt, dry_run=body.dry_run)).as_dict()
 
 
 @router.delete("/dead-letters/{job_id}")

@@ -16,6 +16,7 @@ from rich.table import Table
 from sluice.cli.common import console, load_settings_or_exit, require_redis_url, with_runtime
 from sluice.cli.help import SluiceCommand, SluiceGroup
 from sluice.service.runtime import Runtime
+from sluice.settings.config import Settings
 
 group = typer.Typer(cls=SluiceGroup, help="Dead letters: list, retry, purge.", no_args_is_help=True)
 
@@ -46,17 +47,78 @@ def dlq_list(
 
 
 @group.command("retry", cls=SluiceCommand)
-def dlq_retry(job_ids: Annotated[list[str], typer.Argument(help="Job ids to requeue.")]) -> None:
-    """Requeue dead letters with fresh attempts."""
+def dlq_retry(
+    job_ids: Annotated[list[str] | None, typer.Argument(help="Job ids to requeue.")] = None,
+    error: Annotated[
+        str | None, typer.Option(help="Only those whose last error contains this text.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only those that died since: 30m, 2h, 1d ago or ISO 8601.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only those that died until: 30m, 2h, 1d ago or ISO 8601.")
+    ] = None,
+    conversation: Annotated[
+        str | None, typer.Option(help="Only this conversation (account:conversation).")
+    ] = None,
+    broker: Annotated[str | None, typer.Option(help="Only those the broker last handled.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count and list the matches; requeue nothing.")
+    ] = False,
+) -> None:
+    """Requeue dead letters with fresh attempts: by id, or every one a filter selects."""
+    from sluice.queue.dead_replay import DeadLetterFilter, parse_moment, replay
+
+    filtered = any(v is not None for v in (error, since, until, conversation, broker))
+    if job_ids and (filtered or every):
+        raise typer.BadParameter("give job ids or a filter (or --all), not both")
+    if not job_ids and not (filtered or every):
+        raise typer.BadParameter(
+            "give job ids, a filter (--error, --since, --until, --conversation, --broker) or --all"
+        )
     settings = load_settings_or_exit(quiet=True)
     require_redis_url(settings)
+    if job_ids:
+        _retry_ids(settings, job_ids, dry_run)
+        return
+    try:
+        flt = DeadLetterFilter(
+            error=error,
+            since_ms=parse_moment(since) if since else None,
+            until_ms=parse_moment(until) if until else None,
+            conversation=conversation,
+            broker=broker,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    result = with_runtime(
+        settings, str(settings.redis_url), lambda rt: replay(rt.queue, flt, dry_run=dry_run)
+    )
+    if dry_run:
+        console.print(f"would requeue {len(result.matched)} dead letters (dry run)")
+        for job_id in result.matched[:20]:
+            console.print(f"  {job_id}")
+        if len(result.matched) > 20:
+            console.print(f"  ... and {len(result.matched) - 20} more")
+        return
+    console.print(
+        f"requeued {len(result.requeued)} of {len(result.matched)} matching dead letters"
+        + (f"; {len(result.skipped)} were no longer dead letters" if result.skipped else "")
+    )
 
+
+def _retry_ids(settings: Settings, job_ids: list[str], dry_run: bool) -> None:
     async def retry(rt: Runtime) -> list[bool]:
+        if dry_run:
+            records = [await rt.queue.get_job(job_id) for job_id in job_ids]
+            return [r is not None and r.state == "dead" for r in records]
         return [await rt.queue.retry_dead(job_id) for job_id in job_ids]
 
     results = with_runtime(settings, str(settings.redis_url), retry)
+    done = "would be requeued" if dry_run else "requeued"
     for job_id, ok in zip(job_ids, results, strict=True):
-        console.print(f"{job_id}: {'requeued' if ok else 'not a dead letter'}")
+        console.print(f"{job_id}: {done if ok else 'not a dead letter'}")
     if not all(results):
         raise typer.Exit(1)
 
