@@ -5,9 +5,11 @@ of sleeping for it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
+from sluice import Worker
 from sluice.testing.cluster import ValkeyCluster
 
 
@@ -35,3 +37,47 @@ async def blocked_on_cluster(cluster: ValkeyCluster, at_least: int) -> None:
         return blocked_clients(cluster) >= at_least
 
     await wait_until(enough)
+
+
+class Progress:
+    """A count tasks wait on (messages acknowledged, say): a fault test injects its fault
+    once the load is flowing, and stops once enough went through afterwards, instead of
+    sleeping a guessed while."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []
+
+    def step(self) -> None:
+        self.count += 1
+        for target, future in self._waiting:
+            if self.count >= target and not future.done():
+                future.set_result(None)
+
+    async def reach(self, target: int, within_s: float = 30.0) -> None:
+        """Until the count is at least ``target``."""
+        if self.count >= target:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((target, future))
+        try:
+            async with asyncio.timeout(within_s):
+                await future
+        finally:
+            self._waiting.remove((target, future))
+
+
+async def stop_load(
+    stop: asyncio.Event,
+    producers: list[asyncio.Task[None]],
+    worker: Worker,
+    worker_task: asyncio.Task[None],
+) -> None:
+    """End a load test's producers and worker, whatever state the test left them in."""
+    stop.set()
+    for task in producers:
+        task.cancel()
+    await asyncio.gather(*producers, return_exceptions=True)
+    await worker.stop()
+    with contextlib.suppress(Exception):
+        await worker_task

@@ -7,7 +7,6 @@ Each run starts a cluster of its own (the session's stays whole for the other te
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import statistics
 import time
 from collections import Counter
@@ -22,11 +21,13 @@ from sluice.queue.durable import NotReplicatedError
 from sluice.testing.cluster import ValkeyCluster, cluster_binary
 
 from ..integration.conftest import delete_queue_keys
+from .support import Progress, stop_load
 
 pytestmark = pytest.mark.slow
 
 PRODUCERS = 4
-LAG_S = 0.3  # how far the replica is behind when its master dies
+LAG_S = 0.3  # how far the replica is behind when its master dies (a duration by design)
+LOAD_AFTER = 200  # and acknowledged a second after the promotion before it stops
 CONVERSATIONS = 20
 
 
@@ -39,6 +40,7 @@ class Outcome:
     latencies_ms: list[float] = field(default_factory=list)
     killed_at: float = 0.0
     promoted_s: float = 0.0
+    settled_at: float = 0.0  # a second after the promotion: the load measured after it
     first_ack_after_kill_s: float | None = None  # the first enqueue sent after the kill
 
     vanished: set[str] = field(default_factory=set)  # acknowledged, not in Redis afterwards
@@ -71,6 +73,8 @@ async def run_failover(wait_replicas: int) -> Outcome:
     client = cluster.client(socket_timeout=5)
     queue = Queue("failover", redis=client, wait_replicas=wait_replicas, wait_timeout_ms=500)
     stop = asyncio.Event()
+    acks = Progress()  # every acknowledged enqueue
+    settled_acks = Progress()  # those acknowledged a second after the promotion
 
     async def handler(job: Job) -> None:
         out.handled[job.payload["m"]] += 1
@@ -92,6 +96,9 @@ async def run_failover(wait_replicas: int) -> Outcome:
             out.latencies_ms.append((time.perf_counter() - started) * 1000)
             out.acked.add(message)
             out.acked_at[message] = now
+            acks.step()
+            if out.settled_at and now > out.settled_at:
+                settled_acks.step()
             i += 1
 
     worker = Worker(
@@ -106,6 +113,9 @@ async def run_failover(wait_replicas: int) -> Outcome:
     worker_task = asyncio.create_task(worker.run())
     producers = [asyncio.create_task(producer(k)) for k in range(PRODUCERS)]
     try:
+        # A second of load before the fault, by design: what the replica holds when its
+        # master dies. (Waiting for 200 acknowledgements and an online replica instead
+        # lost every earlier write in the promotion: the measurement needs this stretch.)
         await asyncio.sleep(1.0)
         slot = client.keyslot(queue.keys.meta)
         master = cluster.master_of_slot(slot)
@@ -127,26 +137,20 @@ async def run_failover(wait_replicas: int) -> Outcome:
 
         await asyncio.to_thread(cluster.wait_for, "replica promoted", promoted, 30)
         out.promoted_s = time.monotonic() - out.killed_at
+        out.settled_at = out.killed_at + out.promoted_s + 1
         # The old master comes back as the new one's replica (WAIT needs one).
         await asyncio.to_thread(cluster.restart, master)
-        await asyncio.sleep(2.0)  # load on the new master
+        await settled_acks.reach(LOAD_AFTER)  # load acknowledged by the settled new master
         stop.set()
         await asyncio.wait_for(asyncio.gather(*producers), 15)
         deadline = time.monotonic() + 20
         while set(out.handled) < out.acked - out.lost or not await _settled(queue):
             if time.monotonic() > deadline:
                 break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
+            await asyncio.sleep(0.1)  # the worker's progress in Redis: polled
         out.vanished = await _vanished(queue, sorted(out.acked))
     finally:
-        stop.set()
-        for task in producers:
-            task.cancel()
-        await asyncio.gather(*producers, return_exceptions=True)
-        await worker.stop()
-        with contextlib.suppress(Exception):
-            await worker_task
+        await stop_load(stop, producers, worker, worker_task)
         await client.aclose()
         cluster.stop()
     return out

@@ -14,6 +14,8 @@ from redis.exceptions import RedisError
 from sluice import Job, Queue, Worker
 from sluice.testing.cluster import ValkeyCluster, cluster_binary
 
+from .support import Progress, stop_load
+
 pytestmark = pytest.mark.slow
 
 
@@ -26,6 +28,7 @@ async def test_atomic_slot_migration_under_load_loses_nothing() -> None:
     acked: set[str] = set()
     errors: Counter[str] = Counter()
     stop = asyncio.Event()
+    acks = Progress()
 
     async def handler(job: Job) -> None:
         handled[job.payload["m"]] += 1
@@ -38,9 +41,10 @@ async def test_atomic_slot_migration_under_load_loses_nothing() -> None:
                 await queue.enqueue(f"c{i % 20}", {"m": message}, id=message)
             except (RedisError, OSError) as exc:
                 errors[type(exc).__name__] += 1
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # a short back-off, then the same message again
                 continue
             acked.add(message)
+            acks.step()
             i += 1
 
     worker = Worker(
@@ -49,7 +53,7 @@ async def test_atomic_slot_migration_under_load_loses_nothing() -> None:
     worker_task = asyncio.create_task(worker.run())
     producers = [asyncio.create_task(producer(k)) for k in range(4)]
     try:
-        await asyncio.sleep(1.0)
+        await acks.reach(200)  # the load is flowing
         slot = client.keyslot(queue.keys.meta)
         source = cluster.master_of_slot(slot)
         target = next(n for n in cluster.nodes[:3] if n.port != source.port)
@@ -64,7 +68,7 @@ async def test_atomic_slot_migration_under_load_loses_nothing() -> None:
 
         await asyncio.to_thread(cluster.wait_for, "slot migrated", moved, 30)
         took = time.monotonic() - started
-        await asyncio.sleep(1.5)  # load on the new master
+        await acks.reach(acks.count + 200)  # load acknowledged by the new master
         stop.set()
         await asyncio.wait_for(asyncio.gather(*producers), 15)
         deadline = time.monotonic() + 20
@@ -73,7 +77,7 @@ async def test_atomic_slot_migration_under_load_loses_nothing() -> None:
             if counts["waiting"] == counts["active"] == 0 and set(handled) >= acked:
                 break
             assert time.monotonic() < deadline, f"not drained: {counts}"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the worker's progress in Redis: polled
         print(
             f"slot {slot} moved in {took:.2f} s under load: {len(acked)} enqueued, "
             f"errors {dict(errors)}"
@@ -83,11 +87,6 @@ async def test_atomic_slot_migration_under_load_loses_nothing() -> None:
         assert [m for m, n in handled.items() if n > 1] == []
         assert counts["completed"] == len(acked)
     finally:
-        stop.set()
-        for task in producers:
-            task.cancel()
-        await asyncio.gather(*producers, return_exceptions=True)
-        await worker.stop()
-        await worker_task
+        await stop_load(stop, producers, worker, worker_task)
         await client.aclose()
         cluster.stop()
