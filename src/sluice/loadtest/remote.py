@@ -7,36 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
+from sluice.simulator import ChatwootSimulator
 from sluice.simulator.waiters import ReplyWaiters
 
 REQUESTS_IN_FLIGHT = 32  # a customer process's concurrent POSTs to the simulator
 
 
-class ChatwootSide(Protocol):
-    """What a customer needs of Chatwoot: open a conversation, write, wait for the reply."""
-
-    async def create_conversation(self, account_id: int) -> int: ...
-
-    async def customer_message(
-        self, account_id: int, conversation_id: int, content: str
-    ) -> dict[str, Any]: ...
-
-    async def wait_for_reply(
-        self,
-        account_id: int,
-        conversation_id: int,
-        *,
-        after_message_id: int,
-        timeout: float,  # noqa: ASYNC109 - the simulator driver's signature
-    ) -> dict[str, Any]: ...
-
-
 class RemoteSimulator:
-    """:class:`ChatwootSide` over the simulator's control API (``simulator/routes/control``).
+    """The customers' Chatwoot over the simulator's control API (``simulator/routes/control``).
 
     A customer writes with one POST that returns as soon as the message exists (Chatwoot
     answers the widget before its webhook jobs run), and every reply reaches the process
@@ -140,3 +122,7 @@ class RemoteSimulator:
         if known is not None and int(known["id"]) > after_message_id:
             return known
         return await self._waiters.wait(key, after_message_id, timeout)
+
+
+# What a customer talks to: the simulator in this process, or its control API from another.
+ChatwootSide = ChatwootSimulator | RemoteSimulator

@@ -106,8 +106,10 @@ def build_app(sim: ChatwootSimulator) -> FastAPI:
             try:
                 await inner(scope, receive, send_or_swallow)
             except ClientDisconnect:
-                # The client gave up mid-request (a best-effort call past its deadline):
-                # nobody to answer. Recorded as nginx logs it.
+                # The client gave up while its body was still being read (a best-effort call
+                # past its deadline). Not a Chatwoot answer: Puma reads the whole request body
+                # before Rails runs an action, so Chatwoot's controller would not have run
+                # either; the harness records the call with nginx's 499 (client closed).
                 seen.setdefault("status", 499)
             status = seen.get("status", 500)
             if late is not None:
