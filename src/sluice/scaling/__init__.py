@@ -1,0 +1,2 @@
+"""Predictive scaling: forecast arrivals from the minute roll-ups and recommend how many
+worker processes to run (docs/scaling.md)."""
