@@ -257,6 +257,14 @@ class QueueKeys:
     def alerts_leader(self) -> str:
         return self.prefix + "alerts:leader"
 
+    # Predictive scaling (sluice.scaling.service).
+
+    @property
+    def scaling_state(self) -> str:
+        """The last forecast and recommendation, as JSON, written by the monitoring leader
+        every finished minute (expires when no leader writes it any more)."""
+        return self.prefix + "scaling:state"
+
     # Intake (sluice.service.intake, sluice.chatwoot.replay).
 
     def delivery(self, delivery_id: str) -> str:

@@ -1,6 +1,7 @@
 """Alerting for one process: a leader-elected evaluator plus the reads and operator
 requests the API serves. Every Sluice process (API and workers) runs one; the lease makes
-exactly one of them evaluate, roll up monitoring minutes and notify.
+exactly one of them evaluate, roll up monitoring minutes, forecast the scaling
+recommendation (when a :class:`~sluice.scaling.service.Scaler` is given) and notify.
 
 The one place that wires settings, rules, engine, store, channels and evaluator together,
 so the API and the CLI start alerting with one object instead of repeating the wiring.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,6 +25,9 @@ from sluice.alerts.store import AlertStore
 from sluice.monitor.signals import Signals
 from sluice.monitor.snapshot import Monitor
 from sluice.monitor.windows import record_depth, server_time
+from sluice.scaling.service import Scaler
+
+log = logging.getLogger("sluice.alerts")
 
 
 class MonitoringService:
@@ -34,8 +39,10 @@ class MonitoringService:
         monitor: Monitor,
         settings: AlertSettings | None = None,
         local_signals: Callable[[], Mapping[str, float | None]] | None = None,
+        scaler: Scaler | None = None,
     ) -> None:
         self.monitor = monitor
+        self.scaler = scaler
         self.local_signals = local_signals
         self.queue = monitor.queue
         self.settings = settings or load_alert_settings()
@@ -57,6 +64,13 @@ class MonitoringService:
     async def _signals(self) -> Signals:
         # Only the leader gets here: it also folds finished minutes into day buckets.
         await self.monitor.reader.rollup()
+        if self.scaler is not None:
+            # The leader also forecasts each finished minute (sluice.scaling.service); a
+            # failure there must not cost the alerts their evaluation.
+            try:
+                await self.scaler.step()
+            except Exception:
+                log.exception("scaling step failed on queue %s", self.queue.name)
         counts = await self.queue.counts()
         now = await server_time(self.queue.redis)
         await record_depth(self.queue.redis, self.queue.keys, counts, now)

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from sluice import __version__
 from sluice.alerts.config import AlertSettings
-from sluice.api import admin, dashboard, probes, webhooks
+from sluice.api import admin, dashboard, probes, scaling, webhooks
 from sluice.api.body_limit import BodyLimit
 from sluice.api.lifespan import lifespan
 from sluice.settings.config import Settings
@@ -42,6 +42,7 @@ def create_app(
         settings.admin_token.get_secret_value() if settings.admin_token else None
     )
     app.include_router(admin.router)
+    app.include_router(scaling.router)
     app.include_router(webhooks.router)
     app.include_router(dashboard.router)
     app.include_router(probes.router)

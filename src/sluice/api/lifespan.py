@@ -26,6 +26,7 @@ from sluice.broker.config import load_brokers_from_env
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
+from sluice.scaling.service import scaler_for
 from sluice.service.conversations import Conversations
 from sluice.service.intake import Intake
 from sluice.service.runtime import queue_for
@@ -85,7 +86,10 @@ def lifespan(
         )
         spool = Spool(spool_path(settings.data_dir, settings.queue))
         service = MonitoringService(
-            monitor, alert_settings, local_signals=lambda: spool.stats().signals()
+            monitor,
+            alert_settings,
+            local_signals=lambda: spool.stats().signals(),
+            scaler=scaler_for(queue, settings),
         )
         await spool.open()
         if spool.depth:

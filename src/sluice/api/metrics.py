@@ -26,6 +26,7 @@ from sluice.api.process_metrics import Readings
 from sluice.monitor.metric_names import DURATION_BUCKETS_S, METRICS, MetricSpec
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
+from sluice.scaling.service import read_state
 from sluice.service.spool import SpoolStats
 
 _SPECS: dict[str, MetricSpec] = {m.name: m for m in METRICS}
@@ -220,6 +221,7 @@ async def render(
     for severity in ("warning", "critical"):
         alerts.add_metric([queue.name, severity], firing.get(severity, 0))
     fam.append(alerts)
+    fam.extend(_scaling_families(queue.name, await read_state(queue)))
 
     fam.extend(_pool_families(processes))
     fam.append(_gauge("sluice_redis_up", {"process": str(os.getpid())}, 1.0))
@@ -228,6 +230,28 @@ async def render(
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Frozen(fam))
     return generate_latest(registry)
+
+
+def _scaling_families(queue: str, state: Mapping[str, Any] | None) -> list[Metric]:
+    """The predictive scaler's last recommendation and forecast (none while it is off or
+    before the leader computed one: an absent series, not a made-up 0)."""
+    if state is None:
+        return []
+    q = {"queue": queue}
+    forecast = GaugeMetricFamily(
+        "sluice_scaling_forecast_arrivals_per_minute",
+        _help("sluice_scaling_forecast_arrivals_per_minute"),
+        labels=["queue", "horizon_minutes", "bound"],
+    )
+    for ahead, point in enumerate(state["forecast"]["points"], start=1):
+        forecast.add_metric([queue, str(ahead), "expected"], float(point["expected"]))
+        forecast.add_metric([queue, str(ahead), "upper"], float(point["upper"]))
+    return [
+        _gauge("sluice_scaling_desired_workers", q, float(state["desired_workers"])),
+        forecast,
+        _gauge("sluice_scaling_service_time_seconds", q, float(state["inputs"]["service_time_s"])),
+        _gauge("sluice_scaling_history_minutes", q, float(state["forecast"]["history_minutes"])),
+    ]
 
 
 def _gauge(name: str, labels: Mapping[str, str], value: float) -> Metric:

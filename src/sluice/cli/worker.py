@@ -7,13 +7,12 @@ runs any other coroutine function instead, which is how the engine serves other 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from sluice.cli.common import (
     HandlerOpt,
-    ProcessesOpt,
     err,
     load_settings_or_exit,
     redis_for,
@@ -21,6 +20,9 @@ from sluice.cli.common import (
     with_runtime,
 )
 from sluice.errors import ConfigError
+from sluice.scaling.follow import AutoProcesses, desired_reader, parse_processes
+from sluice.scaling.service import scaler_for
+from sluice.scaling.settings import load_scaling_settings
 from sluice.service.wiring import (
     DEFAULT_HANDLER,
     Runtime,
@@ -31,18 +33,38 @@ from sluice.service.wiring import (
 )
 from sluice.worker.supervisor import Supervisor, child_env
 
+AutoProcessesOpt = Annotated[
+    str,
+    typer.Option(
+        help="Worker processes to run: a number, 'auto' (follow the scaling recommendation "
+        "within SLUICE_SCALING_MIN/MAX_WORKERS) or 'auto:MIN..MAX'."
+    ),
+]
+
 
 def worker(
-    processes: ProcessesOpt = 1,
+    processes: AutoProcessesOpt = "1",
     handler: HandlerOpt = DEFAULT_HANDLER,
 ) -> None:
     """Run worker processes for the queue until SIGTERM / Ctrl-C (default handler: the
     Chatwoot reply pipeline)."""
     settings = load_settings_or_exit()
+    wanted = _processes_or_exit(processes)
     check_handler(handler)
     with redis_for(settings) as (url, _):
-        if processes > 1:
-            raise typer.Exit(Supervisor(processes, ["--handler", handler], child_env(url)).run())
+        if isinstance(wanted, AutoProcesses):
+            scaling = load_scaling_settings()
+            supervisor = Supervisor(
+                wanted.minimum,
+                ["--handler", handler],
+                child_env(url),
+                target=desired_reader(settings, url),
+                poll_s=scaling.poll_s,
+                bounds=(wanted.minimum, wanted.maximum),
+            )
+            raise typer.Exit(supervisor.run())
+        if wanted > 1:
+            raise typer.Exit(Supervisor(wanted, ["--handler", handler], child_env(url)).run())
 
         async def work(runtime: Runtime) -> None:
             service = _start_monitoring(runtime)
@@ -55,6 +77,18 @@ def worker(
 
         with traced("sluice-worker"):
             with_runtime(settings, url, work)
+
+
+def _processes_or_exit(value: str) -> int | AutoProcesses:
+    """``--processes`` parsed, or exit 2 with the accepted forms (or the missing switch)."""
+    try:
+        return parse_processes(value, load_scaling_settings())
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 def check_handler(handler: str) -> None:
@@ -88,6 +122,6 @@ def _start_monitoring(runtime: Runtime) -> Any:
         sla_objective=runtime.settings.sla_objective,
         rate_limit=runtime.settings.queue_rate_limit,
     )
-    service = MonitoringService(monitor)
+    service = MonitoringService(monitor, scaler=scaler_for(runtime.queue, runtime.settings))
     service.start()
     return service

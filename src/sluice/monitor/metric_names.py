@@ -112,6 +112,30 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec("sluice_alerts_firing", "gauge", ("queue", "severity"), "Alerts firing now."),
     MetricSpec(
+        "sluice_scaling_desired_workers",
+        "gauge",
+        ("queue",),
+        "Worker processes the predictive scaler recommends (absent while scaling is off).",
+    ),
+    MetricSpec(
+        "sluice_scaling_forecast_arrivals_per_minute",
+        "gauge",
+        ("queue", "horizon_minutes", "bound"),
+        "Forecast arrivals in the minute that many minutes ahead: expected, or upper band.",
+    ),
+    MetricSpec(
+        "sluice_scaling_service_time_seconds",
+        "gauge",
+        ("queue",),
+        "Mean service time the recommendation used (last hour, or the configured default).",
+    ),
+    MetricSpec(
+        "sluice_scaling_history_minutes",
+        "gauge",
+        ("queue",),
+        "Minutes of roll-up history the forecast was fitted on (a day is needed for seasons).",
+    ),
+    MetricSpec(
         "sluice_redis_pool_connections",
         "gauge",
         ("process", "state"),

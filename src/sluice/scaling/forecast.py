@@ -304,10 +304,10 @@ def _recent_error(residuals: Sequence[float], noise: float = 0.0) -> float:
     tail = residuals[-RECENT_WINDOW_MIN:]
     if not tail:
         return 0.0
-    decay = 0.5 ** (1 / RECENT_HALFLIFE_MIN)
+    decay: float = 0.5 ** (1 / RECENT_HALFLIFE_MIN)
     weights = [decay ** (len(tail) - 1 - i) for i in range(len(tail))]
     mean = sum(w * r for w, r in zip(weights, tail, strict=True)) / sum(weights)
-    last = tail[-1]
+    last = float(tail[-1])
     if last <= noise:
         return mean
     growth = max(0.0, last - tail[-2]) if len(tail) > 1 else 0.0

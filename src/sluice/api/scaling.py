@@ -1,0 +1,60 @@
+"""Admin routes of predictive scaling: the forecast and recommendation as JSON, and the same
+number in the shape KEDA's ``metrics-api`` scaler reads (docs/scaling.md).
+
+Both only read what the monitoring leader stored (:func:`sluice.scaling.service.read_state`):
+an API process never forecasts on a request, so a scrape every few seconds costs one GET.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+
+from sluice.api.auth import AdminOnly
+from sluice.api.state import app_state
+from sluice.scaling.service import read_state
+from sluice.scaling.settings import load_scaling_settings
+
+router = APIRouter(prefix="/api/admin/scaling", dependencies=[AdminOnly], tags=["scaling"])
+
+KEDA_PATH = "/api/admin/scaling/keda"
+KEDA_VALUE_LOCATION = "desired_workers"
+"""The GJSON path a ScaledObject's ``valueLocation`` names (deploy/keda/scaledobject.yaml)."""
+
+OFF_REASON = "SLUICE_SCALING_ENABLED is false: the worker count is static"
+PENDING_REASON = (
+    "no recommendation yet: the monitoring leader computes one for each finished minute "
+    "(a worker or API process with monitoring on must be running)"
+)
+
+
+async def _current(request: Request) -> tuple[dict[str, Any] | None, str | None]:
+    """The stored state, or None and why there is none."""
+    if not load_scaling_settings().enabled:
+        return None, OFF_REASON
+    state = await read_state(app_state(request.app).queue)
+    return (state, None) if state is not None else (None, PENDING_REASON)
+
+
+@router.get("")
+async def scaling(request: Request) -> dict[str, Any]:
+    """The last forecast (15 minutes, expected and upper band per minute), its inputs, the
+    model and history length, and the recommended worker processes with the reason."""
+    state, why = await _current(request)
+    if state is None:
+        return {"enabled": why != OFF_REASON, "desired_workers": None, "reason": why}
+    return {**state, "age_s": max(0.0, time.time() - float(state["computed_at"]))}
+
+
+@router.get("/keda")
+async def scaling_keda(request: Request) -> dict[str, int]:
+    """``{"desired_workers": N}`` for KEDA's metrics-api scaler (``valueLocation:
+    desired_workers``, ``targetValue: "1"``: replicas = N). 503 with the reason while
+    there is no recommendation, so KEDA applies the ScaledObject's fallback replicas instead
+    of scaling on a made-up number."""
+    state, why = await _current(request)
+    if state is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, why)
+    return {KEDA_VALUE_LOCATION: int(state["desired_workers"])}
