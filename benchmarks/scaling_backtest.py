@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # One trace of a week of history and the evaluated days after it, from a Monday 00:00
     # UTC (2025-12-29): the forecaster's weekdays are the trace's.
-    start = 29_413_440  # 2025-12-29T00:00Z // 60
+    start = 29_449_440  # 2025-12-29T00:00Z // 60
     warmup = 0 if args.cold else 7 * DAY_MIN
     arrivals, in_burst = make_trace(args.days + warmup // DAY_MIN, args.seed, params, start)
     history, trace, bursty = arrivals[:warmup], arrivals[warmup:], in_burst[warmup:]
