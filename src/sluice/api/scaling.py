@@ -42,6 +42,11 @@ async def _current(request: Request) -> tuple[dict[str, Any] | None, str | None]
 async def scaling(request: Request) -> dict[str, Any]:
     """The last forecast (15 minutes, expected and upper band per minute), its inputs, the
     model and history length, and the recommended worker processes with the reason."""
+    return await scaling_document(request)
+
+
+async def scaling_document(request: Request) -> dict[str, Any]:
+    """What :func:`scaling` answers; the dashboard shows the same document."""
     state, why = await _current(request)
     if state is None:
         return {"enabled": why != OFF_REASON, "desired_workers": None, "reason": why}

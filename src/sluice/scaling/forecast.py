@@ -16,8 +16,12 @@ night on a Monday, not a fixed number of messages fewer)::
                   + recent(t)
 
 * ``trend`` is a straight line ``a + b·t`` through the deseasonalised history;
-* ``daily`` (96 slots, mean 1) and ``weekly`` (7 days, mean 1) are ratio estimates,
-  refined in turn with the trend (backfitting) for a few rounds;
+* ``daily`` (96 slots, mean 1, interpolated between slot centres) and ``weekly`` (7
+  days, mean 1) are median-ratio estimates (robust to bursts, :func:`_factors`), refined
+  in turn with the trend (backfitting) for a few rounds;
+* the whole is scaled by the last hour's **level ratio** (actual / fitted,
+  :func:`_level_ratio`): one week cannot tell a trend from weekday factors, the last hour
+  can tell how today runs against them;
 * ``recent`` is what the seasons missed in the last minutes (:func:`_recent_error`),
   carried into the forecast with a decay: a burst they did not foresee raises the next
   minutes at once;
@@ -59,6 +63,8 @@ ROUNDS = 4  # backfitting rounds; the estimates stop moving after two or three
 RECENT_HALFLIFE_MIN = 1.0  # how fast the recent-error correction forgets
 RECENT_DECAY = 0.9  # per forecast minute: a burst's correction fades over ~15 minutes
 RECENT_WINDOW_MIN = 30
+LEVEL_WINDOW_MIN = 60  # the level ratio's window: an hour of minutes
+LEVEL_RATIO_MAX = 4.0  # the level ratio stays within [1/4, 4]
 FALLBACK_WINDOW_MIN = 30  # the recent mean of a fresh install
 
 
@@ -169,16 +175,20 @@ class SeasonalModel:
 
     def forecast(self, recent: Sequence[float], last_minute: int, horizon: int = 15) -> Forecast:
         """The next ``horizon`` minutes after ``last_minute``; ``recent`` are the arrivals of
-        the minutes up to ``last_minute`` (oldest first; the last 30 are used)."""
-        tail = list(recent[-RECENT_WINDOW_MIN:])
+        the minutes up to ``last_minute`` (oldest first; the last hour is used)."""
+        window = list(recent[-LEVEL_WINDOW_MIN:])
+        first = last_minute - len(window) + 1
+        ratio = _level_ratio(window, [self.fitted(first + i) for i in range(len(window))])
+        tail = window[-RECENT_WINDOW_MIN:]
         first = last_minute - len(tail) + 1
-        residuals = [y - self.fitted(first + i) for i, y in enumerate(tail)]
-        noise = self.spread * math.sqrt(max(self.fitted(last_minute), 1.0))
+        residuals = [y - self.fitted(first + i) * ratio for i, y in enumerate(tail)]
+        noise = self.spread * math.sqrt(max(self.fitted(last_minute) * ratio, 1.0))
         correction = _recent_error(residuals, noise)
         points = []
         for h in range(1, horizon + 1):
             minute = last_minute + h
-            expected = max(0.0, self.fitted(minute) + correction * RECENT_DECAY**h)
+            base = self.fitted(minute) * ratio
+            expected = max(0.0, base + correction * RECENT_DECAY**h)
             upper = expected + max(0.0, self.spread) * math.sqrt(max(expected, 1.0))
             points.append(ForecastPoint(minute, expected, upper))
         return Forecast(
@@ -227,11 +237,20 @@ def fit_model(history: Sequence[float], last_minute: int, *, band: float = 0.95)
         spread=0.0,
         band=band,
     )
-    # The band: how far the real minutes strayed above the fit, in Poisson units.
-    standardised = [
-        (y - model.fitted(m)) / math.sqrt(max(model.fitted(m), 1.0))
-        for y, m in zip(history, minutes, strict=True)
-    ]
+    # The band: how far each minute strayed from what the forecast would have said a minute
+    # before (the fit scaled by the previous hour's level ratio), in Poisson units.
+    fits = [model.fitted(m) for m in minutes]
+    standardised = []
+    sum_y = sum_f = 0.0
+    for t, (y, f) in enumerate(zip(history, fits, strict=True)):
+        if t >= LEVEL_WINDOW_MIN:
+            ratio = _clip_ratio(sum_y, sum_f)
+            predicted = f * ratio
+            standardised.append((y - predicted) / math.sqrt(max(predicted, 1.0)))
+            sum_y -= history[t - LEVEL_WINDOW_MIN]
+            sum_f -= fits[t - LEVEL_WINDOW_MIN]
+        sum_y += y
+        sum_f += f
     return replace(model, spread=robust_spread(standardised, band))
 
 
@@ -278,19 +297,36 @@ def _factors(
     index: Sequence[int],
     size: int,
 ) -> list[float]:
-    """Ratio estimates of one seasonal factor (mean 1 over the groups seen) given the
-    level and the other factor: sum(y) / sum(expected without this factor) per group."""
-    observed = [0.0] * size
-    expected = [0.0] * size
+    """Estimates of one seasonal factor (mean 1 over the groups seen) given the level and
+    the other factor: per group, the median of y / (expected without this factor).
+
+    The median, not the mean: a burst of ×3 for half an hour on one of the seven days
+    would otherwise lift that time of day's factor for every day by a third, and the
+    forecast would expect the burst again; bursts are the recent correction's business."""
+    ratios: list[list[float]] = [[] for _ in range(size)]
     for y, lv, o, i in zip(ys, level, other_index, index, strict=True):
-        observed[i] += y
-        expected[i] += lv * other[o]
-    raw = [observed[i] / expected[i] if expected[i] > 0 else None for i in range(size)]
+        expected = lv * other[o]
+        if expected > 0:
+            ratios[i].append(y / expected)
+    raw = [statistics.median(r) if r else None for r in ratios]
     seen = [r for r in raw if r is not None]
     mean = sum(seen) / len(seen) if seen else 1.0
     if mean <= 0:
         return [1.0] * size
     return [r / mean if r is not None else 1.0 for r in raw]
+
+
+def _level_ratio(actual: Sequence[float], fitted: Sequence[float]) -> float:
+    """How the last hour compared with the seasons: sum(actual) / sum(fitted), bounded.
+    It carries what one week of history cannot separate from the weekday factors (the
+    trend since the same weekday last week) and any shift of level today."""
+    return _clip_ratio(sum(actual), sum(fitted))
+
+
+def _clip_ratio(actual: float, fitted: float) -> float:
+    if fitted <= 0:
+        return 1.0
+    return min(LEVEL_RATIO_MAX, max(1 / LEVEL_RATIO_MAX, actual / fitted))
 
 
 def _recent_error(residuals: Sequence[float], noise: float = 0.0) -> float:
