@@ -64,8 +64,8 @@ class Params:
     sla_s: float = 10.0  # SLA_WARNING_THRESHOLD
     startup_min: int = 2
     peak_per_min: float = 1200.0  # a weekday's afternoon peak, arrivals per minute
-    band: float = 0.95
-    lookahead_min: int = 5
+    band: float = 0.9
+    lookahead_min: int = 3
     drain_s: float = 60.0  # serve what is waiting within this (0: the formula alone)
     refit_every_min: int = 60
 
@@ -269,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--startup-min", type=int, default=2)
-    parser.add_argument("--lookahead-min", type=int, default=5)
-    parser.add_argument("--band", type=float, default=0.95)
+    parser.add_argument("--lookahead-min", type=int, default=3)
+    parser.add_argument("--band", type=float, default=0.9)
     parser.add_argument("--drain-s", type=float, default=60.0, help="0: no backlog term")
     parser.add_argument("--cold", action="store_true", help="start with no history")
     parser.add_argument("--json", help="write the outcome here")

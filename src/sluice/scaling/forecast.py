@@ -62,6 +62,7 @@ SLOTS = DAY_MIN // SLOT_MIN
 ROUNDS = 4  # backfitting rounds; the estimates stop moving after two or three
 RECENT_HALFLIFE_MIN = 1.0  # how fast the recent-error correction forgets
 RECENT_DECAY = 0.9  # per forecast minute: a burst's correction fades over ~15 minutes
+RAMP_MIN = 2  # a burst's last one-minute growth goes on this many minutes, then levels off
 RECENT_WINDOW_MIN = 30
 LEVEL_WINDOW_MIN = 60  # the level ratio's window: an hour of minutes
 LEVEL_RATIO_MAX = 4.0  # the level ratio stays within [1/4, 4]
@@ -183,12 +184,13 @@ class SeasonalModel:
         first = last_minute - len(tail) + 1
         residuals = [y - self.fitted(first + i) * ratio for i, y in enumerate(tail)]
         noise = self.spread * math.sqrt(max(self.fitted(last_minute) * ratio, 1.0))
-        correction = _recent_error(residuals, noise)
+        correction, growth = _recent_error(residuals, noise)
         points = []
         for h in range(1, horizon + 1):
             minute = last_minute + h
             base = self.fitted(minute) * ratio
-            expected = max(0.0, base + correction * RECENT_DECAY**h)
+            missed = correction + growth * min(h, RAMP_MIN)
+            expected = max(0.0, base + missed * RECENT_DECAY**h)
             upper = expected + max(0.0, self.spread) * math.sqrt(max(expected, 1.0))
             points.append(ForecastPoint(minute, expected, upper))
         return Forecast(
@@ -329,25 +331,26 @@ def _clip_ratio(actual: float, fitted: float) -> float:
     return min(LEVEL_RATIO_MAX, max(1 / LEVEL_RATIO_MAX, actual / fitted))
 
 
-def _recent_error(residuals: Sequence[float], noise: float = 0.0) -> float:
+def _recent_error(residuals: Sequence[float], noise: float = 0.0) -> tuple[float, float]:
     """What the seasons missed lately, carried into the forecast: the exponentially weighted
     mean of the last minutes' residuals (newest weighs most). When the last minute was
     above the band (its residual beyond ``noise``, the band's half-width), a burst the
-    seasons did not foresee has begun: then never less than that residual plus its growth
-    over the minute before. The asymmetry is deliberate: a burst must raise the very next
-    minutes in full (scaling up late is what breaches the SLA), while a dip only lowers them
-    as the mean follows; and within the band, noise moves nothing but the mean."""
+    seasons did not foresee has begun: then never less than that residual, and its growth
+    over the minute before is returned too (the forecast carries it :data:`RAMP_MIN`
+    minutes further: bursts build over minutes). The asymmetry is deliberate: a burst must
+    raise the very next minutes in full (scaling up late is what breaches the SLA), while a
+    dip only lowers them as the mean follows; within the band, noise moves only the mean."""
     tail = residuals[-RECENT_WINDOW_MIN:]
     if not tail:
-        return 0.0
+        return 0.0, 0.0
     decay: float = 0.5 ** (1 / RECENT_HALFLIFE_MIN)
     weights = [decay ** (len(tail) - 1 - i) for i in range(len(tail))]
     mean = sum(w * r for w, r in zip(weights, tail, strict=True)) / sum(weights)
     last = float(tail[-1])
     if last <= noise:
-        return mean
+        return mean, 0.0
     growth = max(0.0, last - tail[-2]) if len(tail) > 1 else 0.0
-    return max(mean, last + growth)
+    return max(mean, last), growth
 
 
 def recent_mean_forecast(

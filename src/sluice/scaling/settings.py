@@ -34,11 +34,12 @@ class ScalingSettings(EnvSettings):
     max_workers: int = Field(10, ge=1, le=10_000)
     # The utilization the recommendation aims at: 0.7 leaves 30 % for what the band misses.
     target_utilization: float = Field(0.7, gt=0, le=1, allow_inf_nan=False)
-    # The forecast's upper band: the quantile a forecast minute exceeds 1 time in 20.
-    band: float = Field(0.95, ge=0.5, lt=1, allow_inf_nan=False)
+    # The forecast's upper band: the quantile an ordinary minute exceeds 1 time in 10.
+    band: float = Field(0.9, ge=0.5, lt=1, allow_inf_nan=False)
     # How many forecast minutes the recommendation covers (the largest upper band among
-    # them): at least a worker's start-up time, so workers are up before the load is.
-    lookahead_minutes: int = Field(5, ge=1, le=15)
+    # them): a worker's start-up time plus one, so workers are up before the load is
+    # (3: a Kubernetes pod in about 2 minutes).
+    lookahead_minutes: int = Field(3, ge=1, le=15)
     # Waiting messages count as arrivals to serve within this many seconds (0: the
     # forecast alone), so a backlog left by a burst is drained, not just kept level.
     drain_s: float = Field(60.0, ge=0, allow_inf_nan=False)
