@@ -149,10 +149,18 @@ wanted."""
 
 
 def replay(
-    trace: list[int], history: list[int], start: int, params: Params, policy: Policy
+    trace: list[int],
+    history: list[int],
+    start: int,
+    params: Params,
+    policy: Policy,
+    ready_log: list[int] | None = None,
+    wait_log: list[float] | None = None,
 ) -> Outcome:
     """Run the fluid queue over ``trace`` (its first minute is ``start``, unix s // 60) with
-    ``policy`` deciding at the start of every minute."""
+    ``policy`` deciding at the start of every minute. ``ready_log`` and ``wait_log``, when
+    given, receive each minute's ready processes and longest wait (s), for the check
+    against real workers (benchmarks/scaling_replay_check.py)."""
     outcome = Outcome(policy="")
     per_process_rate = params.slots / params.service_s  # messages per second at 100 %
     ready_at: list[int] = []  # minute index at which each process is ready
@@ -180,6 +188,7 @@ def replay(
         rate = ready * per_process_rate  # messages per second
         busy = 0.0
         breach = False
+        worst = 0.0
         for _ in range(STEPS_PER_MIN):
             backlog += arrivals / STEPS_PER_MIN
             served = min(backlog, rate * STEP_S)
@@ -189,7 +198,12 @@ def replay(
             wait = backlog / rate if rate > 0 else float("inf")
             if arrivals and wait > params.sla_s - params.service_s:
                 breach = True
-            outcome.worst_wait_s = max(outcome.worst_wait_s, min(wait, 1e9))
+            worst = max(worst, min(wait, 1e9))
+        outcome.worst_wait_s = max(outcome.worst_wait_s, worst)
+        if ready_log is not None:
+            ready_log.append(ready)
+        if wait_log is not None:
+            wait_log.append(worst)
         capacity = ready * params.slots * 60
         utilization = min(1.0, busy / capacity) if capacity else 1.0
         if breach:
