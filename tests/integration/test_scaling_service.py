@@ -123,7 +123,7 @@ async def test_api_keda_and_metrics_publish_the_recommendation(
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=10) as client:
         pending = await client.get("/api/admin/scaling/keda")
-        assert pending.status_code == 503 and "no recommendation yet" in pending.text
+        assert pending.status_code == 404 and "no recommendation yet" in pending.text
         await write_minutes(queue, 29_449_440, [600] * 30)
         state = await Scaler(queue, load_scaling_settings(ON), slots_per_process=4).step()
         assert state is not None
@@ -151,4 +151,4 @@ async def test_api_says_scaling_is_off(api_url: str) -> None:
             "desired_workers": None,
             "reason": "SLUICE_SCALING_ENABLED is false: the worker count is static",
         }
-        assert (await client.get("/api/admin/scaling/keda")).status_code == 503
+        assert (await client.get("/api/admin/scaling/keda")).status_code == 404

@@ -56,10 +56,11 @@ async def scaling_document(request: Request) -> dict[str, Any]:
 @router.get("/keda")
 async def scaling_keda(request: Request) -> dict[str, int]:
     """``{"desired_workers": N}`` for KEDA's metrics-api scaler (``valueLocation:
-    desired_workers``, ``targetValue: "1"``: replicas = N). 503 with the reason while
-    there is no recommendation, so KEDA applies the ScaledObject's fallback replicas instead
-    of scaling on a made-up number."""
+    desired_workers``, ``targetValue: "1"``: replicas = N). 404 with the reason while
+    there is no recommendation (scaling off, or none computed yet): KEDA counts any answer
+    but 200 as a failed read and applies the ScaledObject's fallback replicas, instead of
+    scaling on a made-up number. Not a 5xx: nothing is broken, there is nothing to read."""
     state, why = await _current(request)
     if state is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, why)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, why)
     return {KEDA_VALUE_LOCATION: int(state["desired_workers"])}

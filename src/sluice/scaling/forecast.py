@@ -196,7 +196,9 @@ class SeasonalModel:
         return Forecast(
             points=tuple(points),
             model="seasonal",
-            history_minutes=self.history_minutes + max(0, last_minute - self.fitted_until),
+            history_minutes=min(
+                WEEK_MIN, self.history_minutes + max(0, last_minute - self.fitted_until)
+            ),
             band=self.band,
             notes=self.notes(),
             trend_per_day=self.b * DAY_MIN,
