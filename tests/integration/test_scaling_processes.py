@@ -101,3 +101,31 @@ async def test_processes_follow_the_recommendation_and_no_job_is_lost(
             proc.wait(timeout=10)
         await lease.release()
         await delete_queue_keys(redis_client, queue_name)
+
+
+def test_auto_needs_scaling_switched_on(redis_url: str, queue_name: str) -> None:
+    env = {"REDIS_URL": redis_url, "SLUICE_QUEUE": queue_name, "SLUICE_SCALING_ENABLED": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "sluice", "worker", "--processes", "auto"],
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "SLUICE_SCALING_ENABLED=true" in done.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "sluice", "worker", "--processes", "auto:3..1"],
+        env={
+            **os.environ,
+            **env,
+            "SLUICE_SCALING_ENABLED": "true",
+            "PYTHONPATH": str(ROOT / "src"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "MIN <= MAX" in bad.stderr
