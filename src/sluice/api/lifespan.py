@@ -23,6 +23,7 @@ from sluice.api import process_metrics
 from sluice.api.state import AppState
 from sluice.broker.assignment import Assigner
 from sluice.broker.config import load_brokers_from_env
+from sluice.deadlines.decide import deadline_policy
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
@@ -62,6 +63,7 @@ def _intake(settings: Settings, queue: Queue, spool: Spool) -> Intake:
         on_resolved=Assigner(queue.redis, queue.keys, load_brokers_from_env()).release,
         spool=spool,
         priority_from_chatwoot=settings.priority_from_chatwoot,
+        deadlines=deadline_policy(settings, queue.priorities),
     )
 
 

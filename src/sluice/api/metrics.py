@@ -165,6 +165,7 @@ async def render(
     for field, label in (("ok", "ok"), ("warn", "warning"), ("crit", "critical")):
         verdicts.add_metric([queue.name, label], totals.get(field, 0))
     fam.append(verdicts)
+    fam.append(await _deadline_sources(queue))
     fam.append(_histogram("sluice_queue_wait_seconds", queue.name, totals, "w"))
     fam.append(_histogram("sluice_processing_seconds", queue.name, totals, "p"))
     fam.append(_histogram("sluice_sla_duration_seconds", queue.name, totals, "s"))
@@ -228,6 +229,20 @@ async def render(
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Frozen(fam))
     return generate_latest(registry)
+
+
+async def _deadline_sources(queue: Queue) -> Metric:
+    """What set the messages' deadlines (the intake counts them: sluice.deadlines)."""
+    family = CounterMetricFamily(
+        "sluice_deadline_source",
+        _help("sluice_deadline_source_total"),
+        labels=["queue", "source"],
+    )
+    raw = await queue.redis.hgetall(queue.keys.deadline_sources)
+    for source, count in sorted(raw.items()):
+        name = source.decode() if isinstance(source, bytes) else str(source)
+        family.add_metric([queue.name, name], int(count))
+    return family
 
 
 def _gauge(name: str, labels: Mapping[str, str], value: float) -> Metric:
