@@ -133,9 +133,9 @@ def decide(
         source = f"rule:{rule.name}"
     start, note = _clock_start(policy, facts, written_ms, offset, answered_ms)
     effective_target = target if target is not None else policy.targets_ms[klass]
-    # Counted from the message itself, the engine's own rule gives the same deadline
-    # (target from when the message heads its lane): no deadline of its own then.
-    due: float | None = start + effective_target if start != written_ms else None
+    # Counted from the message itself, the engine's own rule stands (the target from when
+    # the message heads its lane): no deadline of its own then.
+    due: float | None = start + effective_target if note == "waiting_since" else None
     sla_note = ""
     if policy.from_sla and facts.sla is not None:
         sla_due, kind, sla_note = _sla_due(facts, start, offset, answered_ms, note, hours)
