@@ -138,6 +138,8 @@ async def stack(
             n += 1
             message_id = f"msg-{n}"
             job_id = await queue.enqueue(f"conv-{n % 7}", {"text": f"hello {n}"}, id=message_id)
+            # What set its deadline, as the intake records it (sluice.deadlines).
+            await queue.redis.hset(queue.keys.job(job_id), "n:deadline", "rule:vip")
             sent.append((message_id, job_id))
             await asyncio.sleep(0.15)  # the arrival rate, not synchronization
 
@@ -455,6 +457,7 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
     await expect(page.locator("#verdict")).to_contain_text("within SLA")
     await expect(page.locator("#timeline .tl-head")).to_contain_text(f"Job {job_id}")
     await expect(page.locator("#timeline .tl-head")).to_contain_text("answered by template-bot")
+    await expect(page.locator("#tl-deadline")).to_have_text("rule:vip")
     hops = page.locator("#timeline .wf-hop")
     await expect(hops.first).to_have_text("enqueued")
     await expect(hops.last).to_have_text("completed")

@@ -388,11 +388,15 @@
     const d = job.durations;
     const v = d.verdict;
     const broker = job.notes && job.notes.broker; // recorded by the reply pipeline
+    const source = job.notes && job.notes.deadline; // what set the deadline (docs/priorities.md)
+    const queued = job.hops && job.hops.enqueued;
+    const due = job.deadline_ms && queued ? " (due " + dur(job.deadline_ms - queued) + " after queued)" : "";
     const head = el("div", { class: "tl-head" },
       el("strong", {}, "Job " + job.id), " · conversation ", el("code", {}, job.key),
       job.message_id ? [" · message ", el("code", {}, job.message_id)] : null,
       " · ", el("span", { class: "badge" }, job.state),
       broker ? [job.state === "completed" ? " · answered by " : " · broker ", el("code", { id: "tl-broker" }, broker)] : null,
+      source ? [" · deadline from ", el("code", { id: "tl-deadline" }, source), due] : null,
       el("span", { class: "verdict badge " + (v || "none"), id: "verdict" }, v ? "SLA " + dur(d.sla_ms) + " — " + VERDICT[v] : "no verdict yet"));
     const rows = tl.map((h, i) => {
       const from = i ? tl[i - 1].at : t0;
