@@ -53,6 +53,7 @@ from sluice.chatwoot.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, Signat
 from sluice.deadlines.business_hours import WorkingHours
 from sluice.deadlines.decide import Deadline, DeadlinePolicy, decide
 from sluice.deadlines.facts import ConversationFacts
+from sluice.deadlines.inbox_hours import InboxHours
 from sluice.queue.queue import Queue
 from sluice.service.conversations import Conversations
 from sluice.service.message import CustomerMessage
@@ -100,7 +101,7 @@ class Intake:
         store_timeout_s: float = STORE_TIMEOUT_S,
         priority_from_chatwoot: bool = True,
         deadlines: DeadlinePolicy | None = None,
-        working_hours: Callable[[int], WorkingHours | None] | None = None,
+        inbox_hours: InboxHours | None = None,
     ) -> None:
         self.queue = queue
         self.conversations = conversations
@@ -116,7 +117,7 @@ class Intake:
         # What sets a message's deadline beyond its class (sluice.deadlines); None or all
         # switches off: the class's target from when the message heads its lane.
         self.deadlines = deadlines
-        self.working_hours = working_hours  # an inbox's hours, when known (SLA policies)
+        self.inbox_hours = inbox_hours  # inboxes' working hours (business-hours SLAs)
         self._replays = ReplayGuard(queue.redis, queue.keys.replays, window_s=max_age_s)
         self._warned_unsigned = False
         self._warned_unsigned_chatwoot = False
@@ -371,7 +372,7 @@ class Intake:
             written_ms=written_ms,
             chatwoot_written_ms=event.created_at_ms,
             answered_ms=answered_ms,
-            hours=self.working_hours,
+            hours=self._hours_of(event.account_id),
         )
         hops = {"source_created": written_ms, "received": received_ms}
         if decision.clock_start_ms < written_ms:
@@ -391,6 +392,12 @@ class Intake:
             200,
             {"status": "duplicate" if result.duplicate else "queued", "job_id": result.job_id},
         )
+
+    def _hours_of(self, account_id: int) -> Callable[[int], WorkingHours | None] | None:
+        hours = self.inbox_hours
+        if hours is None:
+            return None
+        return lambda inbox_id: hours.get(account_id, inbox_id)
 
     async def _record_deadline(
         self, job_id: str, key: str, decision: Deadline, received_ms: float

@@ -53,6 +53,23 @@ class SimulatorDrivers(SimulatorBase):
         conversation.applied_sla_id = conversation.id
         conversation.applied_sla_created_at = self.clock()
 
+    def set_working_hours(
+        self,
+        account_id: int,
+        *,
+        enabled: bool = True,
+        timezone: str = "UTC",
+        days: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """The inbox's business hours (Inbox#update_working_hours takes the same
+        weekly_schedule rows; ``days`` replaces the rows of the days it names)."""
+        account = self.store.accounts[account_id]
+        account.working_hours_enabled = enabled
+        account.timezone = timezone
+        for row in days or []:
+            day = int(row["day_of_week"])
+            account.working_hours[day] = {**account.working_hours[day], **row}
+
     def set_contact_attributes(
         self, account_id: int, conversation_id: int, attributes: dict[str, Any]
     ) -> None:

@@ -154,6 +154,26 @@ class Account:
     # The enterprise `sla` feature (account.feature_enabled?('sla')): only then do
     # conversation payloads carry applied_sla, sla_events and sla_policy_id.
     sla_enabled: bool = False
+    # The inbox's business hours (OutOfOffisable): Inbox#weekly_schedule, its timezone and
+    # working_hours_enabled; the schedule every inbox is created with
+    # (create_default_working_hours: Monday-Friday 9-17, weekends closed), off.
+    working_hours_enabled: bool = False
+    timezone: str = "UTC"
+    working_hours: list[dict[str, Any]] = field(default_factory=lambda: default_working_hours())
+
+
+def default_working_hours() -> list[dict[str, Any]]:
+    """OutOfOffisable#create_default_working_hours, as Inbox#weekly_schedule renders it."""
+    days = []
+    for day in range(7):
+        closed = day in (0, 6)
+        days.append({
+            "day_of_week": day, "closed_all_day": closed,
+            "open_hour": None if closed else 9, "open_minutes": None if closed else 0,
+            "close_hour": None if closed else 17, "close_minutes": None if closed else 0,
+            "open_all_day": False,
+        })  # fmt: skip
+    return days
 
 
 class Store:
