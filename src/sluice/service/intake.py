@@ -50,14 +50,11 @@ from sluice.chatwoot.payloads import (
 )
 from sluice.chatwoot.replay import ReplayGuard
 from sluice.chatwoot.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
-from sluice.deadlines.business_hours import WorkingHours
-from sluice.deadlines.decide import Deadline, DeadlinePolicy, decide
-from sluice.deadlines.facts import ConversationFacts
+from sluice.deadlines.decide import DeadlinePolicy
 from sluice.deadlines.inbox_hours import InboxHours
 from sluice.queue.queue import Queue
 from sluice.service.conversations import Conversations
-from sluice.service.message import CustomerMessage
-from sluice.service.priorities import class_for
+from sluice.service.enqueue import MessageEnqueuer
 from sluice.service.spool import Spool, SpooledWebhook, SpoolFullError
 from sluice.service.spool_replay import SpoolReplayer
 from sluice.service.strict_json import parse_json
@@ -113,11 +110,8 @@ class Intake:
         self.on_resolved = on_resolved
         self.spool = spool
         self.store_timeout_s = store_timeout_s
-        self.use_priority = priority_from_chatwoot  # Chatwoot's priority picks the class
-        # What sets a message's deadline beyond its class (sluice.deadlines); None or all
-        # switches off: the class's target from when the message heads its lane.
-        self.deadlines = deadlines
-        self.inbox_hours = inbox_hours  # inboxes' working hours (business-hours SLAs)
+        # Class and deadline from what was promised (sluice.service.enqueue).
+        self._enqueuer = MessageEnqueuer(queue, priority_from_chatwoot, deadlines, inbox_hours)
         self._replays = ReplayGuard(queue.redis, queue.keys.replays, window_s=max_age_s)
         self._warned_unsigned = False
         self._warned_unsigned_chatwoot = False
@@ -316,17 +310,7 @@ class Intake:
             if human or not state.bot_may_answer:
                 reason = "a human handles it" if human else f"conversation {status}"
                 return Outcome(200, {"status": "ignored", "reason": reason})
-            if self.deadlines is not None and self.deadlines.active:
-                return await self._enqueue_by_deadline(
-                    event, written_ms, received_ms, state.answered_at_ms
-                )
-            result = await self.queue.add(
-                event.key,
-                CustomerMessage.of(event, written_ms).to_payload(),
-                id=f"cw-{event.message_id}",
-                priority=class_for(event.conversation_priority, enabled=self.use_priority),
-                hops={"source_created": written_ms, "received": received_ms},
-            )
+            result = await self._enqueuer.enqueue(event, written_ms, received_ms, state)
             return Outcome(
                 200,
                 {"status": "duplicate" if result.duplicate else "queued", "job_id": result.job_id},
@@ -356,74 +340,6 @@ class Intake:
         if isinstance(event, Ignored):
             return Outcome(200, {"status": "ignored", "reason": event.reason})
         return Outcome(200, {"status": "ignored", "reason": type(event).__name__})
-
-    async def _enqueue_by_deadline(
-        self, event: IncomingMessage, written_ms: float, received_ms: float, answered_ms: float
-    ) -> Outcome:
-        """Enqueue with the deadline its promises give (:func:`sluice.deadlines.decide.decide`),
-        then record the decision: the job's note ``deadline`` (its source, on the dashboard's
-        timeline), the per-source count (/metrics) and, when notable (a rule or an SLA
-        decided, or ``waiting_since`` was refused), an event with the reason."""
-        assert self.deadlines is not None
-        facts = event.facts if event.facts is not None else ConversationFacts()
-        decision = decide(
-            self.deadlines,
-            facts,
-            written_ms=written_ms,
-            chatwoot_written_ms=event.created_at_ms,
-            answered_ms=answered_ms,
-            hours=self._hours_of(event.account_id),
-        )
-        hops = {"source_created": written_ms, "received": received_ms}
-        if decision.clock_start_ms < written_ms:
-            hops["clock_start"] = decision.clock_start_ms  # the burst's first line
-        result = await self.queue.add(
-            event.key,
-            CustomerMessage.of(event, written_ms).to_payload(),
-            id=f"cw-{event.message_id}",
-            priority=decision.klass,
-            hops=hops,
-            target=decision.target_ms,
-            due_in_ms=decision.due_in_ms(received_ms),
-        )
-        if not result.duplicate:
-            await self._record_deadline(result.job_id, event.key, decision, received_ms)
-        return Outcome(
-            200,
-            {"status": "duplicate" if result.duplicate else "queued", "job_id": result.job_id},
-        )
-
-    def _hours_of(self, account_id: int) -> Callable[[int], WorkingHours | None] | None:
-        hours = self.inbox_hours
-        if hours is None:
-            return None
-        return lambda inbox_id: hours.get(account_id, inbox_id)
-
-    async def _record_deadline(
-        self, job_id: str, key: str, decision: Deadline, received_ms: float
-    ) -> None:
-        engine = self.queue.engine_of_job(job_id)
-        pipe = self.queue.redis.pipeline(transaction=False)
-        pipe.hset(engine.keys.job(job_id), "n:deadline", decision.source)
-        pipe.hincrby(self.queue.keys.deadline_sources, decision.source, 1)
-        if decision.notable:
-            due_in = decision.due_in_ms(received_ms)
-            reason = [decision.source, f"class {decision.klass}"]
-            if decision.target_ms is not None:
-                reason.append(f"target {decision.target_ms} ms")
-            if due_in is not None:
-                reason.append(f"due in {due_in:.0f} ms")
-            if decision.clock_note != "message":
-                reason.append(decision.clock_note)
-            if decision.sla_note:
-                reason.append(decision.sla_note)
-            pipe.xadd(
-                engine.keys.events,
-                {"type": "deadline", "job": job_id, "key": key, "info": "; ".join(reason)[:300]},
-                maxlen=10_000,
-                approximate=True,
-            )
-        await pipe.execute()
 
     async def _reject(self, reason: str, body: bytes, delivery: str | None) -> None:
         entry = json.dumps(
