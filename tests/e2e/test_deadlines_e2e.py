@@ -3,9 +3,10 @@
 
 Chatwoot before 4.16 clears ``waiting_since`` only on a *human* reply
 (``bot_reply_clears_waiting_since`` in sluice.simulator.versions), so after the bot's
-answer (agent-bot mode: Sluice posts as the agent bot) the conversation's next ``message_created`` still carries the first line's
-``waiting_since``: the reply pipeline records when Sluice answered, and the intake does not
-start the clock there (an event says why). From 4.16 the bot's reply clears it, and the
+answer (agent-bot mode: Sluice posts as the agent bot) the conversation's next
+``message_created`` still carries the first line's ``waiting_since``: the reply pipeline
+records when Sluice answered, and the intake does not start the clock there (an event says
+why). From 4.16 the bot's reply clears it, and the
 next line starts a fresh wait that the intake believes."""
 
 from __future__ import annotations

@@ -215,6 +215,23 @@
       : [el("tr", {}, el("td", { colspan: "7", class: "muted" }, "No live worker."))]));
   }
 
+  // ------------------------------------------------------------ deadlines (docs/priorities.md)
+
+  async function loadDeadlines() {
+    let data;
+    try { data = await api("api/deadlines"); } catch (e) { return; } // shown by the connection badge
+    const sw = data.switches;
+    const on = (v) => (v ? "on" : "off");
+    $("#deadlines-switches").textContent = "Chatwoot priority " + on(sw.priority_from_chatwoot) +
+      " · waiting_since " + on(sw.waiting_since) + " · SLA policies " + on(sw.sla) +
+      " · rules " + (sw.rules_file || "none");
+    const total = data.sources.reduce((a, r) => a + r.messages, 0);
+    $("#deadlines-table tbody").replaceChildren(...(data.sources.length ? data.sources.map((r) => el("tr", {},
+      el("td", { "data-label": "Source" }, el("code", {}, r.source)),
+      el("td", { "data-label": "Messages" }, r.messages),
+      el("td", { "data-label": "Share" }, pct(r.messages / total, 0))))
+      : [el("tr", {}, el("td", { colspan: "3", class: "muted" }, "Nothing counted: every deadline switch is off, or no message yet."))]));
+  }
   // ------------------------------------------------------------ controls
 
   function renderControls(s) {
@@ -604,4 +621,6 @@
   connect();
   loadSeries();
   setInterval(loadSeries, 15000);
+  loadDeadlines();
+  setInterval(loadDeadlines, 10000);
 })();
