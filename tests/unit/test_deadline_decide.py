@@ -117,3 +117,19 @@ def test_a_rule_sets_class_and_target() -> None:
     d = run(policy, ConversationFacts(contact={"tier": "vip"}, priority="low"))
     assert (d.klass, d.target_ms, d.source, d.due_ms) == ("urgent", 1500, "rule:vip", None)
     assert d.notable
+
+
+def test_chatwoots_next_response_due_time_is_stale_after_sluices_answer() -> None:
+    """Even with the waiting_since switch off, Chatwoot's sla_nrt_due_at counted from a
+    waiting_since older than Sluice's last answer (before 4.16) is not used."""
+    policy = DeadlinePolicy(from_sla=True)
+    stale = sla(nrt_due_ms=CW_NOW - 57_000)  # from a waiting_since of 60 s ago
+    facts = ConversationFacts(sla=stale, waiting_since_ms=CW_NOW - 60_000)
+    d = run(policy, facts, answered=NOW - 5000)
+    assert d.source == "applied_sla:next_response" and d.due_ms == NOW + 3000
+    assert d.sla_note == "threshold; Chatwoot's sla_nrt_due_at stale"
+
+
+def test_before_any_reply_only_the_first_response_threshold_counts() -> None:
+    nrt_only = ConversationFacts(sla=sla(first_response_s=None), created_ms=CW_NOW)
+    assert run(ON, nrt_only).source == "default"

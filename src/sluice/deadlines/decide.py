@@ -187,7 +187,11 @@ def _sla_due(
     sla = facts.sla
     assert sla is not None
     first = facts.first_reply_ms is None and not answered_ms
-    if first and sla.first_response_s is not None:
+    if first:
+        # Chatwoot judges a next response only once first_reply_created_at is set
+        # (Sla::EvaluateAppliedSlaService#check_nrt): before it, only the first threshold.
+        if sla.first_response_s is None:
+            return None, "", ""
         if sla.frt_due_ms is not None:
             return sla.frt_due_ms + offset, "first_response", "Chatwoot's sla_frt_due_at"
         begin = facts.created_ms + offset if facts.created_ms is not None else start
@@ -195,11 +199,14 @@ def _sla_due(
         return due, "first_response", note
     if sla.next_response_s is None:
         return None, "", ""
-    if sla.nrt_due_ms is not None and clock_note in ("waiting_since", "message"):
-        # Chatwoot counts it from its waiting_since; one Sluice refused is stale there too.
+    # Chatwoot counts sla_nrt_due_at from its waiting_since: stale (before Sluice's last
+    # answer, see the module docstring) whether or not the clock switch is on.
+    since = facts.waiting_since_ms
+    stale = bool(answered_ms) and since is not None and since + offset < answered_ms
+    if sla.nrt_due_ms is not None and not stale and clock_note in ("waiting_since", "message"):
         return sla.nrt_due_ms + offset, "next_response", "Chatwoot's sla_nrt_due_at"
     due, note = _threshold(sla.business_hours_only, start, sla.next_response_s, facts, hours)
-    return due, "next_response", note
+    return due, "next_response", note + ("; Chatwoot's sla_nrt_due_at stale" if stale else "")
 
 
 def _threshold(
