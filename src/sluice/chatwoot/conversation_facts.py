@@ -87,7 +87,10 @@ def _seconds(value: object) -> float | None:
     """A threshold in seconds (Chatwoot stores floats); None when absent or absurd."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
     return seconds if math.isfinite(seconds) and 0 < seconds <= 366 * 86_400 else None
 
 
