@@ -45,7 +45,7 @@ def test_the_first_matching_rule_wins_and_all_conditions_must_hold() -> None:
 
 def test_contact_attributes_compare_as_the_file_spells_them() -> None:
     rules = parse_rules(
-        "rules:\n  - name: paying\n    when: {contact: {paid: true, seats: 10}}\n    class: high\n"
+        "rules:\n  - name: paying\n    when: {contact: {paid: True, seats: 10}}\n    class: high\n"
     )
     assert rules.first_match(ConversationFacts(contact={"paid": True, "seats": 10})) is not None
     assert rules.first_match(ConversationFacts(contact={"paid": False, "seats": 10})) is None

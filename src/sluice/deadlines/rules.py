@@ -266,7 +266,9 @@ def _mapping(node: Node, where: str, what: str) -> dict[str, tuple[Node, Node]]:
 def _scalar(node: Node, where: str, what: str) -> str:
     if not isinstance(node, ScalarNode):
         raise RulesError(_at(where, node, f"{what} must be a single value"))
-    return str(node.value).strip()
+    text = str(node.value).strip()
+    # YAML spells a boolean True, true or TRUE; a checkbox attribute reads as true/false.
+    return text.lower() if text.lower() in ("true", "false") else text
 
 
 def _at(where: str, node: Node, message: str) -> str:
