@@ -281,6 +281,11 @@ class QueueKeys:
         """The last refused payloads, for an operator to look at."""
         return self.prefix + "intake:rejected"
 
+    @property
+    def deadline_sources(self) -> str:
+        """Hash: deadline source -> messages it decided (sluice.deadlines; /metrics)."""
+        return self.prefix + "intake:deadline_sources"
+
     def api_processes(self, host: str) -> str:
         """The API processes of one host and their own readings (pool, spool), so a scrape
         of any of them shows all of them (sluice.api.process_metrics)."""

@@ -124,6 +124,7 @@ async def test_pages_and_api_without_a_session(dash: Dash) -> None:
         "/dashboard/api/search?q=x",
         "/dashboard/api/dead-letters",
         "/dashboard/api/alerts",
+        "/dashboard/api/deadlines",
     ):
         assert (await dash.client.get(path)).status_code == 401, path
     dash.client.cookies.set("sluice_dash", "made-up", path="/dashboard")
@@ -331,3 +332,18 @@ async def test_without_admin_token_login_still_makes_a_session(
     finally:
         await server.stop()
         await delete_queue_keys(redis_client, queue_name)
+
+
+async def test_deadline_sources_and_switches(dash: Dash) -> None:
+    """The counts the intake keeps (sluice.service.enqueue), most messages first, and the
+    switches as configured (here: the defaults, every deadline switch off)."""
+    await dash.login()
+    await dash.queue.redis.hincrby(dash.queue.keys.deadline_sources, "priority", 2)
+    await dash.queue.redis.hincrby(dash.queue.keys.deadline_sources, "rule:vip", 5)
+    data = (await dash.client.get("/dashboard/api/deadlines")).json()
+    assert data["sources"] == [
+        {"source": "rule:vip", "messages": 5},
+        {"source": "priority", "messages": 2},
+    ]
+    assert data["switches"] == {"priority_from_chatwoot": True, "waiting_since": False,
+                                "sla": False, "rules_file": None}  # fmt: skip

@@ -13,11 +13,12 @@ live with Playwright's media emulation):
   phone view (390x844), measured from the boxes of the rendered text and controls;
 - an accessibility audit with axe-core (fetched from the npm registry by
   ``scripts/fetch-axe.sh``; the audit skips with the reason when it is missing): no
-  serious or critical violation on the sign-in page, the overview, search, controls and
+  serious or critical violation on the sign-in page, the overview, deadlines, search, controls and
   alerts;
 - screenshots with stable names land in ``artifacts/screenshots/`` (git-ignored, a test
   artifact looked at before each release): ``signin``, ``overview``, ``full``, ``alerts``,
-  ``dead-letters``, ``controls``, ``toast``, ``drain-confirmation``, ``search``, ``phone``
+  ``dead-letters``, ``controls``, ``toast``, ``drain-confirmation``, ``search``,
+  ``deadlines``, ``phone``
   and ``phone-full``, each ``-light`` and ``-dark``.
 
 The README's picture (docs/dashboard.png) is not taken here: a test queue is no system to
@@ -138,6 +139,9 @@ async def stack(
             n += 1
             message_id = f"msg-{n}"
             job_id = await queue.enqueue(f"conv-{n % 7}", {"text": f"hello {n}"}, id=message_id)
+            # What set its deadline, as the intake records and counts it (sluice.deadlines).
+            await queue.redis.hset(queue.keys.job(job_id), "n:deadline", "rule:vip")
+            await queue.redis.hincrby(queue.keys.deadline_sources, "rule:vip", 1)
             sent.append((message_id, job_id))
             await asyncio.sleep(0.15)  # the arrival rate, not synchronization
 
@@ -278,7 +282,7 @@ async def test_dashboard_in_chromium(stack: Stack) -> None:
             f"everything passed but the accessibility audit: no axe-core at {AXE} "
             "(scripts/fetch-axe.sh .venv/tools fetches it; make test runs it)"
         )
-    views = ("sign-in", "overview", "alerts", "error toast", "controls", "search")
+    views = ("sign-in", "overview", "deadlines", "alerts", "error toast", "controls", "search")
     assert sorted(found.audited) == sorted(f"{v} {s}" for v in views for s in SCHEMES)
 
 
@@ -354,6 +358,14 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
     await expect(page.locator("#workers-table tbody tr td").first).not_to_contain_text("stale")
     await expect(page.locator("#chart-throughput .uplot")).to_have_count(1)
     await expect(page.locator("#chart-sla .u-legend")).to_contain_text("10 s warning")
+    # What set the deadlines: the intake's counts and the switches (docs/priorities.md).
+    await expect(page.locator("#deadlines-table tbody")).to_contain_text("rule:vip")
+    await expect(page.locator("#deadlines-switches")).to_contain_text("waiting_since off")
+    for scheme in SCHEMES:
+        await _scheme(page, scheme)
+        await _shot(page.locator("#deadlines"), f"deadlines-{scheme}")
+        await _audit(page, f"deadlines {scheme}", found, "#deadlines")
+    await _scheme(page, "light")
 
     # --- an alert fires (the dead letter failed an attempt) and is acknowledged
     alert = page.locator('.alert[data-rule="failure_rate_high"]')
@@ -455,6 +467,7 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
     await expect(page.locator("#verdict")).to_contain_text("within SLA")
     await expect(page.locator("#timeline .tl-head")).to_contain_text(f"Job {job_id}")
     await expect(page.locator("#timeline .tl-head")).to_contain_text("answered by template-bot")
+    await expect(page.locator("#tl-deadline")).to_have_text("rule:vip")
     hops = page.locator("#timeline .wf-hop")
     await expect(hops.first).to_have_text("enqueued")
     await expect(hops.last).to_have_text("completed")

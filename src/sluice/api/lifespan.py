@@ -23,6 +23,9 @@ from sluice.api import process_metrics
 from sluice.api.state import AppState
 from sluice.broker.assignment import Assigner
 from sluice.broker.config import load_brokers_from_env
+from sluice.chatwoot.client import ChatwootClient
+from sluice.deadlines.decide import deadline_policy
+from sluice.deadlines.inbox_hours import InboxHours
 from sluice.monitor.snapshot import Monitor
 from sluice.queue.queue import Queue
 from sluice.redis.pool import RedisHandle, RedisUnavailableError, connect_from_settings
@@ -47,7 +50,22 @@ async def _connect(settings: Settings, url: str) -> RedisHandle:
         return await connect_from_settings(settings, url, warm=False)
 
 
-def _intake(settings: Settings, queue: Queue, spool: Spool) -> Intake:
+def _inbox_hours(settings: Settings) -> tuple[InboxHours | None, ChatwootClient | None]:
+    """Inboxes' working hours for business-hours SLA policies (sluice.deadlines.inbox_hours):
+    only with SLA deadlines on and Chatwoot's API configured."""
+    if not settings.deadline_from_sla or not settings.chatwoot_url:
+        return None, None
+    if settings.chatwoot_api_token is None:
+        return None, None
+    client = ChatwootClient(
+        settings.chatwoot_url, settings.chatwoot_api_token.get_secret_value(), max_connections=2
+    )
+    return InboxHours(client.inbox), client
+
+
+def _intake(
+    settings: Settings, queue: Queue, spool: Spool, inbox_hours: InboxHours | None = None
+) -> Intake:
     """The webhook intake: Chatwoot's messages into the queue, or into the spool while Redis
     cannot take them; a resolved conversation frees its broker."""
     return Intake(
@@ -63,6 +81,8 @@ def _intake(settings: Settings, queue: Queue, spool: Spool) -> Intake:
         on_resolved=Assigner(queue.redis, queue.keys, load_brokers_from_env()).release,
         spool=spool,
         priority_from_chatwoot=settings.priority_from_chatwoot,
+        deadlines=deadline_policy(settings, queue.priorities),
+        inbox_hours=inbox_hours,
     )
 
 
@@ -94,7 +114,8 @@ def lifespan(
         await spool.open()
         if spool.depth:
             log.warning("%d webhooks wait in the intake spool %s", spool.depth, spool.path)
-        intake = _intake(settings, queue, spool)
+        inbox_hours, chatwoot = _inbox_hours(settings)
+        intake = _intake(settings, queue, spool, inbox_hours)
         app.state.sluice = AppState(
             settings=settings,
             redis=handle,
@@ -127,6 +148,9 @@ def lifespan(
                     await task
             if run_evaluator:
                 await service.stop()
+            if inbox_hours is not None and chatwoot is not None:
+                await inbox_hours.close()
+                await chatwoot.aclose()
             await spool.close()
             await handle.close()
 

@@ -166,6 +166,7 @@ async def render(
     for field, label in (("ok", "ok"), ("warn", "warning"), ("crit", "critical")):
         verdicts.add_metric([queue.name, label], totals.get(field, 0))
     fam.append(verdicts)
+    fam.append(await _deadline_sources(queue))
     fam.append(_histogram("sluice_queue_wait_seconds", queue.name, totals, "w"))
     fam.append(_histogram("sluice_processing_seconds", queue.name, totals, "p"))
     fam.append(_histogram("sluice_sla_duration_seconds", queue.name, totals, "s"))
@@ -252,6 +253,20 @@ def _scaling_families(queue: str, state: Mapping[str, Any] | None) -> list[Metri
         _gauge("sluice_scaling_service_time_seconds", q, float(state["inputs"]["service_time_s"])),
         _gauge("sluice_scaling_history_minutes", q, float(state["forecast"]["history_minutes"])),
     ]
+
+
+async def _deadline_sources(queue: Queue) -> Metric:
+    """What set the messages' deadlines (the intake counts them: sluice.deadlines)."""
+    family = CounterMetricFamily(
+        "sluice_deadline_source",
+        _help("sluice_deadline_source_total"),
+        labels=["queue", "source"],
+    )
+    raw = await queue.redis.hgetall(queue.keys.deadline_sources)
+    for source, count in sorted(raw.items()):
+        name = source.decode() if isinstance(source, bytes) else str(source)
+        family.add_metric([queue.name, name], int(count))
+    return family
 
 
 def _gauge(name: str, labels: Mapping[str, str], value: float) -> Metric:

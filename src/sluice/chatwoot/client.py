@@ -20,6 +20,8 @@ ChatwootClient, ChatwootError, may_still_land``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sluice.chatwoot.conversations import ONLINE_AGENTS_TTL_S
 from sluice.chatwoot.errors import ChatwootDeadlineError, ChatwootError
 from sluice.chatwoot.messages import REPLY_ID_ATTRIBUTE, MessageEndpoints
@@ -55,3 +57,12 @@ class ChatwootClient(MessageEndpoints):
     :class:`~sluice.chatwoot.messages.MessageEndpoints` and
     :class:`~sluice.chatwoot.conversations.ConversationEndpoints`.
     """
+
+    async def inbox(self, account_id: int, inbox_id: int) -> dict[str, Any] | None:
+        """One inbox (``GET /api/v1/accounts/{id}/inboxes/{inbox_id}``, ``InboxesController
+        #show`` rendering ``api/v1/models/_inbox.json.jbuilder``: ``working_hours_enabled``,
+        ``working_hours``, ``timezone``...), or None when the answer is not an object. One
+        retry: a deadline's business hours can wait for the next message."""
+        body = await self._call("GET", account_id, f"/inboxes/{inbox_id}", retries=1)
+        body = body.get("payload", body) if isinstance(body, dict) else body
+        return body if isinstance(body, dict) else None

@@ -12,7 +12,10 @@ Chatwoot's conversation display ids repeat across accounts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+if TYPE_CHECKING:
+    from sluice.deadlines.facts import ConversationFacts
 
 CONVERSATION_STATUSES: Final = frozenset({"open", "pending", "resolved", "snoozed"})
 
@@ -38,6 +41,9 @@ class IncomingMessage:
     event: str
     # The conversation's priority in Chatwoot (low/medium/high/urgent) when set.
     conversation_priority: str | None = None
+    # What its conversation promises (waiting_since, SLA policy, labels, contact
+    # attributes...): the deadline's inputs (sluice.deadlines).
+    facts: ConversationFacts | None = None
 
     @property
     def key(self) -> str:

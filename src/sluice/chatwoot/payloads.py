@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from sluice.chatwoot.conversation_facts import read_facts
 from sluice.chatwoot.events import (
     CONVERSATION_STATUSES,
     ConversationCreated,
@@ -119,6 +120,7 @@ def _message_created(top: Mapping[str, Any], event: str, default: int | None) ->
     if inbox_id is None:
         inbox_id = optional_id(optional_object(top.get("inbox")).get("id"))
     name = sender.get("name")
+    priority = known_priority(conversation.get("priority"))
     return IncomingMessage(
         account_id=account_id,
         conversation_id=conversation_id,
@@ -131,7 +133,8 @@ def _message_created(top: Mapping[str, Any], event: str, default: int | None) ->
         sender_name=name if isinstance(name, str) else None,
         attachments=attachments,
         event=event,
-        conversation_priority=known_priority(conversation.get("priority")),
+        conversation_priority=priority,
+        facts=read_facts(top, conversation, priority),
     )
 
 

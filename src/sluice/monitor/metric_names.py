@@ -53,6 +53,14 @@ METRICS: tuple[MetricSpec, ...] = (
         "Finished messages by SLA verdict (ok, warning, critical).",
     ),
     MetricSpec(
+        "sluice_deadline_source_total",
+        "counter",
+        ("queue", "source"),
+        "Messages by what set their deadline (applied_sla:first_response, "
+        "applied_sla:next_response, rule:<name>, priority, default); counted while a "
+        "deadline feature is on (docs/priorities.md).",
+    ),
+    MetricSpec(
         "sluice_queue_wait_seconds",
         "histogram",
         ("queue",),

@@ -180,6 +180,10 @@ class JobRecord:
     hops: dict[str, float]
     error: str | None
     notes: dict[str, str] = field(default_factory=dict)
+    # The turn's deadline (Redis clock, epoch ms; None before the job heads its lane) and
+    # the SLA target it counts when it becomes a head (ms).
+    deadline_ms: float | None = None
+    target_ms: int | None = None
 
     @classmethod
     def from_hash(cls, data: dict[bytes, bytes], raw: bytes | None) -> JobRecord:
@@ -199,6 +203,8 @@ class JobRecord:
             hops={k[2:].decode(): float(v) for k, v in data.items() if k.startswith(b"h:")},
             error=err.decode() if err else None,
             notes={k[2:].decode(): v.decode() for k, v in data.items() if k.startswith(b"n:")},
+            deadline_ms=float(data[b"deadline"]) if data.get(b"deadline") else None,
+            target_ms=int(float(data[b"target"])) if data.get(b"target") else None,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -214,4 +220,6 @@ class JobRecord:
             "hops": self.hops,
             "error": self.error,
             "notes": self.notes,
+            "deadline_ms": self.deadline_ms,
+            "target_ms": self.target_ms,
         }

@@ -196,8 +196,13 @@ class PartitionedQueue(PartitionLeasing, Queue):
         priority: str = "normal",
         hops: Any = None,
         max_attempts: int | None = None,
+        target: int | None = None,
+        due_in_ms: float | None = None,
     ) -> Enqueued:
-        args = self._engines[0]._enqueue_args(key, payload, id, priority, hops, max_attempts)
+        """See :meth:`Queue.add`."""
+        args = self._engines[0]._enqueue_args(
+            key, payload, id, priority, hops, max_attempts, target, due_in_ms
+        )
         if tracing.enabled:
             with messaging.sending(self.name, key, id, len(args[4]), args) as sent:
                 result = await self._route(args)

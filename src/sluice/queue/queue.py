@@ -154,6 +154,10 @@ class Queue(Leasing):
         """The engine of a conversation's partition (this queue when it is not partitioned)."""
         return self
 
+    def engine_of_job(self, job_id: str) -> Queue:
+        """The engine of the partition a job id names (this queue when not partitioned)."""
+        return self
+
     @property
     def wake_keys(self) -> list[str]:
         """The wake lists an idle worker blocks on (one per partition)."""
@@ -185,10 +189,19 @@ class Queue(Leasing):
         priority: str,
         hops: Mapping[str, float] | None,
         max_attempts: int | None,
+        target: int | None = None,
+        due_in_ms: float | None = None,
     ) -> list[Any]:
         if not key:
             raise ValueError("conversation key must be a non-empty string")
-        target = target_ms(priority, self.priorities)
+        class_target = target_ms(priority, self.priorities)  # also checks the class
+        if target is None:
+            target = class_target
+        elif target < 1:
+            raise ValueError(f"target must be at least 1 ms, got {target}")
+        # "target/own": the job's own first deadline, `due_in_ms` from Redis's now
+        # (lib/enqueue_one.lua); a later head of its lane counts `target` as always.
+        timing: int | str = target if due_in_ms is None else f"{target}/{round(due_in_ms)}"
         attempts = self.max_attempts if max_attempts is None else max_attempts
         if attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {attempts}")
@@ -200,7 +213,7 @@ class Queue(Leasing):
             key,
             body,
             priority,
-            target,
+            timing,
             attempts,
             self.dedupe_ttl_ms,
             len(hops) if hops else 0,
@@ -221,9 +234,16 @@ class Queue(Leasing):
         priority: str = "normal",
         hops: Mapping[str, float] | None = None,
         max_attempts: int | None = None,
+        target: int | None = None,
+        due_in_ms: float | None = None,
     ) -> Enqueued:
-        """Enqueue and say whether the message id was a duplicate (intake needs to know)."""
-        args = self._enqueue_args(key, payload, id, priority, hops, max_attempts)
+        """Enqueue and say whether the message id was a duplicate (intake needs to know).
+
+        ``target`` (ms) replaces the class's SLA target for this job (a priority rule's);
+        ``due_in_ms`` sets the job's own deadline, that long from now (may be negative: its
+        customer has waited longer already), when it heads an idle lane at once
+        (docs/priorities.md); None: its target from now, as for every job before."""
+        args = self._enqueue_args(key, payload, id, priority, hops, max_attempts, target, due_in_ms)
         if tracing.enabled:
             return await self._add_traced(key, id, args)
         job_id, created = await self._run_enqueue(args)

@@ -32,6 +32,9 @@ class ConversationState:
     returned_to_bot: bool = False
     handoff_at_ms: float = 0.0  # when a human took over (0: never)
     answer_open: bool = False  # CHATWOOT_ANSWER_OPEN: see Conversations
+    # When Sluice last delivered an answer into it (epoch ms, 0: never): a `waiting_since`
+    # older than that is stale (sluice.deadlines.decide).
+    answered_at_ms: float = 0.0
 
     @property
     def bot_may_answer(self) -> bool:
@@ -81,6 +84,7 @@ class Conversations:
             returned_to_bot=data.get("returned") == "1",
             handoff_at_ms=float(data.get("handoff_at") or 0.0),
             answer_open=self.answer_open,
+            answered_at_ms=float(data.get("answered_at") or 0.0),
         )
 
     async def _set(self, key: str, mapping: dict[str, str | int | float]) -> None:
@@ -121,6 +125,10 @@ class Conversations:
             },
         )
 
+    async def answered(self, key: str, at_ms: float) -> None:
+        """Sluice delivered an answer into the conversation at ``at_ms`` (epoch ms)."""
+        await self._set(key, {"answered_at": at_ms})
+
     async def forget(self, key: str) -> None:
         await self.redis.delete(self._key(key), self._history_key(key))
 
@@ -128,9 +136,16 @@ class Conversations:
         raw = await self.redis.lrange(self._history_key(key), 0, -1)
         return [json.loads(item) for item in raw]
 
-    async def remember(self, key: str, user: str, assistant: str) -> None:
-        """Append one turn (customer lines and our reply) to the bounded history."""
+    async def remember(
+        self, key: str, user: str, assistant: str, *, answered_at_ms: float | None = None
+    ) -> None:
+        """Append one turn (customer lines and our reply) to the bounded history; with
+        ``answered_at_ms``, also when the reply was delivered (:meth:`answered`), in the
+        same round trip."""
         pipe = self.redis.pipeline(transaction=True)
+        if answered_at_ms is not None:
+            pipe.hset(self._key(key), mapping={"answered_at": answered_at_ms})
+            pipe.pexpire(self._key(key), self.ttl_ms)
         hk = self._history_key(key)
         pipe.rpush(
             hk,

@@ -50,10 +50,11 @@ from sluice.chatwoot.payloads import (
 )
 from sluice.chatwoot.replay import ReplayGuard
 from sluice.chatwoot.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
+from sluice.deadlines.decide import DeadlinePolicy
+from sluice.deadlines.inbox_hours import InboxHours
 from sluice.queue.queue import Queue
 from sluice.service.conversations import Conversations
-from sluice.service.message import CustomerMessage
-from sluice.service.priorities import class_for
+from sluice.service.enqueue import MessageEnqueuer
 from sluice.service.spool import Spool, SpooledWebhook, SpoolFullError
 from sluice.service.spool_replay import SpoolReplayer
 from sluice.service.strict_json import parse_json
@@ -96,6 +97,8 @@ class Intake:
         spool: Spool | None = None,
         store_timeout_s: float = STORE_TIMEOUT_S,
         priority_from_chatwoot: bool = True,
+        deadlines: DeadlinePolicy | None = None,
+        inbox_hours: InboxHours | None = None,
     ) -> None:
         self.queue = queue
         self.conversations = conversations
@@ -107,7 +110,8 @@ class Intake:
         self.on_resolved = on_resolved
         self.spool = spool
         self.store_timeout_s = store_timeout_s
-        self.use_priority = priority_from_chatwoot  # Chatwoot's priority picks the class
+        # Class and deadline from what was promised (sluice.service.enqueue).
+        self._enqueuer = MessageEnqueuer(queue, priority_from_chatwoot, deadlines, inbox_hours)
         self._replays = ReplayGuard(queue.redis, queue.keys.replays, window_s=max_age_s)
         self._warned_unsigned = False
         self._warned_unsigned_chatwoot = False
@@ -306,13 +310,7 @@ class Intake:
             if human or not state.bot_may_answer:
                 reason = "a human handles it" if human else f"conversation {status}"
                 return Outcome(200, {"status": "ignored", "reason": reason})
-            result = await self.queue.add(
-                event.key,
-                CustomerMessage.of(event, written_ms).to_payload(),
-                id=f"cw-{event.message_id}",
-                priority=class_for(event.conversation_priority, enabled=self.use_priority),
-                hops={"source_created": written_ms, "received": received_ms},
-            )
+            result = await self._enqueuer.enqueue(event, written_ms, received_ms, state)
             return Outcome(
                 200,
                 {"status": "duplicate" if result.duplicate else "queued", "job_id": result.job_id},

@@ -183,7 +183,9 @@ class ReplyPipeline:
                 as_agent_bot=self.agent_bot_id,
             )
             job.mark("reply_sent")
-            await self.conversations.remember(key, turn.text(), reply.content)
+            await self.conversations.remember(
+                key, turn.text(), reply.content, answered_at_ms=time.time() * 1000
+            )
 
     async def _fence(self, job: Job) -> float:
         """Fence the POST (see the module docstring) and return its deadline (epoch s):

@@ -78,7 +78,27 @@ def check_config(settings: Settings) -> list[Check]:
         )
     if settings.chatwoot_url:
         checks.append(check_chatwoot_url(settings.chatwoot_url))
+    checks.append(check_deadlines(settings))
     return checks
+
+
+def check_deadlines(settings: Settings) -> Check:
+    """What sets a message's deadline (docs/priorities.md). A rules file that does not
+    load has already stopped the settings, naming its line; this says what is on."""
+    from sluice.deadlines.rules import load_rules_file
+
+    parts = [
+        f"Chatwoot priority {'on' if settings.priority_from_chatwoot else 'off'}",
+        f"waiting_since {'on' if settings.deadline_from_waiting_since else 'off'}",
+        f"SLA policies {'on' if settings.deadline_from_sla else 'off'}",
+    ]
+    if settings.priority_rules:
+        rules = load_rules_file(settings.priority_rules).rules
+        names = ", ".join(r.name for r in rules[:5]) + (", ..." if len(rules) > 5 else "")
+        parts.append(f"{len(rules)} rules from {settings.priority_rules} ({names})")
+    else:
+        parts.append("no rules file")
+    return Check("deadlines", "pass", "; ".join(parts))
 
 
 def check_chatwoot_url(url: str) -> Check:

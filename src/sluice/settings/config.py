@@ -190,6 +190,22 @@ class Settings(EnvSettings):
     # Schedule a message by its conversation's priority in Chatwoot (urgent/high/medium/low
     # -> urgent/high/normal/low); false: every message is `normal`.
     priority_from_chatwoot: bool = Field(True, validation_alias="SLUICE_PRIORITY_FROM_CHATWOOT")
+    # Deadlines from what was promised (docs/priorities.md), each off by default: the
+    # customer's first unanswered message (`waiting_since`) starts the clock; a Chatwoot SLA
+    # policy's first/next response threshold (business hours honoured) may tighten the
+    # deadline; a YAML rules file sets class/target by inbox, label, channel, contact.
+    deadline_from_waiting_since: bool = Field(
+        False, validation_alias="SLUICE_DEADLINE_FROM_WAITING_SINCE"
+    )
+    deadline_from_sla: bool = Field(False, validation_alias="SLUICE_DEADLINE_FROM_SLA")
+    priority_rules: str | None = Field(None, validation_alias="SLUICE_PRIORITY_RULES")
+    waiting_since_max_age_s: float = Field(
+        3_600.0,
+        gt=0,
+        le=30 * 86_400,
+        allow_inf_nan=False,
+        validation_alias="SLUICE_WAITING_SINCE_MAX_AGE_S",
+    )
     # Connections a process keeps to Chatwoot's API; more concurrent calls wait their turn
     # (Chatwoot's Puma serves a few threads per process: more connections only queue there).
     chatwoot_max_connections: int = Field(
@@ -215,6 +231,20 @@ class Settings(EnvSettings):
                 "'_', '.', ':' or '-' (it becomes part of Redis key names)",
                 ("SLUICE_QUEUE",),
             )
+        return value
+
+    @field_validator("priority_rules")
+    @classmethod
+    def _check_priority_rules(cls, value: str | None) -> str | None:
+        """A rules file that does not load refuses the start, naming file and line."""
+        if value is None or not value.strip():
+            return None
+        from sluice.deadlines.rules import RulesError, load_rules_file
+
+        try:
+            load_rules_file(value)
+        except RulesError as exc:
+            raise ConfigError(f"SLUICE_PRIORITY_RULES: {exc}", ("SLUICE_PRIORITY_RULES",)) from None
         return value
 
     @field_validator("redis_url")

@@ -7,7 +7,7 @@ from typing import Any
 
 from sluice.simulator.config import AVAILABILITIES
 from sluice.simulator.engine import SimulatorBase
-from sluice.simulator.state import INCOMING, MESSAGE_STATUSES, OUTGOING, STATUSES
+from sluice.simulator.state import INCOMING, MESSAGE_STATUSES, OUTGOING, STATUSES, SlaPolicy
 
 
 class SimulatorDrivers(SimulatorBase):
@@ -40,6 +40,42 @@ class SimulatorDrivers(SimulatorBase):
         event = self.shapes.conversation_event(conversation, "conversation_created")
         await self.emit([event], wait=wait)
         return conversation.display_id
+
+    def apply_sla(self, account_id: int, conversation_id: int, policy: SlaPolicy) -> None:
+        """Apply an SLA policy to a conversation, as Chatwoot's automation action
+        ``add_sla`` does (an AppliedSla row; enterprise only). It turns the account's
+        ``sla`` feature on. No webhook of its own: ``sla_policy_id`` is not among the
+        attributes whose change fires ``conversation_updated`` (facts §3); the next
+        event's payload carries it."""
+        conversation = self.conversation_or_raise(account_id, conversation_id)
+        self.store.accounts[account_id].sla_enabled = True
+        conversation.sla_policy = policy
+        conversation.applied_sla_id = conversation.id
+        conversation.applied_sla_created_at = self.clock()
+
+    def set_working_hours(
+        self,
+        account_id: int,
+        *,
+        enabled: bool = True,
+        timezone: str = "UTC",
+        days: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """The inbox's business hours (Inbox#update_working_hours takes the same
+        weekly_schedule rows; ``days`` replaces the rows of the days it names)."""
+        account = self.store.accounts[account_id]
+        account.working_hours_enabled = enabled
+        account.timezone = timezone
+        for row in days or []:
+            day = int(row["day_of_week"])
+            account.working_hours[day] = {**account.working_hours[day], **row}
+
+    def set_contact_attributes(
+        self, account_id: int, conversation_id: int, attributes: dict[str, Any]
+    ) -> None:
+        """The contact's custom attributes (a CRM sync writing a customer tier)."""
+        conversation = self.conversation_or_raise(account_id, conversation_id)
+        conversation.contact.custom_attributes.update(attributes)
 
     async def customer_message(
         self,

@@ -44,7 +44,7 @@ class Shapes:
     def contact_push(contact: Contact) -> dict[str, Any]:
         return {
             "additional_attributes": {},
-            "custom_attributes": {},
+            "custom_attributes": dict(contact.custom_attributes),
             "email": contact.email,
             "id": contact.id,
             "identifier": None,
@@ -61,7 +61,7 @@ class Shapes:
             "account": self._account_ref(account_id),
             "additional_attributes": {},
             "avatar": "",
-            "custom_attributes": {},
+            "custom_attributes": dict(contact.custom_attributes),
             "email": contact.email,
             "id": contact.id,
             "identifier": None,
@@ -268,11 +268,58 @@ class Shapes:
             "created_at": int(conversation.created_at),
             "updated_at": round(conversation.updated_at, 3),
         }
+        if self.store.accounts[conversation.account_id].sla_enabled:
+            data.update(self.sla_data(conversation))
         if self.profile().conversation_account:
             # EventDataPresenter#webhook_data merging `account`: release not determinable
             # (facts §3); see VersionProfile.conversation_account.
             data["account"] = self._account_ref(conversation.account_id)
         return data
+
+    def sla_data(self, conversation: Conversation) -> dict[str, Any]:
+        """What the enterprise presenter merges into push_data when the account has the
+        `sla` feature (enterprise/app/presenters/enterprise/conversations/
+        event_data_presenter.rb): ``applied_sla`` (AppliedSla#push_event_data,
+        enterprise/app/models/applied_sla.rb), ``sla_events`` and ``sla_policy_id``, nil and
+        [] when no SLA applies. The due times are the newest version's: frt from the
+        conversation's created_at, nrt from waiting_since (none while it is blank), plain
+        time (a business-hours policy's due times would need the inbox's working hours,
+        which the simulator does not model: it sends ``sla_only_during_business_hours`` as
+        set and leaves the due times out, as an older version does)."""
+        policy = conversation.sla_policy
+        if policy is None:
+            return {"applied_sla": None, "sla_events": [], "sla_policy_id": None}
+
+        def due(start: float | None, threshold: float | None) -> int | None:
+            if start is None or threshold is None:
+                return None
+            return int(start + threshold)
+
+        applied: dict[str, Any] = {
+            "id": conversation.applied_sla_id,
+            "sla_id": policy.id,
+            "sla_status": "active",
+            "created_at": int(conversation.applied_sla_created_at),
+            "updated_at": int(conversation.applied_sla_created_at),
+            "sla_completed_at": None,
+            "sla_description": "",
+            "sla_name": policy.name,
+            "sla_first_response_time_threshold": policy.first_response_time_threshold,
+            "sla_next_response_time_threshold": policy.next_response_time_threshold,
+            "sla_only_during_business_hours": policy.only_during_business_hours,
+            "sla_resolution_time_threshold": policy.resolution_time_threshold,
+        }
+        if not policy.only_during_business_hours:
+            applied["sla_frt_due_at"] = due(
+                conversation.created_at, policy.first_response_time_threshold
+            )
+            applied["sla_nrt_due_at"] = due(
+                conversation.waiting_since, policy.next_response_time_threshold
+            )
+            applied["sla_rt_due_at"] = due(
+                conversation.created_at, policy.resolution_time_threshold
+            )
+        return {"applied_sla": applied, "sla_events": [], "sla_policy_id": policy.id}
 
     def message_webhook(
         self, message: Message, conversation: Conversation, event: str = "message_created"

@@ -53,6 +53,22 @@ class Contact:
     source_id: str
     contact_inbox_id: int
     created_at: float
+    # Contact#custom_attributes (a CRM sync writes a customer tier there): rendered in
+    # Contact#push_event_data / #webhook_data.
+    custom_attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    """An enterprise SLA policy (``enterprise/app/models/sla_policy.rb``): thresholds in
+    seconds, None when the policy has none."""
+
+    id: int
+    name: str
+    first_response_time_threshold: float | None = None
+    next_response_time_threshold: float | None = None
+    resolution_time_threshold: float | None = None
+    only_during_business_hours: bool = False
 
 
 @dataclass
@@ -94,6 +110,9 @@ class Conversation:
     waiting_since: float | None = None
     priority: str | None = None
     custom_attributes: dict[str, Any] = field(default_factory=dict)
+    sla_policy: SlaPolicy | None = None  # the conversation's AppliedSla (one policy)
+    applied_sla_id: int | None = None
+    applied_sla_created_at: float = 0.0
     agent_last_seen_at: float = 0
     contact_last_seen_at: float = 0
 
@@ -132,6 +151,29 @@ class Account:
     inbox_name: str
     conversations: dict[int, Conversation] = field(default_factory=dict)
     next_display_id: int = 1
+    # The enterprise `sla` feature (account.feature_enabled?('sla')): only then do
+    # conversation payloads carry applied_sla, sla_events and sla_policy_id.
+    sla_enabled: bool = False
+    # The inbox's business hours (OutOfOffisable): Inbox#weekly_schedule, its timezone and
+    # working_hours_enabled; the schedule every inbox is created with
+    # (create_default_working_hours: Monday-Friday 9-17, weekends closed), off.
+    working_hours_enabled: bool = False
+    timezone: str = "UTC"
+    working_hours: list[dict[str, Any]] = field(default_factory=lambda: default_working_hours())
+
+
+def default_working_hours() -> list[dict[str, Any]]:
+    """OutOfOffisable#create_default_working_hours, as Inbox#weekly_schedule renders it."""
+    days = []
+    for day in range(7):
+        closed = day in (0, 6)
+        days.append({
+            "day_of_week": day, "closed_all_day": closed,
+            "open_hour": None if closed else 9, "open_minutes": None if closed else 0,
+            "close_hour": None if closed else 17, "close_minutes": None if closed else 0,
+            "open_all_day": False,
+        })  # fmt: skip
+    return days
 
 
 class Store:

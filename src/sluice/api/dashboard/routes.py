@@ -22,6 +22,7 @@ from sluice.api.dashboard import (
     assets,
     charts,
     controls,
+    deadlines,
     events,
     jobs,
     pages,
@@ -61,7 +62,7 @@ __all__ = [
 router = APIRouter()
 # The prefix is given here, not to the parts' own routers: FastAPI refuses to include a
 # route with an empty path (the index page's) without a prefix.
-for part in (pages, assets, summary, charts, jobs, alerts, controls, events, scaling):
+for part in (pages, assets, summary, charts, jobs, alerts, controls, events, deadlines, scaling):
     router.include_router(
         part.router,
         prefix=PREFIX,

@@ -193,7 +193,9 @@ def register(app: FastAPI, api: Api) -> None:
             "greeting_enabled": False,
             "greeting_message": None,
             "enable_auto_assignment": True,
-            "working_hours_enabled": False,
+            "working_hours_enabled": account.working_hours_enabled,
+            "working_hours": [dict(day) for day in account.working_hours],
+            "timezone": account.timezone,
             "website_url": "https://shop.simulator.invalid",
             "widget_color": "#1f93ff",
         }
@@ -277,6 +279,14 @@ def register(app: FastAPI, api: Api) -> None:
     async def list_inboxes(account_id: str, request: Request) -> Response:
         member(request, account_id, "inboxes", "index")
         return JSONResponse({"payload": [inbox_json(api.account_of(account_id))]})
+
+    @app.get(PREFIX + "/inboxes/{inbox_id}")
+    async def show_inbox(account_id: str, inbox_id: str, request: Request) -> Response:
+        # InboxesController#show renders api/v1/models/_inbox (no payload wrapper).
+        member(request, account_id, "inboxes", "show")
+        account = api.account_of(account_id)
+        inbox_of(account, inbox_id)
+        return JSONResponse(inbox_json(account))
 
     @app.get(PREFIX + "/inboxes/{inbox_id}/agent_bot")
     async def inbox_agent_bot(account_id: str, inbox_id: str, request: Request) -> Response:

@@ -215,6 +215,23 @@
       : [el("tr", {}, el("td", { colspan: "7", class: "muted" }, "No live worker."))]));
   }
 
+  // ------------------------------------------------------------ deadlines (docs/priorities.md)
+
+  async function loadDeadlines() {
+    let data;
+    try { data = await api("api/deadlines"); } catch (e) { return; } // shown by the connection badge
+    const sw = data.switches;
+    const on = (v) => (v ? "on" : "off");
+    $("#deadlines-switches").textContent = "Chatwoot priority " + on(sw.priority_from_chatwoot) +
+      " · waiting_since " + on(sw.waiting_since) + " · SLA policies " + on(sw.sla) +
+      " · rules " + (sw.rules_file || "none");
+    const total = data.sources.reduce((a, r) => a + r.messages, 0);
+    $("#deadlines-table tbody").replaceChildren(...(data.sources.length ? data.sources.map((r) => el("tr", {},
+      el("td", { "data-label": "Source" }, el("code", {}, r.source)),
+      el("td", { "data-label": "Messages" }, r.messages),
+      el("td", { "data-label": "Share" }, pct(r.messages / total, 0))))
+      : [el("tr", {}, el("td", { colspan: "3", class: "muted" }, "Nothing counted: every deadline switch is off, or no message yet."))]));
+  }
   // ------------------------------------------------------------ controls
 
   function renderControls(s) {
@@ -388,11 +405,15 @@
     const d = job.durations;
     const v = d.verdict;
     const broker = job.notes && job.notes.broker; // recorded by the reply pipeline
+    const source = job.notes && job.notes.deadline; // what set the deadline (docs/priorities.md)
+    const queued = job.hops && job.hops.enqueued;
+    const due = job.deadline_ms && queued ? " (due " + dur(job.deadline_ms - queued) + " after queued)" : "";
     const head = el("div", { class: "tl-head" },
       el("strong", {}, "Job " + job.id), " · conversation ", el("code", {}, job.key),
       job.message_id ? [" · message ", el("code", {}, job.message_id)] : null,
       " · ", el("span", { class: "badge" }, job.state),
       broker ? [job.state === "completed" ? " · answered by " : " · broker ", el("code", { id: "tl-broker" }, broker)] : null,
+      source ? [" · deadline from ", el("code", { id: "tl-deadline" }, source), due] : null,
       el("span", { class: "verdict badge " + (v || "none"), id: "verdict" }, v ? "SLA " + dur(d.sla_ms) + " — " + VERDICT[v] : "no verdict yet"));
     const rows = tl.map((h, i) => {
       const from = i ? tl[i - 1].at : t0;
@@ -600,4 +621,6 @@
   connect();
   loadSeries();
   setInterval(loadSeries, 15000);
+  loadDeadlines();
+  setInterval(loadDeadlines, 10000);
 })();

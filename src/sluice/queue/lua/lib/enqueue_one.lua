@@ -10,7 +10,10 @@
 --!include lib/emit_job.lua
 
 -- The message's arguments start at a[i]: request id ('' = none), message id ('' = none),
--- conversation key, payload (JSON), priority class, SLA target of the class (ms), max
+-- conversation key, payload (JSON), priority class, SLA target of the class (ms) or
+-- "target/own" (own: ms from now to this message's own deadline when it heads an idle
+-- lane at once, e.g. its customer has been waiting since an earlier line, or an SLA policy
+-- promises less; docs/priorities.md; a later head still counts its class target), max
 -- attempts, dedupe record TTL (ms), the hop count n with the layout guard ("n", or
 -- "n|epoch|" / "n|epoch|c" from a partitioned queue), n x (hop name, epoch ms), then the
 -- trace context ('' or absent = none; stored as `tp`). `now` is the call's clock (ms);
@@ -36,7 +39,8 @@
 -- created, true if its lane became ready (the caller wakes a worker, once per call: wake),
 -- and the index of the argument after this message's trace context.
 local function enqueue_one(a, i, now, next_id, later)
-  local rid, msg_id, key, payload, target = a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 5]
+  local rid, msg_id, key, payload = a[i], a[i + 1], a[i + 2], a[i + 3]
+  local target, own = string.match(a[i + 5], '^(-?[%d.]+)/?(-?[%d.]*)$')
   local nhops, epoch, cond = string.match(a[i + 8], '^(%d+)|?(%d*)|?(c?)$')
   nhops = tonumber(nhops)
   local after = i + 10 + 2 * nhops
@@ -94,7 +98,7 @@ local function enqueue_one(a, i, now, next_id, later)
   local ready = redis.call('RPUSH', lk, id) == 1 and redis.call('HEXISTS', K_INFLIGHT, key) == 0
   local fields = {'id', id, 'key', key, 'prio', a[i + 4], 'target', target,
     'max', a[i + 6], 'attempt', 0, 'state', 'waiting', 'h:enqueued', fmt(now)}
-  local deadline = now + tonumber(target)
+  local deadline = now + tonumber(own ~= '' and own or target)
   if ready then
     fields[#fields + 1] = 'deadline'
     fields[#fields + 1] = fmt(deadline)
