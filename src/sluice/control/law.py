@@ -1,0 +1,312 @@
+"""The control law of adaptive concurrency: from what was measured, the queue's next global
+slot count. A pure function of its inputs (:func:`decide`), so it is tested on recorded
+inputs, without Redis or a clock (tests/unit/test_adaptive_law.py).
+
+The law is AIMD with a Little's-law demand estimate, in the manner of Netflix's
+concurrency-limits library (github.com/Netflix/concurrency-limits: ``AIMDLimit``,
+``Gradient2Limit``) and of TCP congestion control (RFC 5681: multiplicative decrease on
+loss, a slow-start threshold remembered where loss happened, additive increase above it).
+Where a TCP sender or concurrency-limits guess the right window from round-trip times
+alone, a queue knows more: how long messages wait against their SLA budget, how fast they
+arrive, and whether the broker says "too many requests". Each decision, in this order:
+
+1. **Ceiling** (hard, at once): the global bounds (``WORKER_CONCURRENCY_MIN``/``_MAX`` per
+   live worker), the rate limit by Little's law (``rate limit × broker latency``, + 20 %:
+   slots beyond it could only wait for the limiter) and the Redis pools (a slot needs a
+   connection now and then; the pool's size per worker, less two for the heartbeat and the
+   fetch loop). A target above a ceiling drops to it without waiting for the cooldown.
+2. **Back off** (multiplicative decrease): 429s at or above ``throttle_ratio`` of the
+   calls since the last change, or other errors at or above ``error_ratio``: the target
+   becomes ``target × backoff`` and that level is remembered as the *threshold*, above
+   which the target grows by one slot per decision only (TCP's ``ssthresh``), until
+   ``forget_after_s`` (a minute) passes without congestion.
+3. **Gradient check**: an increase made under pressure that did not raise the completion
+   rate (within 5 %) while the broker's latency rose is undone: the broker is saturated
+   and more concurrency only makes every call slower (Gradient2's reading of a latency
+   rise; Little's law: throughput = slots / latency). The old level becomes the threshold.
+4. **Increase**: when the oldest message that could start has waited ``pressure`` (50 %) of
+   the SLA budget or more, or the slots are at least 85 % utilized and the demand exceeds
+   them, the target moves to the demand, by at least ``deadband`` and at most doubling per
+   decision (slow start). The demand is the square-root staffing rule of queueing theory
+   (Halfin-Whitt): ``R + 2·√R`` slots for an offered load of ``R = (arrival rate + backlog
+   / half the budget) × broker latency`` (Little's law), i.e. enough to serve the arrivals
+   and drain the backlog within half the budget, with headroom for Poisson bursts.
+5. **Decrease**: when nothing waits (under ``calm``, 10 % of the budget) and utilization is
+   under 50 %, the target shrinks toward the demand, by at most a quarter per decision.
+
+Stability: a change needs the ``cooldown`` since the previous one (measurements after a
+change describe the new level only once it has run a while), a reversal of direction twice
+the cooldown (except a back-off: a broker refusing must never wait), and any change other
+than a back-off or a pressure increase must move the target by more than the deadband
+(10 %, at least one slot): noise around a steady state changes nothing. The broker latency
+is smoothed twice: a short EWMA (``short_tau_s``) the law acts on, and a long one, the
+*baseline* (``baseline_tau_s``, Gradient2's long window), that the reasons quote so an
+operator sees "latency 2.1 s vs baseline 0.2 s".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+__all__ = ["Decision", "LawConfig", "LawState", "Observation", "decide", "staffing"]
+
+
+@dataclass(frozen=True, slots=True)
+class LawConfig:
+    """The law's constants. Bounds are per live worker (the unit of WORKER_CONCURRENCY)."""
+
+    min_per_worker: int = 1
+    max_per_worker: int = 50
+    budget_ms: float = 10_000.0  # the SLA warning threshold: what a wait is measured against
+    cooldown_s: float = 5.0
+    pressure: float = 0.5  # oldest wait / budget at or above which slots are added
+    calm: float = 0.1  # oldest wait / budget under which slots may be removed
+    busy: float = 0.85  # utilization at or above which demand above the target adds slots
+    idle: float = 0.5  # utilization under which slots may be removed
+    backoff: float = 0.75  # multiplicative decrease on 429s / errors
+    throttle_ratio: float = 0.02  # share of calls answered 429 that means "back off"
+    error_ratio: float = 0.10  # share of calls failing otherwise that means "back off"
+    min_calls: int = 10  # calls since the last change before ratios are believed
+    deadband: float = 0.10
+    short_tau_s: float = 3.0
+    baseline_tau_s: float = 300.0
+    rate_headroom: float = 1.2  # the rate-limit ceiling's margin over rate × latency
+    pool_reserved: int = 2  # connections per worker the heartbeat and fetch loop keep
+    forget_after_s: float = 60.0  # a threshold without congestion since is forgotten
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One reading of the queue, the broker and the workers, at ``at_s`` (seconds, any
+    monotonic origin). Broker counts are those since the previous observation."""
+
+    at_s: float
+    workers: int  # live workers
+    wait_ms: float  # age of the oldest message that could start now (0: none)
+    backlog: int  # messages waiting
+    arrival_per_s: float
+    calls: int = 0
+    errors: int = 0  # failed calls, throttled ones included
+    throttled: int = 0
+    latency_ms: float | None = None  # mean latency of these calls
+    utilization: float | None = None  # busy slots / slots, 0..1
+    rate_limit: int | None = None  # the queue's (live or configured); None or 0: none
+    pool_per_worker: int | None = None  # Redis pool size per worker; None: no pool ceiling
+
+
+@dataclass(frozen=True, slots=True)
+class LawState:
+    """What the law remembers between observations (kept in Redis: a new leader goes on
+    where the previous one stopped)."""
+
+    target: int
+    latency_ms: float | None = None  # short EWMA
+    baseline_ms: float | None = None  # long EWMA
+    last_at: float | None = None
+    changed_at: float | None = None
+    direction: int = 0  # sign of the last change
+    threshold: int | None = None  # where 429s / a useless increase last hit (ssthresh)
+    # Counts since the last change (the ratios and the gradient check judge the current
+    # level only), and the completion rate before it.
+    calls: int = 0
+    errors: int = 0
+    throttled: int = 0
+    since_s: float = 0.0
+    rate_before: float | None = None
+    latency_before: float | None = None
+    previous: int | None = None  # the level before the last change
+    pressured: bool = False  # the last change was an increase under pressure
+    threshold_at: float | None = None  # when the threshold was set
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: LawState
+    previous: int
+    target: int
+    reason: str  # why it changed, or why it held (for the dashboard)
+    kind: str  # "up", "down", "hold"
+
+    @property
+    def changed(self) -> bool:
+        return self.target != self.previous
+
+
+def staffing(offered_load: float) -> int:
+    """Slots for an offered load of R busy slots (arrival rate × service time): the
+    square-root staffing rule R + 2·√R (Halfin & Whitt 1981), which keeps the chance of
+    waiting small for Poisson arrivals; 0 for no load."""
+    if offered_load <= 0:
+        return 0
+    return math.ceil(offered_load + 2.0 * math.sqrt(offered_load))
+
+
+def _ewma(old: float | None, sample: float, dt: float, tau: float) -> float:
+    if old is None:
+        return sample
+    weight = 1.0 - math.exp(-max(dt, 0.0) / tau)
+    return old + weight * (sample - old)
+
+
+def _secs(ms: float | None) -> str:
+    if ms is None:
+        return "?"
+    return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
+
+
+def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
+    """The next target after ``obs`` (see the module docstring for the law)."""
+    dt = obs.at_s - state.last_at if state.last_at is not None else cfg.short_tau_s
+    latency, baseline = state.latency_ms, state.baseline_ms
+    if obs.calls and obs.latency_ms is not None:
+        latency = _ewma(latency, obs.latency_ms, dt, cfg.short_tau_s)
+        baseline = _ewma(baseline, obs.latency_ms, dt, cfg.baseline_tau_s)
+    cur = state.target
+    threshold, threshold_at = state.threshold, state.threshold_at
+    if threshold_at is not None and obs.at_s - threshold_at > cfg.forget_after_s:
+        threshold, threshold_at = None, None  # long without congestion: probe freely again
+    st = replace(
+        state,
+        threshold=threshold,
+        threshold_at=threshold_at,
+        latency_ms=latency,
+        baseline_ms=baseline,
+        last_at=obs.at_s,
+        calls=state.calls + obs.calls,
+        errors=state.errors + obs.errors,
+        throttled=state.throttled + obs.throttled,
+        since_s=state.since_s + max(dt, 0.0),
+    )
+    workers = max(1, obs.workers)
+    lo, hi = cfg.min_per_worker * workers, cfg.max_per_worker * workers
+    ceiling, why_ceiling = hi, f"max {cfg.max_per_worker}/worker × {workers}"
+    if obs.rate_limit and latency:
+        by_rate = math.ceil(obs.rate_limit * latency / 1000 * cfg.rate_headroom)
+        if by_rate < ceiling:
+            ceiling = by_rate
+            why_ceiling = f"rate limit {obs.rate_limit}/s × latency {_secs(latency)}"
+    if obs.pool_per_worker is not None:
+        by_pool = workers * max(1, obs.pool_per_worker - cfg.pool_reserved)
+        if by_pool < ceiling:
+            ceiling, why_ceiling = by_pool, f"Redis pool {obs.pool_per_worker}/worker"
+    ceiling = max(lo, ceiling)
+
+    def done(target: int, kind: str, reason: str, **changes: object) -> Decision:
+        target = max(lo, min(ceiling, target))
+        if target == cur:
+            return Decision(st, cur, cur, reason, "hold")
+        direction = 1 if target > cur else -1
+        rate = st.calls / st.since_s if st.since_s > 0 else None
+        new = replace(
+            st,
+            target=target,
+            changed_at=obs.at_s,
+            direction=direction,
+            calls=0,
+            errors=0,
+            throttled=0,
+            since_s=0.0,
+            rate_before=rate,
+            latency_before=latency,
+            previous=cur,
+            pressured=False,
+        )
+        new = replace(new, **changes)  # type: ignore[arg-type]
+        return Decision(new, cur, target, f"{reason}: {cur} → {target}", kind)
+
+    if cur > ceiling or cur < lo:
+        bound = "ceiling" if cur > ceiling else "floor"
+        limit = why_ceiling if cur > ceiling else f"min {cfg.min_per_worker}/worker × {workers}"
+        return done(cur, "down" if cur > ceiling else "up", f"{bound} ({limit})")
+
+    since_change = obs.at_s - st.changed_at if st.changed_at is not None else math.inf
+    budget = cfg.budget_ms
+    wait_share = obs.wait_ms / budget if budget > 0 else 0.0
+    lat = f"latency {_secs(latency)} vs baseline {_secs(baseline)}"
+
+    # 2. back off on 429s / errors (never held back by the reversal rule)
+    if st.calls >= cfg.min_calls and since_change >= cfg.cooldown_s:
+        throttled = st.throttled / st.calls
+        errors = (st.errors - st.throttled) / st.calls
+        if throttled >= cfg.throttle_ratio or errors >= cfg.error_ratio:
+            what = (
+                f"429s {throttled:.0%} of {st.calls} calls"
+                if throttled >= cfg.throttle_ratio
+                else f"errors {errors:.0%} of {st.calls} calls"
+            )
+            target = min(cur - 1, math.floor(cur * cfg.backoff))
+            return done(
+                target,
+                "down",
+                f"{what}, {lat}",
+                threshold=max(lo, target),
+                threshold_at=obs.at_s,
+            )
+
+    if since_change < cfg.cooldown_s:
+        why = f"cooldown ({since_change:.1f} s < {cfg.cooldown_s:g} s)"
+        return Decision(st, cur, cur, why, "hold")
+
+    # 3. gradient check: the last increase under pressure bought no throughput
+    rate_now = st.calls / st.since_s if st.since_s > 0 else None
+    if (
+        st.pressured
+        and st.previous is not None
+        and st.rate_before is not None
+        and rate_now is not None
+        and st.latency_before
+        and latency
+        and st.calls >= cfg.min_calls
+        and obs.backlog > 0
+        and rate_now <= st.rate_before * 1.05
+        and latency >= st.latency_before * 1.2
+    ):
+        reason = (
+            f"{cur} slots completed {rate_now:.1f}/s, no more than {st.previous} did "
+            f"({st.rate_before:.1f}/s) while latency rose {_secs(st.latency_before)} → "
+            f"{_secs(latency)}: the broker is saturated"
+        )
+        return done(st.previous, "down", reason, threshold=st.previous, threshold_at=obs.at_s)
+
+    reversal_ok = st.direction == 0 or since_change >= 2 * cfg.cooldown_s
+    offered = None
+    if latency is not None:
+        drain = obs.backlog / (budget / 2000) if budget > 0 else 0.0
+        offered = (obs.arrival_per_s + drain) * latency / 1000
+    demand = staffing(offered) if offered is not None else None
+    util = obs.utilization
+    step = max(1, math.ceil(cur * cfg.deadband))
+
+    # 4. increase under pressure, or when busy and short of the demand
+    pressured = wait_share >= cfg.pressure and obs.backlog > 0
+    busy = util is not None and util >= cfg.busy and demand is not None and demand > cur
+    if (pressured or busy) and (st.direction >= 0 or reversal_ok):
+        want = max(cur + step, demand or 0)
+        want = min(want, cur * 2)
+        if st.threshold is not None and want > st.threshold:
+            want = max(st.threshold, cur + 1)  # above the threshold: one slot at a time
+        if pressured:
+            why = (
+                f"oldest wait {_secs(obs.wait_ms)} ≥ {cfg.pressure:.0%} of the "
+                f"{_secs(budget)} budget"
+            )
+        else:
+            why = f"utilization {util:.0%} and demand {demand} > {cur} slots"
+        why += f", {lat}, arrival {obs.arrival_per_s:.1f}/s, backlog {obs.backlog}"
+        if demand is not None:
+            why += f", demand {demand}"
+        if want > cur and (pressured or want - cur >= step):
+            return done(want, "up", why, pressured=pressured)
+
+    # 5. decrease when calm and idle
+    calm = wait_share < cfg.calm and (util is None or util < cfg.idle)
+    if calm and demand is not None and demand < cur and (st.direction <= 0 or reversal_ok):
+        want = max(demand, cur - max(1, cur // 4))
+        if cur - want >= step:
+            why = (
+                f"calm (oldest wait {_secs(obs.wait_ms)}, utilization "
+                f"{'?' if util is None else f'{util:.0%}'}), demand {demand}, {lat}"
+            )
+            return done(want, "down", why)
+    return Decision(st, cur, cur, "steady", "hold")
