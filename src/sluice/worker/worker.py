@@ -57,8 +57,9 @@ class Worker:
     ``prefetch`` jobs (default: ``concurrency``) may wait in a buffer for a free slot when
     there is no rate limit and handlers are short: once ``prefetch_warmup`` runs have
     finished in under half of ``prefetch_hold_s`` on average; ``prefetch_hold_s`` bounds
-    how long a job may wait there (:mod:`sluice.worker.prefetch`). For long handlers the round trip a buffer saves is
-    noise, and a buffer would only hold jobs back from other workers and from a pause.
+    how long a job may wait there (:mod:`sluice.worker.prefetch`). For long handlers the
+    round trip a buffer saves is noise, and a buffer would only hold jobs back from other
+    workers and from a pause.
 
     The settings are taken when the worker is created (each part gets its own): assigning
     one of them afterwards raises ``AttributeError`` rather than silently doing nothing.
