@@ -32,7 +32,10 @@ arrive, and whether the broker says "too many requests". Each decision, in this 
    / half the budget) × broker latency`` (Little's law), i.e. enough to serve the arrivals
    and drain the backlog within half the budget, with headroom for Poisson bursts.
 5. **Decrease**: when nothing waits (under ``calm``, 10 % of the budget) and utilization is
-   under 50 %, the target shrinks toward the demand, by at most a quarter per decision.
+   under 50 %, the target shrinks toward the demand of a 50 % higher load
+   (``shrink_margin``), by at most a quarter per decision. The gap between the two rules
+   is the hysteresis: a steady load measured with ±20 % noise moves the target once and
+   leaves it there (the property test of tests/unit/test_adaptive_law.py).
 
 Stability: a change needs the ``cooldown`` since the previous one (measurements after a
 change describe the new level only once it has run a while), a reversal of direction twice
@@ -69,6 +72,7 @@ class LawConfig:
     error_ratio: float = 0.10  # share of calls failing otherwise that means "back off"
     min_calls: int = 10  # calls since the last change before ratios are believed
     deadband: float = 0.10
+    shrink_margin: float = 1.5  # shrink only to the demand of 1.5 × the measured load
     short_tau_s: float = 3.0
     baseline_tau_s: float = 300.0
     rate_headroom: float = 1.2  # the rate-limit ceiling's margin over rate × latency
@@ -157,6 +161,7 @@ def _secs(ms: float | None) -> str:
 
 def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
     """The next target after ``obs`` (see the module docstring for the law)."""
+    known = state.last_at is not None  # false for the very first observation
     dt = obs.at_s - state.last_at if state.last_at is not None else cfg.short_tau_s
     latency, baseline = state.latency_ms, state.baseline_ms
     if obs.calls and obs.latency_ms is not None:
@@ -173,10 +178,11 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
         latency_ms=latency,
         baseline_ms=baseline,
         last_at=obs.at_s,
-        calls=state.calls + obs.calls,
-        errors=state.errors + obs.errors,
-        throttled=state.throttled + obs.throttled,
-        since_s=state.since_s + max(dt, 0.0),
+        # A first observation's interval is unknown: its counts would skew the rates.
+        calls=state.calls + (obs.calls if known else 0),
+        errors=state.errors + (obs.errors if known else 0),
+        throttled=state.throttled + (obs.throttled if known else 0),
+        since_s=state.since_s + (max(dt, 0.0) if known else 0.0),
     )
     workers = max(1, obs.workers)
     lo, hi = cfg.min_per_worker * workers, cfg.max_per_worker * workers
@@ -301,12 +307,16 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
 
     # 5. decrease when calm and idle
     calm = wait_share < cfg.calm and (util is None or util < cfg.idle)
-    if calm and demand is not None and demand < cur and (st.direction <= 0 or reversal_ok):
-        want = max(demand, cur - max(1, cur // 4))
+    # Down to the demand of a load ``shrink_margin`` higher than measured: the gap between
+    # this and the increase rule is the hysteresis that measurement noise cannot cross.
+    keep = staffing(offered * cfg.shrink_margin) if offered is not None else None
+    if calm and keep is not None and keep < cur and (st.direction <= 0 or reversal_ok):
+        want = max(keep, cur - max(1, cur // 4))
         if cur - want >= step:
             why = (
                 f"calm (oldest wait {_secs(obs.wait_ms)}, utilization "
-                f"{'?' if util is None else f'{util:.0%}'}), demand {demand}, {lat}"
+                f"{'?' if util is None else f'{util:.0%}'}), demand {demand} "
+                f"(+{cfg.shrink_margin - 1:.0%}: {keep}), {lat}"
             )
             return done(want, "down", why)
     return Decision(st, cur, cur, "steady", "hold")
