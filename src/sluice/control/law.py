@@ -5,7 +5,7 @@ inputs, without Redis or a clock (tests/unit/test_adaptive_law.py).
 The law is AIMD with a Little's-law demand estimate, in the manner of Netflix's
 concurrency-limits library (github.com/Netflix/concurrency-limits: ``AIMDLimit``,
 ``Gradient2Limit``) and of TCP congestion control (RFC 5681: multiplicative decrease on
-loss, a slow-start threshold remembered where loss happened, additive increase above it).
+loss, a slow-start threshold remembered where loss happened).
 Where a TCP sender or concurrency-limits guess the right window from round-trip times
 alone, a queue knows more: how long messages wait against their SLA budget, how fast they
 arrive, and whether the broker says "too many requests". Each decision, in this order:
@@ -17,13 +17,18 @@ arrive, and whether the broker says "too many requests". Each decision, in this 
    fetch loop). A target above a ceiling drops to it without waiting for the cooldown.
 2. **Back off** (multiplicative decrease): 429s at or above ``throttle_ratio`` of the
    calls since the last change, or other errors at or above ``error_ratio``: the target
-   becomes ``target × backoff`` and that level is remembered as the *threshold*, above
-   which the target grows by one slot per decision only (TCP's ``ssthresh``), until
-   ``forget_after_s`` (a minute) passes without congestion.
-3. **Gradient check**: an increase made under pressure that did not raise the completion
-   rate (within 5 %) while the broker's latency rose is undone: the broker is saturated
-   and more concurrency only makes every call slower (Gradient2's reading of a latency
-   rise; Little's law: throughput = slots / latency). The old level becomes the threshold.
+   becomes ``target × backoff`` and that level the *cap*: no increase goes above it until
+   ``forget_after_s`` (a minute) passes without congestion (TCP's ``ssthresh``, kept
+   stricter: a broker that refused once is not probed again at once).
+3. **Gradient** (hill climbing on the completion rate): while enough work waits to keep
+   every slot busy, what the slots buy is completions per second (Little's law:
+   slots / latency), so the rate after the last change is compared with the rate before
+   it. An increase under pressure that did not raise it (by ``gain``, 5 %) while the
+   broker's latency rose is undone: the broker is saturated, more concurrency only makes
+   every call slower (Gradient2's reading of a latency rise, checked rather than
+   assumed). A decrease made for congestion that raised it is followed by another (the
+   broker was past its knee: fewer slots complete more); one that lowered it is undone.
+   Each such move sets the cap.
 4. **Increase**: when the oldest message that could start has waited ``pressure`` (50 %) of
    the SLA budget or more, or the slots are at least 85 % utilized and the demand exceeds
    them, the target moves to the demand, by at least ``deadband`` and at most doubling per
@@ -77,7 +82,8 @@ class LawConfig:
     baseline_tau_s: float = 300.0
     rate_headroom: float = 1.2  # the rate-limit ceiling's margin over rate × latency
     pool_reserved: int = 2  # connections per worker the heartbeat and fetch loop keep
-    forget_after_s: float = 60.0  # a threshold without congestion since is forgotten
+    forget_after_s: float = 60.0  # a cap without congestion since is forgotten
+    gain: float = 0.05  # a completion-rate change smaller than this is no change
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +116,7 @@ class LawState:
     last_at: float | None = None
     changed_at: float | None = None
     direction: int = 0  # sign of the last change
-    threshold: int | None = None  # where 429s / a useless increase last hit (ssthresh)
+    cap: int | None = None  # where congestion last showed: no increase above it for a while
     # Counts since the last change (the ratios and the gradient check judge the current
     # level only), and the completion rate before it.
     calls: int = 0
@@ -120,8 +126,8 @@ class LawState:
     rate_before: float | None = None
     latency_before: float | None = None
     previous: int | None = None  # the level before the last change
-    pressured: bool = False  # the last change was an increase under pressure
-    threshold_at: float | None = None  # when the threshold was set
+    cause: str = ""  # what made the last change: bound, backoff, gradient, pressure, demand, calm
+    cap_at: float | None = None  # when the cap was set
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,13 +174,13 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
         latency = _ewma(latency, obs.latency_ms, dt, cfg.short_tau_s)
         baseline = _ewma(baseline, obs.latency_ms, dt, cfg.baseline_tau_s)
     cur = state.target
-    threshold, threshold_at = state.threshold, state.threshold_at
-    if threshold_at is not None and obs.at_s - threshold_at > cfg.forget_after_s:
-        threshold, threshold_at = None, None  # long without congestion: probe freely again
+    cap, cap_at = state.cap, state.cap_at
+    if cap_at is not None and obs.at_s - cap_at > cfg.forget_after_s:
+        cap, cap_at = None, None  # long without congestion: probe again
     st = replace(
         state,
-        threshold=threshold,
-        threshold_at=threshold_at,
+        cap=cap,
+        cap_at=cap_at,
         latency_ms=latency,
         baseline_ms=baseline,
         last_at=obs.at_s,
@@ -198,12 +204,12 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
             ceiling, why_ceiling = by_pool, f"Redis pool {obs.pool_per_worker}/worker"
     ceiling = max(lo, ceiling)
 
-    def done(target: int, kind: str, reason: str, **changes: object) -> Decision:
+    def done(target: int, cause: str, reason: str, capped: bool = False) -> Decision:
         target = max(lo, min(ceiling, target))
         if target == cur:
             return Decision(st, cur, cur, reason, "hold")
         direction = 1 if target > cur else -1
-        rate = st.calls / st.since_s if st.since_s > 0 else None
+        rate = (st.calls - st.errors) / st.since_s if st.since_s > 0 else None
         new = replace(
             st,
             target=target,
@@ -216,15 +222,17 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
             rate_before=rate,
             latency_before=latency,
             previous=cur,
-            pressured=False,
+            cause=cause,
         )
-        new = replace(new, **changes)  # type: ignore[arg-type]
+        if capped:
+            new = replace(new, cap=target, cap_at=obs.at_s)
+        kind = "up" if direction > 0 else "down"
         return Decision(new, cur, target, f"{reason}: {cur} → {target}", kind)
 
     if cur > ceiling or cur < lo:
         bound = "ceiling" if cur > ceiling else "floor"
         limit = why_ceiling if cur > ceiling else f"min {cfg.min_per_worker}/worker × {workers}"
-        return done(cur, "down" if cur > ceiling else "up", f"{bound} ({limit})")
+        return done(cur, "bound", f"{bound} ({limit})")
 
     since_change = obs.at_s - st.changed_at if st.changed_at is not None else math.inf
     budget = cfg.budget_ms
@@ -242,38 +250,40 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
                 else f"errors {errors:.0%} of {st.calls} calls"
             )
             target = min(cur - 1, math.floor(cur * cfg.backoff))
-            return done(
-                target,
-                "down",
-                f"{what}, {lat}",
-                threshold=max(lo, target),
-                threshold_at=obs.at_s,
-            )
+            return done(target, "backoff", f"{what}, {lat}", capped=True)
 
     if since_change < cfg.cooldown_s:
         why = f"cooldown ({since_change:.1f} s < {cfg.cooldown_s:g} s)"
         return Decision(st, cur, cur, why, "hold")
 
-    # 3. gradient check: the last increase under pressure bought no throughput
-    rate_now = st.calls / st.since_s if st.since_s > 0 else None
+    # 3. gradient: with enough work queued to keep every slot busy, the completion rate
+    # is what the slots buy; compare it with the rate before the last change.
+    rate_now = (st.calls - st.errors) / st.since_s if st.since_s > 0 else None
     if (
-        st.pressured
-        and st.previous is not None
-        and st.rate_before is not None
+        st.previous is not None
+        and st.rate_before
         and rate_now is not None
-        and st.latency_before
-        and latency
         and st.calls >= cfg.min_calls
-        and obs.backlog > 0
-        and rate_now <= st.rate_before * 1.05
-        and latency >= st.latency_before * 1.2
+        and obs.backlog >= cur
     ):
-        reason = (
-            f"{cur} slots completed {rate_now:.1f}/s, no more than {st.previous} did "
-            f"({st.rate_before:.1f}/s) while latency rose {_secs(st.latency_before)} → "
-            f"{_secs(latency)}: the broker is saturated"
+        gain = rate_now / st.rate_before - 1
+        was = (
+            f"{st.previous} slots completed {st.rate_before:.1f}/s, {cur} complete {rate_now:.1f}/s"
         )
-        return done(st.previous, "down", reason, threshold=st.previous, threshold_at=obs.at_s)
+        rose = (
+            st.latency_before is not None
+            and latency is not None
+            and latency >= st.latency_before * 1.2
+        )
+        if st.direction > 0 and st.cause == "pressure" and gain < cfg.gain and rose:
+            why = f"{was} while latency rose {_secs(st.latency_before)} → {_secs(latency)}"
+            return done(st.previous, "gradient", f"{why}: the broker is saturated", capped=True)
+        if st.direction < 0 and st.cause in ("backoff", "gradient"):
+            if gain > cfg.gain:  # fewer slots completed more: the broker was overloaded
+                target = min(cur - 1, math.floor(cur * cfg.backoff))
+                return done(target, "gradient", f"{was}, {lat}: fewer do more", capped=True)
+            if gain < -cfg.gain:  # fewer slots completed less: one step too far
+                return done(st.previous, "gradient", f"{was}: back up", capped=True)
 
     reversal_ok = st.direction == 0 or since_change >= 2 * cfg.cooldown_s
     offered = None
@@ -290,8 +300,8 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
     if (pressured or busy) and (st.direction >= 0 or reversal_ok):
         want = max(cur + step, demand or 0)
         want = min(want, cur * 2)
-        if st.threshold is not None and want > st.threshold:
-            want = max(st.threshold, cur + 1)  # above the threshold: one slot at a time
+        if st.cap is not None:
+            want = min(want, max(st.cap, cur))  # congestion showed there: not above it
         if pressured:
             why = (
                 f"oldest wait {_secs(obs.wait_ms)} ≥ {cfg.pressure:.0%} of the "
@@ -303,7 +313,7 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
         if demand is not None:
             why += f", demand {demand}"
         if want > cur and (pressured or want - cur >= step):
-            return done(want, "up", why, pressured=pressured)
+            return done(want, "pressure" if pressured else "demand", why)
 
     # 5. decrease when calm and idle
     calm = wait_share < cfg.calm and (util is None or util < cfg.idle)
@@ -318,5 +328,5 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
                 f"{'?' if util is None else f'{util:.0%}'}), demand {demand} "
                 f"(+{cfg.shrink_margin - 1:.0%}: {keep}), {lat}"
             )
-            return done(want, "down", why)
+            return done(want, "calm", why)
     return Decision(st, cur, cur, "steady", "hold")
