@@ -14,7 +14,8 @@ arrive, and whether the broker says "too many requests". Each decision, in this 
    live worker), the rate limit by Little's law (``rate limit × broker latency``, + 20 %:
    slots beyond it could only wait for the limiter) and the Redis pools (a slot needs a
    connection now and then; the pool's size per worker, less two for the heartbeat and the
-   fetch loop). A target above a ceiling drops to it without waiting for the cooldown.
+   fetch loop). A target outside the bounds moves into them at once; one above a ceiling
+   that follows the latency (the rate limit's) drops to it once per cooldown.
 2. **Back off** (multiplicative decrease): 429s at or above ``throttle_ratio`` of the
    calls since the last change, or other errors at or above ``error_ratio``: the target
    becomes ``target × backoff`` and that level the *cap*: no increase goes above it until
@@ -229,12 +230,13 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
         kind = "up" if direction > 0 else "down"
         return Decision(new, cur, target, f"{reason}: {cur} → {target}", kind)
 
-    if cur > ceiling or cur < lo:
-        bound = "ceiling" if cur > ceiling else "floor"
-        limit = why_ceiling if cur > ceiling else f"min {cfg.min_per_worker}/worker × {workers}"
-        return done(cur, "bound", f"{bound} ({limit})")
-
     since_change = obs.at_s - st.changed_at if st.changed_at is not None else math.inf
+    # The bounds apply at once; a ceiling that follows the latency down (the rate limit's)
+    # cuts once per cooldown, not at every reading of a falling latency.
+    if cur < lo or cur > hi or (cur > ceiling and since_change >= cfg.cooldown_s):
+        bound = "floor" if cur < lo else "ceiling"
+        limit = f"min {cfg.min_per_worker}/worker × {workers}" if cur < lo else why_ceiling
+        return done(cur, "bound", f"{bound} ({limit})")
     budget = cfg.budget_ms
     wait_share = obs.wait_ms / budget if budget > 0 else 0.0
     lat = f"latency {_secs(latency)} vs baseline {_secs(baseline)}"
