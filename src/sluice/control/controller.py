@@ -39,7 +39,13 @@ from sluice.queue.queue import Queue
 from sluice.settings.config import Settings
 from sluice.worker import registry
 
-__all__ = ["ConcurrencyController", "ControllerStatus", "controller_from_settings", "read_status"]
+__all__ = [
+    "ConcurrencyController",
+    "ControllerStatus",
+    "controller_from_settings",
+    "read_status",
+    "target_history",
+]
 
 log = logging.getLogger("sluice.control")
 
@@ -210,7 +216,13 @@ class ConcurrencyController:
             pipe.hincrby(keys.adaptive, f"decisions_{decision.kind}", 1)
             pipe.xadd(
                 keys.events,
-                {"type": EVENT_TYPE, "job": "", "key": "target", "info": decision.reason},
+                {
+                    "type": EVENT_TYPE,
+                    "job": "",
+                    "key": "target",
+                    "info": decision.reason,
+                    "target": decision.target,
+                },
                 maxlen=10_000,
                 approximate=True,
             )
@@ -310,3 +322,20 @@ def controller_from_settings(settings: Settings, queue: Queue) -> ConcurrencyCon
         interval_s=settings.heartbeat_ms / 1000,
         heartbeat_ms=settings.heartbeat_ms,
     )
+
+
+async def target_history(queue: Queue, since_ms: int, limit: int = 2000) -> list[dict[str, Any]]:
+    """The target's changes since ``since_ms`` (epoch ms), oldest first, from the event
+    stream: ``{"t": epoch s, "target": n, "reason": text}``."""
+    raw: Any = await queue.redis.xrevrange(queue.keys.events, "+", since_ms, count=limit)
+    changes = []
+    for entry_id, fields in reversed(raw or []):
+        data = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in fields.items()
+        }
+        if data.get("type") != EVENT_TYPE or "target" not in data:
+            continue
+        ms = int((entry_id.decode() if isinstance(entry_id, bytes) else entry_id).split("-")[0])
+        changes.append({"t": ms / 1000, "target": int(data["target"]), "reason": data["info"]})
+    return changes
