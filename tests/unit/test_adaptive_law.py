@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sluice.control.law import Decision, LawConfig, LawState, Observation, decide, staffing
+from sluice.control.share import share_of
 
 CFG = LawConfig(min_per_worker=1, max_per_worker=50, budget_ms=10_000, cooldown_s=5.0)
 
@@ -197,3 +198,26 @@ def test_no_oscillation_on_a_noisy_steady_input(
     assert reversals <= 1, [d.reason for d in decisions if d.changed]
     late = [d.kind for d in decisions[100:] if d.changed]
     assert len(late) <= 1 and "up" not in late, (rate, latency, start, late)
+
+
+def test_share_of_spreads_the_remainder_by_id_and_never_gives_zero() -> None:
+    ids = ["w-b", "w-a", "w-c"]
+    assert [share_of(10, ids, me) for me in sorted(ids)] == [4, 3, 3]
+    assert sum(share_of(10, ids, me) for me in ids) == 10
+    assert share_of(2, ids, "w-c") == 1  # never below one slot
+    assert share_of(5, [], "alone") == 5  # the worker counts itself
+
+
+def test_a_congestion_decrease_that_completed_more_is_followed_by_another() -> None:
+    """Past its knee a broker completes more with fewer requests in flight: after a back-off
+    on 429s raised the completion rate, the law steps down again (and caps there)."""
+    state = LawState(target=20, changed_at=-100.0, last_at=0.0)
+    throttled = [obs(1, calls=20, errors=8, throttled=8, backlog=200)]
+    decisions = run(state, throttled)
+    assert decisions[-1].target == 15
+    # At 15 slots: no 429s, and 14 completions/s where 20 slots managed 12.
+    better = [obs(2 + t, calls=14, backlog=200, wait_ms=1000.0) for t in range(1, 7)]
+    decisions = run(decisions[-1].state, better)
+    down = [d for d in decisions if d.changed]
+    assert down and down[0].target == 11 and "fewer do more" in down[0].reason
+    assert down[0].state.cap == 11
