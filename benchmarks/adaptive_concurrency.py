@@ -383,6 +383,8 @@ async def main() -> None:
     parser.add_argument("--decisions", action="store_true", help="print every decision")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # Every 429 retried and every dead letter is logged by the worker: not the point here.
+    logging.getLogger("sluice").setLevel(logging.CRITICAL)
     names = ["a", "b", "c"] if args.scenario == "all" else [args.scenario]
     runs: list[Run] = []
     for name in names:

@@ -216,7 +216,7 @@ def test_a_congestion_decrease_that_completed_more_is_followed_by_another() -> N
     decisions = run(state, throttled)
     assert decisions[-1].target == 15
     # At 15 slots: no 429s, and 14 completions/s where 20 slots managed 12.
-    better = [obs(2 + t, calls=14, backlog=200, wait_ms=1000.0) for t in range(1, 7)]
+    better = [obs(1 + t, calls=14, backlog=200, wait_ms=1000.0) for t in range(1, 7)]
     decisions = run(decisions[-1].state, better)
     down = [d for d in decisions if d.changed]
     assert down and down[0].target == 11 and "fewer do more" in down[0].reason
