@@ -48,9 +48,9 @@ change describe the new level only once it has run a while), a reversal of direc
 the cooldown (except a back-off: a broker refusing must never wait), and any change other
 than a back-off or a pressure increase must move the target by more than the deadband
 (10 %, at least one slot): noise around a steady state changes nothing. The broker latency
-is smoothed twice: a short EWMA (``short_tau_s``) the law acts on, and a long one, the
-*baseline* (``baseline_tau_s``, Gradient2's long window), that the reasons quote so an
-operator sees "latency 2.1 s vs baseline 0.2 s".
+and the arrival rate are smoothed by a short EWMA (``short_tau_s``) the law acts on; the
+latency also by a long one, the *baseline* (``baseline_tau_s``, Gradient2's long window),
+that the reasons quote so an operator sees "latency 2.1 s vs baseline 0.2 s".
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ class LawState:
 
     target: int
     latency_ms: float | None = None  # short EWMA
+    arrival_per_s: float | None = None  # short EWMA
     baseline_ms: float | None = None  # long EWMA
     last_at: float | None = None
     changed_at: float | None = None
@@ -174,6 +175,7 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
     if obs.calls and obs.latency_ms is not None:
         latency = _ewma(latency, obs.latency_ms, dt, cfg.short_tau_s)
         baseline = _ewma(baseline, obs.latency_ms, dt, cfg.baseline_tau_s)
+    arrival = _ewma(state.arrival_per_s, obs.arrival_per_s, dt, cfg.short_tau_s)
     cur = state.target
     cap, cap_at = state.cap, state.cap_at
     if cap_at is not None and obs.at_s - cap_at > cfg.forget_after_s:
@@ -184,6 +186,7 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
         cap_at=cap_at,
         latency_ms=latency,
         baseline_ms=baseline,
+        arrival_per_s=arrival,
         last_at=obs.at_s,
         # A first observation's interval is unknown: its counts would skew the rates.
         calls=state.calls + (obs.calls if known else 0),
@@ -291,7 +294,7 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
     offered = None
     if latency is not None:
         drain = obs.backlog / (budget / 2000) if budget > 0 else 0.0
-        offered = (obs.arrival_per_s + drain) * latency / 1000
+        offered = (arrival + drain) * latency / 1000
     demand = staffing(offered) if offered is not None else None
     util = obs.utilization
     step = max(1, math.ceil(cur * cfg.deadband))
@@ -311,7 +314,7 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
             )
         else:
             why = f"utilization {util:.0%} and demand {demand} > {cur} slots"
-        why += f", {lat}, arrival {obs.arrival_per_s:.1f}/s, backlog {obs.backlog}"
+        why += f", {lat}, arrival {arrival:.1f}/s, backlog {obs.backlog}"
         if demand is not None:
             why += f", demand {demand}"
         if want > cur and (pressured or want - cur >= step):
