@@ -10,8 +10,9 @@ same machine, printed as a table, plotted into docs/ (SVG).
     grows; adaptive follows the demand (20/s × 2 s = 40 busy slots).
 (b) a broker degrading under its own load: latency grows past 4 requests in flight
     (squared), 429 with Retry-After past 6 (a rate-limited, continuous-batching LLM
-    endpoint, see the model's docstring), 10 msg/s. Static 10 slots push it past its
-    knee; adaptive backs off.
+    endpoint, see the model's docstring), 7 msg/s. It completes at most 10/s (4 in
+    flight), 6.7/s at 6: static 10 slots push it past its knee into 429s and a backlog it
+    never clears; adaptive backs off.
 (c) steady load: 20 msg/s at 300 ms, nothing changes: throughput must stay within 2 % of
     static.
 
@@ -73,7 +74,7 @@ SCENARIOS = {
         [(0.0, 0.2), (30.0, 2.0), (90.0, 0.2)],
     ),
     "b": Scenario(
-        "b", "broker degrading under its own load, 10 msg/s", 10.0, 120.0, [(0.0, 0.4)], 4, 6
+        "b", "broker degrading under its own load, 7 msg/s", 7.0, 120.0, [(0.0, 0.4)], 4, 6
     ),
     "c": Scenario("c", "steady load, 20 msg/s at 300 ms", 20.0, 90.0, [(0.0, 0.3)]),
 }

@@ -180,6 +180,14 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
     cap, cap_at = state.cap, state.cap_at
     if cap_at is not None and obs.at_s - cap_at > cfg.forget_after_s:
         cap, cap_at = None, None  # long without congestion: probe again
+    # Calls in flight at a change end at the old level: the counts of the new level start
+    # one broker latency after the change.
+    settling = (
+        state.changed_at is not None
+        and latency is not None
+        and obs.at_s - state.changed_at < latency / 1000
+    )
+    known = known and not settling
     st = replace(
         state,
         cap=cap,
