@@ -1,2 +1,2 @@
-"""Adaptive concurrency (issue 15, part 1): one controller per queue sets the global slot
-count from what it measures, every worker takes its share. docs/adaptive-concurrency.md."""
+"""Adaptive concurrency: one controller per queue sets the global slot count from what it
+measures, every worker takes its share (docs/adaptive-concurrency.md)."""

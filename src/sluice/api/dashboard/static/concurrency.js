@@ -49,14 +49,21 @@
 
   function draw(d) {
     const host = $("#chart-concurrency");
+    const scheme = darkScheme.matches ? "dark" : "light";
+    const adaptive = d.mode === "adaptive";
+    // Static mode has no controller and so no history to draw: the tiles say it all.
+    $("#concurrency figure").hidden = !adaptive;
+    if (!adaptive) {
+      if (chart) { chart.destroy(); chart = null; }
+      host.dataset.scheme = scheme;
+      return;
+    }
     const current = isNum(d.status.target) ? d.status.target : (d.slots_now || null);
     // From an hour ago (the target then is unknown when it changed since: a gap) to now.
     const xs = [d.now - 3600], ys = [d.history.length ? null : current];
     for (const c of d.history) { xs.push(c.t); ys.push(c.target); }
     xs.push(d.now); ys.push(current);
     const data = [xs, ys];
-    const scheme = darkScheme.matches ? "dark" : "light";
-    const width = Math.max(240, host.clientWidth);
     if (chart && chart.scheme === scheme) {
       chart.setData(data);
     } else {
@@ -64,7 +71,7 @@
       const fg = cssVar("--muted"), grid = cssVar("--grid");
       const axis = { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } };
       chart = new uPlot({
-        width, height: 160,
+        width: Math.max(240, host.clientWidth), height: 160,
         series: [{}, { label: "target slots", stroke: cssVar("--c1"), fill: cssVar("--c1a"), width: 2,
           paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } }],
         scales: { y: { range: (u, mn, mx) => [0, Math.max(4, (mx || 0) * 1.15)] } },
