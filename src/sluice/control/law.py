@@ -311,7 +311,9 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
     pressured = wait_share >= cfg.pressure and obs.backlog > 0
     busy = util is not None and util >= cfg.busy and demand is not None and demand > cur
     if (pressured or busy) and (st.direction >= 0 or reversal_ok):
-        want = max(cur + step, demand or 0)
+        # Under pressure at least a deadband's step; for the demand alone, only a demand
+        # beyond the deadband counts (one slot short of it is noise).
+        want = max(cur + step, demand or 0) if pressured else (demand or 0)
         want = min(want, cur * 2)
         if st.cap is not None:
             want = min(want, max(st.cap, cur))  # congestion showed there: not above it
