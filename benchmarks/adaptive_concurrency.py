@@ -33,7 +33,9 @@ import json
 import logging
 import math
 import random
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -337,6 +339,18 @@ def _panel(
     parts.append(
         f'<text x="{pad}" y="{top + 10}" font-weight="bold">({name}) {SCENARIOS[name].title}</text>'
     )
+    # Where the broker's own latency is above its lowest: shaded, with its value.
+    series = max(variants.values(), key=lambda r: len(r.series)).series
+    low = min((p["latency"] for p in series), default=0.0)
+    raised = [p for p in series if p["latency"] > low]
+    if raised:
+        x0, x1 = x(raised[0]["t"]), x(raised[-1]["t"])
+        parts.append(
+            f'<rect x="{x0:.1f}" y="{top + 20}" width="{x1 - x0:.1f}" height="{plot_h}" '
+            f'fill="#f4d03f" fill-opacity="0.18"/>'
+            f'<text x="{x0 + 4:.1f}" y="{top + 34}" fill="#7d6608">broker latency '
+            f"{raised[0]['latency']:g} s</text>"
+        )
     parts.append(
         f'<rect x="{pad}" y="{top + 20}" width="{plot_w}" height="{plot_h}" '
         f'fill="none" stroke="#999"/>'
@@ -370,6 +384,31 @@ def _panel(
         f'<tspan fill="{colors["adaptive"]}">adaptive</tspan></text>'
     )
     return parts
+
+
+def svg_to_png(svg: Path, height: int, width: int = 900) -> Path | None:
+    """The SVG as a PNG beside it, drawn by a headless Chromium when one is installed (no
+    plotting library needed); None without one."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        return None
+    png = svg.with_suffix(".png")
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={png}",
+            f"--window-size={width},{height}",
+            svg.resolve().as_uri(),
+        ],
+        check=False,
+        capture_output=True,
+        timeout=120,
+    )
+    return png if png.exists() else None
 
 
 async def main() -> None:
@@ -412,6 +451,9 @@ async def main() -> None:
     if args.plot:
         write_svg(runs, args.plot)
         print(f"\nplot: {args.plot}")
+        png = svg_to_png(args.plot, height=260 * len({r.scenario.name for r in runs}) + 20)
+        if png is not None:
+            print(f"plot: {png}")
     if args.json:
         args.json.write_text(
             json.dumps(
