@@ -221,3 +221,15 @@ def test_a_congestion_decrease_that_completed_more_is_followed_by_another() -> N
     down = [d for d in decisions if d.changed]
     assert down and down[0].target == 11 and "fewer do more" in down[0].reason
     assert down[0].state.cap == 11
+
+
+def test_after_the_cap_is_forgotten_the_law_probes_one_step_at_a_time() -> None:
+    """A minute after 429s set a cap of 4, pressure may raise the target again, but past
+    the old cap one deadband step per decision (TCP's congestion avoidance), not to the
+    demand at once."""
+    state = LawState(target=4, cap=4, cap_at=0.0, changed_at=0.0, last_at=0.0)
+    pressed = [obs(t, wait_ms=8000.0, backlog=300, utilization=1.0) for t in range(1, 90)]
+    decisions = run(state, pressed)
+    ups = [d for d in decisions if d.changed]
+    assert not any(d.changed for d in decisions[:59])  # capped for the first minute
+    assert [d.target for d in ups[:3]] == [5, 6, 7], [d.reason for d in ups]

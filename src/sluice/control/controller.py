@@ -312,6 +312,7 @@ def controller_from_settings(settings: Settings, queue: Queue) -> ConcurrencyCon
         max_per_worker=settings.worker_concurrency_max,
         budget_ms=settings.sla_warning_threshold_ms,
         cooldown_s=settings.worker_concurrency_cooldown_s,
+        settle_s=2 * settings.heartbeat_ms / 1000,  # workers report once a heartbeat
     )
     return ConcurrencyController(
         queue,

@@ -19,8 +19,9 @@ arrive, and whether the broker says "too many requests". Each decision, in this 
 2. **Back off** (multiplicative decrease): 429s at or above ``throttle_ratio`` of the
    calls since the last change, or other errors at or above ``error_ratio``: the target
    becomes ``target × backoff`` and that level the *cap*: no increase goes above it until
-   ``forget_after_s`` (a minute) passes without congestion (TCP's ``ssthresh``, kept
-   stricter: a broker that refused once is not probed again at once).
+   ``forget_after_s`` (a minute) passes without congestion; then increases past it go one
+   deadband step per decision until twice the old cap (TCP's ``ssthresh`` and congestion
+   avoidance: a broker that refused once is probed again gently).
 3. **Gradient** (hill climbing on the completion rate): while enough work waits to keep
    every slot busy, what the slots buy is completions per second (Little's law:
    slots / latency), so the rate after the last change is compared with the rate before
@@ -50,7 +51,10 @@ than a back-off or a pressure increase must move the target by more than the dea
 (10 %, at least one slot): noise around a steady state changes nothing. The broker latency
 and the arrival rate are smoothed by a short EWMA (``short_tau_s``) the law acts on; the
 latency also by a long one, the *baseline* (``baseline_tau_s``, Gradient2's long window),
-that the reasons quote so an operator sees "latency 2.1 s vs baseline 0.2 s".
+that the reasons quote so an operator sees "latency 2.1 s vs baseline 0.2 s". The counts
+of a new level (calls, errors, 429s, completions) start one broker latency plus
+``settle_s`` after the change: calls started at the old level end later, and workers
+report their calls once a heartbeat.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ class LawConfig:
     pool_reserved: int = 2  # connections per worker the heartbeat and fetch loop keep
     forget_after_s: float = 60.0  # a cap without congestion since is forgotten
     gain: float = 0.05  # a completion-rate change smaller than this is no change
+    settle_s: float = 2.0  # + one latency: calls of the old level still being reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,7 @@ class LawState:
     previous: int | None = None  # the level before the last change
     cause: str = ""  # what made the last change: bound, backoff, gradient, pressure, demand, calm
     cap_at: float | None = None  # when the cap was set
+    probe_from: int | None = None  # a forgotten cap: above it, one deadband step at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,21 +183,25 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
         baseline = _ewma(baseline, obs.latency_ms, dt, cfg.baseline_tau_s)
     arrival = _ewma(state.arrival_per_s, obs.arrival_per_s, dt, cfg.short_tau_s)
     cur = state.target
-    cap, cap_at = state.cap, state.cap_at
+    cap, cap_at, probe_from = state.cap, state.cap_at, state.probe_from
     if cap_at is not None and obs.at_s - cap_at > cfg.forget_after_s:
-        cap, cap_at = None, None  # long without congestion: probe again
-    # Calls in flight at a change end at the old level: the counts of the new level start
-    # one broker latency after the change.
+        # Long without congestion: probe again, from the old cap one step at a time.
+        cap, cap_at, probe_from = None, None, cap
+    if probe_from is not None and state.target >= 2 * probe_from:
+        probe_from = None
+    # Calls in flight at a change end at the old level, and workers report their calls once
+    # a heartbeat: the counts of the new level start one latency + settle_s after it.
     settling = (
         state.changed_at is not None
         and latency is not None
-        and obs.at_s - state.changed_at < latency / 1000
+        and obs.at_s - state.changed_at < latency / 1000 + cfg.settle_s
     )
     known = known and not settling
     st = replace(
         state,
         cap=cap,
         cap_at=cap_at,
+        probe_from=probe_from,
         latency_ms=latency,
         baseline_ms=baseline,
         arrival_per_s=arrival,
@@ -237,7 +247,7 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
             cause=cause,
         )
         if capped:
-            new = replace(new, cap=target, cap_at=obs.at_s)
+            new = replace(new, cap=target, cap_at=obs.at_s, probe_from=None)
         kind = "up" if direction > 0 else "down"
         return Decision(new, cur, target, f"{reason}: {cur} → {target}", kind)
 
@@ -317,6 +327,8 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
         want = min(want, cur * 2)
         if st.cap is not None:
             want = min(want, max(st.cap, cur))  # congestion showed there: not above it
+        if st.probe_from is not None and want > max(cur, st.probe_from):
+            want = min(want, max(cur, st.probe_from) + step)  # probing past an old cap
         if pressured:
             why = (
                 f"oldest wait {_secs(obs.wait_ms)} ≥ {cfg.pressure:.0%} of the "
