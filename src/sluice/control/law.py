@@ -356,4 +356,9 @@ def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
                 f"(+{cfg.shrink_margin - 1:.0%}: {keep}), {lat}"
             )
             return done(want, "calm", why)
-    return Decision(st, cur, cur, "steady", "hold")
+    why = (
+        f"steady: oldest wait {_secs(obs.wait_ms)}, utilization "
+        f"{'?' if util is None else f'{util:.0%}'}, demand {demand if demand is not None else '?'}"
+        f", {lat}"
+    )
+    return Decision(st, cur, cur, why, "hold")
