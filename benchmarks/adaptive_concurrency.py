@@ -95,6 +95,7 @@ class Run:
     dead: int = 0
     first_done: float | None = None
     last_done: float | None = None
+    ended_at: float = 0.0  # when the run stopped waiting for answers
 
     def durations(self, now: float) -> list[float]:
         """Every message's SLA duration; unanswered ones count their age so far."""
@@ -237,7 +238,7 @@ async def run_variant(url: str, scenario: Scenario, variant: str, scale: float) 
         ]
         status = await read_status(queue)
         run.decisions.append(f"final target {status.target}")
-    run.summary_at = end  # type: ignore[attr-defined]
+    run.ended_at = end
     await _delete_queue(client, name)
     await client.aclose()
     return run
@@ -257,7 +258,7 @@ def print_table(runs: list[Run]) -> None:
     print(header)
     print("-" * len(header))
     for run in runs:
-        s = run.summary(run.summary_at)  # type: ignore[attr-defined]
+        s = run.summary(run.ended_at)
         slots = f"{s['slots_mean']:.0f} (≤{s['slots_max']:.0f})"
         print(
             f"{run.scenario.name:<9}{run.variant:<10}{s['messages']:>6.0f}{s['p50']:>8.2f}"
@@ -461,7 +462,7 @@ async def main() -> None:
                     {
                         "scenario": r.scenario.name,
                         "variant": r.variant,
-                        "summary": r.summary(r.summary_at),  # type: ignore[attr-defined]
+                        "summary": r.summary(r.ended_at),
                         "series": r.series,
                         "decisions": r.decisions,
                     }
