@@ -239,6 +239,25 @@ class QueueKeys:
     def broker_adopt(self) -> str:
         return self.prefix + "broker:adopt"
 
+    # Adaptive concurrency (sluice.control).
+
+    @property
+    def adaptive(self) -> str:
+        """The concurrency controller's hash: ``target`` (the global slot count every
+        worker takes its share of), the law's state, ``reason`` and decision counters."""
+        return self.prefix + "adaptive"
+
+    @property
+    def adaptive_leader(self) -> str:
+        """The lease that makes one process the queue's concurrency controller."""
+        return self.prefix + "adaptive:leader"
+
+    @property
+    def broker_stats(self) -> str:
+        """Cumulative broker-call counters every worker adds to at each heartbeat:
+        ``calls``, ``errors``, ``throttled`` (429s), ``latency_ms`` (sum)."""
+        return self.prefix + "broker:stats"
+
     # Alerts (sluice.alerts.store).
 
     @property

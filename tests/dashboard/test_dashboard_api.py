@@ -125,6 +125,7 @@ async def test_pages_and_api_without_a_session(dash: Dash) -> None:
         "/dashboard/api/dead-letters",
         "/dashboard/api/alerts",
         "/dashboard/api/deadlines",
+        "/dashboard/api/concurrency",
     ):
         assert (await dash.client.get(path)).status_code == 401, path
     dash.client.cookies.set("sluice_dash", "made-up", path="/dashboard")
@@ -347,3 +348,30 @@ async def test_deadline_sources_and_switches(dash: Dash) -> None:
     ]
     assert data["switches"] == {"priority_from_chatwoot": True, "waiting_since": False,
                                 "sla": False, "rules_file": None}  # fmt: skip
+
+
+async def test_concurrency_panel_shows_the_controller_and_its_decisions(dash: Dash) -> None:
+    """Static by default; the target, its bounds and each decision with its reason come
+    from what the controller wrote (the adaptive hash and the event stream)."""
+    await dash.login()
+    panel = (await dash.client.get("/dashboard/api/concurrency")).json()
+    assert panel["mode"] == "static" and panel["status"]["target"] is None
+    assert panel["history"] == []
+    keys = dash.queue.keys
+    await dash.queue.redis.hset(
+        keys.adaptive, mapping={"target": 14, "min": 2, "max": 100, "decisions_up": 1}
+    )
+    await dash.queue.redis.xadd(
+        keys.events,
+        {"type": "concurrency", "job": "", "key": "target", "info": "wait: 10 → 14", "target": 14},
+    )
+    panel = (await dash.client.get("/dashboard/api/concurrency")).json()
+    assert panel["status"]["target"] == 14 and panel["status"]["decisions"] == {"up": 1, "down": 0}
+    assert [(h["target"], h["reason"]) for h in panel["history"]] == [(14, "wait: 10 → 14")]
+    metrics = (await dash.client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})).text
+    assert f'sluice_concurrency_target{{queue="{dash.queue.name}"}} 14.0' in metrics
+    found = [line for line in metrics.splitlines() if "concurrency_decisions" in line]
+    assert (
+        f'sluice_concurrency_decisions_total{{direction="up",queue="{dash.queue.name}"}} 1.0'
+        in metrics
+    ), found

@@ -67,7 +67,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SCHEMES = ("light", "dark")
 PAGE_BACKGROUND = {"light": "rgb(245, 246, 248)", "dark": "rgb(15, 18, 22)"}  # --bg
-CHARTS = ("throughput", "sla", "depth", "util")
+CHARTS = ("throughput", "sla", "depth", "util", "concurrency")
 
 if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
     pytest.skip(
@@ -400,6 +400,7 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
         await _shot(page, f"full-{scheme}", full_page=True)
         await _shot(page.locator("#alerts"), f"alerts-{scheme}")
         await _shot(page.locator("#dead"), f"dead-letters-{scheme}")
+        await _shot(page.locator("#concurrency"), f"concurrency-{scheme}")
         await _audit(page, f"overview {scheme}", found)
         await _audit(page, f"alerts {scheme}", found, "#alerts")
     await _scheme(page, "light")

@@ -26,6 +26,7 @@ from sluice.broker.base import CustomerLine, HandlerError, Turn
 from sluice.broker.config import Broker
 from sluice.broker.handlers import get_handler, load_handler_settings
 from sluice.broker.handlers.llm import LlmHandler
+from sluice.broker.meter import BrokerMeter, MeteredHandler
 
 API_KEY = "sk-test-0123456789abcdef"
 BOT = Broker(name="llm-bot", kind="ai", handler="llm")
@@ -65,6 +66,13 @@ async def completions(fake: FakeLlm, request: Request) -> JSONResponse:
         # Cancellable wait, so the server can shut down without sitting out the delay.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(fake.released.wait(), fake.delay_s)
+    if fake.status == 429:
+        # OpenAI's rate limit answer: a 429 with an error body and the wait in Retry-After.
+        return JSONResponse(
+            {"error": {"message": "Rate limit reached for requests", "type": "requests"}},
+            status_code=429,
+            headers={"retry-after": "3"},
+        )
     if fake.status != 200:
         return JSONResponse(
             {"error": {"message": "upstream trouble", "type": "server_error"}},
@@ -242,6 +250,26 @@ async def test_server_errors_and_throttling_are_retryable(
     with pytest.raises(HandlerError) as info:
         await handler(fake, http).answer(make_turn(10_000, "hi"))
     assert info.value.retryable and str(status) in str(info.value)
+    # Only a 429 says "too many requests": the adaptive controller backs off on those.
+    assert info.value.throttled is (status == 429)
+    assert info.value.retry_after_s == (3.0 if status == 429 else None)
+
+
+async def test_the_pipelines_meter_counts_calls_and_429s(
+    fake: FakeLlm, http: httpx.AsyncClient
+) -> None:
+    """What the reply pipeline wraps every broker call in (sluice.broker.meter): an
+    answer, a 429 and a 500 are three calls, two failed, one throttled."""
+    meter = BrokerMeter()
+    metered = MeteredHandler(handler(fake, http), meter)
+    assert (await metered.answer(make_turn(10_000, "hi"))).content
+    for status in (429, 500):
+        fake.status = status
+        with pytest.raises(HandlerError):
+            await metered.answer(make_turn(10_000, "hi"))
+    tally = meter.take()
+    assert (tally.calls, tally.errors, tally.throttled) == (3, 2, 1)
+    assert tally.latency_ms > 0
 
 
 async def test_bad_key_is_not_retryable_and_never_leaks(

@@ -173,6 +173,9 @@ def test_explicit_value_equal_to_the_optimized_default_still_wins() -> None:
         ({"SLUICE_PARTITIONS": "0"}, "SLUICE_PARTITIONS"),
         ({"SLUICE_PARTITIONS": "many"}, "SLUICE_PARTITIONS"),
         ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"),
+        ({"WORKER_CONCURRENCY_MODE": "auto"}, "WORKER_CONCURRENCY_MODE"),
+        ({"WORKER_CONCURRENCY_MIN": "0"}, "WORKER_CONCURRENCY_MIN"),
+        ({"WORKER_CONCURRENCY_COOLDOWN_S": "0"}, "WORKER_CONCURRENCY_COOLDOWN_S"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -203,6 +206,18 @@ def test_min_above_max_connections_names_both() -> None:
         load_settings({"REDIS_POOL_MIN_CONNECTIONS": "6", "REDIS_POOL_MAX_CONNECTIONS": "4"})
 
     assert caught.value.variables == ("REDIS_POOL_MIN_CONNECTIONS", "REDIS_POOL_MAX_CONNECTIONS")
+
+
+def test_adaptive_concurrency_is_off_by_default_and_its_bounds_are_checked() -> None:
+    settings = load_settings({})
+    assert settings.worker_concurrency_mode == "static"
+    assert (settings.worker_concurrency_min, settings.worker_concurrency_max) == (1, 50)
+    on = load_settings({"WORKER_CONCURRENCY_MODE": " Adaptive ", "WORKER_CONCURRENCY_MAX": "8"})
+    assert on.worker_concurrency_mode == "adaptive" and on.worker_concurrency_max == 8
+    assert "adaptive 1-8 slots (from 10)" in on.summary()
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"WORKER_CONCURRENCY_MIN": "9", "WORKER_CONCURRENCY_MAX": "4"})
+    assert caught.value.variables == ("WORKER_CONCURRENCY_MIN", "WORKER_CONCURRENCY_MAX")
 
 
 def test_one_invalid_variable_is_reported_without_profile_noise() -> None:

@@ -22,6 +22,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from sluice.api.adaptive_metrics import adaptive_families
 from sluice.api.process_metrics import Readings
 from sluice.monitor.metric_names import DURATION_BUCKETS_S, METRICS, MetricSpec
 from sluice.monitor.snapshot import Monitor
@@ -224,6 +225,7 @@ async def render(
     fam.append(alerts)
     fam.extend(_scaling_families(queue.name, await read_state(queue)))
 
+    fam.extend(await adaptive_families(queue, snapshot["workers"]["list"]))
     fam.extend(_pool_families(processes))
     fam.append(_gauge("sluice_redis_up", {"process": str(os.getpid())}, 1.0))
     fam.extend(_spool_families(processes))

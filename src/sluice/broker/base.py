@@ -135,11 +135,23 @@ class Reply:
 
 class HandlerError(SluiceError):
     """A handler could not answer. ``retryable`` separates "try again" (timeouts, 429, 5xx,
-    an empty completion) from "retrying cannot help" (401, a malformed request)."""
+    an empty completion) from "retrying cannot help" (401, a malformed request).
+    ``throttled`` says the broker refused for load (HTTP 429), with the wait it asked for
+    (``retry_after_s``, from Retry-After): the adaptive concurrency controller backs off on
+    those (docs/adaptive-concurrency.md)."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        throttled: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.throttled = throttled
+        self.retry_after_s = retry_after_s
 
 
 @runtime_checkable

@@ -30,6 +30,7 @@ from sluice.cli.common import (
 from sluice.cli.demo import run_demo
 from sluice.cli.serve import HostOpt, PortOpt, announce, api_address
 from sluice.cli.worker import check_handler, open_handler
+from sluice.control.controller import controller_from_settings
 from sluice.service.runtime import Runtime
 from sluice.service.wiring import DEFAULT_HANDLER, build_worker
 from sluice.worker.supervisor import child_env
@@ -72,14 +73,20 @@ def up(
             announce(base)
             worker = close = None
             task = None
+            controller = None
             if supervisor is None:
                 chosen = open_handler(runtime, handler)
                 close = chosen.close
                 worker = build_worker(runtime, chosen.handler, batch_size=chosen.batch_size)
                 worker.handle_signals = False
                 task = asyncio.create_task(worker.run())
+                controller = controller_from_settings(runtime.settings, runtime.queue)
+                if controller is not None:
+                    controller.start()
             err.print("running; Ctrl-C to stop")
             await stop.wait()
+            if controller is not None:
+                await controller.stop()
             if worker is not None and task is not None and close is not None:
                 await worker.stop()
                 await task

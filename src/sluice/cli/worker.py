@@ -19,6 +19,7 @@ from sluice.cli.common import (
     traced,
     with_runtime,
 )
+from sluice.control.controller import controller_from_settings
 from sluice.errors import ConfigError
 from sluice.scaling.follow import AutoProcesses, desired_reader, parse_processes
 from sluice.scaling.service import scaler_for
@@ -68,11 +69,17 @@ def worker(
 
         async def work(runtime: Runtime) -> None:
             service = _start_monitoring(runtime)
+            # Adaptive mode: every worker process is a candidate controller (one leads).
+            controller = controller_from_settings(runtime.settings, runtime.queue)
+            if controller is not None:
+                controller.start()
             chosen = open_handler(runtime, handler)
             try:
                 await build_worker(runtime, chosen.handler, batch_size=chosen.batch_size).run()
             finally:
                 await chosen.close()
+                if controller is not None:
+                    await controller.stop()
                 await service.stop()
 
         with traced("sluice-worker"):

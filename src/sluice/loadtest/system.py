@@ -14,6 +14,7 @@ from typing import Any
 from sluice.api.factory import create_app
 from sluice.api.server import ApiServer
 from sluice.chatwoot.receivers import NEEDED_EVENTS
+from sluice.control.controller import ConcurrencyController, controller_from_settings
 from sluice.loadtest.config import LoadConfig
 from sluice.service.runtime import Runtime, open_runtime
 from sluice.service.wiring import build_worker, worker_handler
@@ -130,6 +131,7 @@ async def run_system_with_simulator(
     children: subprocess.Popen[bytes] | None = None
     worker: Worker | None = None
     worker_task: asyncio.Task[None] | None = None
+    controller: ConcurrencyController | None = None
     try:
         async with open_runtime(run_settings, redis_url) as runtime:
             if cfg.processes > 1:
@@ -142,9 +144,16 @@ async def run_system_with_simulator(
                 worker = build_worker(runtime, chosen.handler, batch_size=chosen.batch_size)
                 worker.handle_signals = False
                 worker_task = asyncio.create_task(worker.run())
+                # WORKER_CONCURRENCY_MODE=adaptive: the queue's controller (`sluice worker`
+                # children run their own candidates).
+                controller = controller_from_settings(runtime.settings, runtime.queue)
+                if controller is not None:
+                    controller.start()
             try:
                 result = await body(sim, runtime, api_url)
             finally:
+                if controller is not None:
+                    await controller.stop()
                 if worker is not None and worker_task is not None:
                     await worker.stop()
                     await worker_task

@@ -202,6 +202,37 @@ METRICS: tuple[MetricSpec, ...] = (
         ("process",),
         "Spooled webhooks moved into the queue.",
     ),
+    # Adaptive concurrency (docs/adaptive-concurrency.md).
+    MetricSpec(
+        "sluice_concurrency_target",
+        "gauge",
+        ("queue",),
+        "Global slot count the adaptive controller set (absent in static mode).",
+    ),
+    MetricSpec(
+        "sluice_concurrency_share",
+        "gauge",
+        ("queue", "worker"),
+        "Slots each live worker runs now (its share of the target, or its static count).",
+    ),
+    MetricSpec(
+        "sluice_concurrency_decisions_total",
+        "counter",
+        ("queue", "direction"),
+        "Changes of the adaptive concurrency target, up or down.",
+    ),
+    MetricSpec(
+        "sluice_broker_calls_total",
+        "counter",
+        ("queue", "outcome"),
+        "Broker calls by outcome (ok, error, throttled = HTTP 429).",
+    ),
+    MetricSpec(
+        "sluice_broker_latency_seconds_total",
+        "counter",
+        ("queue",),
+        "Summed latency of broker calls (divide by the calls for the mean).",
+    ),
 )
 
 METRIC_NAMES: frozenset[str] = frozenset(m.name for m in METRICS)

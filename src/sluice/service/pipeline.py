@@ -44,6 +44,7 @@ from sluice.broker.base import (
     answer_or_handoff,
 )
 from sluice.broker.config import Broker
+from sluice.broker.meter import BrokerMeter, MeteredHandler
 from sluice.chatwoot.client import ChatwootClient, may_still_land
 from sluice.keys import split_job_id
 from sluice.queue.job import Job
@@ -82,6 +83,9 @@ class ReplyPipeline:
         self._handlers = handlers
         self.sla_budget_ms = sla_budget_ms
         self.handoff_budget_ms = handoff_budget_ms
+        # Every broker call's latency and outcome (429s apart), for the adaptive
+        # concurrency controller: the worker flushes it with each heartbeat.
+        self.broker_meter = BrokerMeter()
 
     def handler_for(self, broker: Broker) -> ReplyHandler:
         if callable(self._handlers):
@@ -232,7 +236,7 @@ class ReplyPipeline:
         left: the retry could then only hand off, after its backoff, which is how a model
         that hangs until its budget-derived timeout got handed off after the SLA deadline
         instead of within it. Hand off now instead."""
-        handler = self.handler_for(broker)
+        handler = MeteredHandler(self.handler_for(broker), self.broker_meter)
         budget = asyncio.timeout(turn.remaining_ms() / 1000)
         try:
             # A backstop for every handler, plug-ins included: one that never returns

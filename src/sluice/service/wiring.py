@@ -115,6 +115,7 @@ def build_worker(runtime: Runtime, handler: Handler, *, batch_size: int = 1) -> 
         heartbeat_ms=s.heartbeat_ms,
         shutdown_grace_s=s.shutdown_grace_s,
         batch_size=batch_size,
+        adaptive=s.worker_concurrency_mode == "adaptive",
     )
 
 

@@ -107,6 +107,19 @@ class Settings(EnvSettings):
         ge=1,
         validation_alias="WORKER_CONCURRENCY",
     )
+    # Adaptive concurrency (docs/adaptive-concurrency.md): static keeps WORKER_CONCURRENCY
+    # slots per worker; adaptive lets one controller per queue set the global slot count,
+    # between WORKER_CONCURRENCY_MIN and _MAX per live worker.
+    worker_concurrency_mode: Literal["static", "adaptive"] = Field(
+        "static", validation_alias="WORKER_CONCURRENCY_MODE"
+    )
+    worker_concurrency_min: int = Field(1, ge=1, validation_alias="WORKER_CONCURRENCY_MIN")
+    worker_concurrency_max: int = Field(
+        50, ge=1, le=10_000, validation_alias="WORKER_CONCURRENCY_MAX"
+    )
+    worker_concurrency_cooldown_s: float = Field(
+        5.0, gt=0, allow_inf_nan=False, validation_alias="WORKER_CONCURRENCY_COOLDOWN_S"
+    )
     queue_rate_limit: int = Field(
         default_factory=_profile_default("QUEUE_RATE_LIMIT"),
         ge=0,
@@ -217,6 +230,11 @@ class Settings(EnvSettings):
     burst_max: int = Field(10, ge=1, le=100, validation_alias="SLUICE_BURST_MAX")
     handoff_budget_ms: int = Field(3_000, ge=0, validation_alias="SLUICE_HANDOFF_BUDGET_MS")
 
+    @field_validator("worker_concurrency_mode", mode="before")
+    @classmethod
+    def _lowercase_mode(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("log_format", mode="before")
     @classmethod
     def _lowercase_log_format(cls, value: object) -> object:
@@ -271,6 +289,12 @@ class Settings(EnvSettings):
                 f"SLA_CRITICAL_THRESHOLD ({self.sla_critical_threshold_ms})",
                 ("SLA_WARNING_THRESHOLD", "SLA_CRITICAL_THRESHOLD"),
             )
+        if self.worker_concurrency_min > self.worker_concurrency_max:
+            raise ConfigError(
+                f"WORKER_CONCURRENCY_MIN ({self.worker_concurrency_min}) must not exceed "
+                f"WORKER_CONCURRENCY_MAX ({self.worker_concurrency_max})",
+                ("WORKER_CONCURRENCY_MIN", "WORKER_CONCURRENCY_MAX"),
+            )
         if self.redis_pool_min_connections > self.redis_pool_max_connections:
             raise ConfigError(
                 f"REDIS_POOL_MIN_CONNECTIONS ({self.redis_pool_min_connections}) must not exceed "
@@ -321,7 +345,12 @@ class Settings(EnvSettings):
             f"profile {self.profile}",
             f"queue {self.queue}",
             f"redis {self._redis_where()}",
-            f"{self.worker_concurrency} slots",
+            (
+                f"{self.worker_concurrency} slots"
+                if self.worker_concurrency_mode == "static"
+                else f"adaptive {self.worker_concurrency_min}-{self.worker_concurrency_max} "
+                f"slots (from {self.worker_concurrency})"
+            ),
             rate,
             pool,
             f"SLA {warn:g}/{crit:g} s",

@@ -1,5 +1,5 @@
 """The queue's controls as a worker obeys them: pause, drain, cancel, live rate limit and
-live concurrency.
+live concurrency (an operator's, or this worker's share of the adaptive target).
 
 Pause, drain, cancel and a live rate limit change what a worker may start *now*, but a
 worker that is busy does not ask Redis until a slot frees, and by then its prefetch buffer
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
@@ -31,10 +31,19 @@ log = logging.getLogger("sluice.worker")
 class Controls:
     """Applies the queue's controls and live settings to the worker's slots."""
 
-    def __init__(self, queue: Queue, slots: Slots, *, configured_concurrency: int) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        slots: Slots,
+        *,
+        configured_concurrency: int,
+        share: Callable[[], Awaitable[int | None]] | None = None,
+    ) -> None:
         self.queue = queue
         self._slots = slots
         self._configured_concurrency = configured_concurrency
+        # Adaptive mode: this worker's share of the controller's target (None: static).
+        self._share = share
 
     def on_message(self, message: str) -> None:
         """A control message heard on the channel (see :func:`listen`)."""
@@ -47,6 +56,9 @@ class Controls:
         elif message == "rate":
             asyncio.get_running_loop().create_task(self.reload())
             revoked = slots.buffer.take_all()
+        elif message == "concurrency":  # a new adaptive target: take the new share now
+            asyncio.get_running_loop().create_task(self.reload())
+            return
         else:
             return
         slots.hand_back.extend(e.job for e in revoked)
@@ -61,9 +73,15 @@ class Controls:
         if paused and not slots.paused:
             self.on_message("pause")  # the control message was missed: act on it now
         slots.paused = paused
-        wanted = live["concurrency"] or self._configured_concurrency
+        # An operator's live override wins over the adaptive share, which wins over the
+        # configured slots (docs/adaptive-concurrency.md).
+        wanted, why = live["concurrency"], "live setting"
+        if wanted is None and self._share is not None:
+            wanted, why = await self._share(), "adaptive share"
+        if wanted is None:
+            wanted, why = self._configured_concurrency, "configured"
         if wanted != slots.concurrency:
-            log.info("concurrency %d -> %d (live setting)", slots.concurrency, wanted)
+            log.info("concurrency %d -> %d (%s)", slots.concurrency, wanted, why)
             slots.concurrency = wanted
             slots.changed.set()
         return live

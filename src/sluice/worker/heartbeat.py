@@ -5,8 +5,10 @@ keeps a local deadline for it, never later than the lease's end in Redis, and on
 successful renewal moves it. Two loops keep it so:
 
 - the **heartbeat** renews the leases of every run and buffered job (and charges the
-  prefetched starts not sent yet), reloads the queue's live settings, and publishes the
-  worker's record in the registry (:mod:`sluice.worker.registry`);
+  prefetched starts not sent yet), reloads the queue's live settings (and, in adaptive
+  mode, this worker's share of the target), publishes the worker's record in the registry
+  (:mod:`sluice.worker.registry`) and adds its broker-call counts to the queue's
+  (:mod:`sluice.broker.meter`);
 - the **watchdog** cancels every run whose local deadline passed without a renewal (Redis
   unreachable, the event loop blocked, a renewal refused): another runner may own the job
   by then, so the run's effects are refused and its job is neither acknowledged nor
@@ -116,6 +118,8 @@ class Heartbeat:
             busy_ms=int(sample.busy_s * 1000) if self.queue.monitoring else None,
             capacity_ms=int(sample.capacity_s * 1000) if self.queue.monitoring else None,
         )
+        # The broker calls since the last beat, for the adaptive controller and /metrics.
+        await processor.broker_meter.flush(self.queue.redis, self.queue.keys)
 
     async def _renew_leases(self) -> None:
         """Extend the leases of every live run and buffered job; a run whose lease Redis no

@@ -23,6 +23,7 @@ import logging
 import time
 
 from sluice import tracing
+from sluice.broker.meter import BrokerMeter
 from sluice.errors import LeaseLostError
 from sluice.queue.job import Job, now_ms
 from sluice.queue.lease import Lease
@@ -50,6 +51,12 @@ class Processor:
         # it would only hold jobs back from other workers (see Fetcher._prefetch_room).
         self.handler_s = 0.0
         self.runs_to_warm_up = prefetch_warmup
+        # Broker calls for the adaptive controller (sluice.broker.meter): a handler that
+        # counts its own broker calls (the reply pipeline) brings its meter; for any other
+        # the handler is the broker, and each run is a call.
+        own = getattr(handler, "broker_meter", None)
+        self.broker_meter: BrokerMeter = own if isinstance(own, BrokerMeter) else BrokerMeter()
+        self._meter_runs = not isinstance(own, BrokerMeter)
         self._slots = slots
         self._retry = retry
 
@@ -117,6 +124,8 @@ class Processor:
             log.warning("job %s stopped before an effect: %s", job.id, exc)
         except Exception as exc:  # the handler's failure is the job's outcome, not ours
             self.meter.finished(meter_key)
+            if self._meter_runs:
+                self.broker_meter.record(time.monotonic() - run.started_at, exc)
             self.failed += 1
             slots.started.pop((job.id, job.token), None)  # fail.lua charges it
             outcome, error = "lost", exc
@@ -124,6 +133,8 @@ class Processor:
                 outcome = await self._retry.record_failure(job, exc)
         else:
             self.meter.finished(meter_key)
+            if self._meter_runs:
+                self.broker_meter.record(time.monotonic() - run.started_at)
             self.processed += 1
             slots.started.pop((job.id, job.token), None)  # charged with its completion
             for member in job.members:  # one turn answered them all: each keeps its hops

@@ -27,6 +27,7 @@ import signal
 import socket
 import uuid
 
+from sluice.control.share import ShareReader
 from sluice.queue.queue import DEFAULT_LEASE_MS, Queue
 from sluice.worker import control, registry
 from sluice.worker.control import Controls
@@ -50,12 +51,15 @@ class Worker:
 
     ``rate_limit`` is the global job starts per second shared by every worker of the queue
     (0 = unlimited); a live value set with :meth:`Queue.set_rate_limit` wins, and so does a
-    live concurrency set with :meth:`Queue.set_concurrency`. ``prefetch`` jobs (default:
-    ``concurrency``) may wait in a buffer for a free slot when there is no rate limit and
-    handlers are short: once ``prefetch_warmup`` runs have finished in under half of
-    ``prefetch_hold_s`` on average; ``prefetch_hold_s`` bounds how long a job may wait there
-    (:mod:`sluice.worker.prefetch`). For long handlers the round trip a buffer saves is
-    noise, and a buffer would only hold jobs back from other workers and from a pause.
+    live concurrency set with :meth:`Queue.set_concurrency`. With ``adaptive`` the slots
+    are this worker's share of the queue's adaptive target (docs/adaptive-concurrency.md),
+    ``concurrency`` until the controller has written one; a live concurrency still wins.
+    ``prefetch`` jobs (default: ``concurrency``) may wait in a buffer for a free slot when
+    there is no rate limit and handlers are short: once ``prefetch_warmup`` runs have
+    finished in under half of ``prefetch_hold_s`` on average; ``prefetch_hold_s`` bounds
+    how long a job may wait there (:mod:`sluice.worker.prefetch`). For long handlers the
+    round trip a buffer saves is noise, and a buffer would only hold jobs back from other
+    workers and from a pause.
 
     The settings are taken when the worker is created (each part gets its own): assigning
     one of them afterwards raises ``AttributeError`` rather than silently doing nothing.
@@ -77,6 +81,7 @@ class Worker:
             "id",
             "batch_size",
             "prefetch",
+            "adaptive",
         }
     )
 
@@ -99,6 +104,7 @@ class Worker:
         prefetch: int | None = None,
         prefetch_hold_s: float = DEFAULT_HOLD_S,
         prefetch_warmup: int = 20,
+        adaptive: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -141,7 +147,13 @@ class Worker:
             prefetch=self.prefetch,
             idle_poll_s=idle_poll_s,
         )
-        self._controls = Controls(queue, self._slots, configured_concurrency=concurrency)
+        # Adaptive mode: the slots are this worker's share of the queue's target, which one
+        # controller per queue sets (sluice.control); ``concurrency`` serves until it has.
+        share = ShareReader(queue, self.id, live_s=heartbeat_ms * 5 / 1000) if adaptive else None
+        self.adaptive = adaptive
+        self._controls = Controls(
+            queue, self._slots, configured_concurrency=concurrency, share=share
+        )
         self._heartbeat = Heartbeat(
             queue,
             self._slots,

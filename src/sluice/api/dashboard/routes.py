@@ -21,6 +21,7 @@ from sluice.api.dashboard import (
     alerts,
     assets,
     charts,
+    concurrency,
     controls,
     deadlines,
     events,
@@ -62,7 +63,19 @@ __all__ = [
 router = APIRouter()
 # The prefix is given here, not to the parts' own routers: FastAPI refuses to include a
 # route with an empty path (the index page's) without a prefix.
-for part in (pages, assets, summary, charts, jobs, alerts, controls, events, deadlines, scaling):
+for part in (
+    pages,
+    assets,
+    summary,
+    charts,
+    concurrency,
+    jobs,
+    alerts,
+    controls,
+    events,
+    deadlines,
+    scaling,
+):
     router.include_router(
         part.router,
         prefix=PREFIX,

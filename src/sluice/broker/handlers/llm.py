@@ -181,7 +181,16 @@ class LlmHandler:
         elapsed_ms = (time.monotonic() - started) * 1000.0
         log.debug("llm %s answered %d in %.0f ms", self.model, response.status_code, elapsed_ms)
         status = response.status_code
-        if status == 408 or status == 429 or status >= 500:
+        if status == 429:
+            # OpenAI's rate limits answer 429 with the wait in Retry-After (Azure OpenAI's
+            # provisioned deployments also when over capacity): throttled, not broken.
+            raise HandlerError(
+                f"llm returned HTTP 429: {self._excerpt(response)}",
+                retryable=True,
+                throttled=True,
+                retry_after_s=_retry_after_s(response.headers.get("retry-after")),
+            )
+        if status == 408 or status >= 500:
             raise HandlerError(
                 f"llm returned HTTP {status}: {self._excerpt(response)}", retryable=True
             )
@@ -221,3 +230,13 @@ def _content(data: Any) -> str:
     if isinstance(content, list):  # content parts, as some gateways return
         content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return content.strip() if isinstance(content, str) else ""
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """Retry-After in seconds (RFC 9110 allows an HTTP date too: not worth parsing here,
+    the queue's own back-off applies then)."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
