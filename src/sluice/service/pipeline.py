@@ -43,7 +43,9 @@ from sluice.broker.base import (
     Turn,
     answer_or_handoff,
 )
+from sluice.broker.breaker import BreakerBoard
 from sluice.broker.config import Broker
+from sluice.broker.guarded import GuardedHandler
 from sluice.chatwoot.client import ChatwootClient, may_still_land
 from sluice.keys import split_job_id
 from sluice.queue.job import Job
@@ -74,8 +76,15 @@ class ReplyPipeline:
         sla_budget_ms: float,
         handoff_budget_ms: float,
         agent_bot_id: int | None = None,
+        breakers: BreakerBoard | None = None,
+        fallback: ReplyHandler | None = None,
     ) -> None:
+        if (breakers is None) != (fallback is None):
+            raise ValueError("breakers and fallback go together (both or neither)")
         self.agent_bot_id = agent_bot_id
+        self.breakers = breakers
+        self.fallback = fallback
+        self._guarded: dict[str, GuardedHandler] = {}
         self.client = client
         self.conversations = conversations
         self.assigner = assigner
@@ -84,9 +93,23 @@ class ReplyPipeline:
         self.handoff_budget_ms = handoff_budget_ms
 
     def handler_for(self, broker: Broker) -> ReplyHandler:
+        """The broker's handler; with circuit breakers on, an AI broker's behind its own
+        breaker (:class:`~sluice.broker.guarded.GuardedHandler`), the fallback answering
+        while it is open."""
         if callable(self._handlers):
-            return self._handlers(broker.handler)
-        return self._handlers[broker.handler]
+            handler = self._handlers(broker.handler)
+        else:
+            handler = self._handlers[broker.handler]
+        if self.breakers is None or self.fallback is None:
+            return handler
+        breaker = self.breakers.get(broker.name)
+        if breaker is None:
+            return handler
+        guarded = self._guarded.get(broker.name)
+        if guarded is None or guarded.inner is not handler:
+            guarded = GuardedHandler(handler, breaker, self.fallback)
+            self._guarded[broker.name] = guarded
+        return guarded
 
     async def __call__(self, job: Job) -> None:
         if tracing.enabled:
@@ -166,6 +189,8 @@ class ReplyPipeline:
                             account_id, conversation_id, False, deadline=_soon()
                         )
         job.mark("reply_generated")
+        if reply.via:
+            job.note("answered_by", reply.via)  # the circuit breaker's fallback answered
         if not (await self.conversations.get(key)).bot_may_answer:
             job.mark("skipped")  # a human took over while we were thinking
             return
