@@ -22,11 +22,11 @@
     const rows = data.breakers.map((b) => {
       const left = b.state === "open" && typeof b.until_ms === "number" ? Math.max(0, b.until_ms - data.now_ms) : null;
       return el("tr", { "data-broker": b.broker, "data-state": b.state },
-        el("td", { "data-label": "Broker" }, b.broker),
-        el("td", { "data-label": "State" },
-          el("span", { class: "badge " + (LEVEL[b.state] || ""), style: null }, LABEL[b.state] || b.state),
+        el("td", { "data-label": "Broker", class: "nowrap" }, b.broker),
+        el("td", { "data-label": "State", class: "nowrap" },
+          el("span", { class: "badge " + (LEVEL[b.state] || "") }, LABEL[b.state] || b.state),
           left !== null ? el("span", { class: "muted small" }, " " + dur(left) + " left") : null),
-        el("td", { "data-label": "Since" }, since(b.since_ms, data.now_ms)),
+        el("td", { "data-label": "Since", class: "nowrap" }, since(b.since_ms, data.now_ms)),
         el("td", { "data-label": "Reason", class: "reason-cell" }, b.reason || "–"),
         el("td", { "data-label": "Fallback answers" }, String(b.fallbacks)),
         el("td", { "data-label": "Opened" }, b.transitions.open + "×"));
@@ -92,5 +92,7 @@
   $("#rp-replay").addEventListener("click", replayNow);
   $("#breakers-refresh").addEventListener("click", loadBreakers);
   loadBreakers();
-  setInterval(loadBreakers, 5000);
+  const timer = setInterval(loadBreakers, 5000);
+  // Signing out: no poll may go out after the session ends (it would only get a 401).
+  $("#logout").addEventListener("click", () => clearInterval(timer));
 })();
