@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from sluice import Queue, Worker
 from sluice.broker.assignment import Assigner
 from sluice.broker.base import CustomerLine, HandlerError, Reply, Turn
-from sluice.broker.breaker import BreakerBoard, CircuitBreaker, read_breakers
+from sluice.broker.breaker import BreakerBoard, CircuitBreaker, RollingWindow, read_breakers
 from sluice.broker.config import Broker
 from sluice.broker.guarded import GuardedHandler
 from sluice.broker.handlers import get_handler, load_handler_settings
@@ -128,7 +128,7 @@ async def test_opens_on_failure_ratio_and_routes_to_the_fallback(rig: Rig) -> No
     state = await rig.state()
     assert state["state"] == "open"
     (opened,) = await events(rig.redis, rig.queue)
-    assert opened.startswith("open: failure ratio 1.00 over 4 calls in the last 30 s")
+    assert opened.startswith("open: failure ratio 1.00 over 4 calls in the last 10 s")
     assert "HTTP 503" in opened and "cool-off 30 s" in opened
     requests = rig.model.requests
     reply = await handler.answer(turn(9, "Do you ship to Norway?"))
@@ -145,7 +145,7 @@ async def test_opens_on_latency_over_budget(rig: Rig) -> None:
         assert (await handler.answer(turn(n))).content == MODEL_ANSWER  # slow, not failed
     assert (await rig.state())["state"] == "open"
     (opened,) = await events(rig.redis, rig.queue)
-    assert opened.startswith("open: latency over budget: 3 of 3 calls in the last 30 s took 100")
+    assert opened.startswith("open: latency over budget: 3 of 3 calls in the last 10 s took 100")
 
 
 async def test_successful_probes_close_the_breaker(rig: Rig) -> None:
@@ -403,3 +403,16 @@ async def test_switched_off_the_endpoint_is_called_on_every_attempt(system: Syst
 
 def test_a_reply_without_a_fallback_keeps_via_empty() -> None:
     assert Reply("hi").via is None
+
+
+def test_the_window_keeps_only_its_span_of_a_monotonic_clock() -> None:
+    now = [100.0]
+    window = RollingWindow(10.0, clock=lambda: now[0])
+    window.add(failed=True, slow=False)
+    now[0] += 6
+    window.add(failed=False, slow=True)
+    assert window.counts() == (2, 1, 1)
+    now[0] += 5  # the first call is 11 s old now
+    assert window.counts() == (1, 0, 1)
+    now[0] += 10
+    assert window.counts() == (0, 0, 0)

@@ -5,7 +5,9 @@ Per turn (one batch of a conversation's waiting messages):
 1. the bot answers only while the conversation is `pending` and no human took it over;
 2. a broker is assigned (sticky per conversation) — a human broker means handoff;
 3. the broker's handler answers within the SLA budget left (`broker_assigned`,
-   `reply_generated` hops); a budget nearly spent (before the handler runs, or when it
+   `reply_generated` hops); with circuit breakers on, an AI broker's handler runs behind
+   its breaker, and while that is open the fallback (template or handoff) answers instead
+   (:mod:`sluice.broker.guarded`; the job notes ``answered_by``); a budget nearly spent (before the handler runs, or when it
    failed and a retry could only hand off), a customer asking for a human, or an AI that
    keeps failing hands the conversation off (assign a human, status `open`);
 4. the reply is posted once: every POST is fenced first (``Job.fence``: Redis confirms

@@ -41,7 +41,7 @@ class BreakerSettings(EnvSettings):
     enabled: bool = Field(False, validation_alias="SLUICE_BREAKER_ENABLED")
     fallback: BreakerFallback = Field("template", validation_alias="SLUICE_BREAKER_FALLBACK")
     window_s: float = Field(
-        30.0, gt=0, le=3600, allow_inf_nan=False, validation_alias="SLUICE_BREAKER_WINDOW_S"
+        10.0, gt=0, le=3600, allow_inf_nan=False, validation_alias="SLUICE_BREAKER_WINDOW_S"
     )
     min_calls: int = Field(10, ge=1, le=10_000, validation_alias="SLUICE_BREAKER_MIN_CALLS")
     failure_ratio: float = Field(
