@@ -138,6 +138,19 @@ async def test_opens_on_failure_ratio_and_routes_to_the_fallback(rig: Rig) -> No
     assert (await rig.state())["fallback"] == "1"
 
 
+async def test_the_handoff_fallback_hands_the_turn_to_a_human_and_says_why(rig: Rig) -> None:
+    s = settings(SLUICE_BREAKER_FALLBACK="handoff")
+    breaker = CircuitBreaker(rig.redis, rig.queue.keys, "llm-bot", s)
+    handoff = get_handler("handoff", load_handler_settings({}))
+    handler = GuardedHandler(rig.llm, breaker, handoff)
+    await rig.model.break_down("503")
+    await fail_calls(handler, 4)
+    reply = await handler.answer(turn(5))
+    assert reply.handoff and reply.via == "handoff" and reply.content  # "connecting you"
+    assert reply.reason is not None and reply.reason.startswith("circuit breaker of llm-bot open")
+    assert rig.model.requests == 4
+
+
 async def test_opens_on_latency_over_budget(rig: Rig) -> None:
     rig.model.latency_s = 0.15
     handler = rig.guarded(settings(SLUICE_BREAKER_MIN_CALLS="3", SLUICE_BREAKER_SLOW_MS="100"))
