@@ -7,9 +7,10 @@ Per turn (one batch of a conversation's waiting messages):
 3. the broker's handler answers within the SLA budget left (`broker_assigned`,
    `reply_generated` hops); with circuit breakers on, an AI broker's handler runs behind
    its breaker, and while that is open the fallback (template or handoff) answers instead
-   (:mod:`sluice.broker.guarded`; the job notes ``answered_by``); a budget nearly spent (before the handler runs, or when it
-   failed and a retry could only hand off), a customer asking for a human, or an AI that
-   keeps failing hands the conversation off (assign a human, status `open`);
+   (:mod:`sluice.broker.guarded`; the job notes ``answered_by``); a budget nearly spent
+   (before the handler runs, or when it failed and a retry could only hand off), a
+   customer asking for a human, or an AI that keeps failing hands the conversation off
+   (assign a human, status `open`);
 4. the reply is posted once: every POST is fenced first (``Job.fence``: Redis confirms
    that this run still holds the turn's lease, records "reply in flight" and extends the
    lease past the POST's deadline), and the POST may not outlive that lease; a later run of

@@ -3,12 +3,15 @@
 -- ARGV[2] probe calls go out at a time (a probe granted longer than ARGV[3] ago is
 -- presumed lost with its worker, so its place is given again).
 --
--- KEYS: 1-3 breaker hash, events, breakers (lib/breaker.lua)
+-- KEYS: 1-3 breaker hash, events, breakers (lib/breaker_keys.lua)
 -- ARGV: 1 broker name, 2 probes at a time, 3 probe timeout (ms)
 -- Returns {verdict, generation, state, ms left of the cool-off}: verdict 'pass' (closed),
 -- 'probe' (half-open: report the outcome with the generation) or 'fallback'.
 -- Events: `breaker` "half_open: ..." when the cool-off is over.
---!include lib/breaker.lua
+--!include lib/now_ms.lua
+--!include lib/breaker_keys.lua
+--!include lib/breaker_state.lua
+--!include lib/breaker_transition.lua
 
 local broker, probes, probe_timeout = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('SADD', K_BREAKERS, broker) -- listed from its first call (no-op after)
@@ -23,7 +26,7 @@ if state == 'open' then
     redis.call('HINCRBY', K_BREAKER, 'fallback', 1)
     return {'fallback', gen, state, untl - now}
   end
-  gen = transition(broker, 'half_open', gen, now,
+  gen = breaker_transition(broker, 'half_open', gen, now,
     'cool-off over, letting ' .. probes .. ' probe call(s) through',
     {'inflight', 0, 'probe_ok', 0, 'probe_at_ms', 0})
   state = 'half_open'

@@ -3,12 +3,15 @@
 -- from the state and generation the caller saw, so a stale verdict (another worker opened
 -- it already, or it closed meanwhile) changes nothing.
 --
--- KEYS: 1-3 breaker hash, events, breakers (lib/breaker.lua)
+-- KEYS: 1-3 breaker hash, events, breakers (lib/breaker_keys.lua)
 -- ARGV: 1 broker name, 2 expected state ('closed' or 'half_open'), 3 expected generation,
 --       4 cool-off (ms), 5 reason
 -- Returns {opened (1/0), state, generation, cool-off end (epoch ms, Redis clock)}.
 -- Events: `breaker` "open: <reason>; cool-off <n> s".
---!include lib/breaker.lua
+--!include lib/now_ms.lua
+--!include lib/breaker_keys.lua
+--!include lib/breaker_state.lua
+--!include lib/breaker_transition.lua
 
 local broker, expected, expected_gen = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local cooloff, reason = tonumber(ARGV[4]), ARGV[5]
@@ -18,7 +21,7 @@ if state ~= expected or gen ~= expected_gen then
 end
 local now = now_ms()
 local untl = now + cooloff
-gen = transition(broker, 'open', gen, now,
+gen = breaker_transition(broker, 'open', gen, now,
   reason .. '; cool-off ' .. string.format('%g', cooloff / 1000) .. ' s',
   {'until_ms', untl, 'inflight', 0, 'probe_ok', 0})
 return {1, 'open', gen, untl}
