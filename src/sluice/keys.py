@@ -9,7 +9,7 @@ The families, each spelled only here on the Python side:
 - workers: their heartbeat records;
 - monitoring: the 10-second and one-minute buckets, the all-time counters;
 - conversations: what the service remembers of each Chatwoot conversation;
-- brokers: assignments, loads, the round-robin cursor;
+- brokers: assignments, loads, the round-robin cursor, circuit breakers;
 - alerts: their state, history, commands and the evaluator's leader lease;
 - intake: delivery ids already seen, replayed signatures, refused payloads;
 - API processes: each host's API processes and their own readings (pool, spool);
@@ -257,6 +257,17 @@ class QueueKeys:
         """Cumulative broker-call counters every worker adds to at each heartbeat:
         ``calls``, ``errors``, ``throttled`` (429s), ``latency_ms`` (sum)."""
         return self.prefix + "broker:stats"
+
+    # Circuit breakers (sluice.broker.breaker; the Lua in broker/lua/breaker_*.lua takes
+    # them as KEYS): one hash per broker (state, cool-off end, reason, counters) and the
+    # set of brokers that have one, so a reader (dashboard, /metrics) needs no broker list.
+
+    def breaker(self, broker: str) -> str:
+        return f"{self.prefix}breaker:{broker}"
+
+    @property
+    def breakers(self) -> str:
+        return self.prefix + "breakers"
 
     # Alerts (sluice.alerts.store).
 

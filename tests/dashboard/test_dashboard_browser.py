@@ -18,8 +18,8 @@ live with Playwright's media emulation):
 - screenshots with stable names land in ``artifacts/screenshots/`` (git-ignored, a test
   artifact looked at before each release): ``signin``, ``overview``, ``full``, ``alerts``,
   ``dead-letters``, ``controls``, ``toast``, ``drain-confirmation``, ``search``,
-  ``deadlines``, ``phone``
-  and ``phone-full``, each ``-light`` and ``-dark``.
+  ``deadlines``, ``brokers`` (circuit breakers and the replay of dead letters by filter),
+  ``phone``, ``phone-full`` and ``phone-brokers``, each ``-light`` and ``-dark``.
 
 The README's picture (docs/dashboard.png) is not taken here: a test queue is no system to
 show. ``scripts/dashboard-screenshot.py`` takes it from ``sluice up --demo``.
@@ -42,6 +42,8 @@ import redis.asyncio as aioredis
 from sluice import Job, NonRetryableError, Queue, Worker
 from sluice.alerts.config import load_alert_settings
 from sluice.api.server import ApiServer
+from sluice.broker.breaker import CircuitBreaker, Outcome
+from sluice.settings.breaker import load_breaker_settings
 
 from ..api.conftest import TOKEN
 from ..integration.conftest import delete_queue_keys
@@ -282,7 +284,16 @@ async def test_dashboard_in_chromium(stack: Stack) -> None:
             f"everything passed but the accessibility audit: no axe-core at {AXE} "
             "(scripts/fetch-axe.sh .venv/tools fetches it; make test runs it)"
         )
-    views = ("sign-in", "overview", "deadlines", "alerts", "error toast", "controls", "search")
+    views = (
+        "sign-in",
+        "overview",
+        "deadlines",
+        "alerts",
+        "error toast",
+        "controls",
+        "search",
+        "brokers",
+    )
     assert sorted(found.audited) == sorted(f"{v} {s}" for v in views for s in SCHEMES)
 
 
@@ -485,6 +496,32 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
     await expect(page.locator("#search-results")).to_contain_text(f"Conversation {key}")
     assert await page.locator("#search-results .matches li").count() >= 2
 
+    # --- brokers: a circuit breaker opened by a worker, and the replay of dead letters by
+    # filter (a dry run shows the count, the replay requeues that many after confirming)
+    await _open_breaker(stack.queue, "llm-bot")
+    buried = await stack.queue.enqueue("conv-dead-3", {"fail": True}, id="dead-msg-3")
+    await _wait_state(stack.queue, buried, "dead")
+    await page.click("#breakers-refresh")
+    breaker_row = page.locator('#breakers-table tr[data-broker="llm-bot"]')
+    await expect(breaker_row).to_have_attribute("data-state", "open")
+    await expect(breaker_row).to_contain_text("failure ratio 1.00 over 2 calls")
+    await page.fill("#rp-error", "upstream refused")
+    await page.click("#rp-count")
+    await expect(page.locator("#rp-result")).to_have_text("1 dead letter match")
+    await expect(page.locator("#rp-replay")).to_be_enabled()
+    await page.locator("#toast").evaluate("t => { t.className = ''; }")
+    for scheme in SCHEMES:
+        await _scheme(page, scheme)
+        await _overlaps(page, f"brokers {scheme}", found)
+        await _shot(page.locator("#healing"), f"brokers-{scheme}")
+        await _audit(page, f"brokers {scheme}", found, "#healing")
+    await _scheme(page, "light")
+    await page.click("#rp-replay")
+    await expect(page.locator("#confirm-title")).to_have_text("Replay 1 dead letter?")
+    await page.click("#confirm-ok")
+    await expect(page.locator("#rp-result")).to_have_text("1 requeued")
+    await _wait_state(stack.queue, buried, "completed")
+
     # --- the phone, light and dark, reusing the session
     state = await context.storage_state()
     phone = await _new_context(
@@ -504,6 +541,7 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
         await _overlaps(view, f"phone {scheme}", found)
         await _shot(view, f"phone-{scheme}")
         await _shot(view, f"phone-full-{scheme}", full_page=True)
+        await _shot(view.locator("#healing"), f"phone-brokers-{scheme}")
     await phone.close()
 
     # --- sign out: the session ends server-side
@@ -511,6 +549,17 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
     await expect(page).to_have_url(stack.url + "/dashboard/login")
     await context.close()
     assert not errors, errors
+
+
+async def _open_breaker(queue: Queue, broker: str) -> None:
+    """A worker's circuit breaker opening on two failed calls (what the pipeline records)."""
+    settings = load_breaker_settings(
+        {"SLUICE_BREAKER_ENABLED": "true", "SLUICE_BREAKER_MIN_CALLS": "2"}
+    )
+    breaker = CircuitBreaker(queue.redis, queue.keys, broker, settings)
+    for _ in range(2):
+        admission = await breaker.admit()
+        await breaker.record(admission, Outcome.FAILURE, 20.0, "llm returned HTTP 503")
 
 
 async def _wait_state(queue: Queue, job_id: str, state: str, timeout_s: float = 20) -> None:

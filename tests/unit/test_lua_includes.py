@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sluice.broker.assignment import ASSIGNMENT_SCRIPTS
+from sluice.broker.breaker import BREAKER_SCRIPTS
 from sluice.monitor.leader import LEASE_SCRIPTS
 from sluice.queue.scripts import SCRIPT_NAMES
 from sluice.redis.lua import INCLUDE, LuaIncludeError, assemble, script_source
@@ -99,7 +100,7 @@ def test_a_path_outside_the_lua_folder_is_refused(tmp_path: Path, path: str) -> 
 
 PACKAGES = {
     "sluice.queue": SCRIPT_NAMES,
-    "sluice.broker": ASSIGNMENT_SCRIPTS,
+    "sluice.broker": (*ASSIGNMENT_SCRIPTS, *BREAKER_SCRIPTS),
     "sluice.monitor": LEASE_SCRIPTS,
 }
 SCRIPTS = [(package, name) for package, names in PACKAGES.items() for name in names]

@@ -155,9 +155,9 @@ async def retry_dead(request: Request, job_id: JobId) -> dict[str, str]:
     return {"job_id": job_id, "state": "waiting"}
 
 
-@router.post("/dead-letters/retry")
-async def replay_dead(request: Request, body: DeadLetterReplay) -> dict[str, object]:
-    """Requeue the dead letters a filter selects (dry run by default: count and ids)."""
+def replay_filter(body: DeadLetterReplay) -> DeadLetterFilter:
+    """The filter a replay request asks for; 422 when it gives no criterion (and not
+    ``all``) or a time that does not parse. Shared with the dashboard's replay panel."""
     criteria = (body.error, body.since, body.until, body.conversation, body.broker)
     if all(c is None for c in criteria) and not body.all:
         raise HTTPException(
@@ -165,7 +165,7 @@ async def replay_dead(request: Request, body: DeadLetterReplay) -> dict[str, obj
             "give a criterion (error, since, until, conversation, broker) or all=true",
         )
     try:
-        flt = DeadLetterFilter(
+        return DeadLetterFilter(
             error=body.error,
             since_ms=parse_moment(body.since) if body.since else None,
             until_ms=parse_moment(body.until) if body.until else None,
@@ -174,6 +174,12 @@ async def replay_dead(request: Request, body: DeadLetterReplay) -> dict[str, obj
         )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+
+
+@router.post("/dead-letters/retry")
+async def replay_dead(request: Request, body: DeadLetterReplay) -> dict[str, object]:
+    """Requeue the dead letters a filter selects (dry run by default: count and ids)."""
+    flt = replay_filter(body)
     return (await replay(_state(request).queue, flt, dry_run=body.dry_run)).as_dict()
 
 

@@ -125,12 +125,15 @@ class Reply:
 
     ``content`` is posted to the customer when not None. ``handoff=True`` asks the pipeline
     to assign a human and set the conversation ``open`` (the bot stops acting); ``reason``
-    says why, for logs, events and the conversation's private note.
+    says why, for logs, events and the conversation's private note. ``via`` names the
+    handler that answered instead of the broker's own (the circuit breaker's fallback),
+    so the job's timeline says so; None when the broker's handler answered.
     """
 
     content: str | None
     handoff: bool = False
     reason: str | None = None
+    via: str | None = None
 
 
 class HandlerError(SluiceError):

@@ -233,6 +233,24 @@ METRICS: tuple[MetricSpec, ...] = (
         ("queue",),
         "Summed latency of broker calls (divide by the calls for the mean).",
     ),
+    MetricSpec(
+        "sluice_breaker_state",
+        "gauge",
+        ("queue", "broker"),
+        "Circuit breaker of an AI broker: 0 closed, 1 half-open, 2 open (calls stopped).",
+    ),
+    MetricSpec(
+        "sluice_breaker_transitions_total",
+        "counter",
+        ("queue", "broker", "to"),
+        "Circuit breaker state changes, by the state entered.",
+    ),
+    MetricSpec(
+        "sluice_breaker_fallback_total",
+        "counter",
+        ("queue", "broker"),
+        "Turns of a broker answered by the breaker's fallback while it was open.",
+    ),
 )
 
 METRIC_NAMES: frozenset[str] = frozenset(m.name for m in METRICS)

@@ -5,9 +5,12 @@ Per turn (one batch of a conversation's waiting messages):
 1. the bot answers only while the conversation is `pending` and no human took it over;
 2. a broker is assigned (sticky per conversation) — a human broker means handoff;
 3. the broker's handler answers within the SLA budget left (`broker_assigned`,
-   `reply_generated` hops); a budget nearly spent (before the handler runs, or when it
-   failed and a retry could only hand off), a customer asking for a human, or an AI that
-   keeps failing hands the conversation off (assign a human, status `open`);
+   `reply_generated` hops); with circuit breakers on, an AI broker's handler runs behind
+   its breaker, and while that is open the fallback (template or handoff) answers instead
+   (:mod:`sluice.broker.guarded`; the job notes ``answered_by``); a budget nearly spent
+   (before the handler runs, or when it failed and a retry could only hand off), a
+   customer asking for a human, or an AI that keeps failing hands the conversation off
+   (assign a human, status `open`);
 4. the reply is posted once: every POST is fenced first (``Job.fence``: Redis confirms
    that this run still holds the turn's lease, records "reply in flight" and extends the
    lease past the POST's deadline), and the POST may not outlive that lease; a later run of
@@ -43,7 +46,9 @@ from sluice.broker.base import (
     Turn,
     answer_or_handoff,
 )
+from sluice.broker.breaker import BreakerBoard
 from sluice.broker.config import Broker
+from sluice.broker.guarded import GuardedHandler
 from sluice.broker.meter import BrokerMeter, MeteredHandler
 from sluice.chatwoot.client import ChatwootClient, may_still_land
 from sluice.keys import split_job_id
@@ -75,8 +80,15 @@ class ReplyPipeline:
         sla_budget_ms: float,
         handoff_budget_ms: float,
         agent_bot_id: int | None = None,
+        breakers: BreakerBoard | None = None,
+        fallback: ReplyHandler | None = None,
     ) -> None:
+        if (breakers is None) != (fallback is None):
+            raise ValueError("breakers and fallback go together (both or neither)")
         self.agent_bot_id = agent_bot_id
+        self.breakers = breakers
+        self.fallback = fallback
+        self._guarded: dict[str, GuardedHandler] = {}
         self.client = client
         self.conversations = conversations
         self.assigner = assigner
@@ -88,9 +100,23 @@ class ReplyPipeline:
         self.broker_meter = BrokerMeter()
 
     def handler_for(self, broker: Broker) -> ReplyHandler:
+        """The broker's handler; with circuit breakers on, an AI broker's behind its own
+        breaker (:class:`~sluice.broker.guarded.GuardedHandler`), the fallback answering
+        while it is open."""
         if callable(self._handlers):
-            return self._handlers(broker.handler)
-        return self._handlers[broker.handler]
+            handler = self._handlers(broker.handler)
+        else:
+            handler = self._handlers[broker.handler]
+        if self.breakers is None or self.fallback is None:
+            return handler
+        breaker = self.breakers.get(broker.name)
+        if breaker is None:
+            return handler
+        guarded = self._guarded.get(broker.name)
+        if guarded is None or guarded.inner is not handler:
+            guarded = GuardedHandler(handler, breaker, self.fallback)
+            self._guarded[broker.name] = guarded
+        return guarded
 
     async def __call__(self, job: Job) -> None:
         if tracing.enabled:
@@ -170,6 +196,8 @@ class ReplyPipeline:
                             account_id, conversation_id, False, deadline=_soon()
                         )
         job.mark("reply_generated")
+        if reply.via:
+            job.note("answered_by", reply.via)  # the circuit breaker's fallback answered
         if not (await self.conversations.get(key)).bot_may_answer:
             job.mark("skipped")  # a human took over while we were thinking
             return

@@ -11,11 +11,13 @@ wiring to find.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sluice.broker.assignment import Assigner
 from sluice.broker.base import ReplyHandler
+from sluice.broker.breaker import BreakerBoard
 from sluice.broker.config import load_brokers_from_env
 from sluice.broker.handlers import get_handler, load_handler_settings
 from sluice.chatwoot.client import ChatwootClient
@@ -26,7 +28,10 @@ from sluice.service.pipeline import ReplyPipeline
 # Runtime, open_runtime and queue_for live in service.runtime; they are re-exported here only
 # because the old module path ``sluice.app`` (see _moved.py) named them with this module's.
 from sluice.service.runtime import Runtime, open_runtime, queue_for
+from sluice.settings.breaker import load_breaker_settings
 from sluice.worker import Handler, Worker
+
+log = logging.getLogger("sluice.wiring")
 
 __all__ = [
     "DEFAULT_HANDLER",
@@ -90,6 +95,15 @@ def build_pipeline(runtime: Runtime) -> tuple[ReplyPipeline, ChatwootClient]:
     for name in {b.handler for b in brokers} | {"handoff"}:
         handlers[name] = get_handler(name, handler_settings)
     queue = runtime.queue
+    # The circuit breakers (off unless SLUICE_BREAKER_ENABLED): docs/reliability.md.
+    breaker_settings = load_breaker_settings()
+    breakers, fallback = None, None
+    if breaker_settings.enabled:
+        breakers = BreakerBoard(queue.redis, queue.keys, brokers, breaker_settings)
+        fallback = handlers.get(breaker_settings.fallback) or get_handler(
+            breaker_settings.fallback, handler_settings
+        )
+    log.info(breaker_settings.describe())
     pipeline = ReplyPipeline(
         client=client,
         conversations=Conversations(queue.redis, queue.keys, answer_open=s.chatwoot_answer_open),
@@ -98,6 +112,8 @@ def build_pipeline(runtime: Runtime) -> tuple[ReplyPipeline, ChatwootClient]:
         sla_budget_ms=s.sla_warning_threshold_ms,
         handoff_budget_ms=s.handoff_budget_ms,
         agent_bot_id=s.chatwoot_agent_bot_id,
+        breakers=breakers,
+        fallback=fallback,
     )
     return pipeline, client
 

@@ -16,6 +16,8 @@ One module per concern, so a change to a chart does not touch the login:
 * :mod:`~sluice.api.dashboard.alerts`: alerts, ack and silence
 * :mod:`~sluice.api.dashboard.controls`: pause, resume, drain, live settings, profile
 * :mod:`~sluice.api.dashboard.events`: the server-sent event stream
+* :mod:`~sluice.api.dashboard.breakers`: each broker's circuit breaker, the bulk replay of
+  dead letters by filter
 """
 
 from __future__ import annotations

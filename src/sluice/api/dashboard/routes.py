@@ -20,6 +20,7 @@ from sluice.api.auth import require_direct_loopback
 from sluice.api.dashboard import (
     alerts,
     assets,
+    breakers,
     charts,
     concurrency,
     controls,
@@ -75,6 +76,7 @@ for part in (
     events,
     deadlines,
     scaling,
+    breakers,
 ):
     router.include_router(
         part.router,

@@ -618,6 +618,9 @@
     });
   }
 
+  // The helpers the dashboard's other scripts (breakers.js) build on.
+  window.SluiceDashboard = { el, api, toast, confirmDialog, dur, ago };
+
   connect();
   loadSeries();
   setInterval(loadSeries, 15000);

@@ -1,0 +1,99 @@
+"""An AI broker's handler behind its circuit breaker, with the fallback for when it is open.
+
+:class:`GuardedHandler` is itself a :class:`~sluice.broker.base.ReplyHandler`, so the
+reply pipeline runs it exactly like the handler it wraps: the same SLA budget, the same
+``answer_or_handoff`` (a final failure becomes a handoff), the same fenced, exactly-once
+POST of the reply. Only *who* produces the reply changes: while the breaker is open (or
+half-open and out of probe slots) the turn is answered by the fallback (the ``template``
+handler, or the ``handoff`` handler: a human) without calling the endpoint, so no retry
+and no SLA budget is spent on it. A turn therefore gets one reply whoever answers it: the
+breaker decides before any call, and a retried turn goes through the pipeline's check for
+an earlier reply first, as always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from sluice.broker.base import HandlerError, Reply, ReplyHandler, Turn
+from sluice.broker.breaker import Admission, CircuitBreaker, Outcome
+
+__all__ = ["GuardedHandler"]
+
+log = logging.getLogger("sluice.breaker")
+
+
+class GuardedHandler:
+    """``inner`` behind ``breaker``; ``fallback`` answers while the breaker says no."""
+
+    def __init__(
+        self,
+        inner: ReplyHandler,
+        breaker: CircuitBreaker,
+        fallback: ReplyHandler,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name  # logs and traces keep naming the broker's handler
+        self.breaker = breaker
+        self.fallback = fallback
+        self._clock = clock
+        # Outcomes recorded after a cancellation run on: the cancelled turn must not wait.
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def answer(self, turn: Turn) -> Reply:
+        admission = await self.breaker.admit()
+        if admission.verdict == "fallback":
+            return await self._fallback(turn, admission)
+        started = self._clock()
+        try:
+            reply = await self.inner.answer(turn)
+        except HandlerError as exc:
+            outcome = Outcome.FAILURE if exc.retryable else Outcome.NEUTRAL
+            await self.breaker.record(admission, outcome, self._since(started), str(exc))
+            raise
+        except (asyncio.CancelledError, TimeoutError):
+            # Cancelled at the SLA budget (or the worker stopping): a call that did not
+            # answer in time counts as failed and slow. Recorded in the background, so the
+            # cancellation is not held up by a Redis call.
+            self._spawn(admission, self._since(started), "no answer before cancellation")
+            raise
+        except Exception:
+            # A bug, or content the handler chokes on: nothing about the endpoint's health.
+            await self.breaker.record(admission, Outcome.NEUTRAL, self._since(started))
+            raise
+        # A reply without a model call (a handoff keyword, the budget spent, nothing to
+        # answer) says nothing either.
+        outcome = Outcome.SUCCESS if reply.content and not reply.handoff else Outcome.NEUTRAL
+        await self.breaker.record(admission, outcome, self._since(started))
+        return reply
+
+    async def _fallback(self, turn: Turn, admission: Admission) -> Reply:
+        reply = await self.fallback.answer(turn)
+        why = f"circuit breaker of {self.breaker.broker} {admission.state.replace('_', '-')}"
+        return Reply(
+            reply.content,
+            handoff=reply.handoff,
+            reason=f"{why}: {reply.reason}" if reply.reason else why,
+            via=self.fallback.name,
+        )
+
+    def _since(self, started: float) -> float:
+        return (self._clock() - started) * 1000.0
+
+    def _spawn(self, admission: Admission, latency_ms: float, error: str) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._record_quietly(admission, latency_ms, error)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _record_quietly(self, admission: Admission, latency_ms: float, error: str) -> None:
+        try:
+            await self.breaker.record(admission, Outcome.FAILURE, latency_ms, error)
+        except Exception as exc:  # Redis unreachable: the next call counts again
+            log.warning("circuit breaker of %s: outcome not recorded: %s", self.breaker.broker, exc)
