@@ -377,6 +377,10 @@ async def test_while_open_every_turn_is_answered_once_by_the_fallback(system: Sy
         assert all(r is not None and r.notes.get("answered_by") == "template" for r in records)
         (view,) = await read_breakers(queue.redis, queue.keys)
         assert view.state == "open" and view.fallbacks == 6
+        # The adaptive controller's meter saw the model's three failed calls, not the
+        # fallback's six instant answers (the meter sits inside the breaker).
+        tally = pipeline.broker_meter.take()
+        assert (tally.calls, tally.errors) == (3, 3)
 
         # The endpoint heals, the cool-off ends: the probes close it, the model answers.
         await system.model.heal()

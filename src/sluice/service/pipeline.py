@@ -88,7 +88,8 @@ class ReplyPipeline:
         self.agent_bot_id = agent_bot_id
         self.breakers = breakers
         self.fallback = fallback
-        self._guarded: dict[str, GuardedHandler] = {}
+        # Per broker: the plain handler the guard was built around, and the guard.
+        self._guarded: dict[str, tuple[ReplyHandler, GuardedHandler]] = {}
         self.client = client
         self.conversations = conversations
         self.assigner = assigner
@@ -112,11 +113,14 @@ class ReplyPipeline:
         breaker = self.breakers.get(broker.name)
         if breaker is None:
             return handler
-        guarded = self._guarded.get(broker.name)
-        if guarded is None or guarded.inner is not handler:
-            guarded = GuardedHandler(handler, breaker, self.fallback)
-            self._guarded[broker.name] = guarded
-        return guarded
+        built = self._guarded.get(broker.name)
+        if built is None or built[0] is not handler:
+            # The meter sits inside the breaker: the adaptive concurrency controller counts
+            # the model's calls, not the fallback's instant answers while the breaker is open.
+            metered = MeteredHandler(handler, self.broker_meter)
+            built = (handler, GuardedHandler(metered, breaker, self.fallback))
+            self._guarded[broker.name] = built
+        return built[1]
 
     async def __call__(self, job: Job) -> None:
         if tracing.enabled:
@@ -264,7 +268,9 @@ class ReplyPipeline:
         left: the retry could then only hand off, after its backoff, which is how a model
         that hangs until its budget-derived timeout got handed off after the SLA deadline
         instead of within it. Hand off now instead."""
-        handler = MeteredHandler(self.handler_for(broker), self.broker_meter)
+        handler = self.handler_for(broker)
+        if not isinstance(handler, GuardedHandler):  # a guard meters its inner calls itself
+            handler = MeteredHandler(handler, self.broker_meter)
         budget = asyncio.timeout(turn.remaining_ms() / 1000)
         try:
             # A backstop for every handler, plug-ins included: one that never returns
