@@ -22,6 +22,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from sluice.api.fairness_metrics import fairness_families
 from sluice.api.process_metrics import Readings
 from sluice.monitor.metric_names import DURATION_BUCKETS_S, METRICS, MetricSpec
 from sluice.monitor.snapshot import Monitor
@@ -220,6 +221,7 @@ async def render(
     for severity in ("warning", "critical"):
         alerts.add_metric([queue.name, severity], firing.get(severity, 0))
     fam.append(alerts)
+    fam.extend(await fairness_families(queue))
 
     fam.extend(_pool_families(processes))
     fam.append(_gauge("sluice_redis_up", {"process": str(os.getpid())}, 1.0))

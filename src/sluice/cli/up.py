@@ -31,7 +31,7 @@ from sluice.cli.demo import run_demo
 from sluice.cli.serve import HostOpt, PortOpt, announce, api_address
 from sluice.cli.worker import check_handler, open_handler
 from sluice.service.runtime import Runtime
-from sluice.service.wiring import DEFAULT_HANDLER, build_worker
+from sluice.service.wiring import DEFAULT_HANDLER, apply_fairness, build_worker
 from sluice.worker.supervisor import child_env
 
 
@@ -72,6 +72,7 @@ def up(
             announce(base)
             worker = close = None
             task = None
+            await apply_fairness(runtime)
             if supervisor is None:
                 chosen = open_handler(runtime, handler)
                 close = chosen.close

@@ -25,6 +25,7 @@ from sluice.service.wiring import (
     DEFAULT_HANDLER,
     Runtime,
     WorkerHandler,
+    apply_fairness,
     build_worker,
     import_handler,
     worker_handler,
@@ -45,6 +46,7 @@ def worker(
             raise typer.Exit(Supervisor(processes, ["--handler", handler], child_env(url)).run())
 
         async def work(runtime: Runtime) -> None:
+            await apply_fairness(runtime)
             service = _start_monitoring(runtime)
             chosen = open_handler(runtime, handler)
             try:

@@ -11,6 +11,7 @@ wiring to find.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from sluice.broker.config import load_brokers_from_env
 from sluice.broker.handlers import get_handler, load_handler_settings
 from sluice.chatwoot.client import ChatwootClient
 from sluice.errors import ConfigError
+from sluice.queue.fairness import FairnessCaps
 from sluice.service.conversations import Conversations
 from sluice.service.pipeline import ReplyPipeline
 
@@ -33,6 +35,7 @@ __all__ = [
     "PIPELINE",
     "Runtime",
     "WorkerHandler",
+    "apply_fairness",
     "build_pipeline",
     "build_worker",
     "import_handler",
@@ -40,6 +43,8 @@ __all__ = [
     "queue_for",
     "worker_handler",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The handler a worker runs unless told otherwise: the Chatwoot reply pipeline.
 PIPELINE = "pipeline"
@@ -116,6 +121,23 @@ def build_worker(runtime: Runtime, handler: Handler, *, batch_size: int = 1) -> 
         shutdown_grace_s=s.shutdown_grace_s,
         batch_size=batch_size,
     )
+
+
+async def apply_fairness(runtime: Runtime) -> int:
+    """Store this process's per-account caps (SLUICE_ACCOUNT_CONCURRENCY, SLUICE_ACCOUNT_RATE)
+    in the queue, where every reservation reads them: a worker starting up makes the queue
+    follow its configuration, 0 and 0 turning fairness off (docs/fairness.md). Returns the
+    held-back lanes that went back to the queue when it was turned off."""
+    s = runtime.settings
+    caps = FairnessCaps(concurrency=s.account_concurrency, rate=s.account_rate)
+    released = await runtime.queue.set_fairness(caps)
+    if caps.on:
+        log.info(
+            "tenant fairness on: %s turns in flight and %s starts/s per account",
+            caps.concurrency or "unlimited",
+            f"{caps.rate:g}" if caps.rate else "unlimited",
+        )
+    return released
 
 
 def import_handler(path: str) -> Handler:

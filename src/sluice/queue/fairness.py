@@ -1,0 +1,194 @@
+"""Tenant fairness: per-account caps on turns in flight and on starts per second.
+
+The caps are enforced inside every reservation (``lua/lib/fair_select.lua``); this module
+sets them (``lua/fairness.lua``) and reads what they did, for ``/metrics`` and the
+dashboard. The rule, in the manner of Inngest's concurrency and throttle keys (one limit per
+value of a key; the key here is the account a conversation belongs to), but
+work-conserving: an account at a cap only waits while another account's lane can take the
+slot; with nobody else waiting it gets the idle slots ("lent"). docs/fairness.md has the
+reasons and the benchmark.
+
+An account is the part of a conversation key before its first ``:`` (the intake's keys are
+``"<account>:<conversation>"``); a key without one is never capped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluice.keys import QueueKeys
+from sluice.queue.scripts import Scripts
+from sluice.queue.types import as_text
+from sluice.redis.cluster import RedisClient
+
+#: Accounts named one by one in /metrics and on the dashboard (the busiest); the rest are
+#: summed, so a flood of account ids cannot flood Prometheus with series.
+TOP_ACCOUNTS = 10
+
+
+@dataclass(frozen=True)
+class FairnessCaps:
+    """Per-account caps; 0 turns a cap off, both 0 = fairness off (the default)."""
+
+    concurrency: int = 0  # turns of one account reserved at once
+    rate: float = 0.0  # starts of one account per second
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 0 or int(self.concurrency) != self.concurrency:
+            raise ValueError(
+                f"account concurrency must be a whole number >= 0, got {self.concurrency}"
+            )
+        if self.rate < 0:
+            raise ValueError(f"account rate must be >= 0 starts/s, got {self.rate}")
+
+    @property
+    def on(self) -> bool:
+        return self.concurrency > 0 or self.rate > 0
+
+
+@dataclass
+class AccountLoad:
+    """One account as fairness sees it."""
+
+    account: str
+    active: int = 0  # turns in flight (reserved, running)
+    held: int = 0  # lanes held back at a cap right now
+    capped: int = 0  # lanes held back, all time ("c" + "r" decisions)
+    lent: int = 0  # idle slots lent over its cap, all time
+
+
+@dataclass
+class FairnessSnapshot:
+    """What fairness is doing on one queue: its caps, the busiest accounts, the totals."""
+
+    caps: FairnessCaps
+    accounts: list[AccountLoad] = field(default_factory=list)  # at most TOP_ACCOUNTS
+    other: AccountLoad = field(default_factory=lambda: AccountLoad("other"))
+    capped_concurrency: int = 0
+    capped_rate: int = 0
+    lent: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "enabled": self.caps.on,
+            "account_concurrency": self.caps.concurrency,
+            "account_rate": self.caps.rate,
+            "capped_concurrency": self.capped_concurrency,
+            "capped_rate": self.capped_rate,
+            "lent": self.lent,
+            "accounts": [a.__dict__ for a in self.accounts],
+            "other": self.other.__dict__,
+        }
+
+
+def account_of(conversation: str) -> str | None:
+    """The account of a conversation key, as lua/lib/fair_account.lua reads it."""
+    head, sep, _ = conversation.partition(":")
+    return head if sep and head else None
+
+
+async def set_caps(
+    redis: RedisClient, scripts: Scripts, keys: QueueKeys, caps: FairnessCaps
+) -> int:
+    """Store the caps in the queue's meta (every reservation reads them); both 0 turns
+    fairness off and returns every held-back lane to ``ready``. Returns how many went back."""
+    meta = keys.meta
+    rate = f"{caps.rate:g}"
+    return int(await scripts.fairness([meta], [keys.prefix, int(caps.concurrency), rate]))
+
+
+async def read_caps(redis: RedisClient, keys: QueueKeys) -> FairnessCaps:
+    conc, rate = await redis.hmget(keys.meta, ["acct_concurrency", "acct_rate"])
+    return FairnessCaps(
+        concurrency=int(conc) if conc is not None else 0,
+        rate=float(rate) if rate is not None else 0.0,
+    )
+
+
+async def snapshot(
+    redis: RedisClient, keys: QueueKeys, top: int = TOP_ACCOUNTS
+) -> FairnessSnapshot:
+    """Caps, the busiest accounts (by turns in flight, then held-back lanes) and totals.
+    Turns in flight are counted from ``inflight`` itself (its size is bounded by the slots),
+    not from the fairness counters, so the figure is exact whatever fairness did."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hmget(keys.meta, ["acct_concurrency", "acct_rate"])
+    pipe.hkeys(keys.inflight)
+    pipe.zrange(keys.fair_parked, 0, -1)
+    pipe.hgetall(keys.fair_stats)
+    (conc, rate), inflight, parked, stats = await pipe.execute()
+    caps = FairnessCaps(int(conc) if conc else 0, float(rate) if rate else 0.0)
+    active = Counter(a for a in (account_of(as_text(k)) for k in inflight) if a)
+    parked_accounts = [as_text(a) for a in parked]
+    held: dict[str, int] = {}
+    if parked_accounts:
+        pipe = redis.pipeline(transaction=False)
+        for account in parked_accounts:
+            pipe.zcard(keys.fair_park(account))
+        held = dict(zip(parked_accounts, [int(n) for n in await pipe.execute()], strict=True))
+    counts = {as_text(k): int(v) for k, v in stats.items()}
+    loads: dict[str, AccountLoad] = {}
+
+    def load(account: str) -> AccountLoad:
+        return loads.setdefault(account, AccountLoad(account))
+
+    for account, n in active.items():
+        load(account).active = n
+    for account, n in held.items():
+        load(account).held = n
+    for name, n in counts.items():
+        kind, sep, account = name.partition(":")
+        if not sep:
+            continue
+        if kind in ("c", "r"):
+            load(account).capped += n
+        elif kind == "l":
+            load(account).lent += n
+    ranked = sorted(loads.values(), key=lambda a: (-a.active, -a.held, -a.capped, a.account))
+    other = AccountLoad("other")
+    for a in ranked[top:]:
+        other.active += a.active
+        other.held += a.held
+        other.capped += a.capped
+        other.lent += a.lent
+    return FairnessSnapshot(
+        caps=caps,
+        accounts=ranked[:top],
+        other=other,
+        capped_concurrency=counts.get("c", 0),
+        capped_rate=counts.get("r", 0),
+        lent=counts.get("l", 0),
+    )
+
+
+def merge(snapshots: list[FairnessSnapshot], top: int = TOP_ACCOUNTS) -> FairnessSnapshot:
+    """The snapshots of a partitioned queue's partitions as one (caps are partition 0's)."""
+    loads: dict[str, AccountLoad] = {}
+    other = AccountLoad("other")
+    for snap in snapshots:
+        for a in snap.accounts:
+            total = loads.setdefault(a.account, AccountLoad(a.account))
+            total.active += a.active
+            total.held += a.held
+            total.capped += a.capped
+            total.lent += a.lent
+        other.active += snap.other.active
+        other.held += snap.other.held
+        other.capped += snap.other.capped
+        other.lent += snap.other.lent
+    ranked = sorted(loads.values(), key=lambda a: (-a.active, -a.held, -a.capped, a.account))
+    for a in ranked[top:]:
+        other.active += a.active
+        other.held += a.held
+        other.capped += a.capped
+        other.lent += a.lent
+    return FairnessSnapshot(
+        caps=snapshots[0].caps if snapshots else FairnessCaps(),
+        accounts=ranked[:top],
+        other=other,
+        capped_concurrency=sum(s.capped_concurrency for s in snapshots),
+        capped_rate=sum(s.capped_rate for s in snapshots),
+        lent=sum(s.lent for s in snapshots),
+    )
