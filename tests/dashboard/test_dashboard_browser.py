@@ -17,8 +17,8 @@ live with Playwright's media emulation):
   alerts;
 - screenshots with stable names land in ``artifacts/screenshots/`` (git-ignored, a test
   artifact looked at before each release): ``signin``, ``overview``, ``full``, ``alerts``,
-  ``dead-letters``, ``controls``, ``toast``, ``drain-confirmation``, ``search``, ``phone``
-  and ``phone-full``, each ``-light`` and ``-dark``.
+  ``dead-letters``, ``accounts``, ``controls``, ``toast``, ``drain-confirmation``,
+  ``search``, ``phone`` and ``phone-full``, each ``-light`` and ``-dark``.
 
 The README's picture (docs/dashboard.png) is not taken here: a test queue is no system to
 show. ``scripts/dashboard-screenshot.py`` takes it from ``sluice up --demo``.
@@ -41,6 +41,7 @@ import redis.asyncio as aioredis
 from sluice import Job, NonRetryableError, Queue, Worker
 from sluice.alerts.config import load_alert_settings
 from sluice.api.server import ApiServer
+from sluice.queue.fairness import FairnessCaps
 
 from ..api.conftest import TOKEN
 from ..integration.conftest import delete_queue_keys
@@ -278,7 +279,7 @@ async def test_dashboard_in_chromium(stack: Stack) -> None:
             f"everything passed but the accessibility audit: no axe-core at {AXE} "
             "(scripts/fetch-axe.sh .venv/tools fetches it; make test runs it)"
         )
-    views = ("sign-in", "overview", "alerts", "error toast", "controls", "search")
+    views = ("sign-in", "overview", "alerts", "accounts", "error toast", "controls", "search")
     assert sorted(found.audited) == sorted(f"{v} {s}" for v in views for s in SCHEMES)
 
 
@@ -390,6 +391,20 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
         await _shot(page.locator("#dead"), f"dead-letters-{scheme}")
         await _audit(page, f"overview {scheme}", found)
         await _audit(page, f"alerts {scheme}", found, "#alerts")
+    await _scheme(page, "light")
+
+    # --- the accounts panel (tenant fairness): caps switched on show in it, with the
+    # accounts whose messages flow ("<account>:<conversation>" keys, as the intake's)
+    await stack.queue.set_fairness(FairnessCaps(concurrency=1))
+    for n in range(6):
+        await stack.queue.enqueue(f"{12 if n < 4 else 34}:{n}", {"text": "flood"})
+    panel = page.locator("#fairness")
+    await expect(panel.locator("#fairness-caps")).to_have_text("cap per account: 1 in flight")
+    await expect(panel.locator("#fairness-table tbody")).to_contain_text("12")
+    for scheme in SCHEMES:
+        await _scheme(page, scheme)
+        await _shot(panel, f"accounts-{scheme}")
+        await _audit(page, f"accounts {scheme}", found, "#fairness")
     await _scheme(page, "light")
 
     # --- retry a dead letter from the UI

@@ -17,7 +17,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from sluice.api.auth import require_direct_loopback
-from sluice.api.dashboard import alerts, assets, charts, controls, events, jobs, pages, summary
+from sluice.api.dashboard import (
+    alerts,
+    assets,
+    charts,
+    controls,
+    events,
+    fairness,
+    jobs,
+    pages,
+    summary,
+)
 from sluice.api.dashboard.assets import STATIC_DIR
 from sluice.api.dashboard.charts import build_series
 from sluice.api.dashboard.jobs import search_jobs
@@ -51,7 +61,7 @@ __all__ = [
 router = APIRouter()
 # The prefix is given here, not to the parts' own routers: FastAPI refuses to include a
 # route with an empty path (the index page's) without a prefix.
-for part in (pages, assets, summary, charts, jobs, alerts, controls, events):
+for part in (pages, assets, summary, charts, jobs, alerts, controls, events, fairness):
     router.include_router(
         part.router,
         prefix=PREFIX,
