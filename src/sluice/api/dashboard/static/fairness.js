@@ -47,8 +47,8 @@
     }
     $("#fairness-table tbody").replaceChildren(...rows);
     $("#fairness-note").textContent = f.enabled
-      ? "Held back at the concurrency cap " + f.capped_concurrency + ", at the rate cap " + f.capped_rate +
-        "; idle slots lent over a cap " + f.lent + ". An account waits at its cap only while another account's message can take the slot."
+      ? "So far " + f.capped_concurrency + " lanes held back at the concurrency cap and " + f.capped_rate +
+        " at the rate cap; " + f.lent + " idle slots lent to accounts over a cap. An account waits at its cap only while another account's message can take the slot."
       : "Every account in earliest-deadline order. Set SLUICE_ACCOUNT_CONCURRENCY or SLUICE_ACCOUNT_RATE to cap one account's share.";
   }
 
