@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sluice import Completion, Job, Queue, Worker
+from sluice import Completion, EnqueueRequest, Job, Queue, Worker
 from sluice.queue.fairness import FairnessCaps
 
 from .conftest import delete_queue_keys
@@ -140,6 +140,22 @@ async def test_turning_fairness_off_returns_held_back_lanes_with_their_deadlines
     assert await queue.redis.zcard(queue.keys.fair_parked) == 0
     rest = await queue.reserve(5, worker_id="w")
     assert [j.key for j in rest.jobs] == ["1:b", "1:c"]
+
+
+async def test_a_flood_beyond_one_calls_budget_is_never_lent_ahead_of_another_account(
+    queue: Queue,
+) -> None:
+    """One call holds back at most FAIR_PARK_PER_CALL (512) lanes; while `ready` still has
+    lanes it has not looked at, one may be another account's, so nothing is lent."""
+    await queue.set_fairness(FairnessCaps(concurrency=1))
+    await queue.enqueue_many([EnqueueRequest(key=f"1:{n}", payload={}) for n in range(600)])
+    await queue.enqueue("2:a", {})
+    first = await queue.reserve(3, worker_id="w")
+    assert [j.key for j in first.jobs] == ["1:0"]  # 512 held back, the rest not yet looked at
+    assert await queue.redis.llen(queue.keys.wake) >= 1  # a worker goes on at once
+    second = await queue.reserve(3, worker_id="w")
+    assert [j.key for j in second.jobs][:1] == ["2:a"]  # then lent: 1:1, 1:2
+    assert [j.key for j in second.jobs][1:] == ["1:1", "1:2"]
 
 
 async def test_a_cancelled_held_back_lane_never_runs_twice(queue: Queue) -> None:

@@ -107,6 +107,18 @@ async def read_caps(redis: RedisClient, keys: QueueKeys) -> FairnessCaps:
     )
 
 
+async def held_lanes(redis: RedisClient, keys: QueueKeys) -> list[str]:
+    """The conversations held back at a cap (out of ``ready``, in their accounts' parks):
+    a resize must wait for them as for ready lanes (:func:`sluice.queue.layout.misplaced`)."""
+    accounts = [as_text(a) for a in await redis.zrange(keys.fair_parked, 0, -1)]
+    if not accounts:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for account in accounts:
+        pipe.zrange(keys.fair_park(account), 0, -1)
+    return [as_text(k) for lanes in await pipe.execute() for k in lanes]
+
+
 async def snapshot(
     redis: RedisClient, keys: QueueKeys, top: int = TOP_ACCOUNTS
 ) -> FairnessSnapshot:

@@ -5,6 +5,7 @@
 --!include lib/fair_heal.lua
 --!include lib/fair_note.lua
 --!include lib/fair_pop.lua
+--!include lib/wake.lua
 
 local FAIR_RUN_TTL_MS = 3600000 -- a run set nobody reserved into for an hour is dropped
 local FAIR_PARK_PER_CALL = 512  -- lanes held back per call at most (bounds one call's work)
@@ -20,7 +21,9 @@ local FAIR_PARK_PER_CALL = 512  -- lanes held back per call at most (bounds one 
 -- 2. `ready` is read in deadline order; a lane of an account at a cap is moved out of it to
 --    fair:park:<account> (deadline kept), any other is taken.
 -- 3. Work-conserving: slots still free once `ready` is empty go to held-back lanes anyway,
---    earliest deadline first across accounts ('lent'). A cap therefore never leaves a slot
+--    earliest deadline first across accounts ('lent'). A call that held back its budget of
+--    FAIR_PARK_PER_CALL lanes with `ready` not yet empty lends nothing and wakes a worker
+--    to go on. A cap therefore never leaves a slot
 --    idle; it only decides who goes first while lanes of several accounts wait.
 -- A taken lane is added to its account's run set and advances its rate state; nothing else
 -- is written per job.
@@ -97,8 +100,12 @@ local function fair_select(allow, now, conc, rate)
     end
     redis.call('ZREM', K_READY, unpack(gone))
   end
-  -- 3. work-conserving: idle slots go to held-back lanes, earliest deadline first
-  while got < allow do
+  -- 3. work-conserving: idle slots go to held-back lanes, earliest deadline first. Not
+  -- while `ready` still has lanes this call had no budget left to look at (one of them may
+  -- be another account's): a worker is woken to continue at once instead.
+  local looked_at_all = parked < FAIR_PARK_PER_CALL or redis.call('ZCARD', K_READY) == 0
+  if got < allow and not looked_at_all then wake(1) end
+  while got < allow and looked_at_all do
     local first = redis.call('ZRANGE', K_FAIR_PARKED, 0, 0)
     if #first == 0 then break end
     local acct = first[1]
