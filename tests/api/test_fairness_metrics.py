@@ -53,4 +53,4 @@ async def test_fairness_series_name_the_busiest_accounts_and_sum_the_rest(api: A
 async def test_fairness_off_exports_zero_caps(api: Api) -> None:
     got = samples((await api.client.get("/metrics")).text)
     caps = {lab["cap"]: v for n, lab, v in got if n == "sluice_fairness_cap"}
-    assert caps == {"concurrency": 0.0, "rate": 0.0}
+    assert caps == {"concurrency": 0.0, "rate": 0.0, "inbox_concurrency": 0.0, "inbox_rate": 0.0}

@@ -327,3 +327,39 @@ async def test_a_killed_workers_turns_do_not_count_against_its_account(
         if second is not None:
             reap(second)
         await redis_client.delete(f"{name}:started", f"{name}:done", f"{name}:ready")
+
+
+# --- per inbox --------------------------------------------------------------------------------
+
+
+async def test_inbox_cap_holds_back_one_inbox_of_an_account(queue: Queue) -> None:
+    """Inbox 10 of account 1 floods; inbox 11 of the same account and account 2 are not held
+    back behind it (the inbox id travels in the payload, as the intake's CustomerMessage)."""
+    await queue.set_fairness(FairnessCaps(inbox_concurrency=1))
+    for n in range(3):
+        await queue.enqueue(f"1:{n}", {"inbox_id": 10})
+    await queue.enqueue("1:9", {"inbox_id": 11})
+    await queue.enqueue("2:0", {"inbox_id": 20})
+    await queue.enqueue("3:0", {"no": "inbox"})  # no inbox: capped by account only (none)
+    taken = await queue.reserve(4, worker_id="w")
+    assert [j.key for j in taken.jobs] == ["1:0", "1:9", "2:0", "3:0"]
+    assert await queue.redis.zrange(queue.keys.fair_park("1/10"), 0, -1) == [b"1:1", b"1:2"]
+    snap = await queue.fairness()
+    rows = {a.account: (a.active, a.held) for a in snap.accounts}
+    assert rows["1/10"] == (1, 2) and rows["1"] == (2, 0)
+    # With nothing else ready, the inbox is lent the idle slots.
+    lent = await queue.reserve(4, worker_id="w")
+    assert [j.key for j in lent.jobs] == ["1:1", "1:2"]
+
+
+async def test_account_and_inbox_caps_together(queue: Queue) -> None:
+    await queue.set_fairness(FairnessCaps(concurrency=2, inbox_concurrency=1))
+    for n in range(2):
+        await queue.enqueue(f"1:a{n}", {"inbox_id": 10})
+        await queue.enqueue(f"1:b{n}", {"inbox_id": 11})
+        await queue.enqueue(f"1:c{n}", {"inbox_id": 12})
+    await queue.enqueue("2:x", {"inbox_id": 20})
+    taken = await queue.reserve(3, worker_id="w")
+    # Account 1: two turns at most, one per inbox; then account 2.
+    assert [j.key for j in taken.jobs] == ["1:a0", "1:b0", "2:x"]
+    assert await queue.set_fairness(FairnessCaps()) == 4  # every held-back lane returns

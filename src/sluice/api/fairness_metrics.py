@@ -3,7 +3,8 @@
 Per-account series are bounded: the busiest :data:`~sluice.queue.fairness.TOP_ACCOUNTS`
 accounts (turns in flight, then lanes held back, then decisions) are named, the rest are
 summed under ``account="other"``, so a flood of account ids adds at most that many series.
-An account that drops out of the top moves its counts to ``other``; the exact totals are
+An inbox seen at its cap is named ``account="<account>/<inbox>"``. An account that drops
+out of the top moves its counts to ``other``; the exact totals are
 ``sluice_fairness_decisions_total``, which has no account label.
 """
 
@@ -30,6 +31,8 @@ def families(name: str, snap: FairnessSnapshot) -> list[Metric]:
     )
     caps.add_metric([name, "concurrency"], snap.caps.concurrency)
     caps.add_metric([name, "rate"], snap.caps.rate)
+    caps.add_metric([name, "inbox_concurrency"], snap.caps.inbox_concurrency)
+    caps.add_metric([name, "inbox_rate"], snap.caps.inbox_rate)
     decisions = CounterMetricFamily(
         "sluice_fairness_decisions",
         _HELP["sluice_fairness_decisions_total"],

@@ -174,7 +174,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "sluice_fairness_cap",
         "gauge",
         ("queue", "cap"),
-        "Per-account cap of tenant fairness: concurrency (turns) or rate (starts/s); 0 = off.",
+        "Tenant fairness cap: concurrency (turns), rate (starts/s), inbox_*: per inbox; 0 = off.",
     ),
     MetricSpec(
         "sluice_fairness_decisions_total",

@@ -1,4 +1,4 @@
-"""Tenant fairness: per-account caps on turns in flight and on starts per second.
+"""Tenant fairness: per-account (and per-inbox) caps on turns in flight and starts per second.
 
 The caps are enforced inside every reservation (``lua/lib/fair_select.lua``); this module
 sets them (``lua/fairness.lua``) and reads what they did, for ``/metrics`` and the
@@ -9,7 +9,8 @@ slot; with nobody else waiting it gets the idle slots ("lent"). docs/fairness.md
 reasons and the benchmark.
 
 An account is the part of a conversation key before its first ``:`` (the intake's keys are
-``"<account>:<conversation>"``); a key without one is never capped.
+``"<account>:<conversation>"``); a key without one is never capped. An inbox is named
+``"<account>/<inbox>"`` from the ``inbox_id`` of the payload (the intake's carries it).
 """
 
 from __future__ import annotations
@@ -30,22 +31,27 @@ TOP_ACCOUNTS = 10
 
 @dataclass(frozen=True)
 class FairnessCaps:
-    """Per-account caps; 0 turns a cap off, both 0 = fairness off (the default)."""
+    """Per-account and per-inbox caps; 0 turns a cap off, all 0 = fairness off (the
+    default)."""
 
     concurrency: int = 0  # turns of one account reserved at once
     rate: float = 0.0  # starts of one account per second
+    inbox_concurrency: int = 0  # turns of one inbox reserved at once
+    inbox_rate: float = 0.0  # starts of one inbox per second
 
     def __post_init__(self) -> None:
-        if self.concurrency < 0 or int(self.concurrency) != self.concurrency:
-            raise ValueError(
-                f"account concurrency must be a whole number >= 0, got {self.concurrency}"
-            )
-        if self.rate < 0:
-            raise ValueError(f"account rate must be >= 0 starts/s, got {self.rate}")
+        for name in ("concurrency", "inbox_concurrency"):
+            value = getattr(self, name)
+            if value < 0 or int(value) != value:
+                raise ValueError(f"{name} must be a whole number >= 0, got {value}")
+        for name in ("rate", "inbox_rate"):
+            value = getattr(self, name)
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be >= 0 starts/s, got {value}")
 
     @property
     def on(self) -> bool:
-        return self.concurrency > 0 or self.rate > 0
+        return any((self.concurrency, self.rate, self.inbox_concurrency, self.inbox_rate))
 
 
 @dataclass
@@ -75,6 +81,8 @@ class FairnessSnapshot:
             "enabled": self.caps.on,
             "account_concurrency": self.caps.concurrency,
             "account_rate": self.caps.rate,
+            "inbox_concurrency": self.caps.inbox_concurrency,
+            "inbox_rate": self.caps.inbox_rate,
             "capped_concurrency": self.capped_concurrency,
             "capped_rate": self.capped_rate,
             "lent": self.lent,
@@ -94,16 +102,26 @@ async def set_caps(
 ) -> int:
     """Store the caps in the queue's meta (every reservation reads them); both 0 turns
     fairness off and returns every held-back lane to ``ready``. Returns how many went back."""
-    meta = keys.meta
-    rate = f"{caps.rate:g}"
-    return int(await scripts.fairness([meta], [keys.prefix, int(caps.concurrency), rate]))
+    args: list[str | int] = [
+        keys.prefix,
+        int(caps.concurrency),
+        f"{caps.rate:g}",
+        int(caps.inbox_concurrency),
+        f"{caps.inbox_rate:g}",
+    ]
+    return int(await scripts.fairness([keys.meta], args))
 
 
-async def read_caps(redis: RedisClient, keys: QueueKeys) -> FairnessCaps:
-    conc, rate = await redis.hmget(keys.meta, ["acct_concurrency", "acct_rate"])
+_CAP_FIELDS = ["acct_concurrency", "acct_rate", "inbox_concurrency", "inbox_rate"]
+
+
+def _caps(raw: list[Any]) -> FairnessCaps:
+    conc, rate, inbox_conc, inbox_rate = raw
     return FairnessCaps(
-        concurrency=int(conc) if conc is not None else 0,
-        rate=float(rate) if rate is not None else 0.0,
+        concurrency=int(conc) if conc else 0,
+        rate=float(rate) if rate else 0.0,
+        inbox_concurrency=int(inbox_conc) if inbox_conc else 0,
+        inbox_rate=float(inbox_rate) if inbox_rate else 0.0,
     )
 
 
@@ -122,32 +140,45 @@ async def held_lanes(redis: RedisClient, keys: QueueKeys) -> list[str]:
 async def snapshot(
     redis: RedisClient, keys: QueueKeys, top: int = TOP_ACCOUNTS
 ) -> FairnessSnapshot:
-    """Caps, the busiest accounts (by turns in flight, then held-back lanes) and totals.
-    Turns in flight are counted from ``inflight`` itself (its size is bounded by the slots),
-    not from the fairness counters, so the figure is exact whatever fairness did."""
+    """Caps, the busiest accounts and inboxes (by turns in flight, then held-back lanes) and
+    totals. An account's turns in flight are counted from ``inflight`` itself (its size is
+    bounded by the slots), not from the fairness counters, so the figure is exact whatever
+    fairness did; an inbox's ("<account>/<inbox>", only those fairness has seen at a cap)
+    are the members of its run set that are in ``inflight``."""
     pipe = redis.pipeline(transaction=False)
-    pipe.hmget(keys.meta, ["acct_concurrency", "acct_rate"])
+    pipe.hmget(keys.meta, _CAP_FIELDS)
     pipe.hkeys(keys.inflight)
     pipe.zrange(keys.fair_parked, 0, -1)
     pipe.hgetall(keys.fair_stats)
-    (conc, rate), inflight, parked, stats = await pipe.execute()
-    caps = FairnessCaps(int(conc) if conc else 0, float(rate) if rate else 0.0)
-    active = Counter(a for a in (account_of(as_text(k)) for k in inflight) if a)
-    parked_accounts = [as_text(a) for a in parked]
-    held: dict[str, int] = {}
-    if parked_accounts:
-        pipe = redis.pipeline(transaction=False)
-        for account in parked_accounts:
-            pipe.zcard(keys.fair_park(account))
-        held = dict(zip(parked_accounts, [int(n) for n in await pipe.execute()], strict=True))
+    raw_caps, inflight, parked, stats = await pipe.execute()
+    caps = _caps(raw_caps)
+    running = {as_text(k) for k in inflight}
+    active = Counter(a for a in (account_of(k) for k in running) if a)
+    parked_groups = [as_text(a) for a in parked]
     counts = {as_text(k): int(v) for k, v in stats.items()}
+    inboxes = sorted(
+        {g for g in parked_groups if "/" in g}
+        | {name.partition(":")[2] for name in counts if "/" in name}
+    )
+    held: dict[str, int] = {}
+    if parked_groups or inboxes:
+        pipe = redis.pipeline(transaction=False)
+        for group in parked_groups:
+            pipe.zcard(keys.fair_park(group))
+        for group in inboxes:
+            pipe.smembers(keys.fair_run(group))
+        got = await pipe.execute()
+        held = dict(zip(parked_groups, [int(n) for n in got[: len(parked_groups)]], strict=True))
+        for group, members in zip(inboxes, got[len(parked_groups) :], strict=True):
+            active[group] = sum(1 for m in members if as_text(m) in running)
     loads: dict[str, AccountLoad] = {}
 
     def load(account: str) -> AccountLoad:
         return loads.setdefault(account, AccountLoad(account))
 
     for account, n in active.items():
-        load(account).active = n
+        if n:
+            load(account).active = n
     for account, n in held.items():
         load(account).held = n
     for name, n in counts.items():

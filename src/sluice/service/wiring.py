@@ -124,19 +124,21 @@ def build_worker(runtime: Runtime, handler: Handler, *, batch_size: int = 1) -> 
 
 
 async def apply_fairness(runtime: Runtime) -> int:
-    """Store this process's per-account caps (SLUICE_ACCOUNT_CONCURRENCY, SLUICE_ACCOUNT_RATE)
-    in the queue, where every reservation reads them: a worker starting up makes the queue
-    follow its configuration, 0 and 0 turning fairness off (docs/fairness.md). Returns the
-    held-back lanes that went back to the queue when it was turned off."""
+    """Store this process's caps (SLUICE_ACCOUNT_CONCURRENCY, SLUICE_ACCOUNT_RATE,
+    SLUICE_INBOX_CONCURRENCY, SLUICE_INBOX_RATE) in the queue, where every reservation reads
+    them: a worker starting up makes the queue follow its configuration, all 0 turning
+    fairness off (docs/fairness.md). Returns the held-back lanes that went back to the queue
+    when it was turned off."""
     s = runtime.settings
-    caps = FairnessCaps(concurrency=s.account_concurrency, rate=s.account_rate)
+    caps = FairnessCaps(
+        concurrency=s.account_concurrency,
+        rate=s.account_rate,
+        inbox_concurrency=s.inbox_concurrency,
+        inbox_rate=s.inbox_rate,
+    )
     released = await runtime.queue.set_fairness(caps)
     if caps.on:
-        log.info(
-            "tenant fairness on: %s turns in flight and %s starts/s per account",
-            caps.concurrency or "unlimited",
-            f"{caps.rate:g}" if caps.rate else "unlimited",
-        )
+        log.info("tenant fairness on: %s (0 = no cap)", caps)
     return released
 
 

@@ -206,6 +206,9 @@ class Settings(EnvSettings):
     account_rate: float = Field(
         0.0, ge=0, allow_inf_nan=False, validation_alias="SLUICE_ACCOUNT_RATE"
     )
+    # The same per Chatwoot inbox (its id travels in the job's payload).
+    inbox_concurrency: int = Field(0, ge=0, validation_alias="SLUICE_INBOX_CONCURRENCY")
+    inbox_rate: float = Field(0.0, ge=0, allow_inf_nan=False, validation_alias="SLUICE_INBOX_RATE")
     handoff_budget_ms: int = Field(3_000, ge=0, validation_alias="SLUICE_HANDOFF_BUDGET_MS")
 
     @field_validator("log_format", mode="before")

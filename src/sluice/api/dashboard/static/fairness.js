@@ -34,7 +34,13 @@
     const caps = [];
     if (f.account_concurrency) caps.push(f.account_concurrency + " in flight");
     if (f.account_rate) caps.push(f.account_rate + " starts/s");
-    $("#fairness-caps").textContent = f.enabled ? "cap per account: " + caps.join(" · ") : "fairness off";
+    const inbox = [];
+    if (f.inbox_concurrency) inbox.push(f.inbox_concurrency + " in flight");
+    if (f.inbox_rate) inbox.push(f.inbox_rate + " starts/s");
+    const parts = [];
+    if (caps.length) parts.push("cap per account: " + caps.join(" · "));
+    if (inbox.length) parts.push("per inbox: " + inbox.join(" · "));
+    $("#fairness-caps").textContent = f.enabled ? parts.join("; ") : "fairness off";
     const rows = f.accounts.map((a) => row(a, false));
     const o = f.other;
     if (o.active || o.held || o.capped || o.lent) rows.push(row(o, true));
@@ -50,6 +56,7 @@
       ? "So far " + f.capped_concurrency + " lanes held back at the concurrency cap and " + f.capped_rate +
         " at the rate cap; " + f.lent + " idle slots lent to accounts over a cap. An account waits at its cap only while another account's message can take the slot."
       : "Every account in earliest-deadline order. Set SLUICE_ACCOUNT_CONCURRENCY or SLUICE_ACCOUNT_RATE to cap one account's share.";
+    // Rows named "<account>/<inbox>" are inboxes held back at an inbox cap.
   }
 
   async function poll() {

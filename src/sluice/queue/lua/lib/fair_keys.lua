@@ -1,8 +1,10 @@
 -- lib/fair_keys.lua: the keys of tenant fairness (docs/fairness.md), beside the queue's.
 --!include lib/keys.lua
 --
--- An account is what a conversation key names before its first ':' (the intake's keys are
--- "<account>:<conversation>", lib/fair_account.lua). Per account, in the queue's hash tag:
+-- A group is an account, what a conversation key names before its first ':' (the intake's
+-- keys are "<account>:<conversation>", lib/fair_account.lua), or an inbox,
+-- "<account>/<inbox>" (lib/fair_inbox.lua). Per group (written <account> below), in the
+-- queue's hash tag:
 --   fair:run:<account>   SET   its conversations reserved (a superset of those in
 --                              `inflight`, made exact by fair_heal when it matters)
 --   fair:park:<account>  ZSET  conversation -> deadline: its ready lanes held back while
@@ -11,7 +13,7 @@
 --   fair:note:<account>:<kind> STRING set for FAIR_NOTE_MS after an event, so a flood
 --                              writes one event per account and kind per interval
 -- And for the queue:
---   fair:parked  ZSET  account -> earliest deadline it holds back (fair_select's index)
+--   fair:parked  ZSET  group -> earliest deadline it holds back (fair_select's index)
 --   fair:stats   HASH  <kind>:<account> and <kind> -> lanes held back ('c' at the
 --                      concurrency cap, 'r' at the rate cap) or lent idle slots ('l')
 -- These are constants: no script or helper assigns them.

@@ -2,6 +2,7 @@
 --!include lib/keys.lua
 --!include lib/fair_keys.lua
 --!include lib/fair_account.lua
+--!include lib/fair_inbox.lua
 --!include lib/fair_heal.lua
 --!include lib/fair_note.lua
 --!include lib/fair_pop.lua
@@ -11,66 +12,93 @@ local FAIR_RUN_TTL_MS = 3600000 -- a run set nobody reserved into for an hour is
 local FAIR_PARK_PER_CALL = 512  -- lanes held back per call at most (bounds one call's work)
 
 -- Up to `allow` lanes, earliest deadline first, as ZPOPMIN would give them ({key, deadline,
--- ...}), except that an account at a cap does not get one while another account's lane
--- can take the slot (docs/fairness.md). The caps, per account (0 = that cap is off):
--- `conc` turns reserved at once, `rate` starts per second (GCRA with no burst, as Inngest's
--- throttle without `burst`: one start per 1000/rate ms).
+-- ...}), except that a group at a cap does not get one while another lane can take the
+-- slot (docs/fairness.md). A lane's groups are its account (the key up to its first ':')
+-- and, while an inbox cap is on, its inbox ("<account>/<inbox>", fair_inbox). `caps` holds
+-- per account `conc` (turns reserved at once) and `rate` (starts per second: GCRA with no
+-- burst, as Inngest's throttle without `burst`: one start per 1000/rate ms), and the same
+-- per inbox as `inbox_conc`, `inbox_rate`; 0 = that cap is off.
 --
--- 1. Accounts with lanes held back and room again (a turn ended, the rate allows a start)
+-- 1. Groups with lanes held back and room again (a turn ended, the rate allows a start)
 --    get that many lanes back into `ready`, with their deadlines.
--- 2. `ready` is read in deadline order; a lane of an account at a cap is moved out of it to
---    fair:park:<account> (deadline kept), any other is taken.
+-- 2. `ready` is read in deadline order; a lane with a group at a cap is moved out of it to
+--    fair:park:<group> (deadline kept; the first group found at its cap), any other is
+--    taken.
 -- 3. Work-conserving: slots still free once `ready` is empty go to held-back lanes anyway,
---    earliest deadline first across accounts ('lent'). A call that held back its budget of
+--    earliest deadline first across groups ('lent'). A call that held back its budget of
 --    FAIR_PARK_PER_CALL lanes with `ready` not yet empty lends nothing and wakes a worker
---    to go on. A cap therefore never leaves a slot
---    idle; it only decides who goes first while lanes of several accounts wait.
--- A taken lane is added to its account's run set and advances its rate state; nothing else
--- is written per job.
-local function fair_select(allow, now, conc, rate)
-  local interval = 0
-  if rate > 0 then interval = 1000 / rate end
-  local state = {} -- account -> {n = turns in flight, tat = next start allowed (ms)}
-  local function account(acct)
-    local s = state[acct]
+--    to go on. A cap therefore never leaves a slot idle; it only decides who goes first
+--    while lanes of several accounts wait.
+-- A taken lane is added to its groups' run sets and advances their rate states; nothing
+-- else is written per job.
+local function fair_select(allow, now, caps)
+  local inboxes = caps.inbox_conc > 0 or caps.inbox_rate > 0
+  local state = {} -- group -> {conc, rate, interval, n = turns in flight, tat, taken}
+  local function group(name)
+    local s = state[name]
     if s then return s end
-    s = {n = 0, tat = now, taken = {}}
-    if conc > 0 then
-      s.n = redis.call('SCARD', K_FAIR_RUN .. acct)
-      if s.n >= conc then s.n = fair_heal(acct) end
+    if string.find(name, '/', 1, true) then
+      s = {conc = caps.inbox_conc, rate = caps.inbox_rate}
+    else
+      s = {conc = caps.conc, rate = caps.rate}
     end
-    if rate > 0 then
-      s.tat = math.max(now, tonumber(redis.call('GET', K_FAIR_TAT .. acct) or '0'))
+    s.interval, s.n, s.tat, s.taken = 0, 0, now, {}
+    if s.conc > 0 then
+      s.n = redis.call('SCARD', K_FAIR_RUN .. name)
+      if s.n >= s.conc then s.n = fair_heal(name) end
     end
-    state[acct] = s
+    if s.rate > 0 then
+      s.interval = 1000 / s.rate
+      s.tat = math.max(now, tonumber(redis.call('GET', K_FAIR_TAT .. name) or '0'))
+    end
+    state[name] = s
     return s
   end
-  local function cap_of(s) -- which cap holds the account back now, if any
-    if conc > 0 and s.n >= conc then return 'c' end
-    if rate > 0 and s.tat > now then return 'r' end
+  local function cap_of(s) -- which cap holds the group back now, if any
+    if s.conc > 0 and s.n >= s.conc then return 'c' end
+    if s.rate > 0 and s.tat > now then return 'r' end
     return nil
   end
-  local function take(s, key)
-    s.n = s.n + 1
-    s.tat = math.max(s.tat, now) + interval
-    s.taken[#s.taken + 1] = key
+  local function groups_of(key) -- the lane's groups: {} for a key without an account
+    local acct = fair_account(key)
+    if not acct then return {} end
+    local names = {acct}
+    if inboxes then
+      local inbox = fair_inbox(key, acct)
+      if inbox then names[2] = inbox end
+    end
+    return names
+  end
+  local function take(names, key, lent)
+    for _, name in ipairs(names) do
+      local s = group(name)
+      s.n = s.n + 1
+      if lent then
+        -- Lent starts leave no rate debt: a group that had the queue to itself is not held
+        -- back afterwards for what it used while nobody else waited.
+        s.tat = math.max(s.tat, now + s.interval)
+      else
+        s.tat = math.max(s.tat, now) + s.interval
+      end
+      s.taken[#s.taken + 1] = key
+    end
   end
   local popped = {}
   -- 1. room again: at most what the caps allow now (one start under a rate cap)
-  for _, acct in ipairs(redis.call('ZRANGE', K_FAIR_PARKED, 0, -1)) do
-    local s = account(acct)
+  for _, name in ipairs(redis.call('ZRANGE', K_FAIR_PARKED, 0, -1)) do
+    local s = group(name)
     if not cap_of(s) then
       local room = allow
-      if conc > 0 then room = math.min(room, conc - s.n) end
-      if rate > 0 then room = math.min(room, 1) end
+      if s.conc > 0 then room = math.min(room, s.conc - s.n) end
+      if s.rate > 0 then room = math.min(room, 1) end
       for _ = 1, room do
-        local key, deadline = fair_pop(acct)
+        local key, deadline = fair_pop(name)
         if not key then break end
         redis.call('ZADD', K_READY, deadline, key)
       end
     end
   end
-  -- 2. ready lanes in deadline order; capped accounts' lanes are held back
+  -- 2. ready lanes in deadline order; lanes of groups at a cap are held back
   local parked, got = 0, 0
   while got < allow and parked < FAIR_PARK_PER_CALL do
     local batch = redis.call('ZRANGE', K_READY, 0, allow - got - 1, 'WITHSCORES')
@@ -78,24 +106,31 @@ local function fair_select(allow, now, conc, rate)
     local gone = {}
     for i = 1, #batch, 2 do
       local key, deadline = batch[i], batch[i + 1]
-      local acct = fair_account(key)
-      local s = acct and account(acct)
-      local why = s and cap_of(s)
-      if why and parked >= FAIR_PARK_PER_CALL then break end
+      local names = groups_of(key)
+      local held, why = nil, nil
+      for _, name in ipairs(names) do
+        why = cap_of(group(name))
+        if why then
+          held = name
+          break
+        end
+      end
+      if held and parked >= FAIR_PARK_PER_CALL then break end
       gone[#gone + 1] = key
-      if why then
-        redis.call('ZADD', K_FAIR_PARK .. acct, deadline, key)
-        redis.call('ZADD', K_FAIR_PARKED, 'LT', deadline, acct)
+      if held then
+        redis.call('ZADD', K_FAIR_PARK .. held, deadline, key)
+        redis.call('ZADD', K_FAIR_PARKED, 'LT', deadline, held)
         parked = parked + 1
+        local s = state[held]
         if why == 'c' then
-          fair_note('capped', why, acct, key, 'concurrency ' .. s.n .. '/' .. conc)
+          fair_note('capped', why, held, key, 'concurrency ' .. s.n .. '/' .. s.conc)
         else
-          fair_note('capped', why, acct, key, 'rate ' .. rate .. '/s')
+          fair_note('capped', why, held, key, 'rate ' .. s.rate .. '/s')
         end
       else
         popped[#popped + 1], popped[#popped + 2] = key, deadline
         got = got + 1
-        if s then take(s, key) end
+        take(names, key, false)
       end
     end
     redis.call('ZREM', K_READY, unpack(gone))
@@ -108,29 +143,25 @@ local function fair_select(allow, now, conc, rate)
   while got < allow and looked_at_all do
     local first = redis.call('ZRANGE', K_FAIR_PARKED, 0, 0)
     if #first == 0 then break end
-    local acct = first[1]
-    local key, deadline = fair_pop(acct)
+    local name = first[1]
+    local key, deadline = fair_pop(name)
     if key then
-      local s = account(acct)
       popped[#popped + 1], popped[#popped + 2] = key, deadline
       got = got + 1
-      fair_note('lent', 'l', acct, key, 'over its cap (' .. s.n .. ' in flight), no other lane ready')
-      -- Lent starts leave no rate debt: an account that had the queue to itself is not
-      -- held back afterwards for what it used while nobody else waited.
-      s.n = s.n + 1
-      s.tat = math.max(s.tat, now + interval)
-      s.taken[#s.taken + 1] = key
+      fair_note('lent', 'l', name, key,
+        'over its cap (' .. group(name).n .. ' in flight), no other lane ready')
+      take(groups_of(key), key, true)
     end
   end
-  for acct, s in pairs(state) do
+  for name, s in pairs(state) do
     if #s.taken > 0 then
-      if conc > 0 then
-        local rk = K_FAIR_RUN .. acct
+      if s.conc > 0 then
+        local rk = K_FAIR_RUN .. name
         redis.call('SADD', rk, unpack(s.taken))
         redis.call('PEXPIRE', rk, FAIR_RUN_TTL_MS)
       end
-      if rate > 0 then
-        redis.call('SET', K_FAIR_TAT .. acct, tostring(s.tat), 'PX',
+      if s.rate > 0 then
+        redis.call('SET', K_FAIR_TAT .. name, tostring(s.tat), 'PX',
           math.max(1, math.ceil(s.tat - now)))
       end
     end

@@ -18,8 +18,9 @@
 -- answered in one turn; one start for the rate limit; take_batch: a job of a turn that
 -- failed goes alone). Jobs to start now are charged an attempt; prefetched ones are marked
 -- `pf` and charged when they start (charge_starts). Nothing is prefetched under a rate
--- limit (the limiter counts reservations as starts) or account caps. With account caps
--- (meta acct_concurrency / acct_rate) the lanes come from fair_select instead of ZPOPMIN.
+-- limit (the limiter counts reservations as starts) or fairness caps. With a cap (meta
+-- acct_concurrency, acct_rate, inbox_concurrency, inbox_rate) the lanes come from
+-- fair_select instead of ZPOPMIN.
 -- `opts` are the worker's reserve_options. Returns {status, retry_after_ms, job...} where status is 'ok', 'paused'
 -- or 'rate' and each job is its HGETALL field list plus its payload; and the "id:token" of
 -- each job reserved (reservation_record keeps them). The `reserved` event's info is
@@ -32,15 +33,17 @@ local function reserve(want, prefetch, opts, now)
   local default_rate, guard_ms = opts.default_rate, opts.guard_ms
   -- One read of the live settings: pause, rate limit, and the per-account caps of tenant
   -- fairness (lib/fair_select.lua; both absent = off, the plain ZPOPMIN below).
-  local paused, live_rate, acct_conc, acct_rate = unpack(redis.call('HMGET', K_META,
-    'paused', 'rate_limit', 'acct_concurrency', 'acct_rate'))
+  local paused, live_rate, acct_conc, acct_rate, inbox_conc, inbox_rate = unpack(redis.call(
+    'HMGET', K_META, 'paused', 'rate_limit', 'acct_concurrency', 'acct_rate',
+    'inbox_concurrency', 'inbox_rate'))
   if paused == '1' then
     return {'paused', 0}, {}
   end
   promote_delayed(now)
   local rate = tonumber(live_rate or default_rate)
-  acct_conc, acct_rate = tonumber(acct_conc) or 0, tonumber(acct_rate) or 0
-  local fair = acct_conc > 0 or acct_rate > 0
+  local caps = {conc = tonumber(acct_conc) or 0, rate = tonumber(acct_rate) or 0,
+    inbox_conc = tonumber(inbox_conc) or 0, inbox_rate = tonumber(inbox_rate) or 0}
+  local fair = caps.conc > 0 or caps.rate > 0 or caps.inbox_conc > 0 or caps.inbox_rate > 0
   -- Nothing is prefetched under a rate limit (the limiter counts reservations as starts) or
   -- under account caps (a buffered turn holds its account's share as a running one does).
   if rate > 0 or fair then prefetch = 0 end
@@ -60,7 +63,7 @@ local function reserve(want, prefetch, opts, now)
   end
   local popped
   if fair then
-    popped = fair_select(allow, now, acct_conc, acct_rate)
+    popped = fair_select(allow, now, caps)
   else
     popped = redis.call('ZPOPMIN', K_READY, allow)
   end
