@@ -9,14 +9,18 @@ import asyncio
 import random
 import signal
 from collections import Counter, defaultdict
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sluice import Completion, EnqueueRequest, Job, Queue, Worker
 from sluice.queue.fairness import FairnessCaps
+from sluice.service.wiring import apply_fairness
+from sluice.settings.config import load_settings
 
 from .conftest import delete_queue_keys
 from .procs import reap, spawn_worker
@@ -363,3 +367,29 @@ async def test_account_and_inbox_caps_together(queue: Queue) -> None:
     # Account 1: two turns at most, one per inbox; then account 2.
     assert [j.key for j in taken.jobs] == ["1:a0", "1:b0", "2:x"]
     assert await queue.set_fairness(FairnessCaps()) == 4  # every held-back lane returns
+
+
+# --- the switch: workers apply the configuration ----------------------------------------------
+
+
+async def test_a_starting_worker_applies_the_configured_caps_and_zeros_turn_them_off(
+    queue: Queue,
+) -> None:
+    env = {"SLUICE_ACCOUNT_CONCURRENCY": "3", "SLUICE_INBOX_RATE": "2.5"}
+    await apply_fairness(SimpleNamespace(settings=load_settings(env), queue=queue))  # type: ignore[arg-type]
+    assert (await queue.fairness()).caps == FairnessCaps(concurrency=3, inbox_rate=2.5)
+    configs = [(e["key"], e["info"]) for e in await events(queue, "config")]
+    assert configs == [("acct_concurrency", "3"), ("inbox_rate", "2.5")]
+    await apply_fairness(SimpleNamespace(settings=load_settings({}), queue=queue))  # type: ignore[arg-type]
+    assert not (await queue.fairness()).caps.on
+    assert await queue.redis.hmget(queue.keys.meta, ["acct_concurrency", "inbox_rate"]) == [
+        None,
+        None,
+    ]
+
+
+def test_a_bad_cap_is_refused_with_the_variables_name() -> None:
+    with pytest.raises(ValueError, match="SLUICE_ACCOUNT_RATE"):
+        load_settings({"SLUICE_ACCOUNT_RATE": "-1"})
+    with pytest.raises(ValueError, match="concurrency"):
+        FairnessCaps(concurrency=-1)
