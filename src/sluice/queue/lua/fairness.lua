@@ -3,10 +3,11 @@
 -- The caps live in the queue's meta (`acct_concurrency`: turns of one account reserved at
 -- once; `acct_rate`: starts per second of one account; `inbox_concurrency`, `inbox_rate`:
 -- the same per inbox), read by every reservation (lib/reserve.lua, lib/fair_select.lua);
--- 0 clears a cap. Clearing all four turns fairness off, and then every lane held back under a cap goes back to `ready` with its deadline at
--- once: with the caps off nothing would ever look at fair:park again. Workers hear `rate` on
--- the control channel and hand back their prefetch buffers (reserved before the caps
--- applied); idle workers are woken for the lanes that came back.
+-- 0 clears a cap. Clearing all four turns fairness off, and then every lane held back under
+-- a cap goes back to `ready` with its deadline at once: with the caps off nothing would
+-- ever look at fair:park again. Workers hear `rate` on the control channel and hand back
+-- their prefetch buffers (reserved before the caps applied); idle workers are woken for the
+-- lanes that came back.
 --
 -- KEYS: 1 the queue's meta key (see lib/keys.lua; the other keys derive from the prefix).
 -- ARGV: 1 prefix, 2 account concurrency cap (0 = none), 3 account start-rate cap in

@@ -20,19 +20,19 @@
 -- `pf` and charged when they start (charge_starts). Nothing is prefetched under a rate
 -- limit (the limiter counts reservations as starts) or fairness caps. With a cap (meta
 -- acct_concurrency, acct_rate, inbox_concurrency, inbox_rate) the lanes come from
--- fair_select instead of ZPOPMIN.
--- `opts` are the worker's reserve_options. Returns {status, retry_after_ms, job...} where status is 'ok', 'paused'
--- or 'rate' and each job is its HGETALL field list plus its payload; and the "id:token" of
--- each job reserved (reservation_record keeps them). The `reserved` event's info is
--- "worker|token", with "|p" for a prefetched job.
+-- fair_select instead of ZPOPMIN. `opts` are the worker's reserve_options. Returns
+-- {status, retry_after_ms, job...} where status is 'ok', 'paused' or 'rate' and each job
+-- is its HGETALL field list plus its payload; and the "id:token" of each job reserved
+-- (reservation_record keeps them). The `reserved` event's info is "worker|token", with
+-- "|p" for a prefetched job.
 --
 -- One function on purpose: this is the hottest path there is, and each job is read once and
 -- written once; what changed is written into the fields the worker gets as well.
 local function reserve(want, prefetch, opts, now)
   local lease_ms, worker, batch_max = opts.lease_ms, opts.worker, opts.batch
   local default_rate, guard_ms = opts.default_rate, opts.guard_ms
-  -- One read of the live settings: pause, rate limit, and the per-account caps of tenant
-  -- fairness (lib/fair_select.lua; both absent = off, the plain ZPOPMIN below).
+  -- One read of the live settings: pause, rate limit, and the caps of tenant fairness
+  -- (lib/fair_select.lua; all absent = off, the plain ZPOPMIN below).
   local paused, live_rate, acct_conc, acct_rate, inbox_conc, inbox_rate = unpack(redis.call(
     'HMGET', K_META, 'paused', 'rate_limit', 'acct_concurrency', 'acct_rate',
     'inbox_concurrency', 'inbox_rate'))
@@ -45,7 +45,7 @@ local function reserve(want, prefetch, opts, now)
     inbox_conc = tonumber(inbox_conc) or 0, inbox_rate = tonumber(inbox_rate) or 0}
   local fair = caps.conc > 0 or caps.rate > 0 or caps.inbox_conc > 0 or caps.inbox_rate > 0
   -- Nothing is prefetched under a rate limit (the limiter counts reservations as starts) or
-  -- under account caps (a buffered turn holds its account's share as a running one does).
+  -- under fairness caps (a buffered turn holds its account's share as a running one does).
   if rate > 0 or fair then prefetch = 0 end
   if want + prefetch <= 0 then
     return {'ok', 0}, {}
