@@ -24,8 +24,10 @@ local FAIR_PARK_PER_CALL = 512  -- lanes held back per call at most (bounds one 
 -- 2. `ready` is read in deadline order; a lane with a group at a cap is moved out of it to
 --    fair:park:<group> (deadline kept; the first group found at its cap), any other is
 --    taken.
--- 3. Work-conserving: slots still free once `ready` is empty go to held-back lanes anyway,
---    earliest deadline first across groups ('lent'). A call that held back its budget of
+-- 3. Work-conserving: slots still free once `ready` is empty go to held-back lanes anyway
+--    ('lent'), to the group with the fewest turns in flight first (max-min fair: the
+--    surplus goes to whoever has least; earliest deadline among equals), within a group
+--    earliest deadline first. A call that held back its budget of
 --    FAIR_PARK_PER_CALL lanes with `ready` not yet empty lends nothing and wakes a worker
 --    to go on. A cap therefore never leaves a slot idle; it only decides who goes first
 --    while lanes of several accounts wait.
@@ -42,10 +44,11 @@ local function fair_select(allow, now, caps)
     else
       s = {conc = caps.conc, rate = caps.rate}
     end
-    s.interval, s.n, s.tat, s.taken = 0, 0, now, {}
-    if s.conc > 0 then
-      s.n = redis.call('SCARD', K_FAIR_RUN .. name)
-      if s.n >= s.conc then s.n = fair_heal(name) end
+    s.interval, s.tat, s.taken = 0, now, {}
+    s.n = redis.call('SCARD', K_FAIR_RUN .. name)
+    s.exact = s.n == 0
+    if s.conc > 0 and s.n >= s.conc then
+      s.n, s.exact = fair_heal(name), true
     end
     if s.rate > 0 then
       s.interval = 1000 / s.rate
@@ -135,16 +138,32 @@ local function fair_select(allow, now, caps)
     end
     redis.call('ZREM', K_READY, unpack(gone))
   end
-  -- 3. work-conserving: idle slots go to held-back lanes, earliest deadline first. Not
-  -- while `ready` still has lanes this call had no budget left to look at (one of them may
-  -- be another account's): a worker is woken to continue at once instead.
+  -- 3. work-conserving: idle slots go to held-back lanes, to the group with the fewest
+  -- turns in flight first (earliest deadline among equals). Not while `ready` still has
+  -- lanes this call had no budget left to look at (one of them may be another account's):
+  -- a worker is woken to continue at once instead.
   local looked_at_all = parked < FAIR_PARK_PER_CALL or redis.call('ZCARD', K_READY) == 0
   if got < allow and not looked_at_all then wake(1) end
-  while got < allow and looked_at_all do
-    local first = redis.call('ZRANGE', K_FAIR_PARKED, 0, 0)
-    if #first == 0 then break end
-    local name = first[1]
+  local lenders = nil -- {name, earliest deadline} of the groups with lanes held back
+  if got < allow and looked_at_all then
+    lenders = redis.call('ZRANGE', K_FAIR_PARKED, 0, -1, 'WITHSCORES')
+  end
+  while lenders and got < allow do
+    local name, best = nil, nil
+    for i = 1, #lenders, 2 do
+      if lenders[i] then
+        local s = group(lenders[i])
+        if not s.exact then s.n, s.exact = fair_heal(lenders[i]), true end
+        if not best or s.n < best.n then name, best = lenders[i], s end
+      end
+    end
+    if not name then break end
     local key, deadline = fair_pop(name)
+    if not key then
+      for i = 1, #lenders, 2 do
+        if lenders[i] == name then lenders[i] = false end
+      end
+    end
     if key then
       popped[#popped + 1], popped[#popped + 2] = key, deadline
       got = got + 1
@@ -155,11 +174,10 @@ local function fair_select(allow, now, caps)
   end
   for name, s in pairs(state) do
     if #s.taken > 0 then
-      if s.conc > 0 then
-        local rk = K_FAIR_RUN .. name
-        redis.call('SADD', rk, unpack(s.taken))
-        redis.call('PEXPIRE', rk, FAIR_RUN_TTL_MS)
-      end
+      -- Kept under a rate cap too: lending goes to the group with the fewest turns.
+      local rk = K_FAIR_RUN .. name
+      redis.call('SADD', rk, unpack(s.taken))
+      redis.call('PEXPIRE', rk, FAIR_RUN_TTL_MS)
       if s.rate > 0 then
         redis.call('SET', K_FAIR_TAT .. name, tostring(s.tat), 'PX',
           math.max(1, math.ceil(s.tat - now)))
