@@ -406,6 +406,9 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
         await _shot(panel, f"accounts-{scheme}")
         await _audit(page, f"accounts {scheme}", found, "#fairness")
     await _scheme(page, "light")
+    # Off again, and the panel says so, before the rest of the page is used.
+    await stack.queue.set_fairness(FairnessCaps())
+    await expect(panel.locator("#fairness-caps")).to_have_text("fairness off")
 
     # --- retry a dead letter from the UI
     toast = page.locator("#toast")

@@ -59,10 +59,17 @@
     // Rows named "<account>/<inbox>" are inboxes held back at an inbox cap.
   }
 
+  let shown = "";  // the data on screen: redrawn only when it changed, so the page below
+                  // the panel does not move under a pointer for nothing
+
   async function poll() {
     try {
       const res = await fetch("/dashboard/api/fairness", { credentials: "same-origin" });
-      if (res.ok) render(await res.json());
+      if (!res.ok) return;
+      const text = await res.text();
+      if (text === shown) return;
+      shown = text;
+      render(JSON.parse(text));
     } catch (e) {
       /* the live feed's indicator already says when the API is unreachable */
     }
