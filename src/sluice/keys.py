@@ -181,6 +181,32 @@ class QueueKeys:
     def workers(self) -> str:
         return self.prefix + "workers"
 
+    # Tenant fairness (queue/fairness.py; lua/lib/fair_keys.lua writes them, docs/fairness.md).
+
+    @property
+    def fair_parked(self) -> str:
+        """Accounts with lanes held back at a cap -> their earliest deadline (ZSET)."""
+        return self.prefix + "fair:parked"
+
+    @property
+    def fair_stats(self) -> str:
+        """Fairness decisions: ``<kind>`` and ``<kind>:<account>`` -> count, kind ``c``
+        (held back at the concurrency cap), ``r`` (at the rate cap), ``l`` (lent an idle
+        slot over its cap)."""
+        return self.prefix + "fair:stats"
+
+    def fair_park(self, account: str) -> str:
+        """One account's lanes held back at a cap: conversation -> deadline (ZSET)."""
+        return f"{self.prefix}fair:park:{account}"
+
+    def fair_run(self, account: str) -> str:
+        """One account's conversations reserved (SET; a superset of its lanes in flight)."""
+        return f"{self.prefix}fair:run:{account}"
+
+    def fair_tat(self, account: str) -> str:
+        """One account's start-rate state (GCRA theoretical arrival time, ms)."""
+        return f"{self.prefix}fair:tat:{account}"
+
     # Monitoring buckets: the Lua scripts write them (lua/lib/flush_monitor.lua, rollup.lua) and
     # sluice.monitor reads them. Spelled only here on the Python side, so a reader and the
     # writers cannot drift apart on a key name.

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sluice.alerts.config import AlertSettings
 from sluice.api.factory import create_app
 from sluice.api.server import ApiServer
+from sluice.queue.fairness import FairnessCaps
 from sluice.queue.queue import Queue
 from sluice.settings.config import load_settings
 
@@ -375,3 +376,16 @@ async def test_concurrency_panel_shows_the_controller_and_its_decisions(dash: Da
         f'sluice_concurrency_decisions_total{{direction="up",queue="{dash.queue.name}"}} 1.0'
         in metrics
     ), found
+
+
+async def test_fairness_panel_data_needs_a_session_and_shows_the_caps(dash: Dash) -> None:
+    assert (await dash.client.get("/dashboard/api/fairness")).status_code == 401
+    await dash.queue.set_fairness(FairnessCaps(concurrency=2))
+    for key in ("7:a", "7:b", "7:c", "8:a"):
+        await dash.queue.enqueue(key, {})
+    await dash.queue.reserve(3, worker_id="w")
+    await dash.login()
+    body = (await dash.client.get("/dashboard/api/fairness")).json()
+    assert body["enabled"] and body["account_concurrency"] == 2
+    rows = {a["account"]: (a["active"], a["held"]) for a in body["accounts"]}
+    assert rows == {"7": (2, 1), "8": (1, 0)}

@@ -17,7 +17,7 @@ live with Playwright's media emulation):
   alerts;
 - screenshots with stable names land in ``artifacts/screenshots/`` (git-ignored, a test
   artifact looked at before each release): ``signin``, ``overview``, ``full``, ``alerts``,
-  ``dead-letters``, ``controls``, ``toast``, ``drain-confirmation``, ``search``,
+  ``dead-letters``, ``accounts``, ``controls``, ``toast``, ``drain-confirmation``, ``search``,
   ``deadlines``, ``brokers`` (circuit breakers and the replay of dead letters by filter),
   ``phone``, ``phone-full`` and ``phone-brokers``, each ``-light`` and ``-dark``.
 
@@ -43,6 +43,7 @@ from sluice import Job, NonRetryableError, Queue, Worker
 from sluice.alerts.config import load_alert_settings
 from sluice.api.server import ApiServer
 from sluice.broker.breaker import CircuitBreaker, Outcome
+from sluice.queue.fairness import FairnessCaps
 from sluice.settings.breaker import load_breaker_settings
 
 from ..api.conftest import TOKEN
@@ -289,6 +290,7 @@ async def test_dashboard_in_chromium(stack: Stack) -> None:
         "overview",
         "deadlines",
         "alerts",
+        "accounts",
         "error toast",
         "controls",
         "search",
@@ -415,6 +417,23 @@ async def _run(browser: Any, stack: Stack, found: Findings) -> None:
         await _audit(page, f"overview {scheme}", found)
         await _audit(page, f"alerts {scheme}", found, "#alerts")
     await _scheme(page, "light")
+
+    # --- the accounts panel (tenant fairness): caps switched on show in it, with the
+    # accounts whose messages flow ("<account>:<conversation>" keys, as the intake's)
+    await stack.queue.set_fairness(FairnessCaps(concurrency=1))
+    for n in range(6):
+        await stack.queue.enqueue(f"{12 if n < 4 else 34}:{n}", {"text": "flood"})
+    panel = page.locator("#fairness")
+    await expect(panel.locator("#fairness-caps")).to_have_text("cap per account: 1 in flight")
+    await expect(panel.locator("#fairness-table tbody")).to_contain_text("12")
+    for scheme in SCHEMES:
+        await _scheme(page, scheme)
+        await _shot(panel, f"accounts-{scheme}")
+        await _audit(page, f"accounts {scheme}", found, "#fairness")
+    await _scheme(page, "light")
+    # Off again, and the panel says so, before the rest of the page is used.
+    await stack.queue.set_fairness(FairnessCaps())
+    await expect(panel.locator("#fairness-caps")).to_have_text("fairness off")
 
     # --- retry a dead letter from the UI
     toast = page.locator("#toast")

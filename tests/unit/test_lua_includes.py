@@ -107,7 +107,7 @@ SCRIPTS = [(package, name) for package, names in PACKAGES.items() for name in na
 IDS = [f"{package}:{name}" for package, name in SCRIPTS]
 
 # Functions a script may call without defining them: Lua's and Redis's own.
-BUILTINS = {"tonumber", "tostring", "unpack", "ipairs", "pairs", "next", "error", "type"}
+BUILTINS = {"tonumber", "tostring", "unpack", "ipairs", "pairs", "next", "error", "type", "pcall"}
 KEYWORDS = {"function", "if", "elseif", "while", "return", "and", "or", "not", "in", "until"}
 
 

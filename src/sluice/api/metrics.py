@@ -24,6 +24,7 @@ from prometheus_client.core import (
 
 from sluice.api.adaptive_metrics import adaptive_families
 from sluice.api.breaker_metrics import breaker_families
+from sluice.api.fairness_metrics import fairness_families
 from sluice.api.process_metrics import Readings
 from sluice.monitor.metric_names import DURATION_BUCKETS_S, METRICS, MetricSpec
 from sluice.monitor.snapshot import Monitor
@@ -226,6 +227,7 @@ async def render(
     fam.append(alerts)
     fam.extend(_scaling_families(queue.name, await read_state(queue)))
     fam.extend(await breaker_families(queue))
+    fam.extend(await fairness_families(queue))
 
     fam.extend(await adaptive_families(queue, snapshot["workers"]["list"]))
     fam.extend(_pool_families(processes))

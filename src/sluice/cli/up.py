@@ -32,7 +32,7 @@ from sluice.cli.serve import HostOpt, PortOpt, announce, api_address
 from sluice.cli.worker import check_handler, open_handler
 from sluice.control.controller import controller_from_settings
 from sluice.service.runtime import Runtime
-from sluice.service.wiring import DEFAULT_HANDLER, build_worker
+from sluice.service.wiring import DEFAULT_HANDLER, apply_fairness, build_worker
 from sluice.worker.supervisor import child_env
 
 
@@ -74,6 +74,7 @@ def up(
             worker = close = None
             task = None
             controller = None
+            await apply_fairness(runtime)
             if supervisor is None:
                 chosen = open_handler(runtime, handler)
                 close = chosen.close

@@ -28,6 +28,7 @@ from sluice.service.wiring import (
     DEFAULT_HANDLER,
     Runtime,
     WorkerHandler,
+    apply_fairness,
     build_worker,
     import_handler,
     worker_handler,
@@ -68,6 +69,7 @@ def worker(
             raise typer.Exit(Supervisor(wanted, ["--handler", handler], child_env(url)).run())
 
         async def work(runtime: Runtime) -> None:
+            await apply_fairness(runtime)
             service = _start_monitoring(runtime)
             # Adaptive mode: every worker process is a candidate controller (one leads).
             controller = controller_from_settings(runtime.settings, runtime.queue)

@@ -251,6 +251,36 @@ METRICS: tuple[MetricSpec, ...] = (
         ("queue", "broker"),
         "Turns of a broker answered by the breaker's fallback while it was open.",
     ),
+    MetricSpec(
+        "sluice_fairness_cap",
+        "gauge",
+        ("queue", "cap"),
+        "Tenant fairness cap: concurrency (turns), rate (starts/s), inbox_*: per inbox; 0 = off.",
+    ),
+    MetricSpec(
+        "sluice_fairness_decisions_total",
+        "counter",
+        ("queue", "decision"),
+        "Fairness decisions: lanes held back at the concurrency or rate cap, idle slots lent.",
+    ),
+    MetricSpec(
+        "sluice_account_active",
+        "gauge",
+        ("queue", "account"),
+        "Turns in flight per account (the busiest accounts, the rest as account=other).",
+    ),
+    MetricSpec(
+        "sluice_account_held",
+        "gauge",
+        ("queue", "account"),
+        "Lanes of an account held back at a fairness cap right now (busiest accounts, other).",
+    ),
+    MetricSpec(
+        "sluice_account_capped_total",
+        "counter",
+        ("queue", "account"),
+        "Lanes of an account held back at a fairness cap (busiest accounts, other).",
+    ),
 )
 
 METRIC_NAMES: frozenset[str] = frozenset(m.name for m in METRICS)

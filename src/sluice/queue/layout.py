@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluice.keys import QueueKeys, partition_of, partition_tag, salted_tag
+from sluice.queue import fairness
 from sluice.queue.scripts import Scripts
 from sluice.queue.types import as_text
 from sluice.redis.cluster import RedisClient, is_cluster, node_for_key, primaries
@@ -188,7 +189,8 @@ async def misplaced(redis: RedisClient, keys: QueueKeys, layout: Layout) -> int:
         pipe.zrange(part.delayed, 0, -1)
         pipe.hkeys(part.inflight)
         ready, delayed, inflight = await pipe.execute()
-        convs = {as_text(k) for k in (*ready, *delayed, *inflight)}
+        held = await fairness.held_lanes(redis, part)  # tenant fairness: out of `ready`
+        convs = {as_text(k) for k in (*ready, *delayed, *inflight, *held)}
         count += sum(1 for c in convs if layout.home(c) != p)
     return count
 
@@ -218,4 +220,5 @@ async def _has_conversations(redis: RedisClient, part: QueueKeys) -> bool:
     pipe.zcard(part.ready)
     pipe.zcard(part.delayed)
     pipe.hlen(part.inflight)
+    pipe.zcard(part.fair_parked)  # lanes held back by tenant fairness
     return any(int(n) for n in await pipe.execute())

@@ -32,6 +32,7 @@ from typing import Any
 
 from sluice import tracing
 from sluice.keys import partition_of, split_job_id
+from sluice.queue import fairness
 from sluice.queue import layout as layouts
 from sluice.queue.job import JobRecord
 from sluice.queue.layout import Layout
@@ -337,6 +338,14 @@ class PartitionedQueue(PartitionLeasing, Queue):
         self.forget_live_rate()
         await self.check_layout()  # the channels are the partitions' (their recorded tags)
         await self._all(self.redis.publish(ch, "rate") for ch in self.control_channels)
+
+    async def set_fairness(self, caps: fairness.FairnessCaps) -> int:
+        """The caps on every partition: each enforces them on its own lanes, so an account
+        spread over N partitions may have up to N times the concurrency cap in flight."""
+        return sum(await self._all(e.set_fairness(caps) for e in await self._parts()))
+
+    async def fairness(self) -> fairness.FairnessSnapshot:
+        return fairness.merge(await self._all(e.fairness() for e in await self._parts()))
 
     async def set_events(self, all_transitions: bool) -> None:
         await self._all(e.set_events(all_transitions) for e in await self._parts())

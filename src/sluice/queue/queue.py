@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from sluice import tracing
 from sluice.keys import QueueKeys
+from sluice.queue import fairness
 from sluice.queue.coalesce import EnqueueCoalescer
 from sluice.queue.durable import enqueue_replicated
 from sluice.queue.job import JobRecord, check_hop_name
@@ -399,6 +400,17 @@ class Queue(Leasing):
             approximate=True,
         )
         await pipe.execute()
+
+    async def set_fairness(self, caps: fairness.FairnessCaps) -> int:
+        """Cap each account's turns in flight and starts per second (docs/fairness.md);
+        ``FairnessCaps()`` turns fairness off and returns its held-back lanes to the queue
+        (returns how many). Workers hand back their prefetch buffers at once."""
+        return await fairness.set_caps(self.redis, self.scripts, self.keys, caps)
+
+    async def fairness(self) -> fairness.FairnessSnapshot:
+        """The caps, the busiest accounts (turns in flight, lanes held back, decisions) and
+        the totals of fairness decisions, for /metrics and the dashboard."""
+        return await fairness.snapshot(self.redis, self.keys)
 
     async def live_settings(self) -> dict[str, int | None]:
         """The live overrides stored in Redis (None where none is set)."""

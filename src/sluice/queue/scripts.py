@@ -32,6 +32,7 @@ SCRIPT_NAMES = (
     "rollup",
     "limiter",
     "layout",
+    "fairness",
 )
 
 PACKAGE = "sluice.queue"

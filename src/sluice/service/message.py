@@ -27,6 +27,9 @@ class CustomerMessage:
     attachments: int
     sender_name: str | None
     created_at_ms: float  # when the customer wrote it, on Sluice's clock (intake)
+    # The conversation's inbox: per-inbox fairness caps read it from the payload
+    # (queue/lua/lib/fair_inbox.lua); None when the webhook named none.
+    inbox_id: int | None = None
 
     @classmethod
     def of(cls, event: IncomingMessage, written_ms: float) -> CustomerMessage:
@@ -38,6 +41,7 @@ class CustomerMessage:
             attachments=len(event.attachments),
             sender_name=event.sender_name,
             created_at_ms=written_ms,
+            inbox_id=event.inbox_id,
         )
 
     def to_payload(self) -> dict[str, Any]:
@@ -50,6 +54,7 @@ class CustomerMessage:
             "attachments": self.attachments,
             "sender_name": self.sender_name,
             "created_at_ms": self.created_at_ms,
+            "inbox_id": self.inbox_id,
         }
 
     @classmethod
@@ -63,4 +68,10 @@ class CustomerMessage:
             attachments=int(payload.get("attachments") or 0),
             sender_name=payload.get("sender_name"),
             created_at_ms=float(payload.get("created_at_ms") or received_ms),
+            inbox_id=_optional_int(payload.get("inbox_id")),
         )
+
+
+def _optional_int(value: Any) -> int | None:
+    """An id of an older or partial payload: absent or not a number reads as None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -22,6 +22,7 @@ from sluice.broker.config import load_brokers_from_env
 from sluice.broker.handlers import get_handler, load_handler_settings
 from sluice.chatwoot.client import ChatwootClient
 from sluice.errors import ConfigError
+from sluice.queue.fairness import FairnessCaps
 from sluice.service.conversations import Conversations
 from sluice.service.pipeline import ReplyPipeline
 
@@ -38,6 +39,7 @@ __all__ = [
     "PIPELINE",
     "Runtime",
     "WorkerHandler",
+    "apply_fairness",
     "build_pipeline",
     "build_worker",
     "import_handler",
@@ -45,6 +47,8 @@ __all__ = [
     "queue_for",
     "worker_handler",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The handler a worker runs unless told otherwise: the Chatwoot reply pipeline.
 PIPELINE = "pipeline"
@@ -133,6 +137,25 @@ def build_worker(runtime: Runtime, handler: Handler, *, batch_size: int = 1) -> 
         batch_size=batch_size,
         adaptive=s.worker_concurrency_mode == "adaptive",
     )
+
+
+async def apply_fairness(runtime: Runtime) -> int:
+    """Store this process's caps (SLUICE_ACCOUNT_CONCURRENCY, SLUICE_ACCOUNT_RATE,
+    SLUICE_INBOX_CONCURRENCY, SLUICE_INBOX_RATE) in the queue, where every reservation reads
+    them: a worker starting up makes the queue follow its configuration, all 0 turning
+    fairness off (docs/fairness.md). Returns the held-back lanes that went back to the queue
+    when it was turned off."""
+    s = runtime.settings
+    caps = FairnessCaps(
+        concurrency=s.account_concurrency,
+        rate=s.account_rate,
+        inbox_concurrency=s.inbox_concurrency,
+        inbox_rate=s.inbox_rate,
+    )
+    released = await runtime.queue.set_fairness(caps)
+    if caps.on:
+        log.info("tenant fairness on: %s (0 = no cap)", caps)
+    return released
 
 
 def import_handler(path: str) -> Handler:

@@ -228,6 +228,16 @@ class Settings(EnvSettings):
         1_048_576, ge=1024, le=64 * 1_048_576, validation_alias="SLUICE_WEBHOOK_MAX_BYTES"
     )
     burst_max: int = Field(10, ge=1, le=100, validation_alias="SLUICE_BURST_MAX")
+    # Tenant fairness (docs/fairness.md): per-account caps on turns in flight and on starts
+    # per second, work-conserving (an account only waits while another's lane can take the
+    # slot); 0 = that cap off, both 0 = today's earliest-deadline-first for everyone.
+    account_concurrency: int = Field(0, ge=0, validation_alias="SLUICE_ACCOUNT_CONCURRENCY")
+    account_rate: float = Field(
+        0.0, ge=0, allow_inf_nan=False, validation_alias="SLUICE_ACCOUNT_RATE"
+    )
+    # The same per Chatwoot inbox (its id travels in the job's payload).
+    inbox_concurrency: int = Field(0, ge=0, validation_alias="SLUICE_INBOX_CONCURRENCY")
+    inbox_rate: float = Field(0.0, ge=0, allow_inf_nan=False, validation_alias="SLUICE_INBOX_RATE")
     handoff_budget_ms: int = Field(3_000, ge=0, validation_alias="SLUICE_HANDOFF_BUDGET_MS")
 
     @field_validator("worker_concurrency_mode", mode="before")

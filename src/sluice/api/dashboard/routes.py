@@ -26,6 +26,7 @@ from sluice.api.dashboard import (
     controls,
     deadlines,
     events,
+    fairness,
     jobs,
     pages,
     scaling,
@@ -77,6 +78,7 @@ for part in (
     deadlines,
     scaling,
     breakers,
+    fairness,
 ):
     router.include_router(
         part.router,

@@ -10,6 +10,7 @@
 --!include lib/promote_delayed.lua
 --!include lib/take_batch.lua
 --!include lib/next_due.lua
+--!include lib/fair_select.lua
 
 -- Reserve up to `want` lanes to start now and up to `prefetch` more for the worker's
 -- prefetch buffer, earliest deadline first, within the global rate limit: from each, its
@@ -17,23 +18,35 @@
 -- answered in one turn; one start for the rate limit; take_batch: a job of a turn that
 -- failed goes alone). Jobs to start now are charged an attempt; prefetched ones are marked
 -- `pf` and charged when they start (charge_starts). Nothing is prefetched under a rate
--- limit: the limiter counts reservations as starts. `opts` are the worker's
--- reserve_options. Returns {status, retry_after_ms, job...} where status is 'ok', 'paused'
--- or 'rate' and each job is its HGETALL field list plus its payload; and the "id:token" of
--- each job reserved (reservation_record keeps them). The `reserved` event's info is
--- "worker|token", with "|p" for a prefetched job.
+-- limit (the limiter counts reservations as starts) or fairness caps. With a cap (meta
+-- acct_concurrency, acct_rate, inbox_concurrency, inbox_rate) the lanes come from
+-- fair_select instead of ZPOPMIN. `opts` are the worker's reserve_options. Returns
+-- {status, retry_after_ms, job...} where status is 'ok', 'paused' or 'rate' and each job
+-- is its HGETALL field list plus its payload; and the "id:token" of each job reserved
+-- (reservation_record keeps them). The `reserved` event's info is "worker|token", with
+-- "|p" for a prefetched job.
 --
 -- One function on purpose: this is the hottest path there is, and each job is read once and
 -- written once; what changed is written into the fields the worker gets as well.
 local function reserve(want, prefetch, opts, now)
   local lease_ms, worker, batch_max = opts.lease_ms, opts.worker, opts.batch
   local default_rate, guard_ms = opts.default_rate, opts.guard_ms
-  if redis.call('HGET', K_META, 'paused') == '1' then
+  -- One read of the live settings: pause, rate limit, and the caps of tenant fairness
+  -- (lib/fair_select.lua; all absent = off, the plain ZPOPMIN below).
+  local paused, live_rate, acct_conc, acct_rate, inbox_conc, inbox_rate = unpack(redis.call(
+    'HMGET', K_META, 'paused', 'rate_limit', 'acct_concurrency', 'acct_rate',
+    'inbox_concurrency', 'inbox_rate'))
+  if paused == '1' then
     return {'paused', 0}, {}
   end
   promote_delayed(now)
-  local rate = tonumber(redis.call('HGET', K_META, 'rate_limit') or default_rate)
-  if rate > 0 then prefetch = 0 end
+  local rate = tonumber(live_rate or default_rate)
+  local caps = {conc = tonumber(acct_conc) or 0, rate = tonumber(acct_rate) or 0,
+    inbox_conc = tonumber(inbox_conc) or 0, inbox_rate = tonumber(inbox_rate) or 0}
+  local fair = caps.conc > 0 or caps.rate > 0 or caps.inbox_conc > 0 or caps.inbox_rate > 0
+  -- Nothing is prefetched under a rate limit (the limiter counts reservations as starts) or
+  -- under fairness caps (a buffered turn holds its account's share as a running one does).
+  if rate > 0 or fair then prefetch = 0 end
   if want + prefetch <= 0 then
     return {'ok', 0}, {}
   end
@@ -48,7 +61,12 @@ local function reserve(want, prefetch, opts, now)
     end
     allow = math.min(want, rate - used)
   end
-  local popped = redis.call('ZPOPMIN', K_READY, allow)
+  local popped
+  if fair then
+    popped = fair_select(allow, now, caps)
+  else
+    popped = redis.call('ZPOPMIN', K_READY, allow)
+  end
   local out, refs = {'ok', 0}, {}
   local started = 0
   -- Formatted once per call, and the leases, the waiting index, the lanes in flight and the
