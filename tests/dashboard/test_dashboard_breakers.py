@@ -6,37 +6,14 @@ breakers too."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import httpx
-import pytest
-import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from sluice.api.server import ApiServer
 from sluice.broker.breaker import CircuitBreaker, Outcome
-from sluice.queue.queue import Queue
 from sluice.settings.breaker import load_breaker_settings
 
 from ..api.conftest import TOKEN
-from ..integration.conftest import delete_queue_keys
 from ..integration.test_dead_replay import bury
-from .test_dashboard_api import Dash, dashboard_app
-
-
-@pytest.fixture
-async def dash(
-    redis_url: str, redis_client: aioredis.Redis, queue_name: str
-) -> AsyncIterator[Dash]:
-    """The real app on a loopback port, a browser-like client without a session."""
-    server = ApiServer(dashboard_app(redis_url, queue_name), "127.0.0.1", 0)
-    url = await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            yield Dash(url, client, Queue(queue_name, redis=redis_client))
-    finally:
-        await server.stop()
-        await delete_queue_keys(redis_client, queue_name)
+from .test_dashboard_api import Dash
 
 
 async def open_breaker(dash: Dash, broker: str = "llm-bot") -> None:

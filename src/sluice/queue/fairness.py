@@ -64,6 +64,13 @@ class AccountLoad:
     capped: int = 0  # lanes held back, all time ("c" + "r" decisions)
     lent: int = 0  # idle slots lent over its cap, all time
 
+    def add(self, other: AccountLoad) -> None:
+        """Count ``other``'s load in this one (the "other" row, partitions merged)."""
+        self.active += other.active
+        self.held += other.held
+        self.capped += other.capped
+        self.lent += other.lent
+
 
 @dataclass
 class FairnessSnapshot:
@@ -192,10 +199,7 @@ async def snapshot(
     ranked = sorted(loads.values(), key=lambda a: (-a.active, -a.held, -a.capped, a.account))
     other = AccountLoad("other")
     for a in ranked[top:]:
-        other.active += a.active
-        other.held += a.held
-        other.capped += a.capped
-        other.lent += a.lent
+        other.add(a)
     return FairnessSnapshot(
         caps=caps,
         accounts=ranked[:top],
@@ -213,20 +217,11 @@ def merge(snapshots: list[FairnessSnapshot], top: int = TOP_ACCOUNTS) -> Fairnes
     for snap in snapshots:
         for a in snap.accounts:
             total = loads.setdefault(a.account, AccountLoad(a.account))
-            total.active += a.active
-            total.held += a.held
-            total.capped += a.capped
-            total.lent += a.lent
-        other.active += snap.other.active
-        other.held += snap.other.held
-        other.capped += snap.other.capped
-        other.lent += snap.other.lent
+            total.add(a)
+        other.add(snap.other)
     ranked = sorted(loads.values(), key=lambda a: (-a.active, -a.held, -a.capped, a.account))
     for a in ranked[top:]:
-        other.active += a.active
-        other.held += a.held
-        other.capped += a.capped
-        other.lent += a.lent
+        other.add(a)
     return FairnessSnapshot(
         caps=snapshots[0].caps if snapshots else FairnessCaps(),
         accounts=ranked[:top],
