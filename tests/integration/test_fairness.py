@@ -412,3 +412,22 @@ def test_a_bad_cap_is_refused_with_the_variables_name() -> None:
         load_settings({"SLUICE_ACCOUNT_RATE": "-1"})
     with pytest.raises(ValueError, match="concurrency"):
         FairnessCaps(concurrency=-1)
+
+
+async def test_a_huge_run_set_is_healed_without_losing_the_lanes_taken(queue: Queue) -> None:
+    """Under a start-rate cap alone nothing prunes an account's run set until an idle slot
+    is lent (fair_heal runs at a concurrency cap or when lending), so it holds every
+    conversation the account started within the hour: more than Lua's unpack takes (about
+    8000). Healing it in one HMGET failed the script after step 2 had already taken lanes
+    out of `ready`: those lanes were in neither `ready` nor `inflight`, never answered.
+    The members are written directly (an hour of a busy account's starts, each ended)."""
+    await queue.set_fairness(FairnessCaps(rate=1))
+    ended = [f"1:old{n}" for n in range(9000)]
+    for at in range(0, len(ended), 1000):
+        await queue.redis.sadd(queue.keys.fair_run("1"), *ended[at : at + 1000])
+    for key in ("1:a", "1:b", "2:a"):
+        await queue.enqueue(key, {})
+    taken = await queue.reserve(3, worker_id="w")
+    # 1:a and 2:a in their shares, 1:b held back by the rate cap, then lent the idle slot
+    assert sorted(j.key for j in taken.jobs) == ["1:a", "1:b", "2:a"]
+    assert await queue.redis.scard(queue.keys.fair_run("1")) == 2  # the ended ones healed away

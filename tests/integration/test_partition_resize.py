@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from sluice import Completion, Job
 from sluice.keys import split_job_id
+from sluice.queue.fairness import FairnessCaps, read_caps
 from sluice.queue.layout import ResizeInProgressError
 from sluice.queue.partitioned import PartitionedQueue
 
@@ -179,6 +180,23 @@ async def test_partitions_added_while_paused_start_paused(
         await q.resize(4)
         assert all(c["paused"] for c in await q.partition_counts())
         assert len(await q.partition_counts()) == 4
+    finally:
+        await delete_partitioned_keys(redis_client, queue_name)
+
+
+async def test_partitions_added_by_a_resize_enforce_the_fairness_caps(
+    redis_client: aioredis.Redis, queue_name: str
+) -> None:
+    """The caps live in each partition's meta (set_fairness writes every partition there
+    is); workers write them only when they start, so a partition new to the queue had none
+    and its accounts ran uncapped until some worker restarted. Copied as a pause is."""
+    q = PartitionedQueue(queue_name, redis=redis_client, partitions=2)
+    try:
+        caps = FairnessCaps(concurrency=2, rate=5)
+        await q.set_fairness(caps)
+        layout = await q.resize(4)
+        parts = [layout.keys(q.keys, p) for p in range(4)]
+        assert [await read_caps(redis_client, part) for part in parts] == [caps] * 4
     finally:
         await delete_partitioned_keys(redis_client, queue_name)
 

@@ -70,6 +70,25 @@ def test_disabled_or_never_open_hours_count_plain_time() -> None:
     assert closed.deadline_ms(start, 90) == start + 90_000
 
 
+def test_a_week_of_empty_days_counts_plain_time_at_once() -> None:
+    """Days not closed all day whose closing is not after their opening are closed
+    (module docstring), so such a week has no open minute: before, applies() said yes and
+    deadline_ms walked its 10,000 steps (a quarter of a second of the API's event loop per
+    message) to a deadline 27 years away. An inbox JSON whose days name no hours reads so."""
+    start = ms(2026, 3, 14, 12, 0)
+    empty = WorkingHours(
+        enabled=True,
+        timezone="UTC",
+        days={d: DayHours(open_minute=9 * 60, close_minute=9 * 60) for d in range(7)},
+    )
+    no_hours = WorkingHours.from_inbox(
+        {"working_hours_enabled": True, "working_hours": [{"day_of_week": d} for d in range(7)]}
+    )
+    for hours in (empty, no_hours):
+        assert not hours.applies()
+        assert hours.deadline_ms(start, 90) == start + 90_000
+
+
 def test_from_chatwoots_inbox_json() -> None:
     inbox = {
         "working_hours_enabled": True,

@@ -83,8 +83,14 @@ class WorkingHours:
         return ZoneInfo(self.timezone) if _known_zone(self.timezone) else ZoneInfo("UTC")
 
     def applies(self) -> bool:
-        """``should_apply_business_hours?``: enabled and some day not closed all day."""
-        return self.enabled and any(not d.closed_all_day for d in self.days.values())
+        """``should_apply_business_hours?``: enabled and some day not closed all day; and,
+        ours, some day with open time at all (a day closing at or before its opening is
+        closed, so a week of such days has none: counted as plain time, not walked for
+        ``_MAX_STEPS`` days)."""
+        return self.enabled and any(
+            not d.closed_all_day and (d.open_all_day or d.close_minute > d.open_minute)
+            for d in self.days.values()
+        )
 
     def window(self, day: date) -> tuple[float, float] | None:
         """The open interval of a local date as epoch ms, None when closed that day."""

@@ -132,6 +132,11 @@ def _caps(raw: list[Any]) -> FairnessCaps:
     )
 
 
+async def read_caps(redis: RedisClient, keys: QueueKeys) -> FairnessCaps:
+    """The caps stored in one queue's (or partition's) meta."""
+    return _caps(await redis.hmget(keys.meta, _CAP_FIELDS))
+
+
 async def held_lanes(redis: RedisClient, keys: QueueKeys) -> list[str]:
     """The conversations held back at a cap (out of ``ready``, in their accounts' parks):
     a resize must wait for them as for ready lanes (:func:`sluice.queue.layout.misplaced`)."""

@@ -166,9 +166,12 @@ class PartitionedQueue(PartitionLeasing, Queue):
         :class:`~sluice.queue.layout.ResizeInProgressError` while one is in progress."""
         await self.check_layout()
         paused = await self.is_paused()
+        caps = await fairness.read_caps(self.redis, self._engines[0].keys)
         layout = self._adopt(await layouts.resize(self.redis, self.scripts, self.keys, partitions))
         if paused:  # partitions new to the queue start paused like the others
             await self.pause()
+        if caps.on:  # and with the tenant fairness caps (workers set them only at start)
+            await self.set_fairness(caps)
         return layout
 
     async def finish_resize(self) -> bool:

@@ -9,6 +9,7 @@ and results. Workers use the lower-level :meth:`Queue.reserve`, :meth:`Queue.com
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -196,10 +197,19 @@ class Queue(Leasing):
         if not key:
             raise ValueError("conversation key must be a non-empty string")
         class_target = target_ms(priority, self.priorities)  # also checks the class
+        # Checked here: lib/enqueue_one.lua parses "target/own" after it has written the
+        # dedupe record and pushed the id on the lane, so a value it cannot read there
+        # would leave the lane naming a job that was never recorded.
         if target is None:
             target = class_target
-        elif target < 1:
-            raise ValueError(f"target must be at least 1 ms, got {target}")
+        elif isinstance(target, bool) or not isinstance(target, int) or target < 1:
+            raise ValueError(f"target must be a whole number of ms >= 1, got {target!r}")
+        if due_in_ms is not None and (
+            isinstance(due_in_ms, bool)
+            or not isinstance(due_in_ms, int | float)
+            or not math.isfinite(due_in_ms)
+        ):
+            raise ValueError(f"due_in_ms must be a finite number of ms, got {due_in_ms!r}")
         # "target/own": the job's own first deadline, `due_in_ms` from Redis's now
         # (lib/enqueue_one.lua); a later head of its lane counts `target` as always.
         timing: int | str = target if due_in_ms is None else f"{target}/{round(due_in_ms)}"
