@@ -433,3 +433,48 @@ def test_the_window_keeps_only_its_span_of_a_monotonic_clock() -> None:
     assert window.counts() == (1, 0, 1)
     now[0] += 10
     assert window.counts() == (0, 0, 0)
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_redis_unreachable_the_model_still_answers(rig: Rig) -> None:
+    """The breaker's Redis is away (refused connections): the turn is not failed by the
+    breaker, the model is called as if the breaker were closed."""
+    down = aioredis.Redis(port=_closed_port(), socket_connect_timeout=1)
+    try:
+        breaker = CircuitBreaker(down, rig.queue.keys, "llm-bot", settings())
+        fallback = get_handler("template", load_handler_settings({}))
+        handler = GuardedHandler(rig.llm, breaker, fallback)
+        reply = await handler.answer(turn(1))
+        assert reply.content == MODEL_ANSWER and reply.via is None
+        assert rig.model.requests == 1
+        await rig.model.break_down("503")  # a failure: still raised as the handler's own
+        with pytest.raises(HandlerError):
+            await handler.answer(turn(2))
+    finally:
+        await down.aclose()
+
+
+async def test_an_outcome_lost_with_redis_keeps_the_models_answer(rig: Rig) -> None:
+    """Redis drops between the admission and the count: the model answered, the answer is
+    returned (not lost to a retry that would call the model again)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    handler = rig.guarded(settings())
+    await rig.redis.hset(rig.queue.keys.breaker("llm-bot"), mapping={"state": "open", "gen": 1})
+    await end_cooloff(rig.redis, rig.queue)
+
+    async def unreachable(**_: Any) -> Any:
+        raise RedisConnectionError("Connection refused")
+
+    handler.breaker._scripts = {**handler.breaker._scripts, "breaker_probe_ok": unreachable}
+    reply = await handler.answer(turn(1))  # a probe: its count cannot be written
+    assert reply.content == MODEL_ANSWER
+    assert rig.model.requests == 1

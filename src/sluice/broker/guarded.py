@@ -18,12 +18,19 @@ import logging
 import time
 from collections.abc import Callable
 
+from redis.exceptions import RedisError
+
 from sluice.broker.base import HandlerError, Reply, ReplyHandler, Turn
 from sluice.broker.breaker import Admission, CircuitBreaker, Outcome
 
 __all__ = ["GuardedHandler"]
 
 log = logging.getLogger("sluice.breaker")
+
+#: What a turn is admitted with when the breaker's state cannot be read (Redis away or
+#: failing over): closed. The breaker protects the model endpoint; it must never be the
+#: reason a turn fails, nor a model's answer lost because its outcome could not be counted.
+UNKNOWN = Admission("pass", -1, "closed")
 
 
 class GuardedHandler:
@@ -46,7 +53,7 @@ class GuardedHandler:
         self._background: set[asyncio.Task[None]] = set()
 
     async def answer(self, turn: Turn) -> Reply:
-        admission = await self.breaker.admit()
+        admission = await self._admit()
         if admission.verdict == "fallback":
             return await self._fallback(turn, admission)
         started = self._clock()
@@ -54,7 +61,7 @@ class GuardedHandler:
             reply = await self.inner.answer(turn)
         except HandlerError as exc:
             outcome = Outcome.FAILURE if exc.retryable else Outcome.NEUTRAL
-            await self.breaker.record(admission, outcome, self._since(started), str(exc))
+            await self._record(admission, outcome, self._since(started), str(exc))
             raise
         except (asyncio.CancelledError, TimeoutError):
             # Cancelled at the SLA budget (or the worker stopping): a call that did not
@@ -64,13 +71,40 @@ class GuardedHandler:
             raise
         except Exception:
             # A bug, or content the handler chokes on: nothing about the endpoint's health.
-            await self.breaker.record(admission, Outcome.NEUTRAL, self._since(started))
+            await self._record(admission, Outcome.NEUTRAL, self._since(started))
             raise
         # A reply without a model call (a handoff keyword, the budget spent, nothing to
         # answer) says nothing either.
         outcome = Outcome.SUCCESS if reply.content and not reply.handoff else Outcome.NEUTRAL
-        await self.breaker.record(admission, outcome, self._since(started))
+        await self._record(admission, outcome, self._since(started))
         return reply
+
+    async def _admit(self) -> Admission:
+        try:
+            return await self.breaker.admit()
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "circuit breaker of %s unreadable (%s): calling the model as if closed",
+                self.breaker.broker,
+                type(exc).__name__,
+            )
+            return UNKNOWN
+
+    async def _record(
+        self, admission: Admission, outcome: Outcome, latency_ms: float, error: str = ""
+    ) -> None:
+        """Count the outcome; a Redis error is logged, never raised: the turn's reply (or
+        its own error) matters more than one missed count."""
+        if admission is UNKNOWN:
+            return
+        try:
+            await self.breaker.record(admission, outcome, latency_ms, error)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "circuit breaker of %s: outcome not recorded (%s)",
+                self.breaker.broker,
+                type(exc).__name__,
+            )
 
     async def _fallback(self, turn: Turn, admission: Admission) -> Reply:
         reply = await self.fallback.answer(turn)
@@ -93,6 +127,8 @@ class GuardedHandler:
         task.add_done_callback(self._background.discard)
 
     async def _record_quietly(self, admission: Admission, latency_ms: float, error: str) -> None:
+        if admission is UNKNOWN:
+            return
         try:
             await self.breaker.record(admission, Outcome.FAILURE, latency_ms, error)
         except Exception as exc:  # Redis unreachable: the next call counts again
