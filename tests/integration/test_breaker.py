@@ -478,3 +478,26 @@ async def test_an_outcome_lost_with_redis_keeps_the_models_answer(rig: Rig) -> N
     reply = await handler.answer(turn(1))  # a probe: its count cannot be written
     assert reply.content == MODEL_ANSWER
     assert rig.model.requests == 1
+
+
+async def test_a_redis_clock_stepped_back_holds_it_open_no_longer_than_a_cooloff(
+    rig: Rig,
+) -> None:
+    """The cool-off's end and a probe's grant are Redis clock times: after the server's
+    clock went back an hour they look an hour away. The breaker brings them back to now
+    (a cool-off at most), instead of falling back (or keeping a lost probe's place) for an
+    hour."""
+    handler = rig.guarded(settings(SLUICE_BREAKER_COOLOFF_S="30"))
+    key = rig.queue.keys.breaker("llm-bot")
+    hour_ahead = time.time() * 1000 + 3_600_000
+    await rig.redis.hset(key, mapping={"state": "open", "gen": 1, "until_ms": hour_ahead})
+    admission = await handler.breaker.admit()
+    assert admission.verdict == "fallback"
+    assert admission.cooloff_left_ms <= 30_000
+    assert float(await rig.redis.hget(key, "until_ms")) <= time.time() * 1000 + 30_000
+    # Half-open with every probe slot taken by a probe granted "an hour from now".
+    await rig.redis.hset(
+        key, mapping={"state": "half_open", "gen": 2, "inflight": 2, "probe_at_ms": hour_ahead}
+    )
+    assert (await handler.breaker.admit()).verdict == "fallback"
+    assert float(await rig.redis.hget(key, "probe_at_ms")) <= time.time() * 1000 + 1_000

@@ -170,7 +170,12 @@ class CircuitBreaker:
         s = self.settings
         verdict, generation, state, left = await self._scripts["breaker_admit"](
             keys=self._keys,
-            args=[self.broker, s.probes, round(s.probe_timeout_s * 1000)],
+            args=[
+                self.broker,
+                s.probes,
+                round(s.probe_timeout_s * 1000),
+                round(s.cooloff_s * 1000),
+            ],
         )
         admission = Admission(
             cast(Verdict, _text(verdict)),
