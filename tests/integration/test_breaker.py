@@ -501,3 +501,16 @@ async def test_a_redis_clock_stepped_back_holds_it_open_no_longer_than_a_cooloff
     )
     assert (await handler.breaker.admit()).verdict == "fallback"
     assert float(await rig.redis.hget(key, "probe_at_ms")) <= time.time() * 1000 + 1_000
+
+
+async def test_a_reason_never_carries_the_credentials_of_a_url(rig: Rig) -> None:
+    """A plug-in AI handler's error may quote its endpoint with a password or a key in the
+    query: the breaker's reason (stored in Redis, logged, an event, on the dashboard) masks
+    them, as every other place that shows error text does."""
+    breaker = CircuitBreaker(rig.redis, rig.queue.keys, "llm-bot", settings())
+    for _ in range(4):
+        breaker.window.add(failed=True, slow=False)
+    error = "ConnectError: https://bot:hunter2secret@llm.example/v1?api_key=sk-live-abc123 down"
+    reason = breaker.verdict(error)
+    assert reason is not None and "failure ratio 1.00" in reason
+    assert "hunter2secret" not in reason and "sk-live-abc123" not in reason

@@ -65,6 +65,7 @@ from sluice.keys import QueueKeys
 from sluice.redis import lua
 from sluice.redis.cluster import RedisClient
 from sluice.settings.breaker import BreakerSettings
+from sluice.settings.redact import redact_urls_in
 
 __all__ = [
     "BREAKER_SCRIPTS",
@@ -277,7 +278,10 @@ class CircuitBreaker:
 
 
 def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
+    """An error's text for a reason (stored, logged, shown): one line, short, and with the
+    credentials of any URL in it masked (the ``llm`` handler scrubs its own errors; a
+    plug-in AI handler's may quote a URL with a password or a token in its query)."""
+    text = " ".join(redact_urls_in(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
