@@ -159,3 +159,16 @@ def test_a_stale_or_missing_recommendation_keeps_the_current_count(
     finally:
         client.delete(key)
         client.close()
+
+
+def test_auto_range_beyond_what_the_supervisor_can_number_is_refused() -> None:
+    """auto:1..20000 was accepted, and the supervisor's slot numbering (below 10 000) ran
+    out with a StopIteration when the recommendation asked for more: refused up front."""
+    import pytest
+
+    from sluice.scaling.follow import AutoProcesses, parse_processes
+
+    on = load_scaling_settings({"SLUICE_SCALING_ENABLED": "true"})
+    assert parse_processes("auto:2..10000", on) == AutoProcesses(2, 10_000)
+    with pytest.raises(ValueError, match="MAX <= 10000"):
+        parse_processes("auto:1..20000", on)

@@ -24,6 +24,9 @@ __all__ = ["AutoProcesses", "desired_reader", "parse_processes"]
 
 log = logging.getLogger("sluice.scaling")
 
+MAX_PROCESSES = 10_000
+"""As SLUICE_SCALING_MAX_WORKERS allows; the supervisor numbers its slots below it."""
+
 _AUTO = re.compile(r"^auto(?::(\d+)\.\.(\d+))?$")
 
 
@@ -57,8 +60,8 @@ def parse_processes(value: str, scaling: ScalingSettings) -> int | AutoProcesses
     if low is None:
         return AutoProcesses(scaling.min_workers, scaling.max_workers)
     minimum, maximum = int(low), int(high)
-    if not 1 <= minimum <= maximum:
-        raise ValueError(f"--processes {value!r}: need 1 <= MIN <= MAX")
+    if not 1 <= minimum <= maximum <= MAX_PROCESSES:
+        raise ValueError(f"--processes {value!r}: need 1 <= MIN <= MAX <= {MAX_PROCESSES}")
     return AutoProcesses(minimum, maximum)
 
 
