@@ -514,3 +514,26 @@ async def test_a_reason_never_carries_the_credentials_of_a_url(rig: Rig) -> None
     reason = breaker.verdict(error)
     assert reason is not None and "failure ratio 1.00" in reason
     assert "hunter2secret" not in reason and "sk-live-abc123" not in reason
+
+
+async def test_a_cancellation_turned_into_a_redis_error_is_not_swallowed(rig: Rig) -> None:
+    """redis-py may turn a cancellation (the SLA budget's) into a ConnectionError
+    (sluice.worker.types.raise_if_cancelled): the guard's "Redis away, call the model"
+    must not swallow it and call the model of a turn that is being cancelled."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    handler = rig.guarded(settings())
+
+    async def cancelled_in_flight(**_: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # the budget expires while the script call is in flight ...
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:  # ... and redis-py turns it into an error
+            raise RedisConnectionError("Connection closed by server") from None
+
+    handler.breaker._scripts = {**handler.breaker._scripts, "breaker_admit": cancelled_in_flight}
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(handler.answer(turn(1)))
+    assert rig.model.requests == 0

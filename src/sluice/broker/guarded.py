@@ -18,10 +18,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
-
 from sluice.broker.base import HandlerError, Reply, ReplyHandler, Turn
 from sluice.broker.breaker import Admission, CircuitBreaker, Outcome
+from sluice.worker.types import REDIS_DOWN, raise_if_cancelled
 
 __all__ = ["GuardedHandler"]
 
@@ -82,7 +81,8 @@ class GuardedHandler:
     async def _admit(self) -> Admission:
         try:
             return await self.breaker.admit()
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
+            raise_if_cancelled()  # a cancellation redis-py turned into an error
             log.warning(
                 "circuit breaker of %s unreadable (%s): calling the model as if closed",
                 self.breaker.broker,
@@ -99,7 +99,8 @@ class GuardedHandler:
             return
         try:
             await self.breaker.record(admission, outcome, latency_ms, error)
-        except (RedisError, OSError) as exc:
+        except REDIS_DOWN as exc:
+            raise_if_cancelled()
             log.warning(
                 "circuit breaker of %s: outcome not recorded (%s)",
                 self.breaker.broker,
