@@ -537,3 +537,19 @@ async def test_a_cancellation_turned_into_a_redis_error_is_not_swallowed(rig: Ri
     with pytest.raises(asyncio.CancelledError):
         await asyncio.create_task(handler.answer(turn(1)))
     assert rig.model.requests == 0
+
+
+async def test_an_open_breaker_past_its_cooloff_reads_half_open(rig: Rig) -> None:
+    """The hash changes only on a call: with no more traffic (or the breakers switched off
+    while one was open) it said "open" for ever, on the dashboard and /metrics (and the
+    SluiceBrokerBreakerOpen alert fired). Past its cool-off it reads as what the next call
+    finds: half-open."""
+    key = rig.queue.keys.breaker("llm-bot")
+    await rig.redis.sadd(rig.queue.keys.breakers, "llm-bot")
+    future = time.time() * 1000 + 30_000
+    await rig.redis.hset(key, mapping={"state": "open", "gen": 1, "until_ms": future})
+    (view,) = await read_breakers(rig.redis, rig.queue.keys)
+    assert view.state == "open" and view.until_ms == future
+    await rig.redis.hset(key, "until_ms", time.time() * 1000 - 1_000)
+    (view,) = await read_breakers(rig.redis, rig.queue.keys)
+    assert view.state == "half_open" and view.until_ms is None
