@@ -14,6 +14,7 @@ breaker's ``until_ms`` (the Redis clock) into the past.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -553,3 +554,38 @@ async def test_an_open_breaker_past_its_cooloff_reads_half_open(rig: Rig) -> Non
     await rig.redis.hset(key, "until_ms", time.time() * 1000 - 1_000)
     (view,) = await read_breakers(rig.redis, rig.queue.keys)
     assert view.state == "half_open" and view.until_ms is None
+
+
+async def test_a_call_cancelled_with_budget_left_is_not_counted(rig: Rig) -> None:
+    """A worker stopping after its grace cancels its calls in flight with budget left: that
+    says nothing about the endpoint (counted as failures, a stopping worker's calls could
+    open the breaker for every worker). A call cut by the budget itself still counts."""
+
+    class Hanging:
+        """A handler whose call never returns (a hung endpoint, without its own timeout)."""
+
+        name = "hanging"
+        called = asyncio.Event()
+
+        async def answer(self, turn: Turn) -> Reply:
+            self.called.set()
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    inner = Hanging()
+    breaker = CircuitBreaker(rig.redis, rig.queue.keys, "llm-bot", settings())
+    handler = GuardedHandler(inner, breaker, get_handler("template", load_handler_settings({})))
+    stopping = asyncio.create_task(handler.answer(turn(1)))  # 30 s of budget
+    await asyncio.wait_for(inner.called.wait(), 10)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    await asyncio.gather(*handler._background)
+    assert breaker.window.counts() == (0, 0, 0)
+    # The budget's own cancellation (as the pipeline's asyncio.timeout does it).
+    short = dataclasses.replace(turn(2), deadline_ms=time.time() * 1000 + 200)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(short.remaining_ms() / 1000):
+            await handler.answer(short)
+    await asyncio.gather(*handler._background)
+    assert breaker.window.counts()[:2] == (1, 1)

@@ -31,6 +31,10 @@ log = logging.getLogger("sluice.breaker")
 #: reason a turn fails, nor a model's answer lost because its outcome could not be counted.
 UNKNOWN = Admission("pass", -1, "closed")
 
+#: A cancellation with at most this much of the turn's budget left is the budget's (its
+#: timer and the turn's wall-clock deadline agree to within the event loop's resolution).
+BUDGET_SLACK_MS = 100.0
+
 
 class GuardedHandler:
     """``inner`` behind ``breaker``; ``fallback`` answers while the breaker says no."""
@@ -62,11 +66,17 @@ class GuardedHandler:
             outcome = Outcome.FAILURE if exc.retryable else Outcome.NEUTRAL
             await self._record(admission, outcome, self._since(started), str(exc))
             raise
-        except (asyncio.CancelledError, TimeoutError):
-            # Cancelled at the SLA budget (or the worker stopping): a call that did not
-            # answer in time counts as failed and slow. Recorded in the background, so the
-            # cancellation is not held up by a Redis call.
-            self._spawn(admission, self._since(started), "no answer before cancellation")
+        except (asyncio.CancelledError, TimeoutError) as exc:
+            # Cancelled at the SLA budget: a call that did not answer in time counts as
+            # failed and slow. Cancelled with budget left (the worker stopping after its
+            # grace, a deploy, a scale-down; an operator's cancel) it says nothing about the
+            # endpoint: counted, a stopping worker's calls in flight could open the breaker
+            # for every worker. Recorded in the background, so the cancellation is not held
+            # up by a Redis call.
+            if isinstance(exc, TimeoutError) or turn.remaining_ms() <= BUDGET_SLACK_MS:
+                self._spawn(admission, Outcome.FAILURE, self._since(started))
+            else:
+                self._spawn(admission, Outcome.NEUTRAL, self._since(started))
             raise
         except Exception:
             # A bug, or content the handler chokes on: nothing about the endpoint's health.
@@ -120,17 +130,19 @@ class GuardedHandler:
     def _since(self, started: float) -> float:
         return (self._clock() - started) * 1000.0
 
-    def _spawn(self, admission: Admission, latency_ms: float, error: str) -> None:
+    def _spawn(self, admission: Admission, outcome: Outcome, latency_ms: float) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._record_quietly(admission, latency_ms, error)
+            self._record_quietly(admission, outcome, latency_ms, "no answer before the SLA budget")
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _record_quietly(self, admission: Admission, latency_ms: float, error: str) -> None:
+    async def _record_quietly(
+        self, admission: Admission, outcome: Outcome, latency_ms: float, error: str
+    ) -> None:
         if admission is UNKNOWN:
             return
         try:
-            await self.breaker.record(admission, Outcome.FAILURE, latency_ms, error)
+            await self.breaker.record(admission, outcome, latency_ms, error)
         except Exception as exc:  # Redis unreachable: the next call counts again
             log.warning("circuit breaker of %s: outcome not recorded: %s", self.breaker.broker, exc)
