@@ -589,3 +589,21 @@ async def test_a_call_cancelled_with_budget_left_is_not_counted(rig: Rig) -> Non
             await handler.answer(short)
     await asyncio.gather(*handler._background)
     assert breaker.window.counts()[:2] == (1, 1)
+
+
+async def test_probes_lost_with_their_worker_are_given_again(rig: Rig) -> None:
+    """Half-open with every probe slot taken by workers that died mid-probe (their outcome
+    never comes): after SLUICE_BREAKER_PROBE_TIMEOUT_S the place is given again, so the
+    breaker is not stuck half-open; before that, turns go to the fallback."""
+    handler = rig.guarded(settings(SLUICE_BREAKER_PROBE_TIMEOUT_S="30"))
+    key = rig.queue.keys.breaker("llm-bot")
+    now = time.time() * 1000
+    await rig.redis.hset(
+        key, mapping={"state": "half_open", "gen": 3, "inflight": 2, "probe_at_ms": now - 5_000}
+    )
+    assert (await handler.breaker.admit()).verdict == "fallback"  # 5 s: maybe still running
+    await rig.redis.hset(key, "probe_at_ms", now - 31_000)  # 31 s: lost with its worker
+    assert (await handler.answer(turn(1))).content == MODEL_ANSWER  # a probe, answered
+    await rig.redis.hset(key, "probe_at_ms", now - 31_000)
+    assert (await handler.answer(turn(2))).content == MODEL_ANSWER
+    assert (await rig.state())["state"] == "closed"  # 2 successful probes close it
