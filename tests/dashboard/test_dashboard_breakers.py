@@ -95,3 +95,37 @@ async def test_metrics_show_state_transitions_and_fallbacks(dash: Dash) -> None:
     assert value("sluice_breaker_transitions_total", broker="llm-bot", to="open") == 1.0
     assert value("sluice_breaker_transitions_total", broker="llm-bot", to="closed") == 0.0
     assert value("sluice_breaker_fallback_total", broker="llm-bot") == 1.0
+
+
+async def test_a_replay_requeues_the_letters_counted_not_one_that_died_since(
+    dash: Dash, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count is checked on a fresh selection, then the replay ran: a matching letter
+    that died between the two was requeued too, more than the operator confirmed. Now the
+    letters counted are the ones requeued."""
+    from sluice.api.dashboard import breakers as panel
+    from sluice.queue.dead_replay import DeadLetterFilter, Replay
+    from sluice.queue.dead_replay import replay as real_replay
+
+    await bury(dash.queue)
+    csrf = await dash.login()
+
+    async def one_more_dies_after_the_count(
+        queue: Queue, flt: DeadLetterFilter, *, dry_run: bool
+    ) -> Replay:
+        result = await real_replay(queue, flt, dry_run=dry_run)
+        if dry_run:
+            await queue.enqueue("7:9", {"text": "hi"})
+            job = (await queue.reserve(1, worker_id="w")).jobs[0]
+            assert await queue.fail(job, "model down again", backoff_ms=0, retryable=False)
+        return result
+
+    monkeypatch.setattr(panel, "replay", one_more_dies_after_the_count)
+    done = await dash.client.post(
+        "/dashboard/api/dead-letters/replay",
+        json={"error": "model down", "dry_run": False, "expected": 3},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["requeued"] == 3
+    assert (await dash.queue.counts())["dead"] == 2  # the unmatched one, and the newcomer

@@ -14,6 +14,7 @@ breaker's ``until_ms`` (the Redis clock) into the past.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -433,3 +434,176 @@ def test_the_window_keeps_only_its_span_of_a_monotonic_clock() -> None:
     assert window.counts() == (1, 0, 1)
     now[0] += 10
     assert window.counts() == (0, 0, 0)
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_redis_unreachable_the_model_still_answers(rig: Rig) -> None:
+    """The breaker's Redis is away (refused connections): the turn is not failed by the
+    breaker, the model is called as if the breaker were closed."""
+    down = aioredis.Redis(port=_closed_port(), socket_connect_timeout=1)
+    try:
+        breaker = CircuitBreaker(down, rig.queue.keys, "llm-bot", settings())
+        fallback = get_handler("template", load_handler_settings({}))
+        handler = GuardedHandler(rig.llm, breaker, fallback)
+        reply = await handler.answer(turn(1))
+        assert reply.content == MODEL_ANSWER and reply.via is None
+        assert rig.model.requests == 1
+        await rig.model.break_down("503")  # a failure: still raised as the handler's own
+        with pytest.raises(HandlerError):
+            await handler.answer(turn(2))
+    finally:
+        await down.aclose()
+
+
+async def test_an_outcome_lost_with_redis_keeps_the_models_answer(rig: Rig) -> None:
+    """Redis drops between the admission and the count: the model answered, the answer is
+    returned (not lost to a retry that would call the model again)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    handler = rig.guarded(settings())
+    await rig.redis.hset(rig.queue.keys.breaker("llm-bot"), mapping={"state": "open", "gen": 1})
+    await end_cooloff(rig.redis, rig.queue)
+
+    async def unreachable(**_: Any) -> Any:
+        raise RedisConnectionError("Connection refused")
+
+    handler.breaker._scripts = {**handler.breaker._scripts, "breaker_probe_ok": unreachable}
+    reply = await handler.answer(turn(1))  # a probe: its count cannot be written
+    assert reply.content == MODEL_ANSWER
+    assert rig.model.requests == 1
+
+
+async def test_a_redis_clock_stepped_back_holds_it_open_no_longer_than_a_cooloff(
+    rig: Rig,
+) -> None:
+    """The cool-off's end and a probe's grant are Redis clock times: after the server's
+    clock went back an hour they look an hour away. The breaker brings them back to now
+    (a cool-off at most), instead of falling back (or keeping a lost probe's place) for an
+    hour."""
+    handler = rig.guarded(settings(SLUICE_BREAKER_COOLOFF_S="30"))
+    key = rig.queue.keys.breaker("llm-bot")
+    hour_ahead = time.time() * 1000 + 3_600_000
+    await rig.redis.hset(key, mapping={"state": "open", "gen": 1, "until_ms": hour_ahead})
+    admission = await handler.breaker.admit()
+    assert admission.verdict == "fallback"
+    assert admission.cooloff_left_ms <= 30_000
+    assert float(await rig.redis.hget(key, "until_ms")) <= time.time() * 1000 + 30_000
+    # Half-open with every probe slot taken by a probe granted "an hour from now".
+    await rig.redis.hset(
+        key, mapping={"state": "half_open", "gen": 2, "inflight": 2, "probe_at_ms": hour_ahead}
+    )
+    assert (await handler.breaker.admit()).verdict == "fallback"
+    assert float(await rig.redis.hget(key, "probe_at_ms")) <= time.time() * 1000 + 1_000
+
+
+async def test_a_reason_never_carries_the_credentials_of_a_url(rig: Rig) -> None:
+    """A plug-in AI handler's error may quote its endpoint with a password or a key in the
+    query: the breaker's reason (stored in Redis, logged, an event, on the dashboard) masks
+    them, as every other place that shows error text does."""
+    breaker = CircuitBreaker(rig.redis, rig.queue.keys, "llm-bot", settings())
+    for _ in range(4):
+        breaker.window.add(failed=True, slow=False)
+    error = "ConnectError: https://bot:hunter2secret@llm.example/v1?api_key=sk-live-abc123 down"
+    reason = breaker.verdict(error)
+    assert reason is not None and "failure ratio 1.00" in reason
+    assert "hunter2secret" not in reason and "sk-live-abc123" not in reason
+
+
+async def test_a_cancellation_turned_into_a_redis_error_is_not_swallowed(rig: Rig) -> None:
+    """redis-py may turn a cancellation (the SLA budget's) into a ConnectionError
+    (sluice.worker.types.raise_if_cancelled): the guard's "Redis away, call the model"
+    must not swallow it and call the model of a turn that is being cancelled."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    handler = rig.guarded(settings())
+
+    async def cancelled_in_flight(**_: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # the budget expires while the script call is in flight ...
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:  # ... and redis-py turns it into an error
+            raise RedisConnectionError("Connection closed by server") from None
+
+    handler.breaker._scripts = {**handler.breaker._scripts, "breaker_admit": cancelled_in_flight}
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(handler.answer(turn(1)))
+    assert rig.model.requests == 0
+
+
+async def test_an_open_breaker_past_its_cooloff_reads_half_open(rig: Rig) -> None:
+    """The hash changes only on a call: with no more traffic (or the breakers switched off
+    while one was open) it said "open" for ever, on the dashboard and /metrics (and the
+    SluiceBrokerBreakerOpen alert fired). Past its cool-off it reads as what the next call
+    finds: half-open."""
+    key = rig.queue.keys.breaker("llm-bot")
+    await rig.redis.sadd(rig.queue.keys.breakers, "llm-bot")
+    future = time.time() * 1000 + 30_000
+    await rig.redis.hset(key, mapping={"state": "open", "gen": 1, "until_ms": future})
+    (view,) = await read_breakers(rig.redis, rig.queue.keys)
+    assert view.state == "open" and view.until_ms == future
+    await rig.redis.hset(key, "until_ms", time.time() * 1000 - 1_000)
+    (view,) = await read_breakers(rig.redis, rig.queue.keys)
+    assert view.state == "half_open" and view.until_ms is None
+
+
+async def test_a_call_cancelled_with_budget_left_is_not_counted(rig: Rig) -> None:
+    """A worker stopping after its grace cancels its calls in flight with budget left: that
+    says nothing about the endpoint (counted as failures, a stopping worker's calls could
+    open the breaker for every worker). A call cut by the budget itself still counts."""
+
+    class Hanging:
+        """A handler whose call never returns (a hung endpoint, without its own timeout)."""
+
+        name = "hanging"
+        called = asyncio.Event()
+
+        async def answer(self, turn: Turn) -> Reply:
+            self.called.set()
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    inner = Hanging()
+    breaker = CircuitBreaker(rig.redis, rig.queue.keys, "llm-bot", settings())
+    handler = GuardedHandler(inner, breaker, get_handler("template", load_handler_settings({})))
+    stopping = asyncio.create_task(handler.answer(turn(1)))  # 30 s of budget
+    await asyncio.wait_for(inner.called.wait(), 10)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    await asyncio.gather(*handler._background)
+    assert breaker.window.counts() == (0, 0, 0)
+    # The budget's own cancellation (as the pipeline's asyncio.timeout does it).
+    short = dataclasses.replace(turn(2), deadline_ms=time.time() * 1000 + 200)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(short.remaining_ms() / 1000):
+            await handler.answer(short)
+    await asyncio.gather(*handler._background)
+    assert breaker.window.counts()[:2] == (1, 1)
+
+
+async def test_probes_lost_with_their_worker_are_given_again(rig: Rig) -> None:
+    """Half-open with every probe slot taken by workers that died mid-probe (their outcome
+    never comes): after SLUICE_BREAKER_PROBE_TIMEOUT_S the place is given again, so the
+    breaker is not stuck half-open; before that, turns go to the fallback."""
+    handler = rig.guarded(settings(SLUICE_BREAKER_PROBE_TIMEOUT_S="30"))
+    key = rig.queue.keys.breaker("llm-bot")
+    now = time.time() * 1000
+    await rig.redis.hset(
+        key, mapping={"state": "half_open", "gen": 3, "inflight": 2, "probe_at_ms": now - 5_000}
+    )
+    assert (await handler.breaker.admit()).verdict == "fallback"  # 5 s: maybe still running
+    await rig.redis.hset(key, "probe_at_ms", now - 31_000)  # 31 s: lost with its worker
+    assert (await handler.answer(turn(1))).content == MODEL_ANSWER  # a probe, answered
+    await rig.redis.hset(key, "probe_at_ms", now - 31_000)
+    assert (await handler.answer(turn(2))).content == MODEL_ANSWER
+    assert (await rig.state())["state"] == "closed"  # 2 successful probes close it

@@ -310,3 +310,18 @@ async def test_built_from_settings(fake: FakeLlm) -> None:
     finally:
         await h.aclose()
     assert fake.requests[0]["model"] == "gpt-env"
+
+
+async def test_a_long_key_echoed_across_the_excerpts_end_never_leaks(
+    fake: FakeLlm, http: httpx.AsyncClient
+) -> None:
+    """OpenAI project keys are ~164 characters: echoed in an error body, the key runs past
+    the 200-character excerpt. Cut before it is scrubbed, neither the whole key nor its last
+    8 characters matched and the first ~140 characters went out in the error (and from there
+    into logs, the breaker's reason, its event and the dashboard)."""
+    wrong = "sk-proj-" + "".join(f"{n:02d}" for n in range(78))  # 164 characters
+    h = LlmHandler(fake.base_url, "m", wrong, None, http=http)
+    with pytest.raises(HandlerError) as info:
+        await h.answer(make_turn(10_000, "hi"))
+    assert "401" in str(info.value)
+    assert wrong[:24] not in str(info.value) and "sk-proj-0001" not in str(info.value)

@@ -129,3 +129,46 @@ def test_auto_needs_scaling_switched_on(redis_url: str, queue_name: str) -> None
         check=False,
     )
     assert bad.returncode == 2 and "MIN <= MAX" in bad.stderr
+
+
+def test_a_stale_or_missing_recommendation_keeps_the_current_count(
+    redis_url: str, queue_name: str
+) -> None:
+    """The supervisor reads None (keep what runs) when no recommendation is stored and when
+    the stored one is older than STALE_AFTER_S (no leader refreshes it any more), not the
+    old number; a fresh one is followed."""
+    import json
+
+    import redis
+
+    from sluice.scaling.follow import desired_reader
+    from sluice.scaling.service import STALE_AFTER_S
+    from sluice.settings.config import load_settings
+
+    settings = load_settings({"REDIS_URL": redis_url, "SLUICE_QUEUE": queue_name})
+    read = desired_reader(settings, redis_url)
+    key = Queue(queue_name, redis=aioredis.Redis()).keys.scaling_state
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert read() is None
+        old = time.time() - STALE_AFTER_S - 60
+        client.set(key, json.dumps({"computed_at": old, "desired_workers": 1}), ex=600)
+        assert read() is None
+        client.set(key, json.dumps({"computed_at": time.time(), "desired_workers": 3}), ex=600)
+        assert read() == 3
+    finally:
+        client.delete(key)
+        client.close()
+
+
+def test_auto_range_beyond_what_the_supervisor_can_number_is_refused() -> None:
+    """auto:1..20000 was accepted, and the supervisor's slot numbering (below 10 000) ran
+    out with a StopIteration when the recommendation asked for more: refused up front."""
+    import pytest
+
+    from sluice.scaling.follow import AutoProcesses, parse_processes
+
+    on = load_scaling_settings({"SLUICE_SCALING_ENABLED": "true"})
+    assert parse_processes("auto:2..10000", on) == AutoProcesses(2, 10_000)
+    with pytest.raises(ValueError, match="MAX <= 10000"):
+        parse_processes("auto:1..20000", on)

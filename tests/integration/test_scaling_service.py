@@ -152,3 +152,34 @@ async def test_api_says_scaling_is_off(api_url: str) -> None:
             "reason": "SLUICE_SCALING_ENABLED is false: the worker count is static",
         }
         assert (await client.get("/api/admin/scaling/keda")).status_code == 404
+
+
+async def test_keda_gets_no_number_from_a_stale_recommendation(
+    scaling_on: None, redis_url: str, redis_client: aioredis.Redis, queue_name: str
+) -> None:
+    """A state no leader refreshed for STALE_AFTER_S: KEDA gets a 404 (its fallback
+    replicas), not the old number; the admin document still shows it, with its age. (The
+    API's own monitoring is off here: as the leader it would store a fresh state.)"""
+    import json
+    import time
+
+    import httpx
+
+    from sluice.scaling.service import STALE_AFTER_S
+
+    queue = Queue(queue_name, redis=redis_client)
+    old = time.time() - STALE_AFTER_S - 60
+    await redis_client.set(
+        queue.keys.scaling_state, json.dumps({"computed_at": old, "desired_workers": 1}), ex=600
+    )
+    server, url = await start_api(redis_url, queue_name, SLUICE_MONITORING="false")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
+            keda = await client.get("/api/admin/scaling/keda")
+            assert keda.status_code == 404 and "s old" in keda.json()["detail"]
+            body = (await client.get("/api/admin/scaling")).json()
+            assert body["desired_workers"] == 1 and body["age_s"] > STALE_AFTER_S
+    finally:
+        await server.stop()
+        await delete_queue_keys(redis_client, queue_name)

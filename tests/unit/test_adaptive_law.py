@@ -233,3 +233,14 @@ def test_after_the_cap_is_forgotten_the_law_probes_one_step_at_a_time() -> None:
     ups = [d for d in decisions if d.changed]
     assert not any(d.changed for d in decisions[:59])  # capped for the first minute
     assert [d.target for d in ups[:3]] == [5, 6, 7], [d.reason for d in ups]
+
+
+def test_a_clock_stepped_back_does_not_freeze_the_law() -> None:
+    """The saved state's times come from the Redis server's clock; after it is stepped back
+    an hour (a failover to a replica behind, an NTP step) they lie in the future. The law
+    brings them back to now: 429s are backed off within a cool-down, not after an hour."""
+    state = LawState(target=20, changed_at=3_500.0, last_at=3_600.0, cap_at=3_400.0, cap=30)
+    decisions = run(state, [obs(t, calls=20, errors=5, throttled=5) for t in range(1, 13)])
+    down = [d for d in decisions if d.kind == "down"]
+    assert down and down[0].target == 15 and "429s" in down[0].reason
+    assert all(d.state.last_at is not None and d.state.last_at <= 12 for d in decisions)

@@ -37,6 +37,9 @@ def test_scaledobject_reads_the_keda_route_with_the_admin_token() -> None:
     assert spec["scaleTargetRef"]["name"] == "sluice-worker"
     assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
     assert spec["fallback"]["replicas"] >= spec["minReplicaCount"]
+    # No recommendation, or a stale one (404): keep the workers running, as
+    # `--processes auto` does, rather than dropping to the fallback count mid-burst.
+    assert spec["fallback"]["behavior"] == "currentReplicasIfHigher"
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "metrics-api"
     assert trigger["metricType"] == "AverageValue"  # KEDA's fallback needs it

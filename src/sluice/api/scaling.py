@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 
 from sluice.api.auth import AdminOnly
 from sluice.api.state import app_state
-from sluice.scaling.service import read_state
+from sluice.scaling.service import STALE_AFTER_S, age_s, read_state
 from sluice.scaling.settings import load_scaling_settings
 
 router = APIRouter(prefix="/api/admin/scaling", dependencies=[AdminOnly], tags=["scaling"])
@@ -50,7 +50,7 @@ async def scaling_document(request: Request) -> dict[str, Any]:
     state, why = await _current(request)
     if state is None:
         return {"enabled": why != OFF_REASON, "desired_workers": None, "reason": why}
-    return {**state, "age_s": max(0.0, time.time() - float(state["computed_at"]))}
+    return {**state, "age_s": age_s(state, time.time())}
 
 
 @router.get("/keda")
@@ -63,4 +63,11 @@ async def scaling_keda(request: Request) -> dict[str, int]:
     state, why = await _current(request)
     if state is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, why)
+    age = age_s(state)
+    if age > STALE_AFTER_S:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"the recommendation is {age:.0f} s old: no monitoring leader refreshes it "
+            f"(stale after {STALE_AFTER_S:g} s)",
+        )
     return {KEDA_VALUE_LOCATION: int(state["desired_workers"])}

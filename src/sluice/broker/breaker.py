@@ -65,6 +65,7 @@ from sluice.keys import QueueKeys
 from sluice.redis import lua
 from sluice.redis.cluster import RedisClient
 from sluice.settings.breaker import BreakerSettings
+from sluice.settings.redact import redact_urls_in
 
 __all__ = [
     "BREAKER_SCRIPTS",
@@ -170,7 +171,12 @@ class CircuitBreaker:
         s = self.settings
         verdict, generation, state, left = await self._scripts["breaker_admit"](
             keys=self._keys,
-            args=[self.broker, s.probes, round(s.probe_timeout_s * 1000)],
+            args=[
+                self.broker,
+                s.probes,
+                round(s.probe_timeout_s * 1000),
+                round(s.cooloff_s * 1000),
+            ],
         )
         admission = Admission(
             cast(Verdict, _text(verdict)),
@@ -272,7 +278,10 @@ class CircuitBreaker:
 
 
 def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
+    """An error's text for a reason (stored, logged, shown): one line, short, and with the
+    credentials of any URL in it masked (the ``llm`` handler scrubs its own errors; a
+    plug-in AI handler's may quote a URL with a password or a token in its query)."""
+    text = " ".join(redact_urls_in(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -325,17 +334,28 @@ class BreakerView:
 
 
 async def read_breakers(redis: RedisClient, keys: QueueKeys) -> list[BreakerView]:
-    """Every breaker that has state in Redis (a broker's first call creates it), by name."""
+    """Every breaker that has state in Redis (a broker's first call creates it), by name.
+
+    An open breaker whose cool-off is over (on the Redis clock) reads as half-open: that is
+    what the next call finds (the hash only changes on a call). Without it, a breaker with
+    no more traffic, or switched off (``SLUICE_BREAKER_ENABLED=false``) while open, showed
+    "open" for ever, on the dashboard and on /metrics (and SluiceBrokerBreakerOpen fired).
+    """
     names = sorted(_text(n) for n in await redis.smembers(keys.breakers))
     if not names:
         return []
     pipe = redis.pipeline(transaction=False)
+    pipe.time()
     for name in names:
         pipe.hgetall(keys.breaker(name))
+    (seconds, micros), *hashes = await pipe.execute()
+    now_ms = int(seconds) * 1000 + int(micros) / 1000
     views = []
-    for name, raw in zip(names, await pipe.execute(), strict=True):
+    for name, raw in zip(names, hashes, strict=True):
         data = {_text(k): _text(v) for k, v in raw.items()}
         state = data.get("state", "closed")
+        if state == "open" and float(data.get("until_ms", 0)) <= now_ms:
+            state = "half_open"
         views.append(
             BreakerView(
                 broker=name,

@@ -20,10 +20,20 @@ from collections.abc import Callable
 
 from sluice.broker.base import HandlerError, Reply, ReplyHandler, Turn
 from sluice.broker.breaker import Admission, CircuitBreaker, Outcome
+from sluice.worker.types import REDIS_DOWN, raise_if_cancelled
 
 __all__ = ["GuardedHandler"]
 
 log = logging.getLogger("sluice.breaker")
+
+#: What a turn is admitted with when the breaker's state cannot be read (Redis away or
+#: failing over): closed. The breaker protects the model endpoint; it must never be the
+#: reason a turn fails, nor a model's answer lost because its outcome could not be counted.
+UNKNOWN = Admission("pass", -1, "closed")
+
+#: A cancellation with at most this much of the turn's budget left is the budget's (its
+#: timer and the turn's wall-clock deadline agree to within the event loop's resolution).
+BUDGET_SLACK_MS = 100.0
 
 
 class GuardedHandler:
@@ -46,7 +56,7 @@ class GuardedHandler:
         self._background: set[asyncio.Task[None]] = set()
 
     async def answer(self, turn: Turn) -> Reply:
-        admission = await self.breaker.admit()
+        admission = await self._admit()
         if admission.verdict == "fallback":
             return await self._fallback(turn, admission)
         started = self._clock()
@@ -54,23 +64,58 @@ class GuardedHandler:
             reply = await self.inner.answer(turn)
         except HandlerError as exc:
             outcome = Outcome.FAILURE if exc.retryable else Outcome.NEUTRAL
-            await self.breaker.record(admission, outcome, self._since(started), str(exc))
+            await self._record(admission, outcome, self._since(started), str(exc))
             raise
-        except (asyncio.CancelledError, TimeoutError):
-            # Cancelled at the SLA budget (or the worker stopping): a call that did not
-            # answer in time counts as failed and slow. Recorded in the background, so the
-            # cancellation is not held up by a Redis call.
-            self._spawn(admission, self._since(started), "no answer before cancellation")
+        except (asyncio.CancelledError, TimeoutError) as exc:
+            # Cancelled at the SLA budget: a call that did not answer in time counts as
+            # failed and slow. Cancelled with budget left (the worker stopping after its
+            # grace, a deploy, a scale-down; an operator's cancel) it says nothing about the
+            # endpoint: counted, a stopping worker's calls in flight could open the breaker
+            # for every worker. Recorded in the background, so the cancellation is not held
+            # up by a Redis call.
+            if isinstance(exc, TimeoutError) or turn.remaining_ms() <= BUDGET_SLACK_MS:
+                self._spawn(admission, Outcome.FAILURE, self._since(started))
+            else:
+                self._spawn(admission, Outcome.NEUTRAL, self._since(started))
             raise
         except Exception:
             # A bug, or content the handler chokes on: nothing about the endpoint's health.
-            await self.breaker.record(admission, Outcome.NEUTRAL, self._since(started))
+            await self._record(admission, Outcome.NEUTRAL, self._since(started))
             raise
         # A reply without a model call (a handoff keyword, the budget spent, nothing to
         # answer) says nothing either.
         outcome = Outcome.SUCCESS if reply.content and not reply.handoff else Outcome.NEUTRAL
-        await self.breaker.record(admission, outcome, self._since(started))
+        await self._record(admission, outcome, self._since(started))
         return reply
+
+    async def _admit(self) -> Admission:
+        try:
+            return await self.breaker.admit()
+        except REDIS_DOWN as exc:
+            raise_if_cancelled()  # a cancellation redis-py turned into an error
+            log.warning(
+                "circuit breaker of %s unreadable (%s): calling the model as if closed",
+                self.breaker.broker,
+                type(exc).__name__,
+            )
+            return UNKNOWN
+
+    async def _record(
+        self, admission: Admission, outcome: Outcome, latency_ms: float, error: str = ""
+    ) -> None:
+        """Count the outcome; a Redis error is logged, never raised: the turn's reply (or
+        its own error) matters more than one missed count."""
+        if admission is UNKNOWN:
+            return
+        try:
+            await self.breaker.record(admission, outcome, latency_ms, error)
+        except REDIS_DOWN as exc:
+            raise_if_cancelled()
+            log.warning(
+                "circuit breaker of %s: outcome not recorded (%s)",
+                self.breaker.broker,
+                type(exc).__name__,
+            )
 
     async def _fallback(self, turn: Turn, admission: Admission) -> Reply:
         reply = await self.fallback.answer(turn)
@@ -85,15 +130,19 @@ class GuardedHandler:
     def _since(self, started: float) -> float:
         return (self._clock() - started) * 1000.0
 
-    def _spawn(self, admission: Admission, latency_ms: float, error: str) -> None:
+    def _spawn(self, admission: Admission, outcome: Outcome, latency_ms: float) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._record_quietly(admission, latency_ms, error)
+            self._record_quietly(admission, outcome, latency_ms, "no answer before the SLA budget")
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _record_quietly(self, admission: Admission, latency_ms: float, error: str) -> None:
+    async def _record_quietly(
+        self, admission: Admission, outcome: Outcome, latency_ms: float, error: str
+    ) -> None:
+        if admission is UNKNOWN:
+            return
         try:
-            await self.breaker.record(admission, Outcome.FAILURE, latency_ms, error)
+            await self.breaker.record(admission, outcome, latency_ms, error)
         except Exception as exc:  # Redis unreachable: the next call counts again
             log.warning("circuit breaker of %s: outcome not recorded: %s", self.breaker.broker, exc)

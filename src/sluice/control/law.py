@@ -175,6 +175,16 @@ def _secs(ms: float | None) -> str:
 
 def decide(state: LawState, obs: Observation, cfg: LawConfig) -> Decision:
     """The next target after ``obs`` (see the module docstring for the law)."""
+    if state.last_at is not None and obs.at_s < state.last_at:
+        # The Redis server's clock went back (a failover to a replica behind, an NTP step):
+        # saved times now lie in the future and would hold every cool-down (and the counts,
+        # "settling") for as long as the step. Bring them back to now.
+        state = replace(
+            state,
+            last_at=obs.at_s,
+            changed_at=min(state.changed_at, obs.at_s) if state.changed_at is not None else None,
+            cap_at=min(state.cap_at, obs.at_s) if state.cap_at is not None else None,
+        )
     known = state.last_at is not None  # false for the very first observation
     dt = obs.at_s - state.last_at if state.last_at is not None else cfg.short_tau_s
     latency, baseline = state.latency_ms, state.baseline_ms

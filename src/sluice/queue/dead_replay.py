@@ -123,6 +123,13 @@ async def replay(queue: DeadLetters, flt: DeadLetterFilter, *, dry_run: bool) ->
     result = Replay(matched=[r.id for r in await select(queue, flt)], dry_run=dry_run)
     if dry_run:
         return result
+    return await requeue(queue, result)
+
+
+async def requeue(queue: DeadLetters, selected: Replay) -> Replay:
+    """Requeue exactly the dead letters ``selected`` matched (a dry run's), not what the
+    filter selects by now: what an operator confirmed is what is replayed."""
+    result = Replay(matched=list(selected.matched), dry_run=False)
     for job_id in result.matched:
         (result.requeued if await queue.retry_dead(job_id) else result.skipped).append(job_id)
     return result

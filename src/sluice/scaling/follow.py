@@ -9,17 +9,23 @@ recommendation within ``SLUICE_SCALING_MIN_WORKERS..SLUICE_SCALING_MAX_WORKERS``
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sluice.queue.queue import Queue
 from sluice.redis.pool import connect_from_settings
-from sluice.scaling.service import read_state
+from sluice.scaling.service import STALE_AFTER_S, age_s, read_state
 from sluice.scaling.settings import ScalingSettings
 from sluice.settings.config import Settings
 
 __all__ = ["AutoProcesses", "desired_reader", "parse_processes"]
+
+log = logging.getLogger("sluice.scaling")
+
+MAX_PROCESSES = 10_000
+"""As SLUICE_SCALING_MAX_WORKERS allows; the supervisor numbers its slots below it."""
 
 _AUTO = re.compile(r"^auto(?::(\d+)\.\.(\d+))?$")
 
@@ -54,14 +60,15 @@ def parse_processes(value: str, scaling: ScalingSettings) -> int | AutoProcesses
     if low is None:
         return AutoProcesses(scaling.min_workers, scaling.max_workers)
     minimum, maximum = int(low), int(high)
-    if not 1 <= minimum <= maximum:
-        raise ValueError(f"--processes {value!r}: need 1 <= MIN <= MAX")
+    if not 1 <= minimum <= maximum <= MAX_PROCESSES:
+        raise ValueError(f"--processes {value!r}: need 1 <= MIN <= MAX <= {MAX_PROCESSES}")
     return AutoProcesses(minimum, maximum)
 
 
 def desired_reader(settings: Settings, url: str) -> Callable[[], int | None]:
     """A blocking read of the recommended worker count for the supervisor (None: no
-    recommendation stored, keep the current count). Each call opens and closes its own
+    recommendation stored, or one older than :data:`STALE_AFTER_S` because no leader
+    refreshes it: keep the current count). Each call opens and closes its own
     connection: the supervisor is a plain process that asks every few seconds."""
 
     async def read() -> int | None:
@@ -70,6 +77,16 @@ def desired_reader(settings: Settings, url: str) -> Callable[[], int | None]:
             state = await read_state(Queue(settings.queue, redis=handle.client))
         finally:
             await handle.close()
-        return None if state is None else int(state["desired_workers"])
+        if state is None:
+            return None
+        age = age_s(state)
+        if age > STALE_AFTER_S:
+            log.warning(
+                "scaling recommendation is %.0f s old (no leader refreshes it): keeping the "
+                "current worker count",
+                age,
+            )
+            return None
+        return int(state["desired_workers"])
 
     return lambda: asyncio.run(read())

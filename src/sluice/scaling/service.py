@@ -39,7 +39,7 @@ from sluice.scaling.recommend import recommend
 from sluice.scaling.settings import ScalingSettings, load_scaling_settings
 from sluice.settings.config import Settings
 
-__all__ = ["HORIZON_MIN", "Scaler", "read_state", "scaler_for"]
+__all__ = ["HORIZON_MIN", "STALE_AFTER_S", "Scaler", "age_s", "read_state", "scaler_for"]
 
 log = logging.getLogger("sluice.scaling")
 
@@ -47,6 +47,10 @@ HORIZON_MIN = 15
 REFIT_EVERY_MIN = 60
 SERVICE_WINDOW_MIN = 60
 STATE_TTL_S = 600  # a state no leader refreshed for 10 minutes is gone, not stale-but-trusted
+# The leader computes once a finished minute: a state not refreshed for three minutes means
+# no leader is computing (or the roll-ups stopped). It is still shown (with its age), but
+# nothing acts on it: `--processes auto` keeps its count, KEDA gets a 404 (its fallback).
+STALE_AFTER_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,15 @@ def scaler_for(queue: Queue, settings: Settings) -> Scaler | None:
     if not scaling.enabled:
         return None
     return Scaler(queue, scaling, settings.worker_concurrency)
+
+
+def age_s(state: dict[str, Any], now: float | None = None) -> float:
+    """How old a stored state is, in seconds (its leader's clock against this one's)."""
+    try:
+        computed = float(state["computed_at"])
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+    return max(0.0, (time.time() if now is None else now) - computed)
 
 
 async def read_state(queue: Queue) -> dict[str, Any] | None:

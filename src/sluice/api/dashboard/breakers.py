@@ -22,7 +22,7 @@ from sluice.api.admin import DeadLetterReplay, replay_filter
 from sluice.api.dashboard.sessions import Csrf, Session
 from sluice.api.state import app_state
 from sluice.broker.breaker import read_breakers
-from sluice.queue.dead_replay import replay
+from sluice.queue.dead_replay import replay, requeue
 
 log = logging.getLogger("sluice.dashboard")
 
@@ -59,7 +59,7 @@ async def replay_dead(request: Request, _: Csrf, body: DashboardReplay) -> JSONR
             {"detail": "confirm the current count", "matched": len(preview.matched)},
             status.HTTP_409_CONFLICT,
         )
-    done = await replay(queue, flt, dry_run=False)
+    done = await requeue(queue, preview)  # the letters counted, none that died since
     log.warning(
         "dashboard: %d dead letters replayed (%d skipped) by filter %s",
         len(done.requeued),

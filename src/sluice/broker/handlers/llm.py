@@ -49,6 +49,7 @@ DEFAULT_SYSTEM_PROMPT = (
 _ROLES = ("user", "assistant")
 _MIN_TIMEOUT_S = 0.05
 _EXCERPT = 200
+_KEY_SPAN = 1024  # longer than any API key: see _excerpt
 
 
 class LlmHandler:
@@ -206,7 +207,11 @@ class LlmHandler:
             ) from None
 
     def _excerpt(self, response: httpx.Response) -> str:
-        return self._scrub(response.text[:_EXCERPT].replace("\n", " "))
+        # Scrubbed before it is cut: a key echoed across the cut would match neither whole
+        # nor by its tail, and its head would go out. The slice scrubbed runs past the cut
+        # by more than any key is long (OpenAI's project keys are ~164 characters).
+        text = self._scrub(response.text[: _EXCERPT + _KEY_SPAN])
+        return text[:_EXCERPT].replace("\n", " ")
 
     def _scrub(self, text: str) -> str:
         """Servers sometimes echo the key (or part of it) in errors: never pass it on; nor
