@@ -6,9 +6,11 @@ breakers too."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sluice.broker.breaker import CircuitBreaker, Outcome
+from sluice.queue.queue import Queue
 from sluice.settings.breaker import load_breaker_settings
 
 from ..api.conftest import TOKEN
