@@ -265,17 +265,23 @@ def predictive(params: Params) -> Policy:
             if fitted is None or last - fitted.fitted_until >= params.refit_every_min:
                 fitted = model[0] = fit_model(history, last, band=params.band)
             forecast = fitted.forecast(history, last)
-        upper_per_min = forecast.peak_upper_within(params.lookahead_min)
-        return recommend(
-            upper_per_min / 60 + (waiting / params.drain_s if params.drain_s > 0 else 0.0),
-            params.service_s,
-            params.slots,
-            params.target_utilization,
-            params.min_workers,
-            params.max_workers,
-        ).desired
+        return desired_for(params, forecast.peak_upper_within(params.lookahead_min), waiting)
 
     return decide
+
+
+def desired_for(params: Params, arrivals_per_min: float, waiting: float) -> int:
+    """The recommendation formula (sluice.scaling.recommend) for an arrival rate per minute
+    plus the waiting messages drained within ``drain_s``: what predictive and oracle share."""
+    drain = waiting / params.drain_s if params.drain_s > 0 else 0.0
+    return recommend(
+        arrivals_per_min / 60 + drain,
+        params.service_s,
+        params.slots,
+        params.target_utilization,
+        params.min_workers,
+        params.max_workers,
+    ).desired
 
 
 def oracle(params: Params, trace: list[int], first: int) -> Policy:
@@ -285,16 +291,7 @@ def oracle(params: Params, trace: list[int], first: int) -> Policy:
 
     def decide(last: int, seen: list[int], current: int, _: float, waiting: float) -> int:
         now = last + 1 - first
-        ahead = max(trace[now : now + params.startup_min + 1] or [0])
-        drain = waiting / params.drain_s if params.drain_s > 0 else 0.0
-        return recommend(
-            ahead / 60 + drain,
-            params.service_s,
-            params.slots,
-            params.target_utilization,
-            params.min_workers,
-            params.max_workers,
-        ).desired
+        return desired_for(params, max(trace[now : now + params.startup_min + 1] or [0]), waiting)
 
     return decide
 

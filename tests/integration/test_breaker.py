@@ -349,11 +349,10 @@ async def replied(system: System, conversations: list[int], after: dict[int, int
 
 
 async def handed_off(system: System, conversations: list[int]) -> None:
-    """Until each conversation is ``open`` (the fake Chatwoot's state: no event to await)."""
-    for _ in range(400):
-        if all(system.sim.conversation(ACCOUNT, c)["status"] == "open" for c in conversations):
-            return
-        await asyncio.sleep(0.05)
+    """Until each conversation is ``open``: a handoff is an API call to the fake Chatwoot,
+    so each check waits for the simulator's next answered call (bounded by the caller)."""
+    while not all(system.sim.conversation(ACCOUNT, c)["status"] == "open" for c in conversations):
+        await system.sim.wait_for_activity(timeout=20)
 
 
 async def test_while_open_every_turn_is_answered_once_by_the_fallback(system: System) -> None:
